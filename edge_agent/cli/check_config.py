@@ -1,0 +1,26 @@
+"""`edge-agent check-config FILE`: validate a config file without starting anything."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from edge_agent.config import load_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check-config", help="validate a config file",
+                       description="Validate a config file: exit 0 with a summary, or 2 with "
+                                   "one line per problem.")
+    p.add_argument("file", help="TOML config file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    config = load_config(args.file)
+    kinds = Counter(d.kind for d in config.devices)
+    by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    print(f"{args.file}: ok")
+    print(f"  store {config.agent.store} in region {config.agent.region}")
+    print(f"  {len(config.devices)} device(s): {by_kind}")
+    print(f"  state in {config.agent.state_dir}")
+    return 0

@@ -1,0 +1,66 @@
+"""Parse the command line and dispatch to the command modules of this package.
+
+Each module here with a `register(subparsers)` function adds one command and sets `func`, which
+takes the parsed arguments and returns the exit code: 0 done, 1 the work failed, 2 a user's
+mistake (bad arguments, invalid config). A user's mistake never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from edge_agent import __version__
+from edge_agent.errors import ConfigError, EdgeError
+
+from . import output
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every command module's subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Retail Edge store agent: watches receipt printers, network printers, "
+                    "scanners and the register, predicts failures, and syncs with the hub.")
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = sys.modules[__package__]
+    for mod in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if mod.name in ("main", "output") or mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__package__}.{mod.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def version_text() -> str:
+    """Return the agent's version line(s)."""
+    import platform
+
+    return f"edge-agent {__version__} (Python {platform.python_version()})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        return output.config_error(err)
+    except EdgeError as err:
+        output.error(str(err))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

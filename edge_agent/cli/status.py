@@ -1,0 +1,95 @@
+"""`edge-agent status`: each device's last reading, stale or not and why, and the outbox depth.
+
+It reads the agent's state on disk, so it works whether the daemon is running or not.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timezone
+
+from edge_agent.cli.output import age, print_json, table
+from edge_agent.config import load_config
+from edge_agent.outbox import outbox_stats
+from edge_agent.reading import parse_ts, utcnow
+from edge_agent.recorder import load_states
+from edge_agent.state import db as statedb
+from edge_agent.state.lock import holder
+
+SUMMARY_KEYS = ("device.status", "printer.paper", "printer.cover", "host.cpu_pct",
+                "host.disk_pct", "scanner.connected", "usb.present")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="show devices, staleness and the outbox",
+                       description="Show each device's last reading, whether it is stale and "
+                                   "why, and the outbox depth, from the state on disk.")
+    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def collect(config) -> dict:
+    """Build the status document from the config and the state database."""
+    now = utcnow()
+    pid = holder(config.agent.state_dir)
+    doc = {"store": config.agent.store, "region": config.agent.region,
+           "agent": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
+           "devices": [], "outbox": None}
+    saved = {}
+    if config.state_path.exists():
+        db = statedb.connect(config.state_path, readonly=True)
+        try:
+            saved = load_states(db)
+            doc["outbox"] = outbox_stats(db, time.time())
+        finally:
+            db.close()
+    for device in config.devices:
+        entry = {"id": device.id, "kind": device.kind, "enabled": device.enabled,
+                 "ts": None, "age_s": None, "stale": True, "reason": "never polled",
+                 "values": {}}
+        st = saved.get(device.id)
+        if not device.enabled:
+            entry["reason"] = "disabled"
+        elif st:
+            last, good = st["reading"], st["last_good"]
+            entry["ts"] = last["ts"]
+            entry["age_s"] = round((now - parse_ts(last["ts"])).total_seconds(), 1)
+            good_age = (now - parse_ts(good["ts"])).total_seconds() if good else None
+            entry["values"] = (good or last)["values"]
+            entry["failures"] = st["failures"]
+            if good_age is None:
+                entry["reason"] = last.get("reason") or "no good reading yet"
+            elif good_age > device.stale_after:
+                why = last.get("reason") if last.get("stale") else "no poll since"
+                entry["reason"] = (f"last good reading {age(good_age)} old "
+                                   f"(max_age {age(device.stale_after)}): {why}")
+            else:
+                entry["stale"], entry["reason"] = False, None
+            entry["last_good_ts"] = good["ts"] if good else None
+        doc["devices"].append(entry)
+    return doc
+
+
+def run(args) -> int:
+    config = load_config(args.config)
+    doc = collect(config)
+    if args.json:
+        print_json(doc)
+        return 0
+    agent = doc["agent"]
+    print(f"store {doc['store']} ({doc['region']}): agent "
+          + (f"running, pid {agent['pid']}" if agent["running"] else "not running"))
+    rows = []
+    for d in doc["devices"]:
+        shown = ", ".join(f"{k.split('.')[-1]}={d['values'][k]}" for k in SUMMARY_KEYS
+                          if k in d["values"])
+        rows.append((d["id"], d["kind"], "STALE" if d["stale"] else "ok", age(d["age_s"]),
+                     shown or "-", d["reason"] or ""))
+    print(table(("device", "kind", "state", "age", "last values", "why"), rows))
+    ob = doc["outbox"]
+    if ob:
+        print(f"outbox: {ob['rows']} rows, {ob['bytes']} bytes, oldest {age(ob['oldest_age_s'])}")
+    else:
+        print("outbox: no state database yet")
+    return 0

@@ -1,0 +1,71 @@
+"""The collector registry: one sub-package per protocol; its folder name is its kind.
+
+Each collector package exposes, from an `__init__.py` that imports nothing heavy:
+    Config        frozen dataclass of its `[devices.<kind>]` table
+    SCHEMES       URL schemes `edge-agent probe` accepts for it
+    MATURITY      "stable", "beta" or "experimental"
+    CAPABILITIES  vocabulary names it can report
+    create(device) -> Collector       imports the protocol library only when called
+    config_from_url(parts) -> Config  builds its table from a probe URL (raises ConfigError)
+So validating a config never imports pysnmp, python-escpos or onnxruntime, and the agent imports
+only what its configured devices need.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+from types import ModuleType
+from urllib.parse import parse_qsl, urlsplit
+
+from edge_agent.errors import ConfigError, Problem
+
+
+@lru_cache(maxsize=1)
+def _names() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                        if m.ispkg and not m.name.startswith("_")))
+
+
+def names() -> list[str]:
+    """Return the kinds of every collector."""
+    return list(_names())
+
+
+def get(kind: str) -> ModuleType:
+    """Return a collector package by kind."""
+    if kind not in _names():
+        raise ConfigError(Problem("kind", f"unknown collector {kind!r}"))
+    return importlib.import_module(f"{__name__}.{kind}")
+
+
+def for_scheme(scheme: str) -> ModuleType:
+    """Return the collector package that handles a probe URL scheme."""
+    for kind in _names():
+        module = get(kind)
+        if scheme in getattr(module, "SCHEMES", ()):
+            return module
+    known = sorted(s for k in _names() for s in getattr(get(k), "SCHEMES", ()))
+    raise ConfigError(Problem("url", f"unknown scheme {scheme!r}; known: {', '.join(known)}"))
+
+
+def device_from_url(url: str, **common: object):
+    """Build a DeviceConfig from a probe URL such as `host://` or `snmp://public@10.0.0.5`."""
+    import dataclasses
+
+    from edge_agent.config import DeviceConfig
+
+    parts = urlsplit(url)
+    if not parts.scheme:
+        raise ConfigError(Problem("url", f"{url!r} has no scheme (such as host://)"))
+    module = for_scheme(parts.scheme)
+    options = module.config_from_url(parts)
+    device = DeviceConfig(id=common.pop("id", None) or module.__name__.rsplit(".", 1)[1],
+                          kind=module.__name__.rsplit(".", 1)[1])
+    return dataclasses.replace(device, options=options, **common)
+
+
+def query(parts) -> dict[str, str]:
+    """Return a URL's query parameters as a dict; repeated keys keep the last value."""
+    return dict(parse_qsl(parts.query, keep_blank_values=True))

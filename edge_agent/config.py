@@ -1,0 +1,200 @@
+"""The agent's config: TOML into frozen dataclasses, every mistake reported with its key path.
+
+Defaults live here, in one place; agent.example.toml documents every key and a test keeps the two
+from drifting. Each device names a collector (`kind`) and may carry a table of that collector's
+own settings named after it (`[devices.escpos]`), whose dataclass lives in the collector's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from edge_agent import collectors
+from edge_agent.configschema import join, load, setting
+from edge_agent.errors import ConfigError, Problem
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")
+
+
+def check_id(value: str) -> str | None:
+    """Return why a store, region or device id is not usable in MQTT topics, or None."""
+    if not _ID.match(value):
+        return ("must be 1-64 characters of letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter or digit")
+    return None
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """Who this agent is and where it keeps its state."""
+
+    store: str = setting(doc="Store id, unique in the chain; used in MQTT topics.",
+                         check=check_id, example="store-0001")
+    region: str = setting("default", doc="Region the store belongs to; routes its alerts.",
+                          check=check_id)
+    state_dir: str = setting("/var/lib/edge-agent",
+                             doc="Folder of the state database (outbox, device state, windows).")
+    log_level: str = setting("info", doc="Least severe log level written.",
+                             choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class OutboxSection:
+    """Budgets of the outbox; past them telemetry is dropped first, alerts and decisions last."""
+
+    max_bytes: int = setting(64 * 1024 * 1024, doc="Bytes the outbox may hold.", min=65536)
+    max_age_s: float = setting(7 * 86400.0, doc="Age after which unsent telemetry is dropped.",
+                               gt=0)
+
+
+@dataclass(frozen=True)
+class TelemetrySection:
+    """How readings are batched into telemetry envelopes."""
+
+    flush_interval: float = setting(1.0, doc="Seconds between commits of buffered readings.",
+                                    gt=0, max=3600)
+    batch_max: int = setting(200, doc="Readings in one telemetry envelope at most.",
+                             min=1, max=10000)
+    buffer_max: int = setting(5000, doc="Readings held in memory before the oldest is dropped.",
+                              min=10, max=1_000_000)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One device to poll, and how often; the collector's own settings are in `options`."""
+
+    id: str = setting(doc="Device id, unique in this store.", check=check_id,
+                      example="receipt-1")
+    kind: str = setting(doc="Collector that polls it (host, escpos, snmp, scanner, usb).",
+                        example="host")
+    interval: float = setting(30.0, doc="Seconds between polls.", gt=0, max=86400)
+    timeout: float = setting(5.0, doc="Seconds one poll may take before it counts as a timeout.",
+                             gt=0, max=600)
+    jitter: float = setting(0.1, doc="Random spread of the interval, as a fraction of it.",
+                            min=0, max=0.5)
+    max_age: float = setting(0.0, doc="Seconds after which the last good reading is stale; "
+                                      "0 means three intervals.", min=0)
+    backoff_max: float = setting(300.0, doc="Longest wait between polls of a failing device.",
+                                 gt=0)
+    enabled: bool = setting(True, doc="Poll this device.")
+    options: Any = dataclasses.field(default=None, compare=True)
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds after which the last good reading is stale (NUT's max_age)."""
+        return self.max_age if self.max_age > 0 else 3 * self.interval
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The whole agent config."""
+
+    agent: AgentSection
+    outbox: OutboxSection = OutboxSection()
+    telemetry: TelemetrySection = TelemetrySection()
+    devices: tuple[DeviceConfig, ...] = ()
+    source: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def state_path(self) -> Path:
+        """The state database's path."""
+        from edge_agent.state.db import DB_NAME
+
+        return Path(self.agent.state_dir) / DB_NAME
+
+    def device(self, device_id: str) -> DeviceConfig | None:
+        """Return the device with this id, or None."""
+        return next((d for d in self.devices if d.id == device_id), None)
+
+
+def load_device(data: Any, path: str, problems: list[Problem]) -> DeviceConfig | None:
+    """Build one DeviceConfig, with its collector's table, appending problems."""
+    if not isinstance(data, dict):
+        problems.append(Problem(path, "expected a table"))
+        return None
+    names = collectors.names()
+    kind = data.get("kind")
+    start = len(problems)
+    device = load(DeviceConfig, data, path, problems, skip=tuple(names) + ("options",))
+    if "options" in data:
+        problems.append(Problem(join(path, "options"), "unknown key"))
+    for other in names:
+        if other in data and other != kind:
+            problems.append(Problem(join(path, other),
+                                    f"is the table of kind {other!r}, but kind is {kind!r}"))
+    if isinstance(kind, str) and kind not in names:
+        problems.append(Problem(join(path, "kind"),
+                                f"unknown collector {kind!r}; known: {', '.join(names)}"))
+        return None
+    if not isinstance(kind, str):
+        return None
+    table = data.get(kind, {})
+    if not isinstance(table, dict):
+        problems.append(Problem(join(path, kind), "expected a table"))
+        return None
+    options = load(collectors.get(kind).Config, table, join(path, kind), problems)
+    if len(problems) > start or device is None:
+        return None
+    return dataclasses.replace(device, options=options)
+
+
+def parse_config(data: dict[str, Any], source: str = "") -> AgentConfig:
+    """Build an AgentConfig from parsed TOML; raise ConfigError listing every problem."""
+    problems: list[Problem] = []
+    config = load(AgentConfig, data, "", problems, skip=("devices", "source"))
+    if "source" in data:
+        problems.append(Problem("source", "unknown key"))
+    raw_devices = data.get("devices", [])
+    devices: list[DeviceConfig] = []
+    if not isinstance(raw_devices, list):
+        problems.append(Problem("devices", "expected an array of tables ([[devices]])"))
+        raw_devices = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_devices):
+        device = load_device(raw, f"devices[{i}]", problems)
+        dev_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(dev_id, str):
+            if dev_id in seen:
+                problems.append(Problem(f"devices[{i}].id",
+                                        f"duplicate id {dev_id!r} (also devices[{seen[dev_id]}])"))
+            else:
+                seen[dev_id] = i
+        if device is not None:
+            devices.append(device)
+    if problems:
+        raise ConfigError(problems, source)
+    return dataclasses.replace(config, devices=tuple(devices), source=source)
+
+
+def parse_text(text: str, source: str = "<string>") -> AgentConfig:
+    """Parse TOML text into an AgentConfig."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(Problem("", f"not valid TOML: {err}"), source) from err
+    return parse_config(data, source)
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and parse a config file; raise ConfigError naming what is wrong."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(Problem("", f"cannot read {path}: {err.strerror or err}"),
+                          str(path)) from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(Problem("", f"not UTF-8 text (byte {err.start})"), str(path)) from err
+    return parse_text(text, str(path))

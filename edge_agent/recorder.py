@@ -1,0 +1,138 @@
+"""Commit readings and envelopes: device state and the outbox, in one transaction per flush.
+
+Readings arrive from the loop many times a second; the recorder buffers them (bounded: past
+`buffer_max` the oldest is dropped and counted) and, every `flush_interval`, commits the latest
+state of each device and the readings as telemetry envelopes in one transaction on the database
+thread, so the event loop never waits on disk. Alerts and decisions take the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Mapping, TypeVar
+
+from edge_agent.config import TelemetrySection
+from edge_agent.outbox import Outbox, Row
+from edge_agent.reading import Reading
+from edge_agent.scheduler import DeviceState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Recorder:
+    """Buffer readings and envelopes; commit them in batches on the database thread."""
+
+    def __init__(self, outbox: Outbox, settings: TelemetrySection, db_executor: ThreadPoolExecutor):
+        self.outbox = outbox
+        self.settings = settings
+        self.db_executor = db_executor
+        self._readings: deque[Reading] = deque()
+        self._states: dict[str, tuple[Reading, Reading | None, int, int]] = {}
+        self._envelopes: deque[tuple[str, Mapping[str, Any]]] = deque()
+        self.dropped_readings = 0
+        self.committed_rows = 0
+        self._flush_lock = asyncio.Lock()
+        self.observers: list[Callable[[Reading], None]] = []
+
+    def submit(self, reading: Reading, state: DeviceState) -> None:
+        """Take one reading from the loop (never blocks)."""
+        if len(self._readings) >= self.settings.buffer_max:
+            self._readings.popleft()
+            self.dropped_readings += 1
+        self._readings.append(reading)
+        self._states[reading.device] = (reading, state.last_good, state.failures, state.timeouts)
+        for observe in self.observers:
+            try:
+                observe(reading)
+            except Exception:
+                log.exception("reading observer failed", extra={"device": reading.device})
+
+    def publish(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Queue an envelope (alert, decision, event) for the next commit."""
+        self._envelopes.append((kind, body))
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a function on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
+
+    async def run(self) -> None:
+        """Flush every flush_interval until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            try:
+                await self.flush()
+            except Exception:
+                # A full disk or a locked file must not stop polling; the buffer is bounded.
+                log.exception("commit failed; will retry")
+
+    async def flush(self) -> list[Row]:
+        """Commit what is buffered now; return the outbox rows written."""
+        async with self._flush_lock:
+            readings = list(self._readings)
+            self._readings.clear()
+            states = self._states
+            self._states = {}
+            envelopes = list(self._envelopes)
+            self._envelopes.clear()
+            if not readings and not states and not envelopes:
+                return []
+            items: list[tuple[str, Mapping[str, Any]]] = list(envelopes)
+            step = self.settings.batch_max
+            for i in range(0, len(readings), step):
+                items.append(("telemetry",
+                              {"readings": [r.to_dict() for r in readings[i:i + step]]}))
+            try:
+                rows = await self.db(self._commit, items, states)
+            except BaseException:
+                # Put back what was not committed, within the bound, for the next flush.
+                self._readings.extendleft(reversed(readings[-self.settings.buffer_max:]))
+                self._envelopes.extendleft(reversed(envelopes))
+                for dev, st in states.items():
+                    self._states.setdefault(dev, st)
+                raise
+            self.committed_rows += len(rows)
+            return rows
+
+    def _commit(self, items, states) -> list[Row]:
+        now = time.time()
+
+        def write_states(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO device_state (device, kind, reading, last_good, failures, timeouts,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
+                " kind = excluded.kind, reading = excluded.reading,"
+                " last_good = COALESCE(excluded.last_good, device_state.last_good),"
+                " failures = excluded.failures, timeouts = excluded.timeouts,"
+                " updated = excluded.updated",
+                [(dev, r.kind, r.to_json(), good.to_json() if good else None, fails, touts, now)
+                 for dev, (r, good, fails, touts) in states.items()])
+
+        return self.outbox.enqueue_many(items, also=write_states if states else None)
+
+
+def forget_devices(db: sqlite3.Connection, keep: set[str]) -> int:
+    """Remove the saved state of devices no longer configured; return how many."""
+    rows = [r[0] for r in db.execute("SELECT device FROM device_state")]
+    gone = [d for d in rows if d not in keep]
+    if gone:
+        db.executemany("DELETE FROM device_state WHERE device = ?", [(d,) for d in gone])
+    return len(gone)
+
+
+def load_states(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Read every device's saved state (for `status`)."""
+    out = {}
+    for dev, kind, reading, last_good, failures, timeouts, updated in db.execute(
+            "SELECT device, kind, reading, last_good, failures, timeouts, updated"
+            " FROM device_state ORDER BY device"):
+        out[dev] = {"kind": kind, "reading": json.loads(reading),
+                    "last_good": json.loads(last_good) if last_good else None,
+                    "failures": failures, "timeouts": timeouts, "updated": updated}
+    return out

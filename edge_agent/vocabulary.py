@@ -1,0 +1,151 @@
+"""The shared vocabulary: every dotted reading name, its type and its allowed values.
+
+Collectors map their protocol onto these names (as Network UPS Tools does with ups.status), so
+features, policies, the hub and people see the same words whatever the wire was. A name not in
+this table is not a valid reading name: add it here and document it in docs/vocabulary.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+DEVICE_STATUSES = ("ok", "warning", "error", "offline", "asleep", "unknown")
+
+
+@dataclass(frozen=True)
+class Name:
+    """One vocabulary entry: a dotted name (with <n> for an index), its type and its unit."""
+
+    pattern: str
+    type: str  # "str", "int", "float", "bool", "enum"
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+    doc: str = ""
+    nullable: bool = False
+
+
+NAMES: tuple[Name, ...] = (
+    # Every device.
+    Name("device.status", "enum", DEVICE_STATUSES, doc="overall state of the device"),
+    Name("device.model", "str", doc="model name as the device reports it"),
+    Name("device.firmware", "str", doc="firmware or ROM version"),
+    Name("device.serial", "str", doc="serial number"),
+    Name("device.vendor", "str", doc="manufacturer"),
+    Name("device.description", "str", doc="free-text description (SNMP sysDescr)"),
+    Name("device.object_id", "str", doc="SNMP sysObjectID"),
+    Name("device.uptime_s", "float", unit="s", doc="time since the device booted"),
+    # Receipt and network printers.
+    Name("printer.status", "enum", ("idle", "printing", "warmup", "other", "unknown"),
+         doc="hrPrinterStatus"),
+    Name("printer.online", "bool", doc="the printer accepts jobs"),
+    Name("printer.paper", "enum", ("ok", "near_end", "out"), doc="paper roll or input paper"),
+    Name("printer.cover", "enum", ("open", "closed")),
+    Name("printer.cutter", "enum", ("ok", "error")),
+    Name("printer.error", "enum", ("none", "recoverable", "unrecoverable")),
+    Name("printer.jam", "bool"),
+    Name("printer.drawer", "enum", ("open", "closed"), doc="cash drawer kick-out connector pin 3"),
+    Name("printer.page_count", "int", unit="pages", doc="lifetime counter"),
+    Name("printer.error_state", "str", doc="hrPrinterDetectedErrorState as hex"),
+    Name("printer.errors", "str", doc="decoded error-state bits, comma-separated"),
+    Name("printer.cut_count", "int", unit="cuts", doc="lifetime autocutter cuts"),
+    Name("printer.head_km", "float", unit="km", doc="paper length run under the head"),
+    Name("printer.head_temp_c", "float", unit="C"),
+    Name("tray.<n>.name", "str"),
+    Name("tray.<n>.level", "int", unit="sheets", nullable=True,
+         doc="sheets left; null when unknown"),
+    Name("tray.<n>.capacity", "int", unit="sheets", nullable=True),
+    Name("tray.<n>.status", "int", doc="prtInputStatus as the MIB sums it"),
+    Name("supply.<n>.description", "str"),
+    Name("supply.<n>.type", "str", doc="toner, ink, opc, fuser... (prtMarkerSuppliesType)"),
+    Name("supply.<n>.class", "enum", ("consumed", "receptacle", "other")),
+    Name("supply.<n>.level", "int", nullable=True, doc="raw level; null when unknown"),
+    Name("supply.<n>.capacity", "int", nullable=True, doc="raw capacity; null when unknown"),
+    Name("supply.<n>.level_pct", "float", unit="%", nullable=True,
+         doc="null when the device reports unknown or 'some remaining'"),
+    Name("alert.count", "int", doc="rows in the printer's alert table"),
+    Name("alert.<n>.severity", "str"),
+    Name("alert.<n>.code", "str"),
+    Name("alert.<n>.description", "str"),
+    # Barcode scanners.
+    Name("scanner.connected", "bool"),
+    Name("scanner.reads", "int", doc="frames decoded since the agent started"),
+    Name("scanner.no_reads", "int"),
+    Name("scanner.decode_errors", "int", doc="malformed frames"),
+    Name("scanner.reconnects", "int"),
+    Name("scanner.last_scan_age_s", "float", unit="s", nullable=True),
+    Name("scanner.heartbeat", "enum", ("ok", "missing", "off")),
+    # USB presence.
+    Name("usb.present", "bool"),
+    Name("usb.connects", "int"),
+    Name("usb.disconnects", "int"),
+    Name("usb.node", "str", nullable=True, doc="tty or printer node the device has now"),
+    Name("usb.path", "str", nullable=True, doc="sysfs bus path"),
+    # The register PC.
+    Name("host.cpu_pct", "float", unit="%"),
+    Name("host.mem_pct", "float", unit="%"),
+    Name("host.swap_pct", "float", unit="%"),
+    Name("host.disk_pct", "float", unit="%"),
+    Name("host.disk.<n>.pct", "float", unit="%"),
+    Name("host.temp_c", "float", unit="C", doc="hottest sensor"),
+    Name("host.uptime_s", "float", unit="s"),
+    Name("host.boot_time", "str", doc="ISO 8601 UTC"),
+    Name("host.load_1m", "float"),
+    Name("host.net.latency_ms", "float", unit="ms", nullable=True,
+         doc="worst TCP-connect latency to the configured hosts; null if none answered"),
+    Name("host.net.<n>.latency_ms", "float", unit="ms", nullable=True,
+         doc="TCP-connect latency to one configured host; null when it did not answer"),
+    Name("host.proc.<n>.running", "bool", doc="a configured process is running"),
+    # Polling itself.
+    Name("poll.latency_ms", "float", unit="ms"),
+    Name("poll.errors", "int", doc="consecutive failed polls"),
+    Name("poll.timeouts", "int", doc="polls that timed out since the agent started"),
+)
+
+_INDEX = r"[A-Za-z0-9_\-]+"
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    parts = [(_INDEX if p == "<n>" else re.escape(p)) for p in pattern.split(".")]
+    return re.compile(r"\.".join(parts) + r"\Z")
+
+
+_EXACT = {n.pattern: n for n in NAMES if "<n>" not in n.pattern}
+_INDEXED = [(n, _compile(n.pattern)) for n in NAMES if "<n>" in n.pattern]
+
+
+def lookup(name: str) -> Name | None:
+    """Return the vocabulary entry for a reading name, or None if it is not a known name."""
+    entry = _EXACT.get(name)
+    if entry is not None:
+        return entry
+    for entry, rx in _INDEXED:
+        if rx.match(name):
+            return entry
+    return None
+
+
+def check_value(name: str, value: object) -> str | None:
+    """Return why a value is not valid for a name, or None if it is."""
+    entry = lookup(name)
+    if entry is None:
+        return "not in the vocabulary"
+    if value is None:
+        return None if entry.nullable else "must not be null"
+    t = entry.type
+    if t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t == "float":
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+    elif t == "enum":
+        ok = value in entry.choices
+    else:
+        ok = isinstance(value, str)
+    if ok:
+        return None
+    expected = f"one of {', '.join(entry.choices)}" if t == "enum" else t
+    return f"expected {expected}, got {value!r}"

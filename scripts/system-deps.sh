@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian packages that the integration tests and benchmarks need, when missing.
+# Run as root (CI, a fresh Debian machine) or with sudo available; otherwise say what to install.
+set -euo pipefail
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "system-deps: installing ${need[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "system-deps: run as root or install: ${need[*]}" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The Debian package starts a broker on port 1883; the tests start their own on free ports.
