@@ -1,0 +1,233 @@
+"""The wire protocol between agent and hub: topics, the envelope, message bodies, validation.
+
+Both sides import this module (the hub through `from edge_agent import wire`); it imports no
+MQTT library. Every payload from the network is untrusted: `decode()` checks size, JSON, schema
+version, field types, that the envelope's store, region and kind match its topic, and the body
+of each kind, and raises WireError with a short reason code the consumer counts.
+
+Topics (prefix configurable, default `edge/v1`):
+    {prefix}/{region}/{store}/{kind}     kind in birth, death, telemetry, decision, alert, event
+    {prefix}/{region}/{store}/cmd        hub to agent (signed); results on .../cmd/result
+    {prefix}/{region}/{store}/config     hub to agent (signed, retained)
+    {prefix}/hub/state                   hub online/offline (retained)
+    {prefix}/alerts/{region}/{store}     the hub's feed for regional managers
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from edge_agent.reading import Reading, parse_ts
+from edge_agent.errors import EdgeError, ReadingError
+
+VERSION = 1
+DEFAULT_PREFIX = "edge/v1"
+MAX_PAYLOAD = 256 * 1024  # bytes; a larger message is rejected unread
+UP_KINDS = ("birth", "death", "telemetry", "decision", "alert", "event")
+DECISIONS = ("ok", "watch", "predicted_failure", "failed")
+ALERT_STATES = ("raised", "cleared")
+SEVERITIES = ("info", "warning", "critical")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+class WireError(EdgeError):
+    """A message that does not follow the protocol; `code` is a short reason to count by."""
+
+    def __init__(self, code: str, detail: str = ""):
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}" if detail else code)
+
+
+def topic(region: str, store: str, kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Return the topic a store publishes one kind of message on."""
+    return f"{prefix}/{region}/{store}/{kind}"
+
+
+def cmd_topic(region: str, store: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/{region}/{store}/cmd"
+
+
+def config_topic(region: str, store: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/{region}/{store}/config"
+
+
+def hub_state_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/hub/state"
+
+
+def alert_feed_topic(region: str, store: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/alerts/{region}/{store}"
+
+
+def shared_subscription(prefix: str = DEFAULT_PREFIX, group: str = "hub") -> str:
+    """The MQTT v5 shared subscription hub workers use to split the stores' stream."""
+    return f"$share/{group}/{prefix}/+/+/#"
+
+
+def parse_topic(name: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str]:
+    """Split a store's topic into (region, store, kind); raise WireError if it is not one."""
+    if not name.startswith(prefix + "/"):
+        raise WireError("bad_topic", name)
+    parts = name[len(prefix) + 1:].split("/")
+    if len(parts) != 3 or parts[0] in ("hub", "alerts"):
+        raise WireError("bad_topic", name)
+    region, store, kind = parts
+    if not _ID.match(region) or not _ID.match(store):
+        raise WireError("bad_topic", name)
+    if kind not in UP_KINDS:
+        raise WireError("unknown_kind", kind)
+    return region, store, kind
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A decoded, validated message from a store."""
+
+    v: int
+    id: str
+    seq: int
+    store: str
+    region: str
+    ts: str
+    kind: str
+    body: Mapping[str, Any]
+
+
+def encode(envelope: Mapping[str, Any]) -> bytes:
+    """Serialize an envelope (a dict with the fields of Envelope) as compact JSON."""
+    return json.dumps(envelope, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(payload: bytes, topic_name: str | None = None,
+           prefix: str = DEFAULT_PREFIX) -> Envelope:
+    """Decode and validate one message; with its topic, check the envelope matches it."""
+    if len(payload) > MAX_PAYLOAD:
+        raise WireError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD}")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise WireError("not_json", str(err)[:120]) from err
+    if not isinstance(data, dict):
+        raise WireError("bad_envelope", "not a JSON object")
+    v = data.get("v")
+    if v != VERSION:
+        raise WireError("unknown_version", repr(v)[:40])
+    for key, kind in (("id", str), ("store", str), ("region", str), ("ts", str),
+                      ("kind", str), ("body", dict)):
+        if not isinstance(data.get(key), kind):
+            raise WireError("bad_envelope", f"{key}: missing or of the wrong type")
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise WireError("bad_envelope", "seq: expected a non-negative integer")
+    if not _UUID.match(data["id"]):
+        raise WireError("bad_envelope", "id: not a UUID")
+    if not _ID.match(data["store"]) or not _ID.match(data["region"]):
+        raise WireError("bad_envelope", "store or region: not a valid id")
+    try:
+        parse_ts(data["ts"])
+    except ReadingError as err:
+        raise WireError("bad_envelope", str(err)) from err
+    if data["kind"] not in UP_KINDS:
+        raise WireError("unknown_kind", data["kind"][:40])
+    if topic_name is not None:
+        region, store, kind = parse_topic(topic_name, prefix)
+        if (region, store) != (data["region"], data["store"]):
+            raise WireError("topic_mismatch",
+                            f"envelope of {data['region']}/{data['store']} on {topic_name}")
+        if kind != data["kind"]:
+            raise WireError("topic_mismatch", f"kind {data['kind']} on {topic_name}")
+    check_body(data["kind"], data["body"])
+    return Envelope(VERSION, data["id"], seq, data["store"], data["region"], data["ts"],
+                    data["kind"], data["body"])
+
+
+def _need(body: Mapping[str, Any], key: str, kinds: type | tuple[type, ...],
+          optional: bool = False) -> Any:
+    value = body.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in
+                                        (kinds if isinstance(kinds, tuple) else (kinds,))):
+        raise WireError("bad_body", f"{key}: missing or of the wrong type")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WireError("bad_body", f"{key}: not a finite number")
+    return value
+
+
+def check_body(kind: str, body: Mapping[str, Any]) -> None:
+    """Validate the body of one kind of message; raise WireError('bad_body', ...)."""
+    if kind == "telemetry":
+        readings = _need(body, "readings", list)
+        for i, r in enumerate(readings):
+            try:
+                # Names unknown to this side are accepted: a newer agent may know more words.
+                Reading.from_dict(r, strict_names=False)
+            except ReadingError as err:
+                raise WireError("bad_body", f"readings[{i}]: {err}") from err
+    elif kind == "decision":
+        check_decision(body)
+    elif kind == "alert":
+        check_alert(body)
+    elif kind in ("birth", "death"):
+        session = _need(body, "session", int)
+        if session < 0:
+            raise WireError("bad_body", "session: must be >= 0")
+        if kind == "birth":
+            inventory = _need(body, "inventory", list)
+            for i, item in enumerate(inventory):
+                if not (isinstance(item, dict) and isinstance(item.get("id"), str)
+                        and isinstance(item.get("kind"), str)):
+                    raise WireError("bad_body", f"inventory[{i}]: needs id and kind")
+    elif kind == "event":
+        _need(body, "event", str)
+
+
+def check_decision(body: Mapping[str, Any]) -> None:
+    """A decision: what the policy concluded for one device, with its provenance.
+
+    {"device": str, "decision": ok|watch|predicted_failure|failed, "previous": str|null,
+     "score": float|null, "threshold": float|null, "model": str|null (model version),
+     "features": {name: number|null}, "explanation": [str], "ts": ISO 8601}
+    """
+    _need(body, "device", str)
+    decision = _need(body, "decision", str)
+    if decision not in DECISIONS:
+        raise WireError("bad_body", f"decision: {decision[:40]!r} is not one of the decisions")
+    _need(body, "score", (int, float), optional=True)
+    _need(body, "threshold", (int, float), optional=True)
+    _need(body, "model", str, optional=True)
+    _need(body, "features", dict)
+    explanation = _need(body, "explanation", list)
+    if not all(isinstance(e, str) for e in explanation):
+        raise WireError("bad_body", "explanation: expected a list of strings")
+    _need(body, "ts", str)
+
+
+def check_alert(body: Mapping[str, Any]) -> None:
+    """An alert raised or cleared on a device.
+
+    {"alert": str (stable key: "<device>:<what>"), "device": str, "what": str (paper_out,
+     cover_open, offline, predicted_failure, ...), "state": raised|cleared,
+     "severity": info|warning|critical, "since": ISO 8601, "ts": ISO 8601,
+     "explanation": [str], "decision": {...} | null}
+    """
+    _need(body, "alert", str)
+    _need(body, "device", str)
+    _need(body, "what", str)
+    state = _need(body, "state", str)
+    if state not in ALERT_STATES:
+        raise WireError("bad_body", f"state: {state[:40]!r} is not raised or cleared")
+    severity = _need(body, "severity", str)
+    if severity not in SEVERITIES:
+        raise WireError("bad_body", f"severity: {severity[:40]!r} is not a severity")
+    _need(body, "since", str)
+    _need(body, "ts", str)
+    explanation = _need(body, "explanation", list)
+    if not all(isinstance(e, str) for e in explanation):
+        raise WireError("bad_body", "explanation: expected a list of strings")
