@@ -38,3 +38,13 @@ def run_cli(*args: str, timeout: float = 60, cwd: str | Path | None = None,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A fresh Mosquitto broker on a free loopback port, stopped after the test."""
+    from brokers import Mosquitto
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    yield broker
+    broker.kill()
