@@ -1,0 +1,312 @@
+"""Ingest: consume the stores' stream, validate, store each message once, then acknowledge.
+
+paho's network thread decodes and validates each PUBLISH (wire.decode) and hands it to a
+bounded queue; one writer thread commits up to `batch_max` messages or `batch_s` of them in one
+transaction (fleet state, alert feed rows and reject counts together) and only then sends the
+PUBACKs (paho `manual_ack=True`). A hub killed at any instant therefore loses nothing: what was
+not committed was not acknowledged, and the broker redelivers it to the persistent session; what
+is redelivered after a commit is dropped by id. A full queue blocks the network thread, which
+pushes back on the broker instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent import wire
+from hub import alerts, fleet
+from hub.errors import BrokerError, StoreError
+from hub.store import Store
+
+log = logging.getLogger("hub.ingest")
+
+
+@dataclass
+class Settings:
+    """How one ingest worker connects and batches."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "edge-hub"
+    group: str = "hub"
+    prefix: str = wire.DEFAULT_PREFIX
+    shared: bool = True          # False: a plain subscription (one worker; brokers without v5)
+    mqtt5: bool = True
+    keepalive: int = 30
+    session_expiry: int = 7 * 86400
+    batch_max: int = 1000
+    batch_s: float = 0.05
+    queue_max: int = 4000
+    flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
+    route_every_s: float = 0.25
+
+
+@dataclass
+class Item:
+    mid: int
+    qos: int
+    topic: str
+    env: wire.Envelope | None
+    error: wire.WireError | None
+    received: float
+    raw: bytes = b""
+
+
+class Ingest:
+    """One hub worker: an MQTT consumer, a batching writer and the alert router."""
+
+    def __init__(self, db: Store, settings: Settings,
+                 will: tuple[str, bytes] | None = None,
+                 on_connected: Callable[["Ingest"], None] | None = None):
+        self.db = db
+        self.s = settings
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.queue_max)
+        self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
+        self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
+        self.rejects: Counter[str] = Counter()
+        self._published: dict[int, str] = {}       # feed mid -> feed key, until PUBACK
+        self._acked_feed: list[str] = []
+        self._feed_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._route_now = threading.Event()
+        self.on_connected = on_connected
+        self.writer: threading.Thread | None = None
+        proto = mqtt.MQTTv5 if settings.mqtt5 else mqtt.MQTTv311
+        kwargs = {} if settings.mqtt5 else {"clean_session": False}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=settings.client_id, protocol=proto,
+                                  manual_ack=True, **kwargs)
+        # The outgoing queue holds only feed messages and hub state: small and bounded here.
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(0.5, 10)
+        if will:
+            props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
+            self.client.will_set(will[0], will[1], qos=1, retain=True, properties=props)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    # MQTT side (paho's network thread) -------------------------------------------------------
+
+    @property
+    def topic_filter(self) -> str:
+        if self.s.shared:
+            return wire.shared_subscription(self.s.prefix, self.s.group)
+        return f"{self.s.prefix}/+/+/#"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, subscribe and start the writer; raise BrokerError if the broker is away."""
+        kwargs = {}
+        if self.s.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.s.session_expiry
+            # Room for two batches unacknowledged: the broker keeps sending while we commit.
+            props.ReceiveMaximum = min(65535, 2 * self.s.batch_max)
+            kwargs = {"clean_start": False, "properties": props}
+        try:
+            self.client.connect(self.s.host, self.s.port, self.s.keepalive, **kwargs)
+        except (OSError, ValueError) as err:
+            raise BrokerError(f"cannot reach the broker at {self.s.host}:{self.s.port}: "
+                              f"{err.strerror if isinstance(err, OSError) and err.strerror else err}"
+                              ) from err
+        self.writer = threading.Thread(target=self._run, name="hub-writer", daemon=True)
+        self.writer.start()
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise BrokerError(f"the broker at {self.s.host}:{self.s.port} did not accept the "
+                              "connection")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        client.subscribe(self.topic_filter, qos=1)
+        log.info("connected", extra={"broker": f"{self.s.host}:{self.s.port}",
+                                     "subscription": self.topic_filter,
+                                     "session_present": bool(flags.session_present)})
+        self._connected.set()
+        if self.on_connected:
+            self.on_connected(self)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker; reconnecting",
+                        extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        env = err = None
+        if not self._is_store_topic(msg.topic):
+            # The hub's own feed and state, hub-to-agent topics: not ingest's business.
+            self.counts["ignored"] += 1
+            self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now))
+            return
+        try:
+            env = wire.decode(msg.payload, msg.topic, self.s.prefix)
+        except wire.WireError as e:
+            err = e
+        self._hand_over(Item(msg.mid, msg.qos, msg.topic, env, err, now,
+                             msg.payload if env is not None else b""))
+
+    def _hand_over(self, item: Item) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _is_store_topic(self, name: str) -> bool:
+        rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
+        parts = rest.split("/")
+        if len(parts) < 3 or parts[0] in ("hub", "alerts"):
+            return False
+        return not (len(parts) >= 3 and parts[2] in ("cmd", "config"))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._feed_lock:
+            key = self._published.pop(mid, None)
+            if key is not None:
+                self._acked_feed.append(key)
+
+    def publish_feed(self, outgoing: list[alerts.Outgoing]) -> None:
+        for o in outgoing:
+            with self._feed_lock:
+                info = self.client.publish(o.topic, o.payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    self._published[info.mid] = o.key
+            self.counts["feed_published"] += 1
+            log.info("alert routed", extra={"topic": o.topic, "feed_id": o.key})
+
+    # Writer thread ----------------------------------------------------------------------------
+
+    def _take(self) -> list[Item]:
+        try:
+            first = self.queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.s.batch_s
+        while len(batch) < self.s.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                batch.append(self.queue.get_nowait() if left <= 0 else
+                             self.queue.get(timeout=left))
+            except queue.Empty:
+                break
+            if left <= 0 and self.queue.empty():
+                break
+        return batch
+
+    def _run(self) -> None:
+        next_route = 0.0
+        backoff = 0.1
+        pending: list[Item] = []
+        while True:
+            if not pending:
+                pending = self._take()
+            if pending:
+                try:
+                    routed = self.commit(pending)
+                except StoreError as err:
+                    log.error("cannot commit a batch; will retry, nothing acknowledged",
+                              extra={"error": str(err), "messages": len(pending)})
+                    if self._stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                for item in pending:
+                    if item.qos > 0:
+                        self.client.ack(item.mid, item.qos)
+                pending = []
+                if routed:
+                    next_route = 0.0
+            self._route(next_route)
+            if time.monotonic() >= next_route:
+                next_route = time.monotonic() + self.s.route_every_s
+            if self._stop.is_set() and self.queue.empty():
+                return
+
+    def _route(self, next_route: float) -> None:
+        try:
+            with self._feed_lock:
+                done, self._acked_feed = self._acked_feed, []
+            self.router.mark_sent(done)
+            if time.monotonic() >= next_route and self._connected.is_set():
+                self.publish_feed(self.router.step())
+        except StoreError as err:
+            log.error("alert routing failed; will retry", extra={"error": str(err)})
+
+    def commit(self, batch: list[Item]) -> int:
+        """Store one batch in one transaction; return how many alert transitions it had."""
+        valid: dict[str, wire.Envelope] = {}
+        raw: dict[str, bytes] = {}
+        rejected: Counter[str] = Counter()
+        last: dict[str, Item] = {}
+        for item in batch:
+            if item.error is not None:
+                rejected[item.error.code] += 1
+                last[item.error.code] = item
+            elif item.env is not None:
+                valid.setdefault(item.env.id, item.env)
+                raw.setdefault(item.env.id, item.raw)
+        received = batch[-1].received
+        rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, received,
+                 raw[e.id].decode()) for e in valid.values()]
+        with self.db.transaction() as tx:
+            new_ids = self.db.insert_new_messages(tx, rows)
+            new = [e for e in valid.values() if e.id in new_ids]
+            transitions = fleet.apply(self.db, tx, new, received)
+            routed = alerts.record(tx, transitions, received) if transitions else 0
+            tx.executemany(
+                "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reason) DO UPDATE SET"
+                " count = rejects.count + excluded.count, last_topic = excluded.last_topic,"
+                " last_detail = excluded.last_detail, last_at = excluded.last_at",
+                [(code, n, last[code].topic[:200], last[code].error.detail[:200],
+                  last[code].received) for code, n in rejected.items()])
+        for code, n in rejected.items():
+            before = self.rejects[code]
+            self.rejects[code] += n
+            # Log the first of each reason and then every 1000th: counted, not noise.
+            if before == 0 or before // 1000 != self.rejects[code] // 1000:
+                log.warning("message rejected", extra={
+                    "reason": code, "detail": last[code].error.detail[:200],
+                    "topic": last[code].topic[:200], "count": self.rejects[code]})
+        self.counts["received"] += len(batch)
+        self.counts["stored"] += len(new)
+        self.counts["duplicates"] += len(valid) - len(new) + \
+            sum(1 for i in batch if i.env is not None) - len(valid)
+        self.counts["readings"] += sum(len(e.body["readings"]) for e in new
+                                       if e.kind == "telemetry")
+        return routed
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect, commit what was received (unacknowledged, it is redelivered anyway)."""
+        self._stop.set()
+        try:
+            self.client.disconnect()
+        except Exception:  # already gone; nothing to say goodbye to
+            pass
+        self.client.loop_stop()
+        if self.writer is not None:
+            self.writer.join(timeout)
+
+    def stats(self) -> dict[str, object]:
+        return {**self.counts, "rejects": dict(self.rejects), "queued": self.queue.qsize(),
+                "feed_held": self.router.held}
