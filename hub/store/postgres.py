@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 import psycopg
 
 from hub.errors import StoreError
-from hub.store.base import Store, Tx
+from hub.store.base import SCHEMA, Store, Tx
 
 _ROUTER_LOCK = 0x45444745  # pg_advisory_xact_lock key that serializes alert routing
 
@@ -55,6 +55,13 @@ class PostgresStore(Store):
             " %s::text[], %s::text[], %s::float8[], %s::text[])"
             " ON CONFLICT (id) DO NOTHING RETURNING id", [list(c) for c in cols])
         return {r[0] for r in tx.cursor.fetchall()}
+
+    def create_schema(self) -> None:
+        # Two workers starting together would race on CREATE TABLE IF NOT EXISTS.
+        with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (_ROUTER_LOCK + 1,))
+            for statement in SCHEMA:
+                tx.execute(statement)
 
     def lock_router(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_ROUTER_LOCK,))
