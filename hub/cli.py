@@ -48,6 +48,10 @@ def _out():
     return output
 
 
+def _state(online: bool | None) -> str:
+    return "unknown" if online is None else "online" if online else "OFFLINE"
+
+
 def _ago(ts: float | None) -> str:
     return "-" if ts is None else _out().age(max(0.0, time.time() - ts)) + " ago"
 
@@ -85,20 +89,24 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         regions.setdefault(s["region"], []).append(s)
     if args.json:
         _out().print_json({"regions": regions, "stores": len(stores),
-                           "online": sum(s["online"] for s in stores),
+                           "online": sum(s["online"] is True for s in stores),
+                           "offline": sum(s["online"] is False for s in stores),
                            "at_risk": sum(s["at_risk"] for s in stores), "rejects": rejects})
         return EXIT_OK
     if not stores:
         print("no stores have reported yet")
         return EXIT_OK
-    rows = [(s["region"], s["store"], "online" if s["online"] else "OFFLINE",
+    rows = [(s["region"], s["store"], _state(s["online"]),
              _ago(s["since"]), _ago(s["last_seen"]), s["devices"], s["at_risk"],
              s["open_alerts"], s["seq"]["missing"]) for s in stores]
     print(_out().table(("REGION", "STORE", "STATE", "SINCE", "LAST SEEN", "DEVICES", "AT RISK",
                         "OPEN ALERTS", "MISSING"), rows))
-    online = sum(s["online"] for s in stores)
-    print(f"\n{len(stores)} stores in {len(regions)} regions: {online} online, "
-          f"{len(stores) - online} offline, {sum(s['at_risk'] for s in stores)} devices at risk")
+    online = sum(s["online"] is True for s in stores)
+    offline = sum(s["online"] is False for s in stores)
+    unknown = len(stores) - online - offline
+    print(f"\n{len(stores)} stores in {len(regions)} regions: {online} online, {offline} offline"
+          + (f", {unknown} not yet born" if unknown else "")
+          + f"; {sum(s['at_risk'] for s in stores)} devices at risk")
     if rejects:
         print("rejected messages: " + ", ".join(f"{k} {v}" for k, v in rejects.items()))
     return EXIT_OK
@@ -136,7 +144,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     d = detail
     agent = d["agent"] or {}
     print(f"store {d['store']} (region {d['region']}): "
-          f"{'online' if d['online'] else 'OFFLINE'} since {_ago(d['since'])}, "
+          f"{_state(d['online'])} since {_ago(d['since'])}, "
           f"last seen {_ago(d['last_seen'])}, session {d['session']}")
     extra = ", ".join(f"{k} {agent[k]}" for k in ("agent", "model", "config_hash")
                       if agent.get(k))

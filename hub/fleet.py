@@ -177,7 +177,10 @@ def _store_row(r: tuple, now: float) -> dict[str, Any]:
     (store, region, online, changed, last_seen, birth_s, death_s, agent, first, mx, received,
      devices, at_risk, open_alerts) = r
     span = 0 if first is None else mx - first + 1
-    return {"store": store, "region": region, "online": bool(online),
+    # A store heard from only through outbox messages (its birth came before this hub
+    # started, and was not retained) has an unknown session state: None, not offline.
+    known = birth_s >= 0 or death_s >= 0
+    return {"store": store, "region": region, "online": bool(online) if known else None,
             "since": changed, "since_age_s": None if changed is None else round(now - changed, 1),
             "last_seen": last_seen, "session": max(birth_s, death_s),
             "agent": json.loads(agent) if agent else None,
