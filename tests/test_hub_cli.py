@@ -97,11 +97,13 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", ERRORS, ids=list(ERRORS))
-def test_cli_errors_are_one_clear_line_with_the_right_exit_code(case, fleet_db, tmp_path):
+def test_cli_errors_are_one_clear_line_with_the_right_exit_code(case, tmp_path):
     args, code, message = ERRORS[case]
     args = [a.format(tmp=tmp_path, port=free_port()) for a in args]
     if "--db" not in args:
-        args += ["--db", fleet_db]
+        db = tmp_path / "hub.db"
+        open_store(str(db)).close()
+        args += ["--db", str(db)]
     out = hub(*args)
     assert out.returncode == code, out.stderr
     assert message in out.stderr
