@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any, Iterable, Sequence
 
@@ -28,8 +29,12 @@ def alert_id(store: str, alert: str, since: str) -> str:
     return hashlib.sha1(f"{store}\0{alert}\0{since}".encode()).hexdigest()[:12]
 
 
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+
+
 def _norm_ts(text: str) -> str:
-    return format_ts(parse_ts(text))
+    # Agents send format_ts() output; only other spellings need parsing (hot path: telemetry).
+    return text if _CANONICAL.match(text) else format_ts(parse_ts(text))
 
 
 def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
@@ -109,21 +114,22 @@ def _death(db: Store, tx: Tx, env: Envelope, received: float) -> None:
 
 def _telemetry(tx: Tx, envs: Iterable[Envelope]) -> None:
     """Keep each device's newest reading (by its own timestamp)."""
-    latest: dict[tuple[str, str], tuple] = {}
+    newest: dict[tuple[str, str], tuple[str, dict]] = {}
     for env in envs:
         for r in env.body["readings"]:
             ts = _norm_ts(r["ts"])
             key = (env.store, r["device"])
-            if key not in latest or ts >= latest[key][3]:
-                latest[key] = (env.store, r["device"], r["kind"], ts,
-                               json.dumps(r.get("values", {})), int(bool(r.get("stale"))),
-                               r.get("reason"))
+            if key not in newest or ts >= newest[key][0]:
+                newest[key] = (ts, r)
+    latest = [(store, device, r["kind"], ts, json.dumps(r.get("values", {})),
+               int(bool(r.get("stale"))), r.get("reason"))
+              for (store, device), (ts, r) in newest.items()]
     tx.executemany(
         "INSERT INTO devices (store, device, kind, ts, vals, stale, reason)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
         " kind = excluded.kind, ts = excluded.ts, vals = excluded.vals, stale = excluded.stale,"
         " reason = excluded.reason WHERE devices.ts IS NULL OR excluded.ts >= devices.ts",
-        latest.values())
+        latest)
 
 
 def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:

@@ -12,10 +12,9 @@ pushes back on the broker instead of growing memory.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,6 +25,7 @@ from paho.mqtt.properties import Properties
 from edge_agent import wire
 from hub import alerts, fleet
 from hub.errors import BrokerError, StoreError
+from hub.mqttclient import BufferedClient
 from hub.store import Store
 
 log = logging.getLogger("hub.ingest")
@@ -62,6 +62,48 @@ class Item:
     raw: bytes = b""
 
 
+class Handoff:
+    """A bounded hand-over from the network thread to the writer, cheap per message.
+
+    queue.Queue takes a lock and notifies per item; here the network thread only appends (a
+    deque is thread-safe for that) and wakes the writer when it was idle; the writer takes a
+    whole batch at once.
+    """
+
+    def __init__(self, maxsize: int):
+        self.items: deque[Item] = deque()
+        self.maxsize = maxsize
+        self.wake = threading.Event()
+
+    def put(self, item: Item, stop: threading.Event) -> None:
+        while len(self.items) >= self.maxsize and not stop.is_set():
+            time.sleep(0.001)  # full: hold the network thread, so TCP pushes back on the broker
+        self.items.append(item)
+        if not self.wake.is_set():
+            self.wake.set()
+
+    def take(self, limit: int, wait_s: float) -> list[Item]:
+        """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch."""
+        if not self.items:
+            self.wake.clear()
+            if not self.items and not self.wake.wait(0.1):
+                return []
+        deadline = time.monotonic() + wait_s
+        while len(self.items) < limit and time.monotonic() < deadline:
+            time.sleep(min(0.005, wait_s))
+        out = []
+        popleft = self.items.popleft
+        for _ in range(min(limit, len(self.items))):
+            out.append(popleft())
+        return out
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+
 class Ingest:
     """One hub worker: an MQTT consumer, a batching writer and the alert router."""
 
@@ -70,7 +112,7 @@ class Ingest:
                  on_connected: Callable[["Ingest"], None] | None = None):
         self.db = db
         self.s = settings
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=settings.queue_max)
+        self.queue = Handoff(settings.queue_max)
         self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
         self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
         self.rejects: Counter[str] = Counter()
@@ -84,7 +126,7 @@ class Ingest:
         self.writer: threading.Thread | None = None
         proto = mqtt.MQTTv5 if settings.mqtt5 else mqtt.MQTTv311
         kwargs = {} if settings.mqtt5 else {"clean_session": False}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=settings.client_id, protocol=proto,
                                   manual_ack=True, **kwargs)
         # The outgoing queue holds only feed messages and hub state: small and bounded here.
@@ -163,12 +205,7 @@ class Ingest:
                              msg.payload if env is not None else b""))
 
     def _hand_over(self, item: Item) -> None:
-        while not self._stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        self.queue.put(item, self._stop)
 
     def _is_store_topic(self, name: str) -> bool:
         rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
@@ -195,22 +232,7 @@ class Ingest:
     # Writer thread ----------------------------------------------------------------------------
 
     def _take(self) -> list[Item]:
-        try:
-            first = self.queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.s.batch_s
-        while len(batch) < self.s.batch_max:
-            left = deadline - time.monotonic()
-            try:
-                batch.append(self.queue.get_nowait() if left <= 0 else
-                             self.queue.get(timeout=left))
-            except queue.Empty:
-                break
-            if left <= 0 and self.queue.empty():
-                break
-        return batch
+        return self.queue.take(self.s.batch_max, self.s.batch_s)
 
     def _run(self) -> None:
         next_route = 0.0
