@@ -45,6 +45,10 @@ class Agent:
         self.recorder: Recorder | None = None
         self.scheduler: Scheduler | None = None
         self.services: list[Service] = []
+        if config.sync.enabled:
+            from edge_agent.sync import sync  # imports paho only when the service starts
+
+            self.services.append(sync)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()
@@ -112,14 +116,15 @@ class Agent:
                 log.error("new config rejected; keeping the old one",
                           extra={"problem": str(problem), "file": str(self.config_path)})
             return False
-        needs_restart = [name for name in ("agent", "outbox", "telemetry")
+        needs_restart = [name for name in ("agent", "outbox", "telemetry", "sync")
                          if getattr(new, name) != getattr(self.config, name)]
         if needs_restart:
             log.warning("config sections change only at restart", extra={
                 "sections": ",".join(needs_restart)})
         changes = self.scheduler.apply(new.devices)
         self.config = type(new)(agent=self.config.agent, outbox=self.config.outbox,
-                                telemetry=self.config.telemetry, devices=new.devices,
+                                telemetry=self.config.telemetry, sync=self.config.sync,
+                                devices=new.devices,
                                 source=new.source)
         self.reloads += 1
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})

@@ -186,12 +186,19 @@ def load(cls: type, data: dict[str, Any], path: str = "",
             continue
         _constrain(f.metadata, value, key_path, problems)
         kwargs[name] = value
+    if len(problems) == start:
+        try:
+            # A class checks combinations of its keys in __post_init__ (raising ConfigError
+            # with paths relative to its table); those problems join the others.
+            built = cls(**kwargs)
+        except ConfigError as err:
+            problems.extend(Problem(join(path, p.path), p.message) for p in err.problems)
     if own and problems:
         raise ConfigError(problems)
     if len(problems) > start:
         # Build nothing from a table with problems; the caller reports them all.
         return None
-    return cls(**kwargs)
+    return built
 
 
 def describe(cls: type, path: str = "") -> list[tuple[str, dataclasses.Field]]:

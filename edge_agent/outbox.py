@@ -151,6 +151,24 @@ class Outbox:
         cur.close()
         return out
 
+    def rows_after(self, after: Mapping[int, int], limit: int = 100) -> list[Row]:
+        """Return up to `limit` rows to send, by priority, skipping each class's seqs up to after[prio].
+
+        The sync client keeps, per class, the highest seq it has in flight, so it never reads
+        those rows again; a new alert (a higher seq in a higher class) still comes out first.
+        """
+        out: list[Row] = []
+        for prio in sorted(CLASS_NAMES):
+            if len(out) >= limit:
+                break
+            cur = self.db.execute(
+                "SELECT seq, id, kind, prio, created, payload FROM outbox"
+                " WHERE prio = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (prio, after.get(prio, 0), limit - len(out)))
+            out.extend(Row(seq, env_id, kind, p, created, bytes(payload))
+                       for seq, env_id, kind, p, created, payload in cur)
+        return out
+
     def ack(self, seqs: Iterable[int]) -> int:
         """Remove rows the broker acknowledged; return how many were removed."""
         seqs = list(seqs)
