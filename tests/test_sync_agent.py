@@ -1,0 +1,83 @@
+"""The sync service in a real agent process: the Will on SIGKILL, status, import discipline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import agent_env, run_cli
+from hubstandin import HubStandIn, wait_until
+from syncrig import STORES, agent_toml, hub_tls, make_pki, sync_toml, tls_broker
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return make_pki(tmp_path / "pki")
+
+
+def test_the_will_carries_the_session_number_when_the_agent_process_is_killed(tmp_path, pki):
+    broker = tls_broker(tmp_path / "broker", pki).start()
+    hub = agent = None
+    try:
+        hub = HubStandIn(broker.host, broker.port, tls=hub_tls(pki))
+        hub.publish_state(True)
+        config = tmp_path / "agent.toml"
+        devices = '[[devices]]\nid = "register"\nkind = "host"\ninterval = 3600.0\n'
+        config.write_text(agent_toml(tmp_path / "state", sync_toml(broker, pki), devices=devices))
+        with open(tmp_path / "agent.log", "wb") as log:
+            agent = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config",
+                                      str(config)], env=agent_env(), stdout=log, stderr=log)
+        birth = wait_until(lambda: hub.envelopes("birth"), what="the agent's birth")[0]
+        session = birth["body"]["session"]
+        wait_until(lambda: hub.ids(), what="the first telemetry")
+
+        status = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+        assert status["sync"]["connected"] is True
+        assert status["sync"]["hub_online"] is True
+        assert status["sync"]["session"] == session
+        text = run_cli("status", "--config", str(config)).stdout
+        assert f"sync: connected to {broker.host}:{broker.port}" in text
+
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(10)
+        death = wait_until(lambda: hub.envelopes("death"), what="the Will")[0]
+        assert death["body"] == {"session": session}
+        assert death["store"] == STORES[0]
+
+        after = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+        assert after["sync"]["connected"] is False
+        assert after["sync"]["last_error"] == "agent not running"
+        assert hub.errors == []
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.wait(10)
+        if hub is not None:
+            hub.close()
+        broker.kill()
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["sync disabled", "sync enabled"])
+def test_paho_is_not_imported_until_the_sync_service_starts(tmp_path, enabled):
+    config = tmp_path / "agent.toml"
+    config.write_text(agent_toml(tmp_path / "state", f'enabled = {str(enabled).lower()}\n'
+                                 'host = "127.0.0.1"\ntls = false'))
+    script = textwrap.dedent(f"""
+        import sys
+        from edge_agent.config import load_config
+        from edge_agent.agent import Agent
+        from edge_agent.cli import status
+        agent = Agent(load_config({str(config)!r}), {str(config)!r})
+        assert len(agent.services) == {int(enabled)}
+        print("paho" in " ".join(sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=agent_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
