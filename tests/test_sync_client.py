@@ -247,4 +247,20 @@ def test_a_store_cannot_publish_under_another_stores_topics(pki, broker, cleanup
     # One publisher's messages arrive in order: had the forged one passed, it would be first.
     assert [e["store"] for e in hub.envelopes("alert")] == [STORES[0]]
     wait_until(lambda: other.mid in codes, what="the broker's answer to the forged publish")
-    assert codes[other.mid].value in (0x00, 0x87)  # Mosquitto drops it; v5 may say why.
+    assert codes[other.mid].value == 0x87, "the broker says Not authorized"
+
+
+def test_an_agent_with_another_stores_certificate_gets_nothing_through_and_keeps_its_rows(
+        tmp_path, pki, broker, cleanup):
+    hub = HubStandIn(broker.host, broker.port, tls=hub_tls(pki))
+    cleanup.append(hub)
+    hub.publish_state(True)
+    agent = RunningAgent(tmp_path / "agent", agent_toml(
+        tmp_path / "state", sync_toml(broker, pki, identity=pki.stores[STORES[1]])))
+    cleanup.append(agent)
+    rows = {r.id for r in agent.prefill([("alert", alert_body(i)) for i in range(3)])}
+    agent.start()
+    wait_until(lambda: agent.client.rejected >= 3, what="the broker to refuse the impostor")
+    assert agent.outbox_ids() == rows
+    assert hub.ids() == set()
+    assert "Not authorized" in agent.client.status()["last_error"]

@@ -96,8 +96,10 @@ def sync_line(sync: dict) -> str:
         return "sync: disabled"
     if sync["connected"]:
         hub = "hub online" if sync["hub_online"] else "hub offline (outbox held)"
+        trouble = f"; last error: {sync['last_error']}" if sync["last_error"] else ""
         return (f"sync: connected to {sync['broker']} since {sync['since']} "
-                f"(session {sync['session']}), {hub}, last ack {sync['last_ack'] or 'never'}")
+                f"(session {sync['session']}), {hub}, last ack {sync['last_ack'] or 'never'}"
+                + trouble)
     since = f" since {sync['since']}" if sync["since"] else ""
     why = f": {sync['last_error']}" if sync["last_error"] else ""
     return (f"sync: not connected to {sync['broker']}{since}{why}; "
