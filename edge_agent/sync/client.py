@@ -159,8 +159,9 @@ class SyncClient:
             self.connects += 1
             log.info("sync connected", extra={"broker": self._status["broker"],
                                               "session": session, "session_present": present})
+            # A hub state queued in our session may already have arrived: keep what it said.
             await self._save_status(connected=True, since=_now(), session=session,
-                                    hub_online=False, last_error=None, force=True)
+                                    hub_online=conn.hub_online, last_error=None, force=True)
             conn.mqtt.subscribe(self.hub_topic, qos=1)
             if not self.s.wait_for_hub:
                 conn.hub_online = True
@@ -176,8 +177,9 @@ class SyncClient:
     async def _pump(self, conn: Connection) -> None:
         """Fill the in-flight window from the outbox until the connection is lost."""
         while not conn.lost.is_set():
-            await self._fill(conn)
+            # Cleared before filling, so acks that arrive while a read is running wake us at once.
             self._kick.clear()
+            await self._fill(conn)
             if conn.lost.is_set():
                 break
             try:
