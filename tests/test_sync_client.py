@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from brokers import Mosquitto
+from certs import Identity
 from hubstandin import HubStandIn, tls_context, wait_until
 from mqttproxy import Proxy
 from syncrig import (REGION, STORES, RunningAgent, agent_toml, alert_body, hub_tls, make_pki,
@@ -264,3 +265,17 @@ def test_an_agent_with_another_stores_certificate_gets_nothing_through_and_keeps
     assert agent.outbox_ids() == rows
     assert hub.ids() == set()
     assert "Not authorized" in agent.client.status()["last_error"]
+
+
+def test_a_missing_certificate_file_is_named_in_the_status_and_retried(tmp_path, pki, broker,
+                                                                       cleanup):
+    missing = Identity(tmp_path / "nowhere" / "store.crt", pki.stores[STORES[0]].key)
+    agent = RunningAgent(tmp_path / "agent", agent_toml(
+        tmp_path / "state", sync_toml(broker, pki, identity=missing)))
+    cleanup.append(agent)
+    agent.start()
+    wait_until(lambda: int(agent.meta(sync_state.SESSION_KEY) or 0) >= 2,
+               what="a retry after the first failure")
+    error = agent.client.status()["last_error"]
+    assert error == f"sync.tls_cert: no such file: {missing.cert}"
+    assert agent.client.connects == 0

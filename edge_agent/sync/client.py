@@ -298,15 +298,19 @@ class SyncClient:
     def _tls_context(self) -> ssl.SSLContext:
         # Built per connection so a renewed certificate is picked up at the next reconnect.
         s = self.s
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            name = getattr(s, key)
+            if name and not Path(self._path(name)).is_file():
+                raise ValueError(f"sync.{key}: no such file: {self._path(name)}")
         try:
             ctx = ssl.create_default_context(cafile=self._path(s.tls_ca) if s.tls_ca else None)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(self._path(s.tls_cert), self._path(s.tls_key))
-        except FileNotFoundError as err:
-            raise ValueError(f"sync TLS file not found: {err.filename}") from err
         except ssl.SSLError as err:
             raise ValueError(f"sync TLS files unusable (sync.tls_ca, tls_cert, tls_key): "
                              f"{err.reason or err}") from err
+        except OSError as err:
+            raise ValueError(f"sync TLS files unreadable: {err}") from err
         return ctx
 
     # Events from paho's network thread ---------------------------------------------------------
