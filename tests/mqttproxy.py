@@ -74,7 +74,7 @@ class Proxy:
     """Forward every client connection on a free port to the broker, recording PUBACKed ids."""
 
     def __init__(self, broker_host: str, broker_port: int, *, hold_acks: bool = False,
-                 quiet_s: float = 0.15, ignore: str | None = None):
+                 quiet_s: float | None = 0.15, ignore: str | None = None):
         self.broker = (broker_host, broker_port)
         self.hold_acks = hold_acks
         self.quiet_s = quiet_s
@@ -89,6 +89,7 @@ class Proxy:
         self.last_publish = time.monotonic()
         self.stopped = threading.Event()
         self.sockets: list[socket.socket] = []
+        self.holds: list[tuple[socket.socket, list]] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -110,7 +111,8 @@ class Proxy:
                              daemon=True).start()
             threading.Thread(target=self._down, args=(upstream, client, pending, held),
                              daemon=True).start()
-            if self.hold_acks:
+            self.holds.append((client, held))
+            if self.hold_acks and self.quiet_s is not None:
                 threading.Thread(target=self._release, args=(client, held), daemon=True).start()
 
     def _up(self, client, upstream, pending) -> None:
@@ -158,15 +160,30 @@ class Proxy:
         while not self.stopped.is_set():
             time.sleep(self.quiet_s / 3)
             with self.lock:
-                if not held or time.monotonic() - self.last_publish < self.quiet_s:
-                    continue
-                out = list(held)
-                held.clear()
-                self.released += sum(counted for _, counted in out)
-            try:
-                client.sendall(b"".join(raw for raw, _ in out))
-            except OSError:
+                quiet = time.monotonic() - self.last_publish >= self.quiet_s
+            if quiet and not self._send_held(client, held):
                 return
+
+    def _send_held(self, client, held) -> bool:
+        with self.lock:
+            out = list(held)
+            held.clear()
+            self.released += sum(counted for _, counted in out)
+        try:
+            if out:
+                client.sendall(b"".join(raw for raw, _ in out))
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Hand every held PUBACK to its client now (with quiet_s=None nothing else does)."""
+        for client, held in list(self.holds):
+            self._send_held(client, held)
+
+    def held(self) -> int:
+        with self.lock:
+            return sum(len(h) for _, h in self.holds)
 
     def acked(self) -> set[str]:
         with self.lock:

@@ -156,6 +156,7 @@ class SyncClient:
                                         force=True)
                 return False
             conn.connected = True
+            conn.hub_online = conn.hub_online or not self.s.wait_for_hub
             self.connects += 1
             log.info("sync connected", extra={"broker": self._status["broker"],
                                               "session": session, "session_present": present})
@@ -164,7 +165,6 @@ class SyncClient:
                                     hub_online=conn.hub_online, last_error=None, force=True)
             conn.mqtt.subscribe(self.hub_topic, qos=1)
             if not self.s.wait_for_hub:
-                conn.hub_online = True
                 await self._send_birth(conn)
             await self._pump(conn)
             return True
