@@ -45,15 +45,15 @@ class Agent:
         self.recorder: Recorder | None = None
         self.scheduler: Scheduler | None = None
         self.services: list[Service] = []
-        if config.sync.enabled:
-            from edge_agent.sync import sync  # imports paho only when the service starts
-
-            self.services.append(sync)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()
         self.last_progress = time.monotonic()
         self.reloads = 0
+        if config.sync.enabled:
+            from edge_agent.sync import sync  # imports paho only when the service starts
+
+            self.services.append(sync)
 
     async def _db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)

@@ -11,11 +11,11 @@ from datetime import timezone
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
 from edge_agent.outbox import outbox_stats
+from edge_agent.sync.state import read_status as read_sync_status
 from edge_agent.reading import parse_ts, utcnow
 from edge_agent.recorder import load_states
 from edge_agent.state import db as statedb
 from edge_agent.state.lock import holder
-from edge_agent.sync.state import read_status as read_sync_status
 
 SUMMARY_KEYS = ("device.status", "printer.paper", "printer.cover", "host.cpu_pct",
                 "host.disk_pct", "scanner.connected", "usb.present")
