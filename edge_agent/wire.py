@@ -233,13 +233,13 @@ def check_alert(body: Mapping[str, Any]) -> None:
         raise WireError("bad_body", "explanation: expected a list of strings")
 
 
-def encode_hub_state(online: bool, ts: str, hub: str = "hub") -> bytes:
-    """The hub's retained state on {prefix}/hub/state: {"v": 1, "online": bool, "ts", "hub"}.
+def encode_hub_state(online: bool, ts: str, worker: str = "hub") -> bytes:
+    """The hub's retained state on {prefix}/hub/state: {"v": 1, "online": bool, "ts", "worker"}.
 
-    The hub publishes it retained with online true when it starts consuming, and registers the
-    same message with online false as its MQTT Will (also retained), so stores see it go away.
+    A hub worker publishes it retained with online true when it starts consuming, and registers
+    the same message with online false (also retained) as its MQTT Will, so stores see it go.
     """
-    return encode({"v": VERSION, "online": online, "ts": ts, "hub": hub})
+    return encode({"v": VERSION, "online": online, "ts": ts, "worker": worker})
 
 
 def decode_hub_state(payload: bytes) -> dict[str, Any]:
