@@ -102,17 +102,17 @@ class SyncSection:
     reconnect_max: float = setting(120.0, doc="Longest wait before reconnecting.", gt=0,
                                    max=3600)
 
-    def __post_init__(self) -> None:
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Check keys against each other (configschema.load runs it): [(key, problem)]."""
         problems = []
         if self.enabled and not self.host:
-            problems.append(Problem("host", "required when enabled is true"))
+            problems.append(("host", "required when enabled is true"))
         if self.enabled and self.tls:
-            problems += [Problem(k, "required when tls is true")
+            problems += [(k, "required when tls is true")
                          for k in ("tls_cert", "tls_key") if not getattr(self, k)]
         if self.reconnect_min > self.reconnect_max:
-            problems.append(Problem("reconnect_min", "must be <= reconnect_max"))
-        if problems:
-            raise ConfigError(problems)
+            problems.append(("reconnect_min", "must be <= reconnect_max"))
+        return problems
 
 
 @dataclass(frozen=True)

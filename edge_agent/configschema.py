@@ -187,12 +187,11 @@ def load(cls: type, data: dict[str, Any], path: str = "",
         _constrain(f.metadata, value, key_path, problems)
         kwargs[name] = value
     if len(problems) == start:
-        try:
-            # A class checks combinations of its keys in __post_init__ (raising ConfigError
-            # with paths relative to its table); those problems join the others.
-            built = cls(**kwargs)
-        except ConfigError as err:
-            problems.extend(Problem(join(path, p.path), p.message) for p in err.problems)
+        built = cls(**kwargs)
+        # A class may check keys against each other (a host required only for TCP) with
+        # cross_check() -> [(key, message)]; it runs only once every key is valid by itself.
+        cross = getattr(built, "cross_check", None)
+        problems.extend(Problem(join(path, k), m) for k, m in (cross() if cross else ()))
     if own and problems:
         raise ConfigError(problems)
     if len(problems) > start:
