@@ -87,6 +87,9 @@ class SyncSection:
                                   "empty uses the system's CAs.")
     tls_cert: str = setting("", doc="This store's client certificate (PEM).")
     tls_key: str = setting("", doc="This store's private key (PEM).")
+    mqtt_version: str = setting("5", doc="MQTT version: 5, or 3.1.1 for a broker that speaks "
+                                         "only that (the hub's embedded broker).",
+                                choices=("5", "3.1.1"))
     keepalive: int = setting(60, doc="Seconds between MQTT keep-alive pings.", min=5, max=3600)
     session_expiry: int = setting(7 * 86400, doc="Seconds the broker keeps this store's session "
                                                  "(its subscriptions) while it is offline.",

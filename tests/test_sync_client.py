@@ -301,3 +301,24 @@ def test_a_missing_certificate_file_is_named_in_the_status_and_retried(tmp_path,
     error = agent.client.status()["last_error"]
     assert error == f"sync.tls_cert: no such file: {missing.cert}"
     assert agent.client.connects == 0
+
+
+def test_over_mqtt_311_the_agent_drains_sends_its_birth_and_a_death_when_it_stops(
+        tmp_path, cleanup):
+    broker = Mosquitto(tmp_path / "broker").start()
+    cleanup.append(type("Kill", (), {"stop": lambda self: broker.kill()})())
+    hub = HubStandIn(broker.host, broker.port)
+    cleanup.append(hub)
+    hub.publish_state(True)
+    agent = RunningAgent(tmp_path / "agent", agent_toml(
+        tmp_path / "state", sync_toml(broker, None, mqtt_version="3.1.1")))
+    cleanup.append(agent)
+    every = {r.id for r in agent.prefill([("alert", alert_body(1))] + [TELEMETRY] * 300)}
+    agent.start()
+    wait_until(lambda: not agent.outbox_ids(), what="the outbox to drain")
+    wait_until(lambda: hub.ids() >= every, what="every row at the hub")
+    birth = hub.envelopes("birth")[0]
+    agent.stop()
+    cleanup.remove(agent)
+    death = wait_until(lambda: hub.envelopes("death"), what="the death on a clean stop")[0]
+    assert death["body"]["session"] == birth["body"]["session"]

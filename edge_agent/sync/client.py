@@ -66,6 +66,7 @@ class Connection:
         self.acks: collections.deque[tuple[int, int]] = collections.deque()
         self.ack_scheduled = False
         self.birth_mid: int | None = None
+        self.will = b""
 
 
 class SyncClient:
@@ -85,6 +86,7 @@ class SyncClient:
         self.model_version = model_version or (lambda: None)
         self.rand = rand or random.Random()
         self.hub_topic = wire.hub_state_topic(settings.prefix)
+        self.v5 = settings.mqtt_version == "5"
         self._topics: dict[str, str] = {}
         self._conn: Connection | None = None
         self._to_delete: list[int] = []
@@ -263,8 +265,13 @@ class SyncClient:
     # Runs on a worker thread: TLS files, the TCP connect and the handshake block.
     def _open(self, conn: Connection) -> None:
         s = self.s
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.store,
-                             protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+        if self.v5:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.store,
+                                 protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.store,
+                                 protocol=mqtt.MQTTv311, clean_session=False,
+                                 reconnect_on_failure=False)
         # Our window is the bound. paho's queue limit sits just above it (the birth is extra),
         # so a bug here shows as MQTT_ERR_QUEUE_SIZE, never as an unbounded queue. paho's own
         # in-flight limit is off (0): with it, paho rescans its whole queue on every PUBACK,
@@ -274,8 +281,8 @@ class SyncClient:
         client.connect_timeout = s.connect_timeout
         if s.tls:
             client.tls_set_context(self._tls_context())
-        client.will_set(self._topic("death"), self._envelope("death", {"session": conn.session}),
-                        qos=1, retain=False)
+        conn.will = self._envelope("death", {"session": conn.session})
+        client.will_set(self._topic("death"), conn.will, qos=1, retain=False)
         client.on_connect = lambda c, u, flags, rc, p: self._thread_event(
             self._on_connack, conn, rc.value, bool(flags.session_present))
         client.on_disconnect = lambda c, u, flags, rc, p: self._thread_event(
@@ -284,9 +291,12 @@ class SyncClient:
         client.on_message = lambda c, u, msg: self._thread_event(
             self._on_message, conn, msg.topic, msg.payload)
         conn.mqtt = client
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = s.session_expiry
-        client.connect(s.host, s.port, s.keepalive, clean_start=False, properties=props)
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.session_expiry
+            client.connect(s.host, s.port, s.keepalive, clean_start=False, properties=props)
+        else:
+            client.connect(s.host, s.port, s.keepalive)
         client.loop_start()
 
     def _path(self, name: str) -> str:
@@ -445,8 +455,19 @@ class SyncClient:
     async def _leave(self, conn: Connection) -> None:
         """On stop: disconnect asking the broker to publish the Will, so the hub sees us go."""
         if conn.mqtt is not None and conn.connected and not conn.lost.is_set():
-            conn.mqtt.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
-                                                       identifier=WITH_WILL))
+            if self.v5:
+                conn.mqtt.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
+                                                           identifier=WITH_WILL))
+            else:
+                # MQTT 3.1.1 drops the Will on a clean DISCONNECT: send the death ourselves.
+                info = conn.mqtt.publish(self._topic("death"), conn.will, qos=1)
+                try:
+                    await asyncio.wait_for(run_blocking(info.wait_for_publish, 1.0),
+                                           DISCONNECT_GRACE_S)
+                except (asyncio.TimeoutError, asyncio.CancelledError, RuntimeError,
+                        ValueError):
+                    pass
+                conn.mqtt.disconnect()
             try:
                 await asyncio.wait_for(run_blocking(conn.mqtt.loop_stop), DISCONNECT_GRACE_S)
             except (asyncio.TimeoutError, asyncio.CancelledError):
