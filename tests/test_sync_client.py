@@ -9,7 +9,6 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from brokers import Mosquitto
 from certs import Identity
 from hubstandin import HubStandIn, tls_context, wait_until
 from mqttproxy import Proxy
@@ -45,13 +44,18 @@ def cleanup():
             pass
 
 
-def test_rows_leave_the_outbox_only_after_their_puback_and_unacked_ones_arrive_after_a_broker_crash(
-        tmp_path, cleanup):
-    broker = Mosquitto(tmp_path / "broker").start()
-    cleanup.append(type("Kill", (), {"stop": lambda self: broker.kill()})())
-    hub = HubStandIn(broker.host, broker.port)
+def online_hub(broker, cleanup, tls=None) -> HubStandIn:
+    """A hub stand-in, connected and subscribed, that has said it is online (retained)."""
+    hub = HubStandIn(broker.host, broker.port, tls=tls)
     cleanup.append(hub)
     hub.publish_state(True)
+    return hub
+
+
+def test_rows_leave_the_outbox_only_after_their_puback_and_unacked_ones_arrive_after_a_broker_crash(
+        tmp_path, mosquitto, cleanup):
+    broker = mosquitto
+    hub = online_hub(broker, cleanup)
     # A clean restart saves the hub's session and the retained state, as a long-running broker
     # would have; the kill below then loses only what a crash loses.
     broker.restart()
@@ -130,9 +134,7 @@ def test_history_waits_for_the_hubs_retained_online_state_and_stops_when_it_goes
 
 def test_birth_carries_inventory_capabilities_versions_config_hash_and_a_session_that_grows(
         tmp_path, pki, broker, cleanup):
-    hub = HubStandIn(broker.host, broker.port, tls=hub_tls(pki))
-    cleanup.append(hub)
-    hub.publish_state(True)
+    hub = online_hub(broker, cleanup, hub_tls(pki))
     devices = ('[[devices]]\nid = "register"\nkind = "host"\ninterval = 3600.0\n\n'
                '[[devices]]\nid = "backoffice"\nkind = "host"\ninterval = 3600.0\nenabled = false\n')
     agent = RunningAgent(tmp_path / "agent",
@@ -166,9 +168,9 @@ def test_birth_carries_inventory_capabilities_versions_config_hash_and_a_session
     assert death["body"]["session"] == again["session"]
 
 
-def test_no_more_messages_are_unacknowledged_than_the_inflight_window(tmp_path, cleanup):
-    broker = Mosquitto(tmp_path / "broker").start()
-    cleanup.append(type("Kill", (), {"stop": lambda self: broker.kill()})())
+def test_no_more_messages_are_unacknowledged_than_the_inflight_window(tmp_path, mosquitto,
+                                                                      cleanup):
+    broker = mosquitto
     proxy = Proxy(broker.host, broker.port, hold_acks=True,
                   ignore=wire.topic(REGION, STORES[0], "birth"))
     cleanup.append(proxy)
@@ -184,9 +186,8 @@ def test_no_more_messages_are_unacknowledged_than_the_inflight_window(tmp_path, 
     assert agent.client.max_inflight <= 25
 
 
-def test_no_row_leaves_the_outbox_while_its_puback_is_held_back(tmp_path, cleanup):
-    broker = Mosquitto(tmp_path / "broker").start()
-    cleanup.append(type("Kill", (), {"stop": lambda self: broker.kill()})())
+def test_no_row_leaves_the_outbox_while_its_puback_is_held_back(tmp_path, mosquitto, cleanup):
+    broker = mosquitto
     proxy = Proxy(broker.host, broker.port, hold_acks=True, quiet_s=None,
                   ignore=wire.topic(REGION, STORES[0], "birth"))
     cleanup.append(proxy)
@@ -207,9 +208,7 @@ def test_no_row_leaves_the_outbox_while_its_puback_is_held_back(tmp_path, cleanu
 
 
 def test_a_client_certificate_from_another_ca_is_refused(tmp_path, pki, broker, cleanup):
-    hub = HubStandIn(broker.host, broker.port, tls=hub_tls(pki))
-    cleanup.append(hub)
-    hub.publish_state(True)
+    hub = online_hub(broker, cleanup, hub_tls(pki))
     agent = RunningAgent(tmp_path / "agent", agent_toml(
         tmp_path / "state", sync_toml(broker, pki, identity=pki.rogue)))
     cleanup.append(agent)
@@ -275,9 +274,7 @@ def test_a_store_cannot_publish_under_another_stores_topics(pki, broker, cleanup
 
 def test_an_agent_with_another_stores_certificate_gets_nothing_through_and_keeps_its_rows(
         tmp_path, pki, broker, cleanup):
-    hub = HubStandIn(broker.host, broker.port, tls=hub_tls(pki))
-    cleanup.append(hub)
-    hub.publish_state(True)
+    hub = online_hub(broker, cleanup, hub_tls(pki))
     agent = RunningAgent(tmp_path / "agent", agent_toml(
         tmp_path / "state", sync_toml(broker, pki, identity=pki.stores[STORES[1]])))
     cleanup.append(agent)
@@ -304,12 +301,9 @@ def test_a_missing_certificate_file_is_named_in_the_status_and_retried(tmp_path,
 
 
 def test_over_mqtt_311_the_agent_drains_sends_its_birth_and_a_death_when_it_stops(
-        tmp_path, cleanup):
-    broker = Mosquitto(tmp_path / "broker").start()
-    cleanup.append(type("Kill", (), {"stop": lambda self: broker.kill()})())
-    hub = HubStandIn(broker.host, broker.port)
-    cleanup.append(hub)
-    hub.publish_state(True)
+        tmp_path, mosquitto, cleanup):
+    broker = mosquitto
+    hub = online_hub(broker, cleanup)
     agent = RunningAgent(tmp_path / "agent", agent_toml(
         tmp_path / "state", sync_toml(broker, None, mqtt_version="3.1.1")))
     cleanup.append(agent)
