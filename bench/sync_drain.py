@@ -15,13 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from brokers import Mosquitto  # noqa: E402
+from brokers import BrokerTLS, Mosquitto, store_acl  # noqa: E402
+from certs import Authority  # noqa: E402
 
 from edge_agent import wire  # noqa: E402
 from edge_agent.config import parse_text  # noqa: E402
@@ -35,19 +37,31 @@ READING = {"device": "register", "kind": "host", "ts": "2026-11-22T15:00:00Z",
            "reason": None}
 
 
-def run(window: int, workdir: Path) -> dict:
-    broker = Mosquitto(workdir / f"broker-{window}", persistence=False).start()
-    hub = subprocess.Popen(["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-V",
-                            "mqttv5", "-q", "1", "-t", "edge/v1/+/+/+"],
+def run(window: int, workdir: Path, pki=None) -> dict:
+    name = f"{window}-{'tls' if pki else 'plain'}"
+    tls = None if pki is None else BrokerTLS(pki.ca.ca_path, pki.broker.cert, pki.broker.key)
+    broker = Mosquitto(workdir / f"broker-{name}", persistence=False, tls=tls,
+                       allow_anonymous=pki is None,
+                       acl=None if pki is None else store_acl({"bench": "default"})).start()
+    auth: list[str] = []
+    sync_tls = "tls = false\n"
+    if pki is not None:
+        auth = ["--cafile", str(pki.ca.ca_path), "--cert", str(pki.hub.cert),
+                "--key", str(pki.hub.key)]
+        store = pki.stores["bench"]
+        sync_tls = (f'tls_ca = "{pki.ca.ca_path}"\ntls_cert = "{store.cert}"\n'
+                    f'tls_key = "{store.key}"\n')
+    where = ["-h", broker.host, "-p", str(broker.port), *auth]
+    hub = subprocess.Popen(["mosquitto_sub", *where, "-V", "mqttv5", "-q", "1",
+                            "-t", "edge/v1/+/+/+"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-r",
-                        "-q", "1", "-t", wire.hub_state_topic(),
+        subprocess.run(["mosquitto_pub", *where, "-r", "-q", "1", "-t", wire.hub_state_topic(),
                         "-m", wire.encode_hub_state(True, "2026-11-22T15:00:00Z").decode()],
                        check=True)
-        cfg = parse_text(f'[agent]\nstore = "bench"\nstate_dir = "{workdir}/state-{window}"\n'
+        cfg = parse_text(f'[agent]\nstore = "bench"\nstate_dir = "{workdir}/state-{name}"\n'
                          f'[sync]\nenabled = true\nhost = "{broker.host}"\n'
-                         f"port = {broker.port}\ntls = false\ninflight = {window}\n")
+                         f"port = {broker.port}\n{sync_tls}inflight = {window}\n")
         return asyncio.run(drain(cfg))
     finally:
         hub.terminate()
@@ -92,17 +106,22 @@ async def drain(cfg) -> dict:
 
 
 def main() -> None:
-    print(f"sync drain: {ROWS} telemetry rows, plain MQTT on loopback, Mosquitto, "
-          f"mosquitto_sub as the hub; {os.cpu_count()} cores")
+    print(f"sync drain: {ROWS} telemetry rows, MQTT on loopback (plain, and TLS with client "
+          f"certificates), Mosquitto, mosquitto_sub as the hub; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
-        for window in (20, 100, 500):
-            r = run(window, Path(tmp))
-            print(f"inflight {window:4}: {r['msg_per_s']:6} msg/s, {r['cpu_s']:5} CPU-s "
+        ca = Authority(Path(tmp) / "pki")
+        pki = SimpleNamespace(ca=ca, broker=ca.issue("127.0.0.1", server=True),
+                              hub=ca.issue("hub"), stores={"bench": ca.issue("bench")})
+        for window, with_tls in ((20, False), (100, False), (500, False), (100, True)):
+            r = run(window, Path(tmp), pki if with_tls else None)
+            print(f"inflight {window:4} {'TLS  ' if with_tls else 'plain'}: "
+                  f"{r['msg_per_s']:6} msg/s, {r['cpu_s']:5} CPU-s "
                   f"({r['us_cpu_per_msg']} us/msg), wall {r['wall_s']} s, "
                   f"max in flight {r['max_inflight']}, {r['bytes']} B/msg; "
                   f"idle afterwards {r['idle_cpu_pct']}% of a core")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"max RSS of the agent side (outbox, client, paho): {rss:.0f} MB")
+    print(f"max RSS of this process (outbox, client, paho, ssl; and cryptography, which only "
+          f"the benchmark's PKI needs): {rss:.0f} MB")
 
 
 if __name__ == "__main__":
