@@ -192,6 +192,26 @@ class Outbox:
         self._bytes -= freed
         return removed
 
+    def drop(self, rows: Iterable[Row]) -> int:
+        """Remove rows that can never be sent (too large for the wire) and count them as drops."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                self.db.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                self.db.execute(
+                    "INSERT INTO drops (kind, count, bytes) VALUES (?, 1, ?) ON CONFLICT(kind)"
+                    " DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
+                    (row.kind, len(row.payload)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._bytes = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
+        return len(rows)
+
     def enforce_budget(self, now: float | None = None) -> dict[str, int]:
         """Drop what is over budget, telemetry first, and count every drop; return drops by kind."""
         now = time.time() if now is None else now

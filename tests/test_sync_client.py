@@ -316,3 +316,20 @@ def test_over_mqtt_311_the_agent_drains_sends_its_birth_and_a_death_when_it_stop
     cleanup.remove(agent)
     death = wait_until(lambda: hub.envelopes("death"), what="the death on a clean stop")[0]
     assert death["body"]["session"] == birth["body"]["session"]
+
+
+def test_a_row_too_large_for_the_wire_is_dropped_and_counted_and_the_rest_still_flow(
+        tmp_path, mosquitto, cleanup):
+    hub = online_hub(mosquitto, cleanup)
+    agent = RunningAgent(tmp_path / "agent", agent_toml(tmp_path / "state",
+                                                        sync_toml(mosquitto, None)))
+    cleanup.append(agent)
+    huge = {"event": "huge", "pad": "x" * (wire.MAX_PAYLOAD + 1)}
+    rows = agent.prefill([("event", huge)] + [TELEMETRY] * 20)
+    agent.start()
+    wait_until(lambda: not agent.outbox_ids(), what="the outbox to drain")
+    wait_until(lambda: hub.ids() >= {r.id for r in rows[1:]}, what="the small rows at the hub")
+    assert rows[0].id not in hub.ids()
+    assert agent.client.dropped == 1
+    drops = agent.db(lambda: agent.agent.outbox.stats()["drops"])
+    assert drops["event"]["count"] == 1

@@ -102,6 +102,7 @@ class SyncClient:
         self.published = 0
         self.acked = 0
         self.rejected = 0
+        self.dropped = 0
         self.max_inflight = 0
         self.connects = 0
         self.bad_hub_states = 0
@@ -213,11 +214,24 @@ class SyncClient:
             if not conn.more:
                 conn.known_seq = max(conn.known_seq, snapshot)
             for row in rows:
+                if len(row.payload) > wire.MAX_PAYLOAD:
+                    # No hub accepts it and a broker may drop the link over it, which would
+                    # resend it first forever: drop it (counted, like a budget drop).
+                    conn.cursors[row.prio] = max(conn.cursors.get(row.prio, 0), row.seq)
+                    await self._drop_oversized(row)
+                    continue
                 if not self._publish(conn, row):
                     conn.more = True
                     return
             if not rows:
                 return
+
+    async def _drop_oversized(self, row: Row) -> None:
+        log.error("outbox row too large for the wire; dropped", extra={
+            "seq": row.seq, "kind": row.kind, "bytes": len(row.payload),
+            "max": wire.MAX_PAYLOAD})
+        self.dropped += 1
+        await self.db(self.outbox.drop, [row])
 
     def _publish(self, conn: Connection, row: Row) -> bool:
         topic = self._topics.get(row.kind)
