@@ -3,7 +3,7 @@
 Threads: paho's network thread only appends events to a deque and wakes the event loop with
 `call_soon_threadsafe`; every outbox read and delete runs on the agent's database thread; the
 event loop decides what to send. A row leaves the outbox only after its PUBACK. At most
-`sync.inflight` messages are unacknowledged at once, so paho's memory-only queue stays small
+`sync.inflight` rows are unacknowledged at once, so paho's memory-only queue stays small
 and its 16-bit message ids never wrap over a pending message (PROTOCOLS.md, section 7); the
 outbox, not paho, holds a backlog. Each connection uses a fresh paho client, so nothing paho
 kept from a lost connection is resent behind our back: after a reconnect the client reads the
