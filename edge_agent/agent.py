@@ -8,6 +8,7 @@ old config when the new one is invalid.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -116,16 +117,19 @@ class Agent:
                 log.error("new config rejected; keeping the old one",
                           extra={"problem": str(problem), "file": str(self.config_path)})
             return False
-        needs_restart = [name for name in ("agent", "outbox", "telemetry", "sync")
+        needs_restart = [name for name in ("agent", "outbox", "telemetry")
                          if getattr(new, name) != getattr(self.config, name)]
         if needs_restart:
             log.warning("config sections change only at restart", extra={
                 "sections": ",".join(needs_restart)})
+        running_sync = self.config.sync
+        if new.sync != running_sync:
+            log.warning("config sections change only at restart", extra={"sections": "sync"})
         changes = self.scheduler.apply(new.devices)
         self.config = type(new)(agent=self.config.agent, outbox=self.config.outbox,
-                                telemetry=self.config.telemetry, sync=self.config.sync,
-                                devices=new.devices,
+                                telemetry=self.config.telemetry, devices=new.devices,
                                 source=new.source)
+        self.config = dataclasses.replace(self.config, sync=running_sync)
         self.reloads += 1
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})
         return True

@@ -48,27 +48,6 @@ class AgentSection:
                              choices=("debug", "info", "warning", "error"))
 
 
-@dataclass(frozen=True)
-class OutboxSection:
-    """Budgets of the outbox; past them telemetry is dropped first, alerts and decisions last."""
-
-    max_bytes: int = setting(64 * 1024 * 1024, doc="Bytes the outbox may hold.", min=65536)
-    max_age_s: float = setting(7 * 86400.0, doc="Age after which unsent telemetry is dropped.",
-                               gt=0)
-
-
-@dataclass(frozen=True)
-class TelemetrySection:
-    """How readings are batched into telemetry envelopes."""
-
-    flush_interval: float = setting(1.0, doc="Seconds between commits of buffered readings.",
-                                    gt=0, max=3600)
-    batch_max: int = setting(200, doc="Readings in one telemetry envelope at most.",
-                             min=1, max=10000)
-    buffer_max: int = setting(5000, doc="Readings held in memory before the oldest is dropped.",
-                              min=10, max=1_000_000)
-
-
 def _check_prefix(value: str) -> str | None:
     if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#"):
         return "must be a topic prefix such as edge/v1 (no leading or trailing '/', no + or #)"
@@ -119,6 +98,27 @@ class SyncSection:
 
 
 @dataclass(frozen=True)
+class OutboxSection:
+    """Budgets of the outbox; past them telemetry is dropped first, alerts and decisions last."""
+
+    max_bytes: int = setting(64 * 1024 * 1024, doc="Bytes the outbox may hold.", min=65536)
+    max_age_s: float = setting(7 * 86400.0, doc="Age after which unsent telemetry is dropped.",
+                               gt=0)
+
+
+@dataclass(frozen=True)
+class TelemetrySection:
+    """How readings are batched into telemetry envelopes."""
+
+    flush_interval: float = setting(1.0, doc="Seconds between commits of buffered readings.",
+                                    gt=0, max=3600)
+    batch_max: int = setting(200, doc="Readings in one telemetry envelope at most.",
+                             min=1, max=10000)
+    buffer_max: int = setting(5000, doc="Readings held in memory before the oldest is dropped.",
+                              min=10, max=1_000_000)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """One device to poll, and how often; the collector's own settings are in `options`."""
 
@@ -149,9 +149,9 @@ class AgentConfig:
     """The whole agent config."""
 
     agent: AgentSection
+    sync: SyncSection = SyncSection()
     outbox: OutboxSection = OutboxSection()
     telemetry: TelemetrySection = TelemetrySection()
-    sync: SyncSection = SyncSection()
     devices: tuple[DeviceConfig, ...] = ()
     source: str = dataclasses.field(default="", compare=False)
 

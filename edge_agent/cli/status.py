@@ -11,7 +11,6 @@ from datetime import timezone
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
 from edge_agent.outbox import outbox_stats
-from edge_agent.sync.state import read_status as read_sync_status
 from edge_agent.reading import parse_ts, utcnow
 from edge_agent.recorder import load_states
 from edge_agent.state import db as statedb
@@ -36,19 +35,18 @@ def collect(config) -> dict:
     pid = holder(config.agent.state_dir)
     doc = {"store": config.agent.store, "region": config.agent.region,
            "agent": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
-           "devices": [], "outbox": None, "sync": None}
+           "devices": [], "outbox": None}
     saved = {}
-    sync = None
     if config.state_path.exists():
         db = statedb.connect(config.state_path, readonly=True)
         try:
             saved = load_states(db)
             doc["outbox"] = outbox_stats(db, time.time())
-            sync = read_sync_status(db)
         finally:
             db.close()
-    if config.sync.enabled or sync:
-        doc["sync"] = sync_summary(config, sync, running=pid is not None)
+    from edge_agent.sync.state import status_from_disk
+
+    doc["sync"] = status_from_disk(config, running=pid is not None)
     for device in config.devices:
         entry = {"id": device.id, "kind": device.kind, "enabled": device.enabled,
                  "ts": None, "age_s": None, "stale": True, "reason": "never polled",
@@ -76,36 +74,6 @@ def collect(config) -> dict:
     return doc
 
 
-def sync_summary(config, saved: dict | None, running: bool) -> dict:
-    """The sync part of the status: what the client last wrote, corrected if the agent is gone."""
-    out = {"enabled": config.sync.enabled, "broker": f"{config.sync.host}:{config.sync.port}",
-           "connected": False, "since": None, "session": None, "hub_online": False,
-           "last_ack": None, "last_error": None}
-    if saved:
-        out.update({k: saved.get(k) for k in ("connected", "since", "session", "hub_online",
-                                              "last_ack", "last_error")})
-    if not running and out["connected"]:
-        # The agent died without saying so (killed, power cut): the file still says connected.
-        out.update(connected=False, hub_online=False, last_error="agent not running")
-    return out
-
-
-def sync_line(sync: dict) -> str:
-    """One line of text for the sync status."""
-    if not sync["enabled"]:
-        return "sync: disabled"
-    if sync["connected"]:
-        hub = "hub online" if sync["hub_online"] else "hub offline (outbox held)"
-        trouble = f"; last error: {sync['last_error']}" if sync["last_error"] else ""
-        return (f"sync: connected to {sync['broker']} since {sync['since']} "
-                f"(session {sync['session']}), {hub}, last ack {sync['last_ack'] or 'never'}"
-                + trouble)
-    since = f" since {sync['since']}" if sync["since"] else ""
-    why = f": {sync['last_error']}" if sync["last_error"] else ""
-    return (f"sync: not connected to {sync['broker']}{since}{why}; "
-            f"last ack {sync['last_ack'] or 'never'}")
-
-
 def run(args) -> int:
     config = load_config(args.config)
     doc = collect(config)
@@ -122,11 +90,13 @@ def run(args) -> int:
         rows.append((d["id"], d["kind"], "STALE" if d["stale"] else "ok", age(d["age_s"]),
                      shown or "-", d["reason"] or ""))
     print(table(("device", "kind", "state", "age", "last values", "why"), rows))
+    if doc["sync"]:
+        from edge_agent.sync.state import status_line
+
+        print(status_line(doc["sync"]))
     ob = doc["outbox"]
     if ob:
         print(f"outbox: {ob['rows']} rows, {ob['bytes']} bytes, oldest {age(ob['oldest_age_s'])}")
     else:
         print("outbox: no state database yet")
-    if doc["sync"]:
-        print(sync_line(doc["sync"]))
     return 0

@@ -66,3 +66,46 @@ def read_status(db: sqlite3.Connection) -> dict[str, Any] | None:
 def model_version(db: sqlite3.Connection) -> str | None:
     """Return the model version the scorer recorded in meta (`model_version`), if any."""
     return _get(db, "model_version")
+
+
+def status_from_disk(config: Any, running: bool) -> dict[str, Any] | None:
+    """The sync part of `edge-agent status`, read from the state database.
+
+    None when sync is disabled and never ran. If the agent is not running, the saved status
+    may still say connected (it was killed, or the power went): it is shown as not connected.
+    """
+    saved = None
+    if config.state_path.exists():
+        from edge_agent.state import db as statedb
+
+        db = statedb.connect(config.state_path, readonly=True)
+        try:
+            saved = read_status(db)
+        finally:
+            db.close()
+    if not config.sync.enabled and not saved:
+        return None
+    out = {"enabled": config.sync.enabled, "broker": f"{config.sync.host}:{config.sync.port}",
+           "connected": False, "since": None, "session": None, "hub_online": False,
+           "last_ack": None, "last_error": None}
+    if saved:
+        out.update({k: saved.get(k) for k in ("connected", "since", "session", "hub_online",
+                                              "last_ack", "last_error")})
+    if not running and out["connected"]:
+        out.update(connected=False, hub_online=False, last_error="agent not running")
+    return out
+
+
+def status_line(sync: dict[str, Any]) -> str:
+    """One line of text for the sync status."""
+    if not sync["enabled"]:
+        return "sync: disabled"
+    last_ack = sync["last_ack"] or "never"
+    if sync["connected"]:
+        hub = "hub online" if sync["hub_online"] else "hub offline (outbox held)"
+        trouble = f"; last error: {sync['last_error']}" if sync["last_error"] else ""
+        return (f"sync: connected to {sync['broker']} since {sync['since']} "
+                f"(session {sync['session']}), {hub}, last ack {last_ack}{trouble}")
+    since = f" since {sync['since']}" if sync["since"] else ""
+    why = f": {sync['last_error']}" if sync["last_error"] else ""
+    return f"sync: not connected to {sync['broker']}{since}{why}; last ack {last_ack}"
