@@ -162,6 +162,13 @@ def test_birth_carries_inventory_capabilities_versions_config_hash_and_a_session
     assert again["session"] > body["session"]
     assert again["session"] == int(agent.meta(sync_state.SESSION_KEY))
 
+    # A model loaded after the birth (the health engine sets it) brings a new birth.
+    births = len(hub.envelopes("birth"))
+    agent.agent.model_version = "health-2026.11.1"
+    wait_until(lambda: len(hub.envelopes("birth")) > births, what="a birth with the model")
+    latest = hub.envelopes("birth")[-1]["body"]
+    assert (latest["model_version"], latest["session"]) == ("health-2026.11.1", again["session"])
+
     agent.stop()
     cleanup.remove(agent)
     death = wait_until(lambda: hub.envelopes("death"), what="the Will on a clean stop")[-1]

@@ -66,6 +66,8 @@ class Connection:
         self.acks: collections.deque[tuple[int, int]] = collections.deque()
         self.ack_scheduled = False
         self.birth_mid: int | None = None
+        self.birth_model: str | None = None  # the model version the last birth announced
+        self.birth_pending = False           # a birth is being built (hub came back)
         self.will = b""
 
 
@@ -111,8 +113,13 @@ class SyncClient:
     def for_agent(cls, agent: "Agent") -> "SyncClient":
         """Build the client of a running agent (its outbox, database thread and config)."""
         base = agent.config_path.parent if agent.config_path else None
+        def model_version() -> str | None:
+            # The health engine (agent.health, set by its service) knows the loaded model.
+            scorer = getattr(getattr(agent, "health", None), "scorer", None)
+            return getattr(agent, "model_version", None) or getattr(scorer, "version", None)
+
         return cls(agent.config.sync, lambda: agent.config, agent.outbox, agent._db,
-                   base_dir=base, model_version=lambda: getattr(agent, "model_version", None))
+                   base_dir=base, model_version=model_version)
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -182,6 +189,10 @@ class SyncClient:
         while not conn.lost.is_set():
             # Cleared before filling, so acks that arrive while a read is running wake us at once.
             self._kick.clear()
+            if (conn.birth_mid is not None and not conn.birth_pending
+                    and self.model_version() != conn.birth_model):
+                # A model loaded (or replaced) after the birth: tell the hub with a new one.
+                await self._send_birth(conn)
             await self._fill(conn)
             if conn.lost.is_set():
                 break
@@ -263,7 +274,7 @@ class SyncClient:
 
     async def _send_birth(self, conn: Connection) -> None:
         cfg = self.config()
-        model = self.model_version()
+        model = known = self.model_version()
         if model is None:
             model = await self.db(state.model_version, self.outbox.db)
         body = birth.birth_body(cfg, conn.session, model_version=model,
@@ -272,7 +283,7 @@ class SyncClient:
         if conn.lost.is_set():
             return
         info = conn.mqtt.publish(self._topic("birth"), self._envelope("birth", body), qos=1)
-        conn.birth_mid = info.mid
+        conn.birth_mid, conn.birth_model = info.mid, known
         log.info("sync birth sent", extra={"session": conn.session,
                                            "devices": len(body["inventory"])})
 
@@ -388,7 +399,11 @@ class SyncClient:
             self._spawn(self._send_birth_then_kick(conn))
 
     async def _send_birth_then_kick(self, conn: Connection) -> None:
-        await self._send_birth(conn)
+        conn.birth_pending = True
+        try:
+            await self._send_birth(conn)
+        finally:
+            conn.birth_pending = False
         self._kick.set()
 
     def _take_acks(self, conn: Connection) -> None:
