@@ -146,8 +146,8 @@ def cmd_store(args: argparse.Namespace) -> int:
     print(f"store {d['store']} (region {d['region']}): "
           f"{_state(d['online'])} since {_ago(d['since'])}, "
           f"last seen {_ago(d['last_seen'])}, session {d['session']}")
-    extra = ", ".join(f"{k} {agent[k]}" for k in ("agent", "model", "config_hash")
-                      if agent.get(k))
+    extra = ", ".join(f"{k.replace('_', ' ')} {agent[k]}"
+                      for k in ("agent_version", "model_version", "config_hash") if agent.get(k))
     if extra:
         print(extra)
     seq = d["seq"]

@@ -131,7 +131,7 @@ class Ingest:
                                   manual_ack=True, **kwargs)
         # The outgoing queue holds only feed messages and hub state: small and bounded here.
         self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(0.5, 10)
+        self.client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
         if will:
             props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
             self.client.will_set(will[0], will[1], qos=1, retain=True, properties=props)
@@ -288,7 +288,9 @@ class Ingest:
                 valid.setdefault(item.env.id, item.env)
                 raw.setdefault(item.env.id, item.raw)
         received = batch[-1].received
-        rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, received,
+        # Each message keeps its own arrival time: ordering by it shows the arrival order.
+        arrived = {item.env.id: item.received for item in reversed(batch) if item.env}
+        rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, arrived[e.id],
                  raw[e.id].decode()) for e in valid.values()]
         with self.db.transaction() as tx:
             new_ids = self.db.insert_new_messages(tx, rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
@@ -19,8 +18,7 @@ log = logging.getLogger("hub.serve")
 
 
 def state_payload(online: bool, worker: str) -> bytes:
-    return json.dumps({"online": online, "ts": format_ts(utcnow()), "worker": worker},
-                      separators=(",", ":")).encode()
+    return wire.encode_hub_state(online, format_ts(utcnow()), worker)
 
 
 def default_client_id() -> str:
@@ -49,8 +47,8 @@ class Hub:
         # Several workers share one retained state: when another worker's Will says offline
         # while this one runs, say online again.
         try:
-            state = json.loads(msg.payload)
-        except ValueError:
+            state = wire.decode_hub_state(msg.payload)
+        except wire.WireError:
             state = {}
         if msg.qos:
             client.ack(msg.mid, msg.qos)

@@ -60,7 +60,8 @@ def decision_body(device: str = "p1", decision: str = "predicted_failure",
 
 def birth_body(session: int, devices: tuple[str, ...] = ("p1",)) -> dict[str, Any]:
     return {"session": session, "inventory": [{"id": d, "kind": "escpos"} for d in devices],
-            "agent": "0.1.0", "model": "health-1", "config_hash": "abc123"}
+            "agent_version": "0.1.0", "model_version": "health-1",
+            "config_hash": "sha256:abc123", "last_seq": 0}
 
 
 class Publisher:
