@@ -56,8 +56,10 @@ def hub_db(request, tmp_path):
     if request.param == "sqlite":
         yield str(tmp_path / "hub.db")
         return
-    from hubkit import create_pg_database, drop_pg_database
+    from hubkit import create_pg_database, drop_pg_database, pg_reachable
 
+    if not pg_reachable():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (trust auth, user postgres)")
     url = create_pg_database()
     yield url
     drop_pg_database(url)

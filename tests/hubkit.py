@@ -187,6 +187,16 @@ class HubProcess:
             self.proc.wait(10)
 
 
+def pg_reachable() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def create_pg_database() -> str:
     """Create a fresh PostgreSQL database for one test; return its URL."""
     import psycopg
