@@ -45,7 +45,9 @@ class Settings:
     keepalive: int = 30
     session_expiry: int = 7 * 86400
     batch_max: int = 1000
+    batch_bytes: int = 2 * 1024 * 1024  # telemetry envelopes carry hundreds of readings each
     batch_s: float = 0.05
+    priority_lane: bool = True   # a second connection for alerts, decisions, births, deaths
     queue_max: int = 4000
     flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
     route_every_s: float = 0.25
@@ -60,6 +62,7 @@ class Item:
     error: wire.WireError | None
     received: float
     raw: bytes = b""
+    client: mqtt.Client | None = None  # the lane to acknowledge on
 
 
 class Handoff:
@@ -75,14 +78,17 @@ class Handoff:
         self.maxsize = maxsize
         self.wake = threading.Event()
 
-    def put(self, item: Item, stop: threading.Event) -> None:
+    def put(self, item: Item, stop: threading.Event, front: bool = False) -> None:
         while len(self.items) >= self.maxsize and not stop.is_set():
             time.sleep(0.001)  # full: hold the network thread, so TCP pushes back on the broker
-        self.items.append(item)
+        if front:
+            self.items.appendleft(item)  # the priority lane jumps the bulk backlog
+        else:
+            self.items.append(item)
         if not self.wake.is_set():
             self.wake.set()
 
-    def take(self, limit: int, wait_s: float) -> list[Item]:
+    def take(self, limit: int, wait_s: float, max_bytes: int) -> list[Item]:
         """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch."""
         if not self.items:
             self.wake.clear()
@@ -92,9 +98,14 @@ class Handoff:
         while len(self.items) < limit and time.monotonic() < deadline:
             time.sleep(min(0.005, wait_s))
         out = []
+        size = 0
         popleft = self.items.popleft
         for _ in range(min(limit, len(self.items))):
-            out.append(popleft())
+            item = popleft()
+            out.append(item)
+            size += len(item.raw)
+            if size >= max_bytes:
+                break
         return out
 
     def qsize(self) -> int:
@@ -124,21 +135,40 @@ class Ingest:
         self._route_now = threading.Event()
         self.on_connected = on_connected
         self.writer: threading.Thread | None = None
-        proto = mqtt.MQTTv5 if settings.mqtt5 else mqtt.MQTTv311
-        kwargs = {} if settings.mqtt5 else {"clean_session": False}
-        self.client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=settings.client_id, protocol=proto,
-                                  manual_ack=True, **kwargs)
-        # The outgoing queue holds only feed messages and hub state: small and bounded here.
-        self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
+        self.client = self._make_client(settings.client_id)
         if will:
             props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
             self.client.will_set(will[0], will[1], qos=1, retain=True, properties=props)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_publish = self._on_publish
+        # The broker queues a subscriber's messages first in, first out: behind a store's
+        # 24-hour telemetry backlog, a fresh alert would wait for all of it. A second
+        # connection subscribes to the critical kinds only, so they arrive at once; both lanes
+        # see them, and the second copy is dropped by id. amqtt (3.1.1) has no shared
+        # subscriptions, so the embedded mode has one lane.
+        self.lane = None
+        if settings.priority_lane and settings.shared:
+            self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
+        self._lanes_up: set[int] = set()
+        # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
+        self.feed_client = self.lane or self.client
+        self.feed_client.on_publish = self._on_publish
+
+    def _make_client(self, client_id: str, priority: bool = False) -> mqtt.Client:
+        s = self.s
+        kwargs = {} if s.mqtt5 else {"clean_session": False}
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                protocol=mqtt.MQTTv5 if s.mqtt5 else mqtt.MQTTv311,
+                                manual_ack=True, userdata={"priority": priority}, **kwargs)
+        # The outgoing queue holds only feed messages and hub state: small and bounded here.
+        client.max_inflight_messages_set(100)
+        client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def clients(self) -> list[mqtt.Client]:
+        return [self.client] + ([self.lane] if self.lane else [])
 
     # MQTT side (paho's network thread) -------------------------------------------------------
 
@@ -147,6 +177,10 @@ class Ingest:
         if self.s.shared:
             return wire.shared_subscription(self.s.prefix, self.s.group)
         return f"{self.s.prefix}/+/+/#"
+
+    def priority_filters(self) -> list[str]:
+        return [f"$share/{self.s.group}-priority/{self.s.prefix}/+/+/{kind}"
+                for kind in ("alert", "decision", "birth", "death")]
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and start the writer; raise BrokerError if the broker is away."""
@@ -157,15 +191,25 @@ class Ingest:
             # Room for two batches unacknowledged: the broker keeps sending while we commit.
             props.ReceiveMaximum = min(65535, 2 * self.s.batch_max)
             kwargs = {"clean_start": False, "properties": props}
+        if self.s.mqtt5 and self.lane is not None:
+            lane_props = Properties(PacketTypes.CONNECT)
+            lane_props.SessionExpiryInterval = self.s.session_expiry
+            lane_props.ReceiveMaximum = 500
         try:
-            self.client.connect(self.s.host, self.s.port, self.s.keepalive, **kwargs)
+            for client in self.clients:
+                if client is self.lane and self.s.mqtt5:
+                    client.connect(self.s.host, self.s.port, self.s.keepalive,
+                                   clean_start=False, properties=lane_props)
+                else:
+                    client.connect(self.s.host, self.s.port, self.s.keepalive, **kwargs)
         except (OSError, ValueError) as err:
             raise BrokerError(f"cannot reach the broker at {self.s.host}:{self.s.port}: "
                               f"{err.strerror if isinstance(err, OSError) and err.strerror else err}"
                               ) from err
         self.writer = threading.Thread(target=self._run, name="hub-writer", daemon=True)
         self.writer.start()
-        self.client.loop_start()
+        for client in self.clients:
+            client.loop_start()
         if not self._connected.wait(timeout):
             self.stop()
             raise BrokerError(f"the broker at {self.s.host}:{self.s.port} did not accept the "
@@ -175,15 +219,23 @@ class Ingest:
         if reason_code.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason_code)})
             return
+        if userdata["priority"]:
+            client.subscribe([(f, 1) for f in self.priority_filters()])
+            self._lanes_up.add(1)
+            return
         client.subscribe(self.topic_filter, qos=1)
         log.info("connected", extra={"broker": f"{self.s.host}:{self.s.port}",
                                      "subscription": self.topic_filter,
+                                     "priority_lane": self.lane is not None,
                                      "session_present": bool(flags.session_present)})
         self._connected.set()
         if self.on_connected:
             self.on_connected(self)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if userdata["priority"]:
+            self._lanes_up.discard(1)
+            return
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from the broker; reconnecting",
@@ -195,17 +247,22 @@ class Ingest:
         if not self._is_store_topic(msg.topic):
             # The hub's own feed and state, hub-to-agent topics: not ingest's business.
             self.counts["ignored"] += 1
-            self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now))
+            self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
             return
         try:
             env = wire.decode(msg.payload, msg.topic, self.s.prefix)
         except wire.WireError as e:
+            if userdata["priority"]:
+                # The bulk lane gets the same message and counts the reject once.
+                self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
+                return
             err = e
         self._hand_over(Item(msg.mid, msg.qos, msg.topic, env, err, now,
-                             msg.payload if env is not None else b""))
+                             msg.payload if env is not None else b"", client),
+                        front=userdata["priority"])
 
-    def _hand_over(self, item: Item) -> None:
-        self.queue.put(item, self._stop)
+    def _hand_over(self, item: Item, front: bool = False) -> None:
+        self.queue.put(item, self._stop, front)
 
     def _is_store_topic(self, name: str) -> bool:
         rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
@@ -223,7 +280,7 @@ class Ingest:
     def publish_feed(self, outgoing: list[alerts.Outgoing]) -> None:
         for o in outgoing:
             with self._feed_lock:
-                info = self.client.publish(o.topic, o.payload, qos=1)
+                info = self.feed_client.publish(o.topic, o.payload, qos=1)
                 if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
                     self._published[info.mid] = o.key
             self.counts["feed_published"] += 1
@@ -232,7 +289,7 @@ class Ingest:
     # Writer thread ----------------------------------------------------------------------------
 
     def _take(self) -> list[Item]:
-        return self.queue.take(self.s.batch_max, self.s.batch_s)
+        return self.queue.take(self.s.batch_max, self.s.batch_s, self.s.batch_bytes)
 
     def _run(self) -> None:
         next_route = 0.0
@@ -253,8 +310,8 @@ class Ingest:
                     continue
                 backoff = 0.1
                 for item in pending:
-                    if item.qos > 0:
-                        self.client.ack(item.mid, item.qos)
+                    if item.qos > 0 and item.client is not None:
+                        item.client.ack(item.mid, item.qos)
                 pending = []
                 if routed:
                     next_route = 0.0
@@ -323,11 +380,12 @@ class Ingest:
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect, commit what was received (unacknowledged, it is redelivered anyway)."""
         self._stop.set()
-        try:
-            self.client.disconnect()
-        except Exception:  # already gone; nothing to say goodbye to
-            pass
-        self.client.loop_stop()
+        for client in self.clients:
+            try:
+                client.disconnect()
+            except Exception:  # already gone; nothing to say goodbye to
+                pass
+            client.loop_stop()
         if self.writer is not None:
             self.writer.join(timeout)
 

@@ -17,13 +17,17 @@ class BufferedClient(mqtt.Client):
     """paho's Client with a userspace read buffer."""
 
     _READ = 65536
+    _BURST = 200  # packets a read round takes from the socket before letting writes (acks) out
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._rbuf = bytearray()
+        self._no_refill = False
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._rbuf:
+            if self._no_refill:
+                raise BlockingIOError()  # paho keeps a partial packet and resumes next round
             data = super()._sock_recv(self._READ)  # BlockingIOError when nothing is there
             if not data:
                 return b""  # the peer closed: paho sees the usual empty read
@@ -37,15 +41,23 @@ class BufferedClient(mqtt.Client):
         super()._sock_close()
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        # Drain all that was received: select() cannot see bytes already in our buffer. The
-        # broker's Receive Maximum bounds how much can be there.
+        # Handle every packet already in our buffer before returning: select() cannot see
+        # those bytes. After a burst, stop refilling from the socket (select() will see what
+        # is left there) so the loop gets to write the acknowledgements queued meanwhile.
         if self._sock is None:
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
-        while True:
-            if self._sock is None:
-                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
-                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        packets = 0
+        try:
+            while True:
+                if self._sock is None:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+                rc = self._packet_read()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                packets += 1
+                if packets >= self._BURST:
+                    self._no_refill = True
+        finally:
+            self._no_refill = False
