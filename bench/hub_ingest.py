@@ -41,6 +41,7 @@ from hub import fleet  # noqa: E402
 from hub.ingest import Settings  # noqa: E402
 from hub.serve import Hub  # noqa: E402
 from hub.store import open_store  # noqa: E402
+from hubkit import Publisher  # noqa: E402
 
 
 def small_message(seq: int, ts: str) -> bytes:
@@ -50,26 +51,10 @@ def small_message(seq: int, ts: str) -> bytes:
     return wire.encode(env)
 
 
-def publisher(broker: Mosquitto) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid7()[-8:]}",
-                    protocol=mqtt.MQTTv5)
-    c.max_inflight_messages_set(1000)
-    c.connect(broker.host, broker.port, 60)
-    c.loop_start()
-    return c
-
-
-def publish_all(c: mqtt.Client, items: list[tuple[str, bytes]], window: int = 2000) -> None:
-    # paho keys its queue by 16-bit mid: bound what is outstanding (PROTOCOLS.md 7).
-    infos = []
-    for topic, payload in items:
-        infos.append(c.publish(topic, payload, qos=1))
-        if len(infos) >= window:
-            for i in infos:
-                i.wait_for_publish(60)
-            infos = []
-    for i in infos:
-        i.wait_for_publish(60)
+def flood_broker(broker: Mosquitto, items: list[tuple[str, bytes]]) -> None:
+    pub = Publisher(broker, inflight=1000)
+    pub.publish_all(items, window=2000)
+    pub.close()
 
 
 def cpu_children() -> float:
@@ -84,10 +69,7 @@ def drain_mosquitto_sub(broker: Mosquitto, flood: list[tuple[str, bytes]], prefi
     if version == "mqttv5":
         base += ["-x", "86400"]
     subprocess.run(base + ["-E"], check=True, capture_output=True, timeout=30)
-    pub = publisher(broker)
-    publish_all(pub, flood)
-    pub.disconnect()
-    pub.loop_stop()
+    flood_broker(broker, flood)
     cpu0, t0 = cpu_children(), time.perf_counter()
     subprocess.run(base + ["-C", str(len(flood))], check=True, stdout=subprocess.DEVNULL,
                    timeout=600)
@@ -102,10 +84,7 @@ def drain_hub(broker: Mosquitto, flood: list[tuple[str, bytes]], db_path: Path,
     db = open_store(str(db_path))
     hub = Hub(db, settings).start()  # registers the persistent session and subscription
     hub.stop()
-    pub = publisher(broker)
-    publish_all(pub, flood)
-    pub.disconnect()
-    pub.loop_stop()
+    flood_broker(broker, flood)
     db = open_store(str(db_path))
     before = fleet.message_count(db)
     hub = Hub(db, settings)
@@ -155,7 +134,7 @@ def backlog(broker: Mosquitto, db_path: Path, devices: int = 50, hours: int = 24
     feed.subscribe(wire.alert_feed_topic("r1", "big"), qos=1)
     feed.loop_start()
     time.sleep(0.5)
-    pub = publisher(broker)
+    pub = Publisher(broker, inflight=1000)
     now = format_ts(utcnow())
     alert = wire.encode({"v": 1, "id": uuid7(), "seq": seq + 1, "store": "big", "region": "r1",
                          "ts": now, "kind": "alert", "body": {
@@ -165,10 +144,10 @@ def backlog(broker: Mosquitto, db_path: Path, devices: int = 50, hours: int = 24
                              "decision": None}})
     half = len(envs) // 2
     cpu0, t0 = time.process_time(), time.perf_counter()
-    publish_all(pub, envs[:half], window=200)
+    pub.publish_all(envs[:half], window=200)
     t_alert = time.perf_counter()
-    pub.publish("edge/v1/r1/big/alert", alert, qos=1)
-    publish_all(pub, envs[half:], window=200)
+    pub.client.publish("edge/v1/r1/big/alert", alert, qos=1)
+    pub.publish_all(envs[half:], window=200)
     t_pub = time.perf_counter()
     while hub.ingest.counts["stored"] < len(envs) + 1:
         time.sleep(0.005)
@@ -176,8 +155,7 @@ def backlog(broker: Mosquitto, db_path: Path, devices: int = 50, hours: int = 24
     cpu = time.process_time() - cpu0
     got_feed.wait(30)
     hub.stop()
-    pub.disconnect()
-    pub.loop_stop()
+    pub.close()
     feed.disconnect()
     feed.loop_stop()
     n = fleet.message_count(db)
