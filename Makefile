@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test system-deps bench clean
+.PHONY: demo demo-chain test system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## Run the agent on its embedded default (no hardware needed).
 demo: $(STAMP)
 	$(BIN)/edge-agent demo
+
+## Run the chain on one machine: embedded broker, hub and two store agents (Ctrl-C stops).
+demo-chain: $(STAMP)
+	$(BIN)/edge-hub demo
 
 ## Install the Debian packages the integration tests use (mosquitto, snmp tools), if missing.
 system-deps:
