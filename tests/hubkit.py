@@ -148,6 +148,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
         time.sleep(0.05)
 
 
+RUNNING: list["HubProcess"] = []  # killed after each test (conftest), even one that failed
+
+
 class HubProcess:
     """`python -m hub serve` as a subprocess of the test, stopped or killed by it."""
 
@@ -163,6 +166,7 @@ class HubProcess:
         self.err = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.args, env=agent_env(), cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=self.err)
+        RUNNING.append(self)
         return self
 
     def wait_connected(self, timeout: float = 20.0) -> None:
