@@ -1,0 +1,1 @@
+"""Simulated store devices for tests, demos and `edge-agent simulate`."""
