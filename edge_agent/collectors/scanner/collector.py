@@ -98,6 +98,9 @@ class SerialTransport:
 
 
 def _why(err: BaseException) -> str:
+    code = getattr(err, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)  # pyserial repeats the port in its message; the cause suffices.
     return (getattr(err, "strerror", None) or str(err) or type(err).__name__).strip()
 
 
