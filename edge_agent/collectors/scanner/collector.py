@@ -228,7 +228,7 @@ class ScannerCollector(Collector):
             # whether the scanner answers, not merely that the port opened.
             try:
                 await asyncio.wait_for(self._first_heartbeat.wait(),
-                                       self.options.heartbeat_timeout + 0.5)
+                                       self.options.heartbeat_timeout + 0.1)
             except asyncio.TimeoutError:
                 pass
         if self.transport is None:
