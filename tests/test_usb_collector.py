@@ -179,3 +179,33 @@ def test_probe_rejects_a_bad_usb_url_without_a_traceback(url, message):
     done = run_cli("probe", url)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+class UdevEvent(dict):
+    """What pyudev hands the observer callback: properties and an action (pyudev is optional)."""
+
+    def __init__(self, action: str, product: str):
+        super().__init__(PRODUCT=product)
+        self.action = action
+
+
+def test_udev_events_for_the_configured_ids_are_counted_and_others_ignored():
+    from edge_agent.collectors.usb.collector import UdevCounter
+
+    counter = UdevCounter("0c2e", "0b61")
+    for action, product in [("add", "c2e/b61/100"), ("remove", "c2e/b61/100"),
+                            ("add", "4b8/202/100"), ("bind", "c2e/b61/100"),
+                            ("add", "garbage"), ("remove", "")]:
+        counter._event(UdevEvent(action, product))
+    assert counter.take() == (1, 1)
+    assert counter.take() == (0, 0)  # Taken counts are reset for the next poll.
+
+
+def test_without_pyudev_the_udev_counter_stays_off():
+    import importlib.util
+
+    from edge_agent.collectors.usb.collector import UdevCounter
+
+    if importlib.util.find_spec("pyudev") is not None:
+        pytest.skip("pyudev is installed here")
+    assert UdevCounter("0c2e", "").start() is False

@@ -45,7 +45,7 @@ class UdevCounter:
         try:
             monitor = pyudev.Monitor.from_netlink(pyudev.Context())
             monitor.filter_by("usb", device_type="usb_device")
-            self.observer = pyudev.MonitorObserver(monitor, callback=self._event, daemon=True)
+            self.observer = pyudev.MonitorObserver(monitor, callback=self._event)
             self.observer.start()
         except Exception as err:  # No netlink in a container, no libudev: sysfs still works.
             log.info("udev events unavailable; counting from sysfs only",
