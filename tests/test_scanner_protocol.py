@@ -158,3 +158,37 @@ def test_every_built_ssi_packet_parses_back_to_itself(opcode, source, status, da
     packet = p.ssi_parse(p.ssi_build(opcode, data, source, status))
     assert (packet.opcode, packet.source, packet.status, packet.data) == (opcode, source, status,
                                                                           data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(st.sampled_from([EAN13, b"\r", b"\n", b"\x06", b".", b"!", b"\x05", b"\x00",
+                                        b"232BAD5", b"x"]), max_size=40).map(b"".join),
+       cuts=st.lists(st.integers(0, 400), max_size=6),
+       suffix=st.sampled_from(["cr", "lf", "crlf"]), honeywell=st.booleans())
+def test_text_framer_gives_the_same_events_however_the_reads_cut_the_stream(stream, cuts, suffix,
+                                                                           honeywell):
+    whole = p.TextFramer(suffix, max_frame=65536, honeywell_replies=honeywell).feed(stream)
+    framer = p.TextFramer(suffix, max_frame=65536, honeywell_replies=honeywell)
+    pieces, last = [], 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts):
+        pieces.append(stream[last:cut])
+        last = cut
+    pieces.append(stream[last:])
+    assert [e for piece in pieces for e in framer.feed(piece)] == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(packets=st.lists(st.tuples(st.sampled_from([p.DECODE_DATA, p.CMD_ACK, p.REPLY_REVISION]),
+                                  st.binary(max_size=40)), max_size=8),
+       cuts=st.lists(st.integers(0, 600), max_size=6))
+def test_ssi_framer_gives_the_same_events_however_the_reads_cut_the_stream(packets, cuts):
+    stream = b"".join(p.ssi_build(op, data, source=p.SSI_SCANNER) for op, data in packets)
+    whole = p.SsiFramer().feed(stream)
+    assert len(whole) == len(packets)
+    framer = p.SsiFramer()
+    pieces, last = [], 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts):
+        pieces.append(stream[last:cut])
+        last = cut
+    pieces.append(stream[last:])
+    assert [e for piece in pieces for e in framer.feed(piece)] == whole

@@ -177,6 +177,9 @@ class ScannerCollector(Collector):
                         await transport.write(self.vendor.ack_scans)
         except DeviceError as err:
             self._lost(str(err))
+        except Exception as err:  # A bug, not the device: say so, and let the next poll reopen.
+            log.exception("scanner reader failed", extra={"device": self.device.id})
+            self._lost(f"collector error: {type(err).__name__}: {err}")
 
     async def _heartbeat_loop(self) -> None:
         opts = self.options
@@ -200,6 +203,9 @@ class ScannerCollector(Collector):
                 await asyncio.sleep(opts.heartbeat_interval)
         except DeviceError as err:
             self._lost(str(err))
+        except Exception as err:  # A bug, not the device: say so, and let the next poll reopen.
+            log.exception("scanner heartbeat failed", extra={"device": self.device.id})
+            self._lost(f"collector error: {type(err).__name__}: {err}")
 
     def _lost(self, reason: str) -> None:
         """Forget a port that went away; the next poll tries to open it again."""

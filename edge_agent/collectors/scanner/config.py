@@ -14,6 +14,7 @@ class ScannerConfig:
     """A serial bar code scanner (RS-232 or a USB virtual COM port)."""
 
     port: str = setting(doc="Serial port; prefer the stable /dev/serial/by-id/ name.",
+                        check=lambda v: None if v.strip() else "must not be empty",
                         example="/dev/serial/by-id/usb-Honeywell_Imaging_Xenon_1902-if00")
     baudrate: int = setting(9600, doc="Line speed the scanner is set to (8N1).", choices=BAUDRATES)
     suffix: str = setting("cr", doc="Suffix the scanner appends to each bar code.",

@@ -13,6 +13,7 @@ Every buffer is bounded by `max_frame`; junk never grows memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -24,6 +25,8 @@ SUFFIXES = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
 
 ACK, ENQ, NAK, SYN = 0x06, 0x05, 0x15, 0x16
 REPLY_STATUS = {ACK: "ack", ENQ: "enq", NAK: "nak"}
+# A Honeywell menu reply ends with ACK, ENQ or NAK and then "." or "!"; scans never hold those.
+_REPLY_END = rb"[\x05\x06\x15][.!]"
 # GS (0x1d) is the GS1 function-1 separator some scanners transmit inside GS1-128 and DataMatrix.
 _ALLOWED_CONTROL = frozenset({0x1D})
 
@@ -88,7 +91,13 @@ class TextFramer:
         self.symbology = symbology
         self.max_frame = max(4, int(max_frame))
         self.honeywell_replies = honeywell_replies
+        # One search for whichever comes first: the suffix, or a Honeywell reply's end.
+        alternatives = [re.escape(self.suffix)]
+        if honeywell_replies:
+            alternatives.append(_REPLY_END)
+        self._boundary = re.compile(b"|".join(b"(" + a + b")" for a in alternatives))
         self._buf = bytearray()
+        self._searched = 0  # no boundary starts before this offset: each byte is searched once
         self._discarding = False  # after an overlong frame, skip to the next suffix
 
     def feed(self, data: bytes) -> list[Event]:
@@ -119,16 +128,20 @@ class TextFramer:
                 events.append(("malformed", f"frame longer than {self.max_frame} bytes"))
                 self._discarding = True
             del self._buf[:len(self._buf) - keep]
+            self._searched = 0
         return events
 
     def _next_boundary(self) -> tuple[int, str]:
         """Return (index, "frame") of the next suffix or (end, "reply") of a Honeywell reply."""
-        at = self._buf.find(self.suffix)
-        if self.honeywell_replies:
-            for i, b in enumerate(self._buf if at < 0 else self._buf[:at]):
-                if b in (0x2E, 0x21) and i > 0 and self._buf[i - 1] in REPLY_STATUS:
-                    return i + 1, "reply"
-        return (at, "frame") if at >= 0 else (-1, "")
+        match = self._boundary.search(self._buf, self._searched)
+        if match is None:
+            # Both patterns are at most 2 bytes: the last byte may start one.
+            self._searched = max(0, len(self._buf) - 1)
+            return -1, ""
+        self._searched = 0
+        if match.lastindex == 2:
+            return match.end(), "reply"
+        return match.start(), "frame"
 
     @property
     def buffered(self) -> int:
