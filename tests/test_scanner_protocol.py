@@ -160,6 +160,15 @@ def test_every_built_ssi_packet_parses_back_to_itself(opcode, source, status, da
                                                                           data)
 
 
+def split_at(stream: bytes, cuts: list[int]) -> list[bytes]:
+    """Cut a stream where a port's reads might have cut it."""
+    pieces, last = [], 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts):
+        pieces.append(stream[last:cut])
+        last = cut
+    return pieces + [stream[last:]]
+
+
 @settings(max_examples=300, deadline=None)
 @given(stream=st.lists(st.sampled_from([EAN13, b"\r", b"\n", b"\x06", b".", b"!", b"\x05", b"\x00",
                                         b"232BAD5", b"x"]), max_size=40).map(b"".join),
@@ -169,11 +178,7 @@ def test_text_framer_gives_the_same_events_however_the_reads_cut_the_stream(stre
                                                                            honeywell):
     whole = p.TextFramer(suffix, max_frame=65536, honeywell_replies=honeywell).feed(stream)
     framer = p.TextFramer(suffix, max_frame=65536, honeywell_replies=honeywell)
-    pieces, last = [], 0
-    for cut in sorted(c % (len(stream) + 1) for c in cuts):
-        pieces.append(stream[last:cut])
-        last = cut
-    pieces.append(stream[last:])
+    pieces = split_at(stream, cuts)
     assert [e for piece in pieces for e in framer.feed(piece)] == whole
 
 
@@ -186,9 +191,5 @@ def test_ssi_framer_gives_the_same_events_however_the_reads_cut_the_stream(packe
     whole = p.SsiFramer().feed(stream)
     assert len(whole) == len(packets)
     framer = p.SsiFramer()
-    pieces, last = [], 0
-    for cut in sorted(c % (len(stream) + 1) for c in cuts):
-        pieces.append(stream[last:cut])
-        last = cut
-    pieces.append(stream[last:])
+    pieces = split_at(stream, cuts)
     assert [e for piece in pieces for e in framer.feed(piece)] == whole
