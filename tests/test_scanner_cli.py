@@ -97,3 +97,60 @@ def test_simulate_scanner_subcommand_sends_scans_and_malformed_frames_a_collecto
     assert collector.reads >= 2 and collector.decode_errors >= 2
     assert collector.lost_reason  # The simulator's exit unplugged it.
     assert not link.exists()
+
+
+def test_the_running_agent_records_a_simulated_scanners_counts(tmp_path):
+    import signal
+
+    link = tmp_path / "scanner"
+    config = tmp_path / "agent.toml"
+    config.write_text(f"""
+[agent]
+store = "s1"
+state_dir = "{tmp_path / 'state'}"
+[[devices]]
+id = "scanner-1"
+kind = "scanner"
+interval = 0.2
+[devices.scanner]
+port = "{link}"
+heartbeat = "zebra"
+heartbeat_interval = 0.2
+""")
+
+    async def status() -> dict:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent", "status", "--config", str(config), "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=agent_env())
+        out, _ = await proc.communicate()
+        devices = json.loads(out or b"{}").get("devices") or [{}]
+        return devices[0].get("values") or {}
+
+    async def main():
+        sim = ScannerSimulator("zebra", link=link)
+        await sim.start()
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent", "run", "--config", str(config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=agent_env())
+        try:
+            values: dict = {}
+            for _ in range(200):  # A cap, not a timing assertion.
+                if sim.heartbeats_seen:
+                    sim.scan()
+                    sim.malformed()
+                values = await status()
+                if values.get("scanner.reads", 0) >= 2 and values.get("scanner.heartbeat") == "ok":
+                    break
+                await asyncio.sleep(0.1)
+            return values
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(agent.communicate(), 30)
+            assert agent.returncode == 0, err.decode()
+            await sim.stop()
+
+    values = asyncio.run(main())
+    assert values["scanner.reads"] >= 2
+    assert values["scanner.decode_errors"] >= 1
+    assert values["scanner.heartbeat"] == "ok"
+    assert values["device.status"] == "ok"
