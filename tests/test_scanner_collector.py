@@ -256,3 +256,31 @@ def test_scanner_device_url_keeps_the_port_path_and_options():
     device = collectors.device_from_url("scanner+serial:///dev/ttyS0?baudrate=115200&suffix=crlf")
     assert dataclasses.asdict(device.options)["port"] == "/dev/ttyS0"
     assert device.options.baudrate == 115200 and device.options.suffix == "crlf"
+
+
+def test_the_pool_thread_fallback_for_loops_without_add_reader_counts_frames_and_sees_an_unplug(
+        tmp_path):
+    from edge_agent.collectors.scanner.collector import SerialTransport
+
+    def blocking_transport(port, baudrate):
+        transport = SerialTransport(port, baudrate)
+        transport.fd = None  # As on Windows: pyserial reads on the pool with a short timeout.
+        return transport
+
+    async def main():
+        sim = ScannerSimulator("honeywell")
+        path = await sim.start()
+        collector = ScannerCollector(scanner_device(path, "honeywell"), opener=blocking_transport)
+        await collector.open()
+        try:
+            assert (await collector.poll()).values["scanner.heartbeat"] == "ok"
+            sim.scan()
+            sim.malformed()
+            await until(lambda: collector.reads == 1 and collector.decode_errors == 1)
+            await sim.unplug()
+            await until(lambda: collector.transport is None)
+            assert (await collector.poll()).stale
+        finally:
+            await collector.close()
+            await sim.stop()
+    asyncio.run(main())
