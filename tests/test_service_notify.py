@@ -195,3 +195,37 @@ def test_a_vanished_notify_socket_is_logged_once_and_does_not_raise(tmp_path, ca
     assert n.send("WATCHDOG=1") is False
     n.close()
     assert sum("cannot notify" in r.message for r in caplog.records) == 1
+
+
+def test_keep_notified_serves_any_process_such_as_the_hub(tmp_path):
+    """edge-hub serve uses keep_notified with its own check; a problem withholds the pings."""
+    import asyncio
+
+    listener = Listener(str(tmp_path / "hub.sock"))
+    notifier = notify.Notifier({"NOTIFY_SOCKET": str(tmp_path / "hub.sock"),
+                                "WATCHDOG_USEC": "100000"})
+    state = {"problem": None}
+
+    async def scenario():
+        task = asyncio.ensure_future(notify.keep_notified(lambda: state["problem"],
+                                                          lambda: "3 stores online",
+                                                          notifier, name="hub"))
+        await asyncio.get_running_loop().run_in_executor(None, listener.wait_for, "WATCHDOG=1")
+        state["problem"] = "broker connection lost"
+        stuck = await asyncio.get_running_loop().run_in_executor(
+            None, listener.wait_for, "STATUS=stuck: broker connection lost")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return stuck
+
+    try:
+        stuck = asyncio.run(scenario())
+        assert "WATCHDOG=1" not in stuck.splitlines()
+        assert any("STATUS=3 stores online" in m or "STATUS=started; 3 stores online" in m
+                   for m in listener.messages)
+        listener.wait_for("STOPPING=1", timeout=5)
+        # Between "stuck" and STOPPING, no ping was sent.
+        after = listener.messages[listener.messages.index(stuck):]
+        assert not any("WATCHDOG=1" in m.splitlines() for m in after)
+    finally:
+        listener.close()
