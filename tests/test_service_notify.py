@@ -90,31 +90,23 @@ def agent_under_systemd(tmp_path):
         proc.stderr.close()
 
 
+@pytest.mark.parametrize("kind", ["a socket file", "an abstract socket named with @"])
 def test_agent_reports_ready_pings_the_watchdog_reports_status_and_says_stopping_on_sigterm(
-        tmp_path, agent_under_systemd):
-    listener = Listener(str(tmp_path / "notify.sock"))
+        tmp_path, agent_under_systemd, kind):
+    if kind == "a socket file":
+        bind_to = env_value = str(tmp_path / "notify.sock")
+    else:
+        name = f"edge-agent-test-{os.getpid()}-{time.monotonic_ns()}"
+        bind_to, env_value = "\0" + name, "@" + name
+    listener = Listener(bind_to)
     try:
-        proc = agent_under_systemd(str(tmp_path / "notify.sock"))
+        proc = agent_under_systemd(env_value)
         ready = listener.wait_for("READY=1")
         assert f"MAINPID={proc.pid}" in ready.splitlines()
         for _ in range(3):  # Paced at half of WATCHDOG_USEC, again and again.
             listener.wait_for("WATCHDOG=1")
         status = listener.wait_for("STATUS=")
         assert "1 devices" in status and "outbox" in status
-        proc.send_signal(signal.SIGTERM)
-        listener.wait_for("STOPPING=1")
-        assert proc.wait(15) == 0
-    finally:
-        listener.close()
-
-
-def test_abstract_socket_names_starting_with_at_are_reached(tmp_path, agent_under_systemd):
-    name = f"edge-agent-test-{os.getpid()}-{time.monotonic_ns()}"
-    listener = Listener("\0" + name)
-    try:
-        proc = agent_under_systemd("@" + name)
-        listener.wait_for("READY=1")
-        listener.wait_for("WATCHDOG=1")
         proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING=1")
         assert proc.wait(15) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -30,14 +31,8 @@ def register(sub) -> None:
     for verb in (inst, uninst, st):
         # Hidden: plan for the other platform (tests, and reviewing a Windows install on Linux).
         verb.add_argument("--target", choices=("linux", "windows"),
-                          default="windows" if os.name == "nt" else "linux", help=argparse_hide())
+                          default="windows" if os.name == "nt" else "linux", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
-
-
-def argparse_hide():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def run(args) -> int:

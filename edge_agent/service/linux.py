@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge_agent.service import plan as p
-from edge_agent.service.paths import layout
+from edge_agent.service.paths import bundled_example, layout
 
 UNIT = "edge-agent.service"
 USER = "edge-agent"
@@ -47,12 +47,7 @@ def _unit_quote(arg: str) -> str:
 
 def example_config(state_dir: str) -> str:
     """The bundled example config with its state folder set to the service's."""
-    text = resources.files("edge_agent.defaults").joinpath("agent.example.toml").read_text()
-    new, count = re.subn(r'(?m)^state_dir = .*$', lambda _: f'state_dir = "{state_dir}"', text,
-                         count=1)
-    if count != 1:
-        raise p.InstallError("the bundled example config has no state_dir line to set")
-    return new
+    return bundled_example(f'"{state_dir}"')
 
 
 def systemd_running() -> bool:

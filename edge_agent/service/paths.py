@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Mapping
@@ -42,3 +43,15 @@ def default_config_path(environ: Mapping[str, str] | None = None,
 def config_help() -> str:
     """Help text of --config, naming the default."""
     return (f"TOML config file (default: ${CONFIG_ENV}, else {layout().config})")
+
+
+def bundled_example(state_dir_toml: str) -> str:
+    """The example config shipped in the package, with `state_dir = <state_dir_toml>`."""
+    from importlib import resources
+
+    text = resources.files("edge_agent.defaults").joinpath("agent.example.toml").read_text()
+    new, count = re.subn(r"(?m)^state_dir = .*$", lambda _: f"state_dir = {state_dir_toml}",
+                         text, count=1)
+    if count != 1:
+        raise ValueError("the bundled example config has no state_dir line to set")
+    return new

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
-from importlib import resources
-from pathlib import PureWindowsPath
+from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
 
 from edge_agent.service import plan as p
-from edge_agent.service.paths import layout
+from edge_agent.service.paths import bundled_example, layout
 
 SERVICE_NAME = "RetailEdgeAgent"
 DISPLAY_NAME = "Retail Edge agent"
@@ -164,14 +162,9 @@ def run_service(svc: Any, servicemanager: Any, environ: Mapping[str, str] | None
 
 def example_config(state_dir: PureWindowsPath) -> str:
     """The bundled example config with a Windows state folder (a TOML literal string)."""
-    text = resources.files("edge_agent.defaults").joinpath("agent.example.toml").read_text()
     if "'" in str(state_dir):
         raise p.InstallError(f"cannot write {state_dir} as a TOML literal string")
-    new, count = re.subn(r"(?m)^state_dir = .*$", lambda _: f"state_dir = '{state_dir}'", text,
-                         count=1)
-    if count != 1:
-        raise p.InstallError("the bundled example config has no state_dir line to set")
-    return new
+    return bundled_example(f"'{state_dir}'")
 
 
 def _is_admin() -> bool:
@@ -209,13 +202,9 @@ def install_plan(environ: Mapping[str, str] | None = None, start: bool = True,
     plan.steps.append(p.make_dir(base))  # type: ignore[arg-type]
     plan.steps.append(p.make_dir(lay.state_dir))  # type: ignore[arg-type]
     if config_source is not None:
-        from pathlib import Path
-
         text = Path(config_source).read_text(encoding="utf-8")
     else:
         text = example_config(lay.state_dir)  # type: ignore[arg-type]
-    from pathlib import Path
-
     plan.steps.append(p.write_file(Path(str(lay.config)), text, None, keep_existing=True))
     plan.steps.append(p.Step(
         f"register service {SERVICE_NAME} ({DISPLAY_NAME}): pythonservice.exe hosting "
