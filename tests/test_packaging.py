@@ -166,3 +166,63 @@ def test_version_does_not_import_the_heavy_libraries():
             "if m in sys.modules]; print('HEAVY', heavy)")
     out = run(sys.executable, "-c", code, cwd=ROOT).stdout
     assert "HEAVY []" in out
+
+
+def test_the_installed_agent_runs_and_an_upgrade_keeps_its_outbox_and_seq(installed):
+    """Run the agent from the wheel, reinstall the wheel (an upgrade), run again: state stays."""
+    import signal
+    import sqlite3
+    import time
+
+    tmp, env = installed["tmp"], installed["env"]
+    state = tmp / "store-state"
+    config = tmp / "store.toml"
+    config.write_text(f'[agent]\nstore = "store-0042"\nstate_dir = "{state}"\n\n'
+                      '[[devices]]\nid = "register"\nkind = "host"\ninterval = 0.2\n')
+
+    def run_until_rows(more_than: int) -> int:
+        proc = subprocess.Popen([installed["bin"] / "edge-agent", "run", "--config", config],
+                                cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                seq = last_seq()
+                if seq > more_than:
+                    break
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "no commit from the installed agent"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        return last_seq()
+
+    def last_seq() -> int:
+        if not (state / "agent.db").exists():
+            return 0
+        db = sqlite3.connect(f"file:{state / 'agent.db'}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+            return int(row[0]) if row else 0
+        except sqlite3.OperationalError:  # Not created yet.
+            return 0
+        finally:
+            db.close()
+
+    first = run_until_rows(0)
+    rows_before = sqlite3.connect(state / "agent.db").execute(
+        "SELECT id FROM outbox ORDER BY seq").fetchall()
+    run(sys.executable, "-m", "pip", "--python", installed["bin"] / "python", "install", "-q",
+        "--no-deps", "--no-index", "--force-reinstall", installed["wheel"], cwd=tmp, env=env)
+    second = run_until_rows(first)
+    db = sqlite3.connect(state / "agent.db")
+    try:
+        ids = db.execute("SELECT id FROM outbox ORDER BY seq").fetchall()
+        assert ids[:len(rows_before)] == rows_before  # Nothing sent yet, nothing lost.
+        assert second > first
+    finally:
+        db.close()

@@ -181,6 +181,10 @@ def test_notifier_does_nothing_outside_systemd_and_rejects_unknown_socket_kinds(
     assert not notify.Notifier({"NOTIFY_SOCKET": "vsock:2:1234"}).enabled
 
 
+def test_a_notify_socket_path_with_a_nul_byte_is_refused_without_raising(tmp_path):
+    assert notify.Notifier({"NOTIFY_SOCKET": f"{tmp_path}/a\0b"}).send("READY=1") is False
+
+
 def test_a_vanished_notify_socket_is_logged_once_and_does_not_raise(tmp_path, caplog):
     n = notify.Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert n.send("WATCHDOG=1") is False

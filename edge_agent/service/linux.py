@@ -169,7 +169,7 @@ def status() -> dict[str, str]:
 def parse_show(text: str) -> dict[str, str]:
     """Parse `systemctl show` output (KEY=value lines)."""
     out = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # Only newlines: values may hold other line separators.
         key, sep, value = line.partition("=")
         if sep:
             out[key] = value

@@ -60,7 +60,7 @@ class Notifier:
                 self._sock = sock
             self._sock.sendto(data, self.address)
             return True
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path.
             if not self._warned:  # Once: a missing socket would otherwise log every ping.
                 log.warning("cannot notify the service manager",
                             extra={"socket": os.environ.get("NOTIFY_SOCKET", ""),
