@@ -231,3 +231,16 @@ def test_the_windows_example_config_puts_state_under_programdata_and_parses():
 ])
 def test_default_config_path(case, environ, windows_, expect):
     assert default_config_path(environ, windows=windows_) == expect, case
+
+
+@needs_analyze
+def test_an_install_path_with_spaces_and_percent_signs_still_verifies(tmp_path):
+    folder = tmp_path / "Retail Edge 100%"
+    folder.mkdir()
+    stub = folder / "edge-agent"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    unit = tmp_path / "edge-agent.service"
+    unit.write_text(linux.render_unit([str(stub)]))
+    result = verify(unit)
+    assert result.returncode == 0 and "edge-agent.service" not in result.stderr, result.stderr

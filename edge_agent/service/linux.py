@@ -40,8 +40,10 @@ def render_unit(command: list[str], template: str | None = None) -> str:
 
 
 def _unit_quote(arg: str) -> str:
+    """Quote one ExecStart argument: % and $ would be expanded by systemd, so they are doubled."""
     if re.fullmatch(r"[A-Za-z0-9_./:=@+-]+", arg):
         return arg
+    arg = arg.replace("%", "%%").replace("$", "$$")
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
