@@ -21,6 +21,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.outbox import Budget, Outbox
 from edge_agent.recorder import Recorder, forget_devices
 from edge_agent.scheduler import Factory, Scheduler, default_factory
+from edge_agent.service.notify import systemd_notifier
 from edge_agent.state import db as statedb
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Agent:
         self.recorder: Recorder | None = None
         self.scheduler: Scheduler | None = None
         self.services: list[Service] = []
+        # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
+        self.services.append(systemd_notifier)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()

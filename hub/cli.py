@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 
 from hub import __version__
 
@@ -14,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="store_true", help="print versions and exit")
     args = parser.parse_args(argv)
     if args.version:
-        print(f"edge-hub {__version__} (Python {platform.python_version()})")
+        from edge_agent.versions import HUB_LIBRARIES, version_text
+
+        print(version_text("edge-hub", __version__, HUB_LIBRARIES))
         return 0
     parser.print_help()
     return 2

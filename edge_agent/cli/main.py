@@ -37,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version_text() -> str:
-    """Return the agent's version line(s)."""
-    import platform
+    """Return the agent's version line(s): package, model, Python and libraries."""
+    from edge_agent.versions import version_text as text
 
-    return f"edge-agent {__version__} (Python {platform.python_version()})"
+    return text("edge-agent", __version__)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,14 @@ import asyncio
 from edge_agent import logs
 from edge_agent.config import load_config
 from edge_agent.state.lock import StateLock
+from edge_agent.service.paths import config_help, default_config_path
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the agent in the foreground",
                        description="Run the agent in the foreground; logs go to stderr. "
                                    "SIGHUP reloads the config, SIGTERM stops it.")
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--config", default=default_config_path(), help=config_help())
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    help="override [agent].log_level")

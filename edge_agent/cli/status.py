@@ -15,6 +15,7 @@ from edge_agent.reading import parse_ts, utcnow
 from edge_agent.recorder import load_states
 from edge_agent.state import db as statedb
 from edge_agent.state.lock import holder
+from edge_agent.service.paths import config_help, default_config_path
 
 SUMMARY_KEYS = ("device.status", "printer.paper", "printer.cover", "host.cpu_pct",
                 "host.disk_pct", "scanner.connected", "usb.present")
@@ -24,7 +25,7 @@ def register(sub) -> None:
     p = sub.add_parser("status", help="show devices, staleness and the outbox",
                        description="Show each device's last reading, whether it is stale and "
                                    "why, and the outbox depth, from the state on disk.")
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--config", default=default_config_path(), help=config_help())
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -106,7 +106,11 @@ def _migrate(db: sqlite3.Connection, version: int, path: Path) -> None:
             MIGRATIONS[target - 1](db)
             db.execute(f"PRAGMA user_version={target}")
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as err:
             db.execute("ROLLBACK")
-            raise
+            if not isinstance(err, Exception):
+                raise
+            raise StateError(f"cannot migrate {path} to schema version {target}: "
+                             f"{type(err).__name__}: {err}; it stays at version {target - 1}, "
+                             f"unchanged") from err
         log.info("state database migrated", extra={"path": str(path), "version": target})
