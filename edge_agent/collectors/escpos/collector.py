@@ -16,6 +16,7 @@ from edge_agent.reading import Reading
 log = logging.getLogger(__name__)
 
 READ_MAX = 256  # Bytes read for one reply before we call it noise rather than an answer.
+RECONNECT_AFTER_SILENT_POLLS = 3
 
 
 class EscposCollector(Collector):
@@ -31,6 +32,7 @@ class EscposCollector(Collector):
         self.identity: dict[str, str] | None = None  # asked once per connection
         self.flushed = 0   # stale bytes discarded before requests, since start
         self.garbage = 0   # bytes that fit no reply, since start
+        self.silent_polls = 0
 
     async def open(self) -> None:
         try:
@@ -49,9 +51,17 @@ class EscposCollector(Collector):
             replies, asleep = await self._statuses()
             if self.options.identify and self.identity is None:
                 self.identity = await self._identify()
+        except DeviceTimeout as err:
+            # Keep the connection through a few silences (a late reply is flushed before the
+            # next request); reconnect after that, in case it is half-open.
+            self.silent_polls += 1
+            if self.silent_polls >= RECONNECT_AFTER_SILENT_POLLS:
+                await self._drop()
+            return self.stale(str(err), {"device.status": "offline"})
         except DeviceError as err:
             await self._drop()
             return self.stale(str(err), {"device.status": "offline"})
+        self.silent_polls = 0
         status = protocol.decode(replies, self.model.undefined)
         values = protocol.to_values(status, self.options.drawer_open_when)
         if asleep and values["device.status"] == "ok":
