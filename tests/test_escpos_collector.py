@@ -303,3 +303,19 @@ def test_one_hung_printer_does_not_delay_the_polls_of_the_others():
     for dev in ("p1", "p2", "p3"):
         assert len(readings[dev]) >= 5, (dev, len(readings[dev]))
         assert not any(r.stale for r in readings[dev])
+
+
+def test_importing_the_collector_package_and_simulators_loads_no_protocol_library():
+    import subprocess
+    import sys
+
+    from conftest import agent_env
+
+    code = ("import sys, edge_agent.collectors.escpos as e, edge_agent.simulators as s; "
+            "s.modules(); e.config_from_url; "
+            "print(','.join(m for m in ('serial', 'escpos', 'usb', 'pysnmp', 'paho') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=agent_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
