@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.collectors.escpos.collector import EscposCollector
 from edge_agent.collectors.escpos.config import EscposConfig
@@ -319,3 +322,57 @@ def test_importing_the_collector_package_and_simulators_loads_no_protocol_librar
                          env=agent_env(), timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+class ScriptedPrinter(Transport):
+    """Answers each request with the next scripted chunk of bytes, whatever they are; silent
+    (after waiting the read timeout) once the script runs out."""
+
+    def __init__(self, chunks):
+        self.chunks, self.pending = list(chunks), b""
+        self.where, self._open = "scripted", False
+
+    @property
+    def is_open(self):
+        return self._open
+
+    async def open(self, timeout):
+        self._open = True
+
+    async def write(self, data):
+        if self.chunks:
+            self.pending += self.chunks.pop(0)
+
+    async def read(self, timeout):
+        if self.pending:
+            out, self.pending = self.pending, b""
+            return out
+        await asyncio.sleep(max(timeout, 0))
+        return b""
+
+    async def flush(self):
+        return 0
+
+    async def close(self):
+        self._open = False
+
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=12), max_size=8),
+       st.sampled_from(("epson-tm", "bixolon", "citizen", "star-escpos", "generic")))
+def test_any_bytes_a_printer_sends_give_a_valid_reading_and_never_an_exception(chunks, model):
+    options = load(EscposConfig, {"transport": "tcp", "host": "x", "reply_timeout": 0.001,
+                                  "model": model})
+    device = DeviceConfig(id="receipt-1", kind="escpos", options=options)
+    collector = EscposCollector(device, transport_factory=lambda o: ScriptedPrinter(chunks))
+    collector.model = dataclasses.replace(collector.model, wake_delay_s=0.0)
+
+    async def main():
+        await collector.open()
+        return await collector.poll()
+
+    reading = asyncio.run(main())
+    assert validate(reading) == []
+    assert reading.stale or reading.values["device.status"] in ("ok", "warning", "error",
+                                                                "asleep")
