@@ -254,45 +254,28 @@ class PrinterEngine:
         verb, arg = words[0], (words[1] if len(words) > 1 else "")
         on = arg in ("on", "open", "1", "true", "yes", "")
         try:
-            if verb == "cover":
+            if verb in SWITCHES:
+                setattr(f, SWITCHES[verb], on)
+            elif verb in SETS:
+                setattr(f, *SETS[verb])
+            elif verb == "cover":
                 f.cover_open = arg == "open"
-            elif verb == "paper" and arg in ("ok", "near_end", "out"):
-                self.set_paper(arg)
-            elif verb == "jam":
-                f.cutter_jammed = True
-            elif verb == "overheat":
-                f.overheated = on
-            elif verb == "fatal":
-                f.unrecoverable = on
-            elif verb in ("clear", "ok"):
-                cleared = Faults(drawer_pin_high=f.drawer_pin_high)
-                self.faults = cleared
-                if self.paper == "out":
-                    self.set_paper("ok")
-            elif verb == "sleep":
-                f.asleep = True
-            elif verb == "wake":
-                f.asleep = False
-            elif verb == "hang":
-                f.hung = on
-            elif verb == "answer":
-                f.hung = False
-            elif verb == "garbage" and arg in ("off", "before", "only", "on"):
-                f.garbage = "before" if arg == "on" else arg
-            elif verb == "partial":
-                f.partial = on
-            elif verb == "late":
-                f.late_s = float(arg or 0)
-            elif verb == "stale":
-                f.stale = on
-            elif verb == "asb":
-                f.asb_noise = on
             elif verb == "drawer":
                 f.drawer_pin_high = arg != "open"
+            elif verb == "paper" and arg in ("ok", "near_end", "out"):
+                self.set_paper(arg)
+            elif verb in ("clear", "ok"):
+                self.faults = Faults(drawer_pin_high=f.drawer_pin_high)
+                if self.paper == "out":
+                    self.set_paper("ok")
+            elif verb == "garbage" and arg in ("off", "before", "only", "on"):
+                f.garbage = "before" if arg == "on" else arg
+            elif verb == "late":
+                f.late_s = max(0.0, float(arg or 0))
             elif verb == "wear":
-                self.wear.wear_per_hour = float(arg)
+                self.wear.wear_per_hour = max(0.0, float(arg))
             elif verb == "advance":
-                self.advance(float(arg) * 3600.0)
+                self.advance(max(0.0, float(arg)) * 3600.0)
             else:
                 return f"unknown command {text.strip()!r}; {COMMANDS}"
         except ValueError:
@@ -314,6 +297,11 @@ class PrinterEngine:
                 f"{' '.join(flags) or 'healthy'}")
 
 
+# Commands that turn a fault on or off ("hang", "hang off"), and ones that set one value.
+SWITCHES = {"overheat": "overheated", "fatal": "unrecoverable", "hang": "hung",
+            "partial": "partial", "stale": "stale", "asb": "asb_noise"}
+SETS = {"jam": ("cutter_jammed", True), "sleep": ("asleep", True), "wake": ("asleep", False),
+        "answer": ("hung", False)}
 COMMANDS = ("commands: cover open|closed, paper ok|near_end|out, jam, overheat on|off, "
             "fatal on|off, clear, sleep, wake, hang, answer, garbage off|before|only, "
             "partial on|off, late SECONDS, stale on|off, asb on|off, drawer open|closed, "
