@@ -134,7 +134,32 @@ def test_late_replies_are_flushed_before_the_next_request(transport):
         assert second.values["printer.online"] is True
         assert collector.flushed >= 2
 
-    run_with_printer(transport, body)
+    run_with_printer(transport, body, connection="kept")
+
+
+@pytest.mark.parametrize("connection, connections", [("auto", 3), ("kept", 1)],
+                         ids=["by default a TCP connection lasts one poll, so the POS can print",
+                              "a kept TCP connection serves every poll"])
+def test_tcp_connection_lifetime(connection, connections):
+    async def body(sim, collector):
+        for _ in range(3):
+            assert not (await collector.poll()).stale
+        return sim.connections
+
+    assert run_with_printer("tcp", body, connection=connection) == connections
+
+
+def test_the_model_is_asked_again_after_a_failed_poll_since_the_printer_may_be_another():
+    async def body(sim, collector):
+        await collector.poll()
+        await collector.poll()
+        sim.engine.identity.model = "TM-T20III"
+        sim.command("hang")
+        await collector.poll()
+        sim.command("answer")
+        return await collector.poll()
+
+    assert run_with_printer("tcp", body).values["device.model"] == "TM-T20III"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -15,7 +15,7 @@ CAPABILITIES = (
 
 # Query parameters a probe URL may carry, with the type each is read as.
 _PARAMS = {"baudrate": int, "reply_timeout": float, "connect_timeout": float, "model": str,
-           "identify": bool, "wake": bool, "drawer_open_when": str}
+           "identify": bool, "wake": bool, "drawer_open_when": str, "connection": str}
 
 
 def create(device):

@@ -1,4 +1,4 @@
-"""Poll an ESC/POS printer: flush, DLE EOT 1-4 one at a time, GS I once per connection."""
+"""Poll an ESC/POS printer: flush, DLE EOT 1-4 one at a time, GS I once until a poll fails."""
 
 from __future__ import annotations
 
@@ -29,7 +29,13 @@ class EscposCollector(Collector):
         self.model = models.get(self.options.model)
         self.transport_factory = transport_factory
         self.transport: Transport | None = None
-        self.identity: dict[str, str] | None = None  # asked once per connection
+        # Asked once, and again after a failed poll (the printer may have been swapped).
+        self.identity: dict[str, str] | None = None
+        # Most network printers take one TCP client at a time: by default a TCP connection
+        # lasts one poll, so the POS can print between polls. A serial or USB port stays open.
+        connection = self.options.connection
+        self.keep_open = connection == "kept" or (connection == "auto"
+                                                  and self.options.transport != "tcp")
         self.flushed = 0   # stale bytes discarded before requests, since start
         self.garbage = 0   # bytes that fit no reply, since start
         self.silent_polls = 0
@@ -52,16 +58,20 @@ class EscposCollector(Collector):
             if self.options.identify and self.identity is None:
                 self.identity = await self._identify()
         except DeviceTimeout as err:
-            # Keep the connection through a few silences (a late reply is flushed before the
-            # next request); reconnect after that, in case it is half-open.
+            # A kept connection survives a few silences (a late reply is flushed before the
+            # next request); after that it is reconnected, in case it is half-open.
             self.silent_polls += 1
-            if self.silent_polls >= RECONNECT_AFTER_SILENT_POLLS:
+            self.identity = None  # Whatever answers next may be another printer.
+            if not self.keep_open or self.silent_polls >= RECONNECT_AFTER_SILENT_POLLS:
                 await self._drop()
             return self.stale(str(err), {"device.status": "offline"})
         except DeviceError as err:
+            self.identity = None
             await self._drop()
             return self.stale(str(err), {"device.status": "offline"})
         self.silent_polls = 0
+        if not self.keep_open:
+            await self._drop()
         status = protocol.decode(replies, self.model.undefined)
         values = protocol.to_values(status, self.options.drawer_open_when)
         if asleep and values["device.status"] == "ok":
@@ -75,7 +85,7 @@ class EscposCollector(Collector):
     async def _connect(self) -> None:
         transport = self.transport_factory(self.options)
         await transport.open(self.options.connect_timeout)
-        self.transport, self.identity = transport, None
+        self.transport = transport
 
     async def _drop(self) -> None:
         if self.transport is not None:

@@ -47,8 +47,13 @@ class EscposConfig:
     model: str = setting("epson-tm", doc="Model family (see the collector's README): epson-tm, "
                                          "epson-tm-impact, bixolon, citizen, star-escpos, generic.",
                          check=_check_model)
-    identify: bool = setting(True, doc="Ask the model and firmware with GS I once per "
-                                       "connection, where the model answers it.")
+    connection: str = setting("auto", doc="auto: a TCP connection lasts one poll (printers "
+                                          "take one client at a time, the POS must print); "
+                                          "a serial or USB port stays open. per_poll or kept "
+                                          "force one way.",
+                              choices=("auto", "per_poll", "kept"))
+    identify: bool = setting(True, doc="Ask the model and firmware with GS I once (again after "
+                                       "a failed poll), where the model answers it.")
     wake: bool = setting(True, doc="When the printer is silent, send the model's wake byte once "
                                    "to tell power save (asleep) from a hang (offline).")
     drawer_open_when: str = setting("low", doc="Level of drawer connector pin 3 that means "
