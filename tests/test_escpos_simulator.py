@@ -79,3 +79,11 @@ def test_paper_runs_out_over_simulated_time():
 ], ids=["an unknown verb", "a late delay that is not a number", "an unknown paper state"])
 def test_bad_control_commands_are_answered_not_raised(text, answer):
     assert PrinterEngine().command(text).startswith(answer)
+
+
+def test_the_power_save_timer_puts_an_idle_printer_to_sleep():
+    engine = PrinterEngine()
+    engine.sleep_after_s = 0.0
+    engine._last_rx -= 1.0  # as if the last byte came a second ago
+    assert replies(engine, b"\x10\x04\x01") == b""
+    assert engine.faults.asleep is False  # that request woke it

@@ -23,13 +23,16 @@ else:  # pragma: no cover
 BACK_TIMELINE = (
     (8, "cover open", "back printer: cover opened to change the roll"),
     (14, "cover closed", "back printer: cover closed"),
-    (20, "sleep", "back printer: power save"),
+    (20, "sleep", "back printer: power save (its 1 s timer puts it to sleep between polls)"),
     (28, "hang", "back printer: stops answering"),
     (36, "answer", "back printer: answers again"),
     (42, "jam", "back printer: cutter jammed"),
     (50, "clear", "back printer: jam cleared"),
 )
 CYCLE_S = 60.0
+# In this part of the cycle the back printer has a short power-save timer: it falls asleep
+# between polls, so each poll finds it asleep and wakes it.
+DROWSY = (20, 28)
 # Front printer: 10 simulated minutes per second; its roll runs near its end after about
 # 25 s and out after about 35 s; the demo puts in a new roll 10 s later. Cutter and head wear
 # bring occasional recoverable errors, more of them as time goes on.
@@ -218,6 +221,7 @@ class Demo:
                     done.add((int(cycle), at))
                     self.back.command(command)
                     self.event(what)
+            self.back.engine.sleep_after_s = 1.0 if DROWSY[0] <= t < DROWSY[1] else None
             front = self.front.engine
             if front.paper == "out" and (int(cycle), -1) not in done:
                 done.add((int(cycle), -1))

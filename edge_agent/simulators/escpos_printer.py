@@ -82,6 +82,10 @@ class PrinterEngine:
         self._pending = b""
         self._asb = False
         self._round: set[str] = set()   # transient errors of the current status round
+        # Power-save timer: with a value, the printer falls asleep after this many (real)
+        # seconds without receiving a byte, as a real one does after its idle time.
+        self.sleep_after_s: float | None = None
+        self._last_rx = time.monotonic()
         self.received = 0
         self.requests = 0
         self.cuts = 0
@@ -160,6 +164,10 @@ class PrinterEngine:
         """Take received bytes; return the replies, each with its delay in seconds."""
         self.received += len(data)
         f = self.faults
+        now = time.monotonic()
+        if self.sleep_after_s is not None and now - self._last_rx > self.sleep_after_s:
+            f.asleep = True
+        self._last_rx = now
         if f.hung:
             return []
         if f.asleep:
