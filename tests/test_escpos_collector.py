@@ -302,7 +302,7 @@ def test_one_hung_printer_does_not_delay_the_polls_of_the_others():
         sims = [PrinterSimulator(seed=i) for i in range(4)]
         devices = []
         for i, sim in enumerate(sims):
-            d = await start(sim, "tcp")
+            d = await start(sim, "tcp" if i % 2 == 0 else "pty")
             devices.append(DeviceConfig(id=f"p{i}", kind="escpos", interval=0.05, timeout=3.0,
                                         jitter=0.0, backoff_max=0.05, options=d.options))
         sims[0].command("hang")
