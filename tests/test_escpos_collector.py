@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_agent.collectors.escpos.collector import EscposCollector
 from edge_agent.collectors.escpos.config import EscposConfig
-from edge_agent.collectors.escpos.transport import Transport, UsbTransport
+from edge_agent.collectors.escpos.transport import SerialPoolTransport, Transport, UsbTransport
 from edge_agent.config import DeviceConfig
 from edge_agent.configschema import load
 from edge_agent.errors import DeviceError
@@ -41,7 +41,12 @@ def run_with_printer(transport, body, *commands, **options):
         sim = PrinterSimulator()
         for c in commands:
             assert sim.command(c).startswith("ok"), c
-        collector = EscposCollector(await start(sim, transport, **options))
+        device = await start(sim, transport, **options)
+        if transport == "pty-pool":
+            collector = EscposCollector(device, transport_factory=lambda o: SerialPoolTransport(
+                o.device, o.baudrate))
+        else:
+            collector = EscposCollector(device)
         await collector.open()
         try:
             return await body(sim, collector)
@@ -59,6 +64,8 @@ async def poll(sim, collector):
 
 
 TRANSPORTS = ("tcp", "pty")
+# The pool transport (short blocking reads, for Windows COM ports) runs here on a pty too.
+ALL_TRANSPORTS = TRANSPORTS + ("pty-pool",)
 
 # (sentence, simulator commands, stale?, expected values or reason fragment).
 FAULTS = [
@@ -100,7 +107,7 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ALL_TRANSPORTS)
 @pytest.mark.parametrize("commands, stale, expected", [f[1:] for f in FAULTS],
                          ids=[f[0] for f in FAULTS])
 def test_printer_condition_is_reported(transport, commands, stale, expected):
@@ -162,7 +169,7 @@ def test_the_model_is_asked_again_after_a_failed_poll_since_the_printer_may_be_a
     assert run_with_printer("tcp", body).values["device.model"] == "TM-T20III"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ALL_TRANSPORTS)
 def test_a_printer_that_stops_answering_goes_offline_and_comes_back(transport):
     async def body(sim, collector):
         assert (await collector.poll()).values["device.status"] == "ok"

@@ -1,4 +1,4 @@
-"""Byte pipes to a printer: TCP (asyncio), serial (pyserial on a non-blocking fd), USB (pyusb).
+"""Byte pipes to a printer, TCP, serial (non-blocking fd or pool reads) and USB, behind one seam.
 
 The collector talks only to the Transport interface, so tests swap in a fake one at this seam
 (a USB bus cannot exist on a test machine). Received bytes go to a bounded Inbox; `flush()`
@@ -181,8 +181,6 @@ class SerialTransport(_InboxTransport):
         return self._fd is not None and self.inbox is not None and self.inbox.closed is None
 
     async def open(self, timeout: float) -> None:
-        if sys.platform == "win32":  # pragma: no cover - no add_reader for COM ports
-            raise DeviceError("serial ESC/POS printers are not supported on Windows yet")
         from edge_agent.blocking import run_blocking
 
         try:
@@ -246,6 +244,75 @@ class SerialTransport(_InboxTransport):
             except (OSError, Exception):  # noqa: BLE001 - pyserial raises its own on a dead port
                 pass
             self._serial = None
+
+
+class SerialPoolTransport(Transport):
+    """A serial port read with short blocking reads on the device-I/O pool: for platforms whose
+    event loop cannot watch a serial port (Windows COM ports). Each read holds a worker for at
+    most READ_SLICE_S, so a silent printer never holds one for long."""
+
+    READ_SLICE_S = 0.05
+
+    def __init__(self, device: str, baudrate: int):
+        self.device, self.baudrate = device, baudrate
+        self.where = device
+        self._serial = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None
+
+    async def open(self, timeout: float) -> None:
+        from edge_agent.blocking import run_blocking
+
+        try:
+            import serial
+        except ImportError as err:
+            raise DeviceError("pyserial is not installed") from err
+        extra = {"exclusive": True} if os.name == "posix" else {}
+        try:
+            self._serial = await asyncio.wait_for(run_blocking(
+                serial.Serial, self.device, self.baudrate, timeout=self.READ_SLICE_S,
+                write_timeout=1.0, rtscts=False, dsrdtr=False, **extra), timeout)
+        except asyncio.TimeoutError as err:
+            raise DeviceError(f"opening {self.device} took over {timeout:g} s") from err
+        except (serial.SerialException, OSError, ValueError) as err:
+            raise DeviceError(f"cannot open {self.device}: {err}") from err
+
+    async def _call(self, fn, *args):
+        from edge_agent.blocking import run_blocking
+
+        if self._serial is None:
+            raise DeviceError("port closed")
+        try:
+            return await run_blocking(fn, *args)
+        except Exception as err:  # serial.SerialException, OSError: the port went away
+            await self.close()
+            raise DeviceError(f"{self.device}: {err}") from err
+
+    async def write(self, data: bytes) -> None:
+        await self._call(self._serial.write, data)
+
+    async def read(self, timeout: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            data = await self._call(self._serial.read, 256)
+            if data or loop.time() >= deadline:
+                return bytes(data)
+
+    async def flush(self) -> int:
+        waiting = await self._call(lambda: self._serial.in_waiting)
+        await self._call(self._serial.reset_input_buffer)
+        return int(waiting or 0)
+
+    async def close(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:  # noqa: BLE001 - pyserial raises its own on a dead port
+                pass
 
 
 class UsbTransport(Transport):
@@ -344,5 +411,7 @@ def make_transport(options) -> Transport:
     if options.transport == "tcp":
         return TcpTransport(options.host, options.port)
     if options.transport == "serial":
+        if sys.platform == "win32":  # pragma: no cover - the loop cannot watch COM ports
+            return SerialPoolTransport(options.device, options.baudrate)
         return SerialTransport(options.device, options.baudrate)
     return UsbTransport(options.vid, options.pid)
