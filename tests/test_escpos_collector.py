@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,8 @@ from edge_agent.errors import DeviceError
 from edge_agent.reading import validate
 from edge_agent.scheduler import Scheduler
 from edge_agent.simulators.escpos_printer import PrinterSimulator
+
+from conftest import ROOT
 
 REPLY_TIMEOUT = 0.2
 
@@ -247,13 +250,14 @@ def test_wear_over_simulated_time_brings_rising_recoverable_errors():
     assert counts[2] > counts[1] > 0
 
 
-class FakeUsb(Transport):
-    """Stands in for a USB printer: no USB bus can exist on a test machine. It answers from a
-    table of request -> reply bytes, as a capture replayed through the transport seam would."""
+class ReplayTransport(Transport):
+    """Answers each request from a table of request -> reply bytes, as a recorded exchange
+    replayed through the transport seam. It also stands in for USB printers: no USB bus can
+    exist on a test machine."""
 
     def __init__(self, replies: dict[bytes, bytes]):
         self.replies, self.out, self._open = replies, b"", False
-        self.where = "usb fake"
+        self.where = "replay"
 
     @property
     def is_open(self) -> bool:
@@ -266,6 +270,8 @@ class FakeUsb(Transport):
         self.out = self.replies.get(data, b"")
 
     async def read(self, timeout):
+        if not self.out:
+            await asyncio.sleep(max(timeout, 0))
         out, self.out = self.out, b""
         return out
 
@@ -276,22 +282,41 @@ class FakeUsb(Transport):
         self._open = False
 
 
-def test_a_usb_printer_is_polled_through_the_transport_seam():
-    replies = {b"\x10\x04\x01": b"\x16", b"\x10\x04\x02": b"\x12", b"\x10\x04\x03": b"\x12",
-               b"\x10\x04\x04": b"\x1e", b"\x1dIC": b"\x5fTM-T20III\x00",
-               b"\x1dIA": b"\x5f10.02\x00"}
-    options = load(EscposConfig, {"transport": "usb", "vid": "04b8", "pid": "0e28"})
-    device = DeviceConfig(id="receipt-usb", kind="escpos", options=options)
-    collector = EscposCollector(device, transport_factory=lambda o: FakeUsb(replies))
+def poll_replay(replies: dict[bytes, bytes], table: dict) -> object:
+    options = load(EscposConfig, {"reply_timeout": 0.05, **table})
+    device = DeviceConfig(id="receipt-1", kind="escpos", options=options)
+    collector = EscposCollector(device, transport_factory=lambda o: ReplayTransport(replies))
 
     async def main():
         await collector.open()
         return await collector.poll()
 
-    reading = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_usb_printer_is_polled_through_the_transport_seam():
+    replies = {b"\x10\x04\x01": b"\x16", b"\x10\x04\x02": b"\x12", b"\x10\x04\x03": b"\x12",
+               b"\x10\x04\x04": b"\x1e", b"\x1dIC": b"\x5fTM-T20III\x00",
+               b"\x1dIA": b"\x5f10.02\x00"}
+    reading = poll_replay(replies, {"transport": "usb", "vid": "04b8", "pid": "0e28"})
     assert reading.values["printer.paper"] == "near_end"
     assert reading.values["device.model"] == "TM-T20III"
     assert reading.values["device.firmware"] == "10.02"
+
+
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "escpos").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_recorded_exchanges_replay_to_the_expected_reading(path):
+    fixture = json.loads(path.read_text())
+    replies = {bytes.fromhex(k): bytes.fromhex(v) for k, v in fixture["exchanges"].items()}
+    reading = poll_replay(replies, {"transport": "tcp", "host": "replay",
+                                    "model": fixture["model"]})
+    assert validate(reading) == []
+    assert not reading.stale, reading.reason
+    assert {k: reading.values.get(k) for k in fixture["expect"]} == fixture["expect"]
+    assert not set(fixture["absent"]) & set(reading.values)
 
 
 def test_the_real_usb_transport_fails_with_a_clear_error_when_it_cannot_open():
@@ -356,38 +381,17 @@ def test_importing_the_collector_package_and_simulators_loads_no_protocol_librar
     assert out.stdout.strip() == ""
 
 
-class ScriptedPrinter(Transport):
+class ScriptedPrinter(ReplayTransport):
     """Answers each request with the next scripted chunk of bytes, whatever they are; silent
     (after waiting the read timeout) once the script runs out."""
 
     def __init__(self, chunks):
-        self.chunks, self.pending = list(chunks), b""
-        self.where, self._open = "scripted", False
-
-    @property
-    def is_open(self):
-        return self._open
-
-    async def open(self, timeout):
-        self._open = True
+        super().__init__({})
+        self.chunks = list(chunks)
 
     async def write(self, data):
         if self.chunks:
-            self.pending += self.chunks.pop(0)
-
-    async def read(self, timeout):
-        if self.pending:
-            out, self.pending = self.pending, b""
-            return out
-        await asyncio.sleep(max(timeout, 0))
-        return b""
-
-    async def flush(self):
-        return 0
-
-    async def close(self):
-        self._open = False
-
+            self.out += self.chunks.pop(0)
 
 
 @settings(max_examples=150, deadline=None)
