@@ -8,8 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import agent_env, run_cli
+from edge_agent import collectors
+from edge_agent.errors import ConfigError
 
 
 class Simulator:
@@ -133,3 +137,14 @@ def test_check_config_names_the_key_a_tcp_printer_lacks(tmp_path):
     result = run_cli("check-config", str(path))
     assert result.returncode == 2
     assert "devices[0].escpos.host: required when transport = 'tcp'" in result.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(("escpos+tcp", "escpos+serial", "escpos+usb")), st.text(max_size=40))
+def test_any_escpos_url_gives_a_device_or_a_config_error_never_a_crash(scheme, rest):
+    try:
+        device = collectors.device_from_url(f"{scheme}://{rest}")
+    except ConfigError as err:
+        assert err.problems
+    else:
+        assert device.kind == "escpos" and device.options.transport == scheme.split("+")[1]
