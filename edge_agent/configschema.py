@@ -186,12 +186,18 @@ def load(cls: type, data: dict[str, Any], path: str = "",
             continue
         _constrain(f.metadata, value, key_path, problems)
         kwargs[name] = value
+    if len(problems) == start:
+        built = cls(**kwargs)
+        # A class may check keys against each other (a host required only for TCP) with
+        # cross_check() -> [(key, message)]; it runs only once every key is valid by itself.
+        cross = getattr(built, "cross_check", None)
+        problems.extend(Problem(join(path, k), m) for k, m in (cross() if cross else ()))
     if own and problems:
         raise ConfigError(problems)
     if len(problems) > start:
         # Build nothing from a table with problems; the caller reports them all.
         return None
-    return cls(**kwargs)
+    return built
 
 
 def describe(cls: type, path: str = "") -> list[tuple[str, dataclasses.Field]]:
