@@ -202,22 +202,23 @@ class DeviceWindows:
     def _split(self, now: float) -> tuple[list[float], list[float], float, float, float, float]:
         """Sum the recent (24 h) and prior buckets; return sums, spans and centres in days."""
         cur = int(now // BUCKET_S)
-        recent = [0.0] * len(ACC)
-        prior = [0.0] * len(ACC)
+        rb, pb = [], []
         rc = pc = rw = pw = 0.0
         for idx, b in self.buckets.items():
             age = cur - idx
             if age < 0 or age >= N_BUCKETS:
                 continue
-            target = recent if age < RECENT else prior
-            for i, v in enumerate(b):
-                target[i] += v
             if age < RECENT:
+                rb.append(b)
                 rc += idx * b[0]
                 rw += b[0]
             else:
+                pb.append(b)
                 pc += idx * b[0]
                 pw += b[0]
+        zero = [0.0] * len(ACC)
+        recent = [sum(c) for c in zip(*rb)] if rb else zero
+        prior = [sum(c) for c in zip(*pb)] if pb else list(zero)
         first = self.first_ts if self.first_ts is not None else now
         start_recent = (cur - RECENT + 1) * BUCKET_S
         recent_span = max(now - max(first, start_recent), MIN_SPAN_S)
