@@ -85,6 +85,12 @@ class ScoringSection:
                                           "leave its level (no flapping).", min=0, max=0.5)
     failed_after: float = setting(3600.0, doc="Seconds without an answer after which a device "
                                               "counts as failed (asleep is not failed).", gt=0)
+    offline_after: float = setting(300.0, doc="Seconds without an answer before an 'offline' "
+                                               "alert is raised.", min=0)
+    hold: float = setting(86400.0, doc="Seconds the score must stay below a watch or "
+                                       "predicted_failure level before the decision steps down "
+                                       "(one episode, one alert).",
+                          min=0)
     explain: int = setting(3, doc="Contributing features named in each decision.",
                            min=0, max=22)
 

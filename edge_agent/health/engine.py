@@ -50,7 +50,8 @@ class HealthEngine:
         card = self.scorer.model.card if self.scorer.model else {}
         threshold = s.threshold or float(card.get("threshold", 0.5))
         watch = s.watch or float(card.get("watch_threshold", threshold / 2))
-        return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after)
+        return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after,
+                          s.offline_after, s.hold)
 
     def forget(self, keep: set[str]) -> None:
         """Drop devices no longer configured."""

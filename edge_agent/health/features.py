@@ -22,8 +22,9 @@ N_BUCKETS = 28  # 7 days of 6-hour buckets
 RECENT = 4  # the last 24 hours
 DAY = 86400.0
 MIN_SPAN_S = 6 * 3600.0  # rates over less than this are scaled as if over this
-# Rated lives from datasheets (models/README.md cites them): the TM-T88/TM-T90 class of
-# thermal receipt printers is rated 150 km of paper under the head and 2,000,000 cuts.
+# Rated lives from datasheets (models/README.md cites them): Epson's TM-T90 specification
+# rates its thermal head 150 km and its autocutter 2,000,000 cuts; TM-T88-class printers are
+# taken to be alike.
 RATED_HEAD_KM = 150.0
 RATED_CUTS = 2_000_000.0
 MAX_DEVICES = 10_000  # windows kept in memory at most; a store has tens of devices

@@ -31,6 +31,23 @@ def next_level(previous: str, score: float, threshold: float, watch: float,
     return "ok"
 
 
+RANK = {"ok": 0, "watch": 1, "predicted_failure": 2}
+
+
+def hold_level(previous: str, new: str, below_since: float | None, now: float,
+               hold: float) -> tuple[str, float | None]:
+    """Step down from a level only after the score stayed below it for `hold` seconds.
+
+    Return (level, below_since). A tree model's score moves in steps that can cross the whole
+    hysteresis band from one cycle to the next; requiring a day below keeps one episode one
+    alert, while a device whose precursor went away still returns to ok.
+    """
+    if RANK.get(new, 0) >= RANK.get(previous, 0):
+        return new, None
+    since = below_since if below_since is not None else now
+    return (new, None) if now - since >= hold else (previous, since)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule alert: what, its severity, when it holds, and how to say it."""
@@ -56,9 +73,7 @@ RULES: tuple[Rule, ...] = (
     Rule("disk_full", "critical",
          lambda values, r: isinstance(values.get("host.disk_pct"), (int, float))
          and values["host.disk_pct"] >= 95, "disk is over 95% full"),
-    Rule("offline", "warning",
-         lambda values, r: r.stale and values.get("device.status") != "asleep",
-         "device does not answer"),
+    # "offline" is raised by decide() once a device has not answered for offline_after.
 )
 
 
@@ -71,10 +86,12 @@ class DeviceHealth:
     since: str | None = None
     offline_since: float | None = None
     alerts: dict[str, str] = field(default_factory=dict)  # what -> since (ISO)
+    below: float | None = None  # since when the score is below the current level
 
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "score": self.score, "since": self.since,
-                "offline_since": self.offline_since, "alerts": self.alerts}
+                "offline_since": self.offline_since, "alerts": self.alerts,
+                "below": self.below}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DeviceHealth":
@@ -86,7 +103,9 @@ class DeviceHealth:
                    data.get("offline_since") if isinstance(data.get("offline_since"),
                                                            (int, float)) else None,
                    {str(k): str(v) for k, v in alerts.items()} if isinstance(alerts, dict)
-                   else {})
+                   else {},
+                   data.get("below") if isinstance(data.get("below"), (int, float))
+                   else None)
 
 
 @dataclass(frozen=True)
@@ -97,14 +116,22 @@ class Thresholds:
     watch: float
     hysteresis: float = 0.05
     failed_after: float = 3600.0
+    offline_after: float = 300.0
+    hold: float = 86400.0
 
 
 def is_failed(reading: Reading | None, health: DeviceHealth, now: float,
               failed_after: float) -> str | None:
-    """Return why a device counts as failed now, or None."""
+    """Return why a device counts as failed now, or None.
+
+    A failed device stays failed until it answers again without an error: a stale reading
+    after a failure says nothing of a repair.
+    """
     if reading is None:
         return None
     values = reading.values
+    if health.decision == "failed" and reading.stale:
+        return "failed, and has not answered since"
     if values.get("printer.error") == "unrecoverable":
         return "printer reports an unrecoverable error"
     if not reading.stale and values.get("device.status") == "error":
@@ -129,7 +156,7 @@ def decide(device: str, health: DeviceHealth, reading: Reading | None, score: fl
             health.offline_since = reading.ts.timestamp()
         elif not offline:
             health.offline_since = None
-        for rule in RULES:
+        for rule in RULES if not reading.stale else ():  # a stale reading says nothing new
             holds = bool(rule.test(reading.values, reading))
             key = rule.what
             if holds and key not in health.alerts:
@@ -140,6 +167,17 @@ def decide(device: str, health: DeviceHealth, reading: Reading | None, score: fl
                 since = health.alerts.pop(key)
                 alerts.append(_alert(device, key, "cleared", rule.severity, since, ts,
                                      [f"no longer: {rule.words}"], None))
+    offline = (health.offline_since is not None
+               and now - health.offline_since >= limits.offline_after)
+    if offline and "offline" not in health.alerts:
+        health.alerts["offline"] = format_ts(_dt(health.offline_since))
+        alerts.append(_alert(device, "offline", "raised", "warning", health.alerts["offline"], ts,
+                             [f"no answer for {(now - health.offline_since) / 60:.0f} min"],
+                             None))
+    elif not offline and "offline" in health.alerts and health.offline_since is None:
+        since = health.alerts.pop("offline")
+        alerts.append(_alert(device, "offline", "cleared", "warning", since, ts,
+                             ["answers again"], None))
     failed_why = is_failed(reading, health, now, limits.failed_after)
     previous = health.decision
     if failed_why:
@@ -151,6 +189,8 @@ def decide(device: str, health: DeviceHealth, reading: Reading | None, score: fl
     else:
         new = next_level(previous if previous != "failed" else "ok", score, limits.threshold,
                          limits.watch, limits.hysteresis)
+        if previous != "failed":
+            new, health.below = hold_level(previous, new, health.below, now, limits.hold)
         why = explanation
     if score is not None:
         health.score = score

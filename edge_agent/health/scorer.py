@@ -30,7 +30,7 @@ class ModelError(EdgeError):
 
 def packaged_model() -> Path:
     """Return the path of the model shipped inside the agent package."""
-    return Path(str(resources.files("edge_agent.health").joinpath("model/device_health.onnx")))
+    return Path(str(resources.files("edge_agent.health.model").joinpath("device_health.onnx")))
 
 
 def card_path(model: Path) -> Path:

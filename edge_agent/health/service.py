@@ -37,6 +37,19 @@ def load_status(db: sqlite3.Connection) -> dict[str, Any]:
     return {"scoring": json.loads(row[0]) if row else None, "devices": devices}
 
 
+def scoring_line(state: dict[str, Any] | None, enabled: bool) -> str:
+    """Say the scoring state in one line for `status`."""
+    if state is None:
+        return "scoring: " + ("not started yet" if enabled else "disabled in [scoring]")
+    if not state.get("enabled"):
+        return "scoring: disabled in [scoring]; rule alerts only"
+    if not state.get("model"):
+        return f"scoring: NOT SCORING: {state.get('error') or 'no model'}; rule alerts only"
+    extra = f"; last model refused: {state['error']}" if state.get("error") else ""
+    return (f"scoring: model {state['model']}, {state.get('devices', 0)} device(s), "
+            f"{state.get('cycles', 0)} cycle(s) this run{extra}")
+
+
 async def health_service(agent) -> None:
     """Run the health cycle every `[scoring].interval` seconds until cancelled."""
     settings = agent.config.scoring

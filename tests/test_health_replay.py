@@ -1,0 +1,103 @@
+"""`edge-agent replay` and `edge-agent model info`, run as a user would, on simulated readings."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from conftest import run_cli
+from edge_agent import wire
+from edge_agent.reading import parse_ts
+from models import fleetsim
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    """A month of hourly readings: a printer whose cutter wears out on day 24, a healthy one."""
+    path = tmp_path_factory.mktemp("replay") / "month.jsonl"
+    result = run_cli("replay", "--out", str(path), "--days", "30", "--fail-day", "24",
+                     module="models.fleetsim")
+    assert result.returncode == 0, result.stderr
+    readings, bad, good = fleetsim.replay_pair(days=30, fail_day=24)
+    return path, datetime.fromtimestamp(bad.fail_at, tz=parse_ts(readings[0].to_dict()["ts"])
+                                        .tzinfo)
+
+
+@pytest.fixture(scope="module")
+def replayed(month):
+    path, _ = month
+    result = run_cli("replay", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_replay_of_a_degrading_printer_predicts_its_failure_days_before_it_fails(month,
+                                                                                   replayed):
+    _, fails_at = month
+    predicted = [m["body"] for m in replayed if m["kind"] == "decision"
+                 and m["body"]["device"] == "printer-degrading"
+                 and m["body"]["decision"] == "predicted_failure"]
+    assert predicted, "no predicted_failure for the degrading printer"
+    first = parse_ts(predicted[0]["ts"])
+    assert first < fails_at
+    assert (fails_at - first).total_seconds() >= 86400, "predicted less than a day ahead"
+    assert predicted[0]["explanation"] and predicted[0]["model"].startswith("device_health-")
+    failed = [m["body"] for m in replayed if m["kind"] == "decision"
+              and m["body"]["device"] == "printer-degrading" and m["body"]["decision"] == "failed"]
+    assert failed and parse_ts(failed[0]["ts"]) >= fails_at
+
+
+def test_replay_of_a_healthy_printer_gives_no_prediction_over_a_month(replayed):
+    healthy = [m["body"]["decision"] for m in replayed if m["kind"] == "decision"
+               and m["body"]["device"] == "printer-healthy"]
+    assert healthy and "predicted_failure" not in healthy and "failed" not in healthy
+
+
+def test_every_replayed_decision_and_alert_follows_the_wire_protocol(replayed):
+    assert any(m["kind"] == "alert" for m in replayed)
+    for m in replayed:
+        (wire.check_decision if m["kind"] == "decision" else wire.check_alert)(m["body"])
+
+
+def test_replay_reports_bad_lines_with_their_number_and_goes_on(tmp_path, month):
+    path, _ = month
+    lines = path.read_text().splitlines()[:50]
+    lines[3] = "{not json"
+    lines[7] = json.dumps({"device": "x", "kind": "escpos", "ts": "yesterday", "values": {}})
+    lines[9] = lines[0]  # a timestamp earlier than the line before it
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    result = run_cli("replay", str(bad))
+    assert result.returncode == 0
+    assert f"{bad}:4: not JSON" in result.stderr
+    assert f"{bad}:8: ts: not an ISO 8601 timestamp" in result.stderr
+    assert f"{bad}:10: timestamp earlier" in result.stderr
+    assert "47 readings (3 bad lines)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_of_a_missing_file_is_a_plain_error(tmp_path):
+    result = run_cli("replay", str(tmp_path / "absent.jsonl"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_model_info_prints_the_packaged_models_card():
+    result = run_cli("model", "info")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model device_health-")
+    assert "cutter_errors_per_day" in result.stdout and "threshold" in result.stdout
+    as_json = run_cli("model", "info", "--json")
+    card = json.loads(as_json.stdout)
+    assert card["version"] in result.stdout and len(card["features"]) >= 16
+
+
+def test_model_info_on_a_broken_model_says_why_without_a_traceback(tmp_path):
+    broken = tmp_path / "m.onnx"
+    broken.write_bytes(b"junk")
+    result = run_cli("model", "info", "--model", str(broken))
+    assert result.returncode == 1
+    assert "card" in result.stderr and "missing" in result.stderr
+    assert "Traceback" not in result.stderr
