@@ -30,12 +30,15 @@ def per_device(scorer, batch: int, rounds: int) -> tuple[float, float]:
 
     rows = [[float((i * 7 + j) % 5) for j in range(len(F.NAMES))] for i in range(batch)]
     scorer.score(rows)
-    c0, w0 = time.process_time(), time.perf_counter()
-    for _ in range(rounds):
-        scorer.score(rows)
-    c1, w1 = time.process_time(), time.perf_counter()
-    n = rounds * batch
-    return 1e6 * (c1 - c0) / n, 1e6 * (w1 - w0) / n
+    best = (float("inf"), float("inf"))
+    for _ in range(5):  # the best of 5: other jobs share the CPU
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(rounds):
+            scorer.score(rows)
+        c1, w1 = time.process_time(), time.perf_counter()
+        n = rounds * batch
+        best = (min(best[0], 1e6 * (c1 - c0) / n), min(best[1], 1e6 * (w1 - w0) / n))
+    return best
 
 
 def store_cycle(devices: int = 30, days: float = 7.0, rounds: int = 50):
@@ -87,7 +90,8 @@ def main() -> int:
     cycle = store_cycle()
     lines = [
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, shared with "
-        "other jobs (CPU time is the figure to trust). Model "
+        "other jobs (CPU time is the figure to trust; scoring figures are the best of 5 runs). "
+        "Model "
         f"`{scorer.version}`, onnxruntime with one intra-op thread. `python bench/scoring.py`.",
         "",
         "| measure | CPU | wall |",

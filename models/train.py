@@ -186,12 +186,14 @@ def operating_point(ds: Dataset, raises: list[tuple[int, float]]) -> dict:
         lo, hi = span.get(d, (t, t))
         span[d] = (min(lo, t), max(hi, t))
     weeks = sum(hi - lo + SAMPLE_S for lo, hi in span.values()) / (7 * 86400.0)
-    false = 0
+    false = early = 0
     first_raise: dict[int, float] = {}
     for d, t in raises:
         f = fail.get(d, float("nan"))
         if not (f == f) or not (t < f <= t + fleetsim.HORIZON_S):
             false += 1
+            # Of those, raised on a device that did fail, but 7 to 21 days later.
+            early += int(f == f and t + fleetsim.HORIZON_S < f <= t + 3 * fleetsim.HORIZON_S)
         if f == f and t < f:
             first_raise[d] = min(first_raise.get(d, t), t)
     # Failures the rows can see: the device failed inside the observed span, after a week of it.
@@ -203,24 +205,26 @@ def operating_point(ds: Dataset, raises: list[tuple[int, float]]) -> dict:
         if t is not None and fail[d] - t <= 2 * fleetsim.HORIZON_S:
             leads.append(min(fail[d] - t, fleetsim.HORIZON_S) / 86400.0)
     return {"false_alerts_per_100_device_weeks": round(100.0 * false / weeks, 3) if weeks else 0.0,
-            "false_alerts": false, "device_weeks": round(weeks, 1),
+            "false_alerts": false, "early_alerts": early, "device_weeks": round(weeks, 1),
             "failures": len(observable), "caught": len(leads),
             "recall_of_failures": round(len(leads) / len(observable), 3) if observable else 0.0,
             "median_lead_days": round(float(np.median(leads)), 2) if leads else 0.0}
 
 
-def choose_threshold(ds: Dataset, scores: np.ndarray) -> tuple[float, float, dict]:
+def choose_threshold(ds: Dataset, scores: np.ndarray, candidates=None
+                     ) -> tuple[float, float, dict]:
     """Lowest threshold whose validation false alerts stay within the budget (with margin)."""
-    best = None
-    for thr in np.round(np.arange(0.05, 0.96, 0.01), 2):
-        watch = round(max(0.02, float(thr) / 2), 3)
-        op = operating_point(ds, alert_timeline(ds, scores, float(thr), watch))
+    if candidates is None:
+        candidates = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    last = None
+    for thr in candidates:
+        thr = float(thr)
+        watch = round(thr / 2, 6)
+        op = operating_point(ds, alert_timeline(ds, scores, thr, watch))
+        last = (thr, watch, op)
         if op["false_alerts_per_100_device_weeks"] <= 0.8 * FALSE_ALERT_BUDGET:
-            best = (float(thr), watch, op)
-            break
-    if best is None:
-        best = (0.95, 0.475, operating_point(ds, alert_timeline(ds, scores, 0.95, 0.475)))
-    return best
+            return last
+    return last
 
 
 def reference(ds: Dataset) -> list[float]:
@@ -254,7 +258,8 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
     say(f"simulating held-out fleet: {cfg.heldout_devices} devices (seed {cfg.heldout_seed})")
     held = build(fleetsim.fleet(cfg.heldout_seed, cfg.heldout_devices, cfg.heldout_days,
                                 fleetsim.HELDOUT))
-    results = evaluate.compare(fit_ds, held, onnx_scores(blob, held.X), threshold, watch)
+    results = evaluate.compare(fit_ds, held, onnx_scores(blob, held.X), threshold, watch,
+                               validation=val_ds)
     card = {
         "name": MODEL_NAME,
         "version": version,

@@ -111,3 +111,15 @@ def test_with_scoring_disabled_the_agent_never_imports_onnxruntime_and_status_sa
     assert result.stdout.split()[-1] == "False" and int(result.stdout.split()[1]) >= 2
     text = run_cli("status", "--config", str(path)).stdout
     assert "scoring: disabled in [scoring]; rule alerts only" in text
+
+
+def test_an_agent_whose_model_is_missing_runs_rule_alerts_and_says_it_is_not_scoring(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace(
+        "interval = 0.3", f"interval = 0.3\nmodel = \"{tmp_path / 'gone.onnx'}\""))
+    agent = Agent(load_config(path), path)
+    asyncio.run(run_until(agent, lambda a: a.health.cycles >= 2))
+    decisions = outbox_bodies(tmp_path / "state", "decision")
+    assert decisions and all(d["score"] is None and d["model"] is None for d in decisions)
+    text = run_cli("status", "--config", str(path)).stdout
+    assert "scoring: NOT SCORING: model" in text and "is missing" in text

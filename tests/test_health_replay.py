@@ -6,9 +6,12 @@ import json
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import run_cli
 from edge_agent import wire
+from edge_agent.cli.replay import parse_line
+from edge_agent.errors import ReadingError
 from edge_agent.reading import parse_ts
 from models import fleetsim
 
@@ -101,3 +104,27 @@ def test_model_info_on_a_broken_model_says_why_without_a_traceback(tmp_path):
     assert result.returncode == 1
     assert "card" in result.stderr and "missing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.text(max_size=200),
+    st.fixed_dictionaries({"device": json_values, "kind": json_values,
+                           "ts": st.one_of(st.datetimes().map(lambda d: d.isoformat()),
+                                           json_values),
+                           "values": st.one_of(st.dictionaries(
+                               st.sampled_from(["printer.jam_count", "host.temp_c",
+                                                "printer.paper", "nope"]), json_values),
+                               json_values)}).map(json.dumps)))
+def test_a_replay_line_is_a_reading_or_a_reading_error_never_a_crash(line):
+    try:
+        reading = parse_line(line, None)
+    except ReadingError:
+        return
+    assert reading.device and reading.ts.tzinfo is not None

@@ -45,7 +45,6 @@ def _settings(args):
 
 def run(args) -> int:
     from edge_agent.health.engine import HealthEngine
-    from edge_agent.reading import Reading
 
     try:
         settings = _settings(args)
@@ -80,12 +79,8 @@ def run(args) -> int:
             if not line.strip():
                 continue
             try:
-                if len(line) > MAX_LINE:
-                    raise ReadingError(f"longer than {MAX_LINE} bytes")
-                reading = Reading.from_json(line)
+                reading = parse_line(line, last_ts)
                 ts = reading.ts.timestamp()
-                if last_ts is not None and ts < last_ts:
-                    raise ReadingError("timestamp earlier than the line before it")
             except ReadingError as err:
                 counts["bad"] += 1
                 if counts["bad"] <= MAX_BAD_SHOWN:
@@ -108,6 +103,22 @@ def run(args) -> int:
     if counts["bad"] > MAX_BAD_SHOWN:
         print(f"({counts['bad'] - MAX_BAD_SHOWN} more bad lines not shown)", file=sys.stderr)
     return 0 if counts["readings"] else 1
+
+
+def parse_line(line: str, last_ts: float | None):
+    """Parse one replay line into a Reading; raise ReadingError saying what is wrong."""
+    from edge_agent.reading import Reading
+
+    if len(line) > MAX_LINE:
+        raise ReadingError(f"longer than {MAX_LINE} bytes")
+    reading = Reading.from_json(line)
+    try:
+        ts = reading.ts.timestamp()
+    except (OverflowError, ValueError, OSError) as err:
+        raise ReadingError(f"ts: out of range: {err}") from err
+    if last_ts is not None and ts < last_ts:
+        raise ReadingError("timestamp earlier than the line before it")
+    return reading
 
 
 def _line(kind: str, body: dict) -> str:

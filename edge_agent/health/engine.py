@@ -161,8 +161,4 @@ class HealthEngine:
         st = self.scorer.state()
         st.update({"enabled": bool(self.settings.enabled), "cycles": self.cycles,
                    "last_cycle": self.last_cycle, "devices": len(self.features.windows)})
-        if not self.settings.enabled:
-            st["error"] = "scoring disabled in [scoring]; rule alerts only"
-        elif st["model"] is None and st["error"]:
-            st["error"] = f"not scoring (no usable model): {st['error']}"
         return st

