@@ -147,14 +147,7 @@ class SimDevice:
         lam = max(rate_per_day, 0.0) * step_s / DAY
         if lam <= 0:
             return 0
-        if lam > 30:
-            return max(0, int(rng.gauss(lam, math.sqrt(lam))))
-        k, p, limit = 0, 1.0, math.exp(-lam)
-        while True:
-            p *= rng.random()
-            if p <= limit:
-                return k
-            k += 1
+        return _poisson(rng, lam)
 
     def _activity(self, t: float) -> float:
         """Share of the day's activity in this hour: stores are busy 8:00-20:00."""
@@ -293,6 +286,9 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
+    """Draw a Poisson count (Knuth's method; a normal approximation past 30)."""
+    if lam > 30:
+        return max(0, int(rng.gauss(lam, math.sqrt(lam))))
     k, p, limit = 0, 1.0, math.exp(-lam)
     while True:
         p *= rng.random()

@@ -123,3 +123,30 @@ def test_an_agent_whose_model_is_missing_runs_rule_alerts_and_says_it_is_not_sco
     assert decisions and all(d["score"] is None and d["model"] is None for d in decisions)
     text = run_cli("status", "--config", str(path)).stdout
     assert "scoring: NOT SCORING: model" in text and "is missing" in text
+
+
+def test_a_model_replaced_by_a_corrupt_file_is_refused_and_the_agent_scores_on(tmp_path):
+    import shutil
+
+    from edge_agent.health.scorer import card_path, packaged_model
+
+    model = tmp_path / "models" / "device_health.onnx"
+    model.parent.mkdir()
+    shutil.copyfile(packaged_model(), model)
+    shutil.copyfile(card_path(packaged_model()), card_path(model))
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("interval = 0.3",
+                                             f"interval = 0.3\nmodel = \"{model}\""))
+    agent = Agent(load_config(path), path)
+
+    def corrupt_then_wait(a):
+        if a.health.cycles == 2 and model.stat().st_size > 100:
+            model.write_bytes(b"\x00" * 64)  # a half-written or damaged model file
+        return a.health.cycles >= 5 and a.health.scorer.error is not None
+
+    asyncio.run(run_until(agent, corrupt_then_wait))
+    assert "does not match its card" in agent.health.scorer.error
+    assert agent.health.scorer.version is not None and agent.health.cycles >= 5
+    text = run_cli("status", "--config", str(path)).stdout
+    assert f"scoring: model {agent.health.scorer.version}" in text
+    assert "last model refused" in text

@@ -123,3 +123,20 @@ def test_any_readings_give_a_finite_vector_of_the_right_length(items):
     assert len(vec) == len(F.NAMES) and all(math.isfinite(v) for v in vec)
     again = F.DeviceWindows.from_json(w.to_json())
     assert F.finite(again.vector()) == vec
+
+
+def test_a_v1_state_database_gains_the_health_tables_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "agent.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    statedb.MIGRATIONS[0](old)
+    old.execute("PRAGMA user_version=1")
+    old.execute("INSERT INTO device_state VALUES ('p1', 'escpos', '{}', NULL, 0, 0, 1.0)")
+    old.close()
+    db = statedb.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == statedb.SCHEMA_VERSION >= 2
+    assert db.execute("SELECT device FROM device_state").fetchall() == [("p1",)]
+    assert db.execute("SELECT count(*) FROM feature_windows").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM health").fetchone()[0] == 0
+    db.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from typing import Any
@@ -50,14 +51,31 @@ def scoring_line(state: dict[str, Any] | None, enabled: bool) -> str:
             f"{state.get('cycles', 0)} cycle(s) this run{extra}")
 
 
+def model_stamp(path: str) -> tuple[float, int] | None:
+    """Return the model file's (mtime, size), or None if it cannot be read."""
+    from edge_agent.health.scorer import packaged_model
+
+    try:
+        st = os.stat(path or packaged_model())
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
 async def health_service(agent) -> None:
-    """Run the health cycle every `[scoring].interval` seconds until cancelled."""
+    """Run the health cycle every `[scoring].interval` seconds until cancelled.
+
+    When the model file changes (a new model dropped in place), it is loaded before the next
+    cycle; a bad new file is refused and the last good model goes on scoring.
+    """
     settings = agent.config.scoring
     engine = HealthEngine(settings)
     agent.health = engine
     loop = asyncio.get_running_loop()
+    stamp = None
     if settings.enabled:
         # Loading imports onnxruntime and builds a session: off the event loop.
+        stamp = model_stamp(settings.model)
         await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
     else:
         log.info("health scoring disabled; rule alerts only")
@@ -69,6 +87,9 @@ async def health_service(agent) -> None:
     try:
         while True:
             await asyncio.sleep(settings.interval)
+            if settings.enabled and model_stamp(settings.model) != stamp:
+                stamp = model_stamp(settings.model)
+                await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
             engine.forget({d.id for d in agent.config.devices})
             now = time.time()
             decisions, alerts = engine.cycle(now)
