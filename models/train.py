@@ -227,11 +227,15 @@ def choose_threshold(ds: Dataset, scores: np.ndarray, candidates=None
     return last
 
 
-def reference(ds: Dataset) -> list[float]:
-    """Median of each feature on healthy rows, per the whole fleet: the 'normal' for explanations."""
-    healthy = ds.X[ds.y == 0]
-    return [round(float(v), 6) for v in np.median(healthy, axis=0)] if len(healthy) else \
-        [0.0] * len(F.NAMES)
+def reference(ds: Dataset) -> dict[str, list[float]]:
+    """Median of each feature on healthy rows, per device class: 'normal' for explanations."""
+    out = {}
+    cls_col = F.NAMES.index("device_class")
+    for code in sorted(set(F.CLASSES.values())):
+        rows = ds.X[(ds.y == 0) & (ds.X[:, cls_col] == code)]
+        if len(rows):
+            out[str(int(code))] = [round(float(v), 6) for v in np.median(rows, axis=0)]
+    return out
 
 
 def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path | None,

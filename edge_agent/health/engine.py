@@ -92,26 +92,30 @@ class HealthEngine:
         model = self.scorer.model
         if not k or model is None:
             return {}
-        ref = model.card.get("reference")
-        if not isinstance(ref, list) or len(ref) != len(F.NAMES):
+        refs = model.card.get("reference")
+        if not isinstance(refs, dict):
             return {}
         watched = [i for i, s in enumerate(scores)
                    if s is not None and s >= limits.watch - limits.hysteresis]
-        if not watched:
-            return {}
         rows, owners = [], []
         for i in watched:
+            # Compare with healthy devices of the same class (a scanner has no print head).
+            ref = refs.get(str(int(vectors[i][0])))
+            if not isinstance(ref, list) or len(ref) != len(F.NAMES):
+                continue
             for j in range(1, len(F.NAMES)):  # the device class is not a cause
                 if vectors[i][j] != ref[j]:
                     row = list(vectors[i])
                     row[j] = ref[j]
                     rows.append(row)
                     owners.append((i, j))
+        if not rows:
+            return {}
         alt = self.scorer.score(rows)
         contrib: dict[int, list[tuple[float, int]]] = {}
         for (i, j), s in zip(owners, alt):
             gain = scores[i] - s
-            if gain > 0.005:
+            if gain > 0.02:  # below this a feature barely moves the score
                 contrib.setdefault(i, []).append((gain, j))
         out = {}
         for i, items in contrib.items():

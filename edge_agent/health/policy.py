@@ -205,8 +205,9 @@ def decide(device: str, health: DeviceHealth, reading: Reading | None, score: fl
             "model": model if score is not None else None,
             "features": {k: (round(v, 6) if v is not None else None)
                          for k, v in features.items()},
-            "explanation": list(why) or [f"score {score:.3f} below {limits.watch:.3f}"
-                                         if score is not None else "no score"],
+            "explanation": list(why) or [
+                f"score {score:.3f} (watch {limits.watch:.3f}, threshold {limits.threshold:.3f})"
+                if score is not None else "no score: rule alerts only"],
             "ts": ts}
     for level, severity in (("predicted_failure", "warning"), ("failed", "critical")):
         if new == level and previous != level:

@@ -106,3 +106,8 @@ async def health_service(agent) -> None:
             agent.recorder.observers.remove(engine.observe)
         except ValueError:
             pass
+        # Keep the readings since the last cycle: the agent closes the database after us.
+        try:
+            await agent.recorder.db(save_state, agent.db, engine, time.time())
+        except Exception:
+            log.exception("could not save the health windows at stop")
