@@ -72,6 +72,10 @@ async def health_service(agent) -> None:
     engine = HealthEngine(settings)
     agent.health = engine
     loop = asyncio.get_running_loop()
+    # Restore the saved windows first, then listen, so no reading is lost or overwritten;
+    # only then load the model (it takes a moment and needs no readings).
+    restored = await agent.recorder.db(engine.load, agent.db)
+    agent.recorder.observers.append(engine.observe)
     stamp = None
     if settings.enabled:
         # Loading imports onnxruntime and builds a session: off the event loop.
@@ -79,8 +83,6 @@ async def health_service(agent) -> None:
         await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
     else:
         log.info("health scoring disabled; rule alerts only")
-    restored = await agent.recorder.db(engine.load, agent.db)
-    agent.recorder.observers.append(engine.observe)
     log.info("health service started", extra={"model": engine.scorer.version or "none",
                                                "restored_devices": restored})
     await agent.recorder.db(save_state, agent.db, engine, time.time())
