@@ -76,17 +76,17 @@ async def health_service(agent) -> None:
     # only then load the model (it takes a moment and needs no readings).
     restored = await agent.recorder.db(engine.load, agent.db)
     agent.recorder.observers.append(engine.observe)
-    stamp = None
-    if settings.enabled:
-        # Loading imports onnxruntime and builds a session: off the event loop.
-        stamp = model_stamp(settings.model)
-        await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
-    else:
-        log.info("health scoring disabled; rule alerts only")
-    log.info("health service started", extra={"model": engine.scorer.version or "none",
-                                               "restored_devices": restored})
-    await agent.recorder.db(save_state, agent.db, engine, time.time())
     try:
+        stamp = None
+        if settings.enabled:
+            # Loading imports onnxruntime and builds a session: off the event loop.
+            stamp = model_stamp(settings.model)
+            await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
+        else:
+            log.info("health scoring disabled; rule alerts only")
+        log.info("health service started", extra={"model": engine.scorer.version or "none",
+                                                   "restored_devices": restored})
+        await agent.recorder.db(save_state, agent.db, engine, time.time())
         while True:
             await asyncio.sleep(settings.interval)
             if settings.enabled and model_stamp(settings.model) != stamp:
