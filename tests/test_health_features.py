@@ -140,3 +140,14 @@ def test_a_v1_state_database_gains_the_health_tables_and_keeps_its_rows(tmp_path
     assert db.execute("SELECT count(*) FROM feature_windows").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM health").fetchone()[0] == 0
     db.close()
+
+
+def test_a_replaced_device_with_another_serial_starts_from_empty_windows():
+    store = F.FeatureStore()
+    for h in range(24):
+        store.observe(reading(h, printer__cutter_errors=h * 2, device__serial="A1"))
+    assert feature(store.windows["p1"].vector(), "cutter_errors_per_day") > 20
+    for h in range(24, 30):
+        store.observe(reading(h, printer__cutter_errors=0, device__serial="B2"))
+    assert feature(store.windows["p1"].vector(), "cutter_errors_per_day") == 0
+    assert F.DeviceWindows.from_json(store.windows["p1"].to_json()).serial == "B2"

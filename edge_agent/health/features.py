@@ -128,7 +128,7 @@ def device_class(values: Mapping[str, Any], kind: str) -> float:
 class DeviceWindows:
     """One device's rolling windows; update with readings, read a feature vector."""
 
-    __slots__ = ("cls", "buckets", "last", "first_ts", "last_ts", "head_km", "cuts")
+    __slots__ = ("cls", "buckets", "last", "first_ts", "last_ts", "head_km", "cuts", "serial")
 
     def __init__(self) -> None:
         self.cls: float | None = None
@@ -138,6 +138,7 @@ class DeviceWindows:
         self.last_ts: float | None = None
         self.head_km = 0.0
         self.cuts = 0.0
+        self.serial: str | None = None
 
     def update(self, reading: Reading) -> None:
         """Fold one reading into the windows (a reading older than the windows is ignored)."""
@@ -282,7 +283,7 @@ class DeviceWindows:
         return json.dumps({"v": 1, "cls": self.cls, "b": {str(k): v for k, v in
                                                            self.buckets.items()},
                            "last": self.last, "first": self.first_ts, "lastts": self.last_ts,
-                           "km": self.head_km, "cuts": self.cuts},
+                           "km": self.head_km, "cuts": self.cuts, "serial": self.serial},
                           separators=(",", ":"))
 
     @classmethod
@@ -301,6 +302,8 @@ class DeviceWindows:
         w.last = dict(data["last"])
         w.first_ts, w.last_ts = data["first"], data["lastts"]
         w.head_km, w.cuts = float(data["km"]), float(data["cuts"])
+        serial = data.get("serial")
+        w.serial = serial if isinstance(serial, str) else None
         return w
 
 
@@ -317,12 +320,18 @@ class FeatureStore:
     def observe(self, reading: Reading) -> None:
         """Fold one reading into its device's windows."""
         w = self.windows.get(reading.device)
+        serial = reading.values.get("device.serial")
+        if w is not None and isinstance(serial, str) and w.serial not in (None, serial):
+            # Another serial number: the device was replaced, its history is not this one's.
+            w = self.windows[reading.device] = DeviceWindows()
         if w is None:
             if len(self.windows) >= self.max_devices:
                 self.refused += 1
                 return
             w = self.windows[reading.device] = DeviceWindows()
             self.kinds[reading.device] = reading.kind
+        if isinstance(serial, str):
+            w.serial = serial
         w.update(reading)
         self.dirty.add(reading.device)
 
