@@ -128,3 +128,17 @@ def test_a_replay_line_is_a_reading_or_a_reading_error_never_a_crash(line):
     except ReadingError:
         return
     assert reading.device and reading.ts.tzinfo is not None
+
+
+def test_replay_with_a_missing_model_says_so_and_fails(month):
+    path, _ = month
+    result = run_cli("replay", str(path), "--model", "/nonexistent/model.onnx")
+    assert result.returncode == 1
+    assert "model /nonexistent/model.onnx is missing" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_replay_gives_the_same_decisions_every_time(month, replayed):
+    path, _ = month
+    again = run_cli("replay", str(path), "--json")
+    assert [json.loads(line) for line in again.stdout.splitlines()] == replayed

@@ -6,7 +6,7 @@ import json
 import sys
 
 from edge_agent.cli.output import error
-from edge_agent.errors import EdgeError, ReadingError
+from edge_agent.errors import ReadingError
 
 MAX_LINE = 1024 * 1024
 MAX_BAD_SHOWN = 20
@@ -52,8 +52,11 @@ def run(args) -> int:
         error(str(err))
         return 2
     engine = HealthEngine(settings)
-    if settings.enabled and not engine.scorer.load(settings.model or None):
-        raise EdgeError(engine.scorer.error or "no usable model")
+    if settings.enabled:
+        from edge_agent.health.scorer import load_model, packaged_model
+
+        # A bad model is the user's to fix: say why (ModelError) and stop, no log noise.
+        engine.scorer.model = load_model(settings.model or packaged_model())
     try:
         stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8",
                                                           errors="replace")
