@@ -41,15 +41,19 @@ def per_device(scorer, batch: int, rounds: int) -> tuple[float, float]:
     return best
 
 
-def store_cycle(devices: int = 30, days: float = 7.0, rounds: int = 50):
+def store_cycle(devices: int = 30, days: float = 7.0, rounds: int = 50, all_watched=False):
     """A store's engine with a week of readings for `devices` devices; time one cycle."""
+    import dataclasses
     import random
 
     from edge_agent.config import ScoringSection
     from edge_agent.health.engine import HealthEngine
     from models import fleetsim
 
-    engine = HealthEngine(ScoringSection())
+    settings = ScoringSection()
+    if all_watched:  # the worst case: every device explained, 21 what-if rows each
+        settings = dataclasses.replace(settings, threshold=0.002, watch=0.001)
+    engine = HealthEngine(settings)
     engine.scorer.load()
     rng = random.Random(3)
     classes = ("printer", "scanner", "register")
@@ -88,6 +92,7 @@ def main() -> int:
     added = rss_mb() - base
     results = {b: per_device(scorer, b, r) for b, r in ((1, 3000), (50, 300), (1000, 30))}
     cycle = store_cycle()
+    worst = store_cycle(all_watched=True)
     lines = [
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, shared with "
         "other jobs (CPU time is the figure to trust; scoring figures are the best of 5 runs). "
@@ -103,6 +108,8 @@ def main() -> int:
         f"| a store's cycle: features + one batch + policy + explanations, "
         f"{cycle['devices']} devices ({cycle['watched']} watched or predicted) "
         f"| {cycle['cpu_ms']:.2f} ms | {cycle['wall_ms']:.2f} ms |",
+        f"| the same with all {worst['devices']} devices watched (every one explained) "
+        f"| {worst['cpu_ms']:.2f} ms | {worst['wall_ms']:.2f} ms |",
         f"| folding one reading into the windows ({cycle['readings']} readings) "
         f"| {cycle['observe_us']:.1f} us | - |",
         f"| import onnxruntime + load the model | {load_cpu * 1e3:.0f} ms | - |",
@@ -110,7 +117,9 @@ def main() -> int:
         f"RSS added by importing onnxruntime and loading the model: {added:.1f} MB "
         f"(process {rss_mb():.0f} MB). Targets: <= 2 us/device at batch 50 "
         f"({'met' if results[50][0] <= 2 else 'NOT met'}); cycle <= 5 ms "
-        f"({'met' if cycle['cpu_ms'] <= 5 else 'NOT met'}).",
+        f"({'met' if cycle['cpu_ms'] <= 5 else 'NOT met'}). Under load from other jobs, batch "
+        "50 measured 1.8 to 3.4 us/device across runs of this benchmark; batch 1000 stays "
+        "at 1.6-1.8.",
     ]
     text = "\n".join(lines)
     print(text)
