@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from edge_agent import wire
 from edge_agent.health.policy import DeviceHealth, Thresholds, decide, next_level
@@ -131,3 +132,20 @@ def test_a_prediction_steps_down_only_after_the_score_stayed_low_for_the_hold():
         if body:
             decisions.append((hour, body["decision"]))
     assert decisions == [(0, "predicted_failure"), (29, "ok")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=80))
+def test_predicted_failure_is_left_only_after_the_score_stayed_under_the_band_for_the_hold(scores):
+    limits = Thresholds(threshold=0.8, watch=0.4, hysteresis=0.05, hold=6 * 3600.0)
+    health = DeviceHealth()
+    previous = "ok"
+    for hour, s in enumerate(scores):
+        now = (T0 + timedelta(hours=hour)).timestamp()
+        decide("p1", health, printer(hour * 60), s, {}, [], "m-1", limits, now)
+        if s >= limits.threshold:
+            assert health.decision == "predicted_failure"
+        if previous == "predicted_failure" and health.decision != "predicted_failure":
+            window = scores[max(0, hour - 6):hour + 1]
+            assert hour >= 6 and all(x < limits.threshold - limits.hysteresis for x in window)
+        previous = health.decision
