@@ -10,6 +10,7 @@ come from the last reading alone. Every decision and alert body follows edge_age
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from edge_agent.reading import Reading, format_ts
@@ -228,7 +229,5 @@ def _alert(device: str, what: str, state: str, severity: str, since: str, ts: st
             "decision": decision}
 
 
-def _dt(ts: float):
-    from datetime import datetime, timezone
-
+def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
