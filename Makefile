@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test system-deps bench clean dist
+.PHONY: demo test system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ system-deps:
 ## Run the whole test suite.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
+## copies in edge_agent/health/model/, and docs/model.md (about a minute on 2 cores).
+model: $(STAMP)
+	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/python -m models.train
 
 bench: $(STAMP) system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 from edge_agent import blocking
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.health.service import health_service
 from edge_agent.outbox import Budget, Outbox
 from edge_agent.recorder import Recorder, forget_devices
 from edge_agent.scheduler import Factory, Scheduler, default_factory
@@ -48,6 +49,8 @@ class Agent:
         self.services: list[Service] = []
         # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
         self.services.append(systemd_notifier)
+        self.health: Any = None  # the HealthEngine, set by health_service
+        self.services.append(health_service)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()
@@ -115,14 +118,15 @@ class Agent:
                 log.error("new config rejected; keeping the old one",
                           extra={"problem": str(problem), "file": str(self.config_path)})
             return False
-        needs_restart = [name for name in ("agent", "outbox", "telemetry")
+        needs_restart = [name for name in ("agent", "outbox", "telemetry", "scoring")
                          if getattr(new, name) != getattr(self.config, name)]
         if needs_restart:
             log.warning("config sections change only at restart", extra={
                 "sections": ",".join(needs_restart)})
         changes = self.scheduler.apply(new.devices)
         self.config = type(new)(agent=self.config.agent, outbox=self.config.outbox,
-                                telemetry=self.config.telemetry, devices=new.devices,
+                                telemetry=self.config.telemetry, scoring=self.config.scoring,
+                                devices=new.devices,
                                 source=new.source)
         self.reloads += 1
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})

@@ -10,6 +10,7 @@ from datetime import timezone
 
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
+from edge_agent.health.service import load_status, scoring_line
 from edge_agent.outbox import outbox_stats
 from edge_agent.reading import parse_ts, utcnow
 from edge_agent.recorder import load_states
@@ -36,13 +37,16 @@ def collect(config) -> dict:
     pid = holder(config.agent.state_dir)
     doc = {"store": config.agent.store, "region": config.agent.region,
            "agent": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
-           "devices": [], "outbox": None}
+           "devices": [], "outbox": None, "scoring": None}
     saved = {}
+    health: dict = {}
     if config.state_path.exists():
         db = statedb.connect(config.state_path, readonly=True)
         try:
             saved = load_states(db)
             doc["outbox"] = outbox_stats(db, time.time())
+            scoring = load_status(db)
+            doc["scoring"], health = scoring["scoring"], scoring["devices"]
         finally:
             db.close()
     for device in config.devices:
@@ -68,6 +72,7 @@ def collect(config) -> dict:
             else:
                 entry["stale"], entry["reason"] = False, None
             entry["last_good_ts"] = good["ts"] if good else None
+        entry["health"] = health.get(device.id)
         doc["devices"].append(entry)
     return doc
 
@@ -93,4 +98,10 @@ def run(args) -> int:
         print(f"outbox: {ob['rows']} rows, {ob['bytes']} bytes, oldest {age(ob['oldest_age_s'])}")
     else:
         print("outbox: no state database yet")
+    print(scoring_line(doc["scoring"], config.scoring.enabled))
+    for d in doc["devices"]:
+        h = d.get("health")
+        if h and h["decision"] != "ok":
+            score = f" (score {h['score']:.2f})" if h.get("score") is not None else ""
+            print(f"  {d['id']}: {h['decision']}{score}")
     return 0

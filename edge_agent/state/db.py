@@ -61,8 +61,32 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    # Health scoring: each device's feature windows (JSON, bounded) and its current decision
+    # and raised alerts, so a restart neither loses a week of windows nor re-raises alerts.
+    _script(
+        db,
+        """
+        CREATE TABLE feature_windows (
+            device TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            windows TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE TABLE health (
+            device TEXT PRIMARY KEY,
+            decision TEXT NOT NULL,
+            score REAL,
+            alerts TEXT NOT NULL DEFAULT '{}',
+            body TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        """
+    )
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
