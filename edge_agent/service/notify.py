@@ -86,9 +86,10 @@ def _address(value: str) -> str | bytes | None:
 def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
     """The watchdog interval systemd set for this process (sd_watchdog_enabled), or None."""
     usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    # isascii() too: str.isdigit() accepts '²', which int() refuses (found by hypothesis).
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0:
         return None
-    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+    if pid and (not (pid.isascii() and pid.isdigit()) or int(pid) != os.getpid()):
         return None  # Meant for another process (our parent, say).
     return int(usec) / 1e6
 
