@@ -8,6 +8,7 @@ old config when the new one is invalid.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -56,6 +57,10 @@ class Agent:
         self.started_at = time.monotonic()
         self.last_progress = time.monotonic()
         self.reloads = 0
+        if config.sync.enabled:
+            from edge_agent.sync import sync  # imports paho only when the service starts
+
+            self.services.append(sync)
 
     async def _db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
@@ -123,11 +128,15 @@ class Agent:
         if needs_restart:
             log.warning("config sections change only at restart", extra={
                 "sections": ",".join(needs_restart)})
+        running_sync = self.config.sync
+        if new.sync != running_sync:
+            log.warning("config sections change only at restart", extra={"sections": "sync"})
         changes = self.scheduler.apply(new.devices)
         self.config = type(new)(agent=self.config.agent, outbox=self.config.outbox,
                                 telemetry=self.config.telemetry, scoring=self.config.scoring,
                                 devices=new.devices,
                                 source=new.source)
+        self.config = dataclasses.replace(self.config, sync=running_sync)
         self.reloads += 1
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})
         return True

@@ -48,6 +48,55 @@ class AgentSection:
                              choices=("debug", "info", "warning", "error"))
 
 
+def _check_prefix(value: str) -> str | None:
+    if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#"):
+        return "must be a topic prefix such as edge/v1 (no leading or trailing '/', no + or #)"
+    return None
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    """How the agent syncs its outbox with the hub over MQTT v5 (TLS, client certificate)."""
+
+    enabled: bool = setting(False, doc="Sync the outbox with the hub.")
+    host: str = setting("", doc="Broker host name or address; required when enabled.")
+    port: int = setting(8883, doc="Broker port.", min=1, max=65535)
+    tls: bool = setting(True, doc="Use TLS with a client certificate (false only for tests).")
+    tls_ca: str = setting("", doc="CA bundle that signed the broker's certificate; "
+                                  "empty uses the system's CAs.")
+    tls_cert: str = setting("", doc="This store's client certificate (PEM).")
+    tls_key: str = setting("", doc="This store's private key (PEM).")
+    mqtt_version: str = setting("5", doc="MQTT version: 5, or 3.1.1 for a broker that speaks "
+                                         "only that (the hub's embedded broker).",
+                                choices=("5", "3.1.1"))
+    keepalive: int = setting(60, doc="Seconds between MQTT keep-alive pings.", min=5, max=3600)
+    session_expiry: int = setting(7 * 86400, doc="Seconds the broker keeps this store's session "
+                                                 "(its subscriptions) while it is offline.",
+                                  min=0, max=4294967295)
+    inflight: int = setting(100, doc="Messages published but not yet acknowledged, at most.",
+                            min=1, max=1000)
+    prefix: str = setting("edge/v1", doc="Topic prefix.", check=_check_prefix)
+    wait_for_hub: bool = setting(True, doc="Hold the outbox until the hub's retained state "
+                                           "says it is online.")
+    connect_timeout: float = setting(10.0, doc="Seconds a connection attempt may take.",
+                                     gt=0, max=300)
+    reconnect_min: float = setting(1.0, doc="Shortest wait before reconnecting.", gt=0, max=3600)
+    reconnect_max: float = setting(120.0, doc="Longest wait before reconnecting.", gt=0,
+                                   max=3600)
+
+    def cross_check(self) -> list[tuple[str, str]]:
+        """Check keys against each other (configschema.load runs it): [(key, problem)]."""
+        problems = []
+        if self.enabled and not self.host:
+            problems.append(("host", "required when enabled is true"))
+        if self.enabled and self.tls:
+            problems += [(k, "required when tls is true")
+                         for k in ("tls_cert", "tls_key") if not getattr(self, k)]
+        if self.reconnect_min > self.reconnect_max:
+            problems.append(("reconnect_min", "must be <= reconnect_max"))
+        return problems
+
+
 @dataclass(frozen=True)
 class OutboxSection:
     """Budgets of the outbox; past them telemetry is dropped first, alerts and decisions last."""
@@ -126,6 +175,7 @@ class AgentConfig:
     """The whole agent config."""
 
     agent: AgentSection
+    sync: SyncSection = SyncSection()
     outbox: OutboxSection = OutboxSection()
     telemetry: TelemetrySection = TelemetrySection()
     scoring: ScoringSection = ScoringSection()

@@ -151,6 +151,24 @@ class Outbox:
         cur.close()
         return out
 
+    def rows_after(self, after: Mapping[int, int], limit: int = 100) -> list[Row]:
+        """Return up to `limit` rows to send, by priority, skipping each class's seqs up to after[prio].
+
+        The sync client keeps, per class, the highest seq it has in flight, so it never reads
+        those rows again; a new alert (a higher seq in a higher class) still comes out first.
+        """
+        out: list[Row] = []
+        for prio in sorted(CLASS_NAMES):
+            if len(out) >= limit:
+                break
+            cur = self.db.execute(
+                "SELECT seq, id, kind, prio, created, payload FROM outbox"
+                " WHERE prio = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (prio, after.get(prio, 0), limit - len(out)))
+            out.extend(Row(seq, env_id, kind, p, created, bytes(payload))
+                       for seq, env_id, kind, p, created, payload in cur)
+        return out
+
     def ack(self, seqs: Iterable[int]) -> int:
         """Remove rows the broker acknowledged; return how many were removed."""
         seqs = list(seqs)
@@ -173,6 +191,26 @@ class Outbox:
             raise
         self._bytes -= freed
         return removed
+
+    def drop(self, rows: Iterable[Row]) -> int:
+        """Remove rows that can never be sent (too large for the wire) and count them as drops."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                self.db.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                self.db.execute(
+                    "INSERT INTO drops (kind, count, bytes) VALUES (?, 1, ?) ON CONFLICT(kind)"
+                    " DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
+                    (row.kind, len(row.payload)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._bytes = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
+        return len(rows)
 
     def enforce_budget(self, now: float | None = None) -> dict[str, int]:
         """Drop what is over budget, telemetry first, and count every drop; return drops by kind."""

@@ -231,3 +231,34 @@ def check_alert(body: Mapping[str, Any]) -> None:
     explanation = _need(body, "explanation", list)
     if not all(isinstance(e, str) for e in explanation):
         raise WireError("bad_body", "explanation: expected a list of strings")
+
+
+def encode_hub_state(online: bool, ts: str, worker: str = "hub") -> bytes:
+    """The hub's retained state on {prefix}/hub/state: {"v": 1, "online": bool, "ts", "worker"}.
+
+    A hub worker publishes it retained with online true when it starts consuming, and registers
+    the same message with online false (also retained) as its MQTT Will, so stores see it go.
+    """
+    return encode({"v": VERSION, "online": online, "ts": ts, "worker": worker})
+
+
+def decode_hub_state(payload: bytes) -> dict[str, Any]:
+    """Decode the hub's state; an empty payload (retained state cleared) means offline.
+
+    Extra keys are allowed; `online` must be a boolean and `v`, when present, this VERSION.
+    """
+    if not payload:
+        return {"online": False}
+    if len(payload) > 4096:
+        raise WireError("oversized", f"hub state of {len(payload)} bytes")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise WireError("not_json", str(err)[:120]) from err
+    if not isinstance(data, dict):
+        raise WireError("bad_hub_state", "not a JSON object")
+    if data.get("v", VERSION) != VERSION:
+        raise WireError("unknown_version", repr(data.get("v"))[:40])
+    if not isinstance(data.get("online"), bool):
+        raise WireError("bad_hub_state", "online: expected true or false")
+    return data

@@ -23,4 +23,8 @@ def run(args) -> int:
     print(f"  store {config.agent.store} in region {config.agent.region}")
     print(f"  {len(config.devices)} device(s): {by_kind}")
     print(f"  state in {config.agent.state_dir}")
+    sync = config.sync
+    print(f"  sync to {sync.host}:{sync.port}"
+          f" ({'TLS with client certificate' if sync.tls else 'plain MQTT, no TLS'})"
+          if sync.enabled else "  sync disabled")
     return 0

@@ -49,6 +49,9 @@ def collect(config) -> dict:
             doc["scoring"], health = scoring["scoring"], scoring["devices"]
         finally:
             db.close()
+    from edge_agent.sync.state import status_from_disk
+
+    doc["sync"] = status_from_disk(config, running=pid is not None)
     for device in config.devices:
         entry = {"id": device.id, "kind": device.kind, "enabled": device.enabled,
                  "ts": None, "age_s": None, "stale": True, "reason": "never polled",
@@ -93,6 +96,10 @@ def run(args) -> int:
         rows.append((d["id"], d["kind"], "STALE" if d["stale"] else "ok", age(d["age_s"]),
                      shown or "-", d["reason"] or ""))
     print(table(("device", "kind", "state", "age", "last values", "why"), rows))
+    if doc["sync"]:
+        from edge_agent.sync.state import status_line
+
+        print(status_line(doc["sync"]))
     ob = doc["outbox"]
     if ob:
         print(f"outbox: {ob['rows']} rows, {ob['bytes']} bytes, oldest {age(ob['oldest_age_s'])}")
