@@ -98,12 +98,16 @@ class Agent:
                 log.exception("outbox budget check failed")
                 continue
             if drops:
-                log.warning("outbox over budget: rows dropped", extra=drops)
+                log.warning("outbox over budget: rows dropped",
+                            extra={"dropped": ",".join(f"{k}={v}" for k, v in drops.items())})
 
     def reload(self) -> bool:
         """Re-read the config file; apply it, or keep the old one if it is invalid."""
         if self.config_path is None:
             log.warning("reload asked but the agent has no config file")
+            return False
+        if self.scheduler is None:
+            log.warning("reload asked before the agent started; ignored")
             return False
         try:
             new = load_config(self.config_path)
@@ -111,6 +115,9 @@ class Agent:
             for problem in err.problems:
                 log.error("new config rejected; keeping the old one",
                           extra={"problem": str(problem), "file": str(self.config_path)})
+            return False
+        except Exception:  # A bug must not take the running agent down with it.
+            log.exception("reload failed; keeping the old config")
             return False
         needs_restart = [name for name in ("agent", "outbox", "telemetry")
                          if getattr(new, name) != getattr(self.config, name)]
@@ -148,13 +155,17 @@ class Agent:
         return 0
 
     async def stop(self) -> None:
-        """Cancel polls and services, commit what is buffered, close the database."""
+        """Cancel polls and services, commit what is buffered, close the database.
+
+        Each step is bounded (1.5 + 1 + 2 s) so that the whole stays within the service
+        manager's 5 s, whatever a device or service does.
+        """
         if self.scheduler is not None:
-            await self.scheduler.stop(SHUTDOWN_GRACE_S)
+            await self.scheduler.stop(1.5)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_S)
+            await asyncio.wait(self._tasks, timeout=1.0)
         self._tasks.clear()
         if self.recorder is not None:
             try:
