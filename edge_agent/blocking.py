@@ -13,9 +13,10 @@ import asyncio
 import contextvars
 import functools
 import queue
+import sys
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from edge_agent.errors import DeviceTimeout
 
@@ -131,6 +132,19 @@ def _forget(name: str, fut: Future) -> None:
             calls.discard(fut)
             if not calls:
                 del _abandoned[name]
+
+
+async def within(aw: Awaitable[T], seconds: float) -> T:
+    """Await `aw` for at most `seconds`; raise asyncio.TimeoutError past that.
+
+    Use this, not asyncio.wait_for, in loops that must stop when cancelled: on Python 3.11
+    wait_for loses a cancellation that arrives as the awaited work finishes (CPython
+    gh-86296), which left a cancelled device task polling forever.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await aw
+    return await asyncio.wait_for(aw, seconds)  # pragma: no cover - Python 3.10
 
 
 def threads() -> int:

@@ -129,7 +129,7 @@ class DeviceRunner:
         # reports the device, so one attempt is enough.
         self._opened = True
         try:
-            await asyncio.wait_for(self.collector.open(), dev.timeout)
+            await blocking.within(self.collector.open(), dev.timeout)
         except asyncio.TimeoutError:
             log.warning("device open timed out", extra={"device": dev.id})
         except Exception as err:
@@ -147,7 +147,7 @@ class DeviceRunner:
                                      values={"device.status": "unknown"})
         else:
             try:
-                reading = await asyncio.wait_for(self.collector.poll(), dev.timeout)
+                reading = await blocking.within(self.collector.poll(), dev.timeout)
             except asyncio.TimeoutError:
                 st.timeouts += 1
                 reading = Reading.failed(dev.id, dev.kind, f"no answer within {dev.timeout:g} s",
@@ -198,7 +198,7 @@ class DeviceRunner:
         if self.collector is None:
             return
         try:
-            await asyncio.wait_for(self.collector.close(), CLOSE_GRACE_S)
+            await blocking.within(self.collector.close(), CLOSE_GRACE_S)
         except (Exception, asyncio.TimeoutError, asyncio.CancelledError):
             log.warning("device close failed", extra={"device": self.device.id})
 
