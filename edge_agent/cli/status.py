@@ -61,7 +61,12 @@ def collect(config) -> dict:
             if good_age is None:
                 entry["reason"] = last.get("reason") or "no good reading yet"
             elif good_age > device.stale_after:
-                why = last.get("reason") if last.get("stale") else "no poll since"
+                if last.get("stale"):
+                    why = last.get("reason") or "no answer"
+                elif pid is None:
+                    why = "the agent is not running"
+                else:
+                    why = "not polled since"
                 entry["reason"] = (f"last good reading {age(good_age)} old "
                                    f"(max_age {age(device.stale_after)}): {why}")
             else:
