@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -52,8 +53,17 @@ class CpuMeter:
         """Take the baseline sample (blocking; run it off the loop)."""
         self._last = (self._clock(), *cpu_busy(self._times()))
 
+    def wait_needed(self) -> float:
+        """Seconds to wait before the first sample can be real (0 once there is a figure)."""
+        if self.value is not None or self._last is None:
+            return 0.0
+        return max(0.0, MIN_CPU_WINDOW_S - (self._clock() - self._last[0]))
+
     def sample(self) -> float:
-        """Return CPU use in percent since the last sample (blocking; run it off the loop)."""
+        """Return CPU use in percent since the last sample (blocking; run it off the loop).
+
+        Callers on the event loop await wait_needed() first, so that this never sleeps there.
+        """
         if self._last is None:
             self.prime()
         at = self._last[0]
@@ -89,6 +99,10 @@ class HostCollector(Collector):
 
     async def poll(self) -> Reading:
         started = time.monotonic()
+        # Wait out the first CPU window here rather than in a device-I/O thread.
+        wait = self.cpu.wait_needed()
+        if wait:
+            await asyncio.sleep(wait)
         values = await run_blocking(self._sample)
         latencies = await asyncio.gather(*(self._connect(t) for t in self.options.targets))
         for i, ms in enumerate(latencies):
@@ -127,11 +141,7 @@ class HostCollector(Collector):
         except (AttributeError, OSError):
             pass
         if self.options.processes:
-            running = set()
-            for proc in psutil.process_iter(["name"]):
-                name = proc.info.get("name")
-                if name:
-                    running.add(name)
+            running = process_names()
             for name in self.options.processes:
                 values[f"host.proc.{name_key(name)}.running"] = name in running
         return values
@@ -152,6 +162,26 @@ class HostCollector(Collector):
         except OSError:
             pass
         return ms
+
+
+# Listing processes reads /proc/<pid>/stat for every process (4 ms for 110 processes here), so
+# host devices polled at nearly the same time share one listing this many seconds old at most.
+PROCESS_LIST_MAX_AGE_S = 0.5
+_process_lock = threading.Lock()
+_process_cache: tuple[float, frozenset[str]] = (-1e9, frozenset())
+
+
+def process_names() -> frozenset[str]:
+    """Return the names of the running processes (blocking; run it off the loop)."""
+    global _process_cache
+    with _process_lock:
+        at, names = _process_cache
+        now = time.monotonic()
+        if now - at > PROCESS_LIST_MAX_AGE_S:
+            names = frozenset(p.info["name"] for p in psutil.process_iter(["name"])
+                              if p.info.get("name"))
+            _process_cache = (time.monotonic(), names)
+        return names
 
 
 def _sensors() -> dict:
