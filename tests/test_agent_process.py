@@ -170,3 +170,47 @@ def test_status_and_outbox_say_plainly_when_the_state_database_is_not_a_database
         assert "Traceback" not in result.stderr and "agent.db" in result.stderr
     # The file is left as it was, for a person to look at.
     assert (state / "agent.db").read_bytes().startswith(b"this is not sqlite")
+
+
+HUNG_AGENT = """
+import asyncio, os, signal, sys, threading
+sys.path.insert(0, sys.argv[2])
+from fakes import HungThread, Counting
+from edge_agent import logs
+from edge_agent.agent import Agent
+from edge_agent.config import load_config
+
+logs.setup("text", "info")
+never = threading.Event()  # never set: the device's call stays stuck in its thread
+made = {}
+
+def factory(device):
+    made[device.id] = HungThread(device, never) if device.id == "h0" else Counting(device)
+    return made[device.id]
+
+async def main():
+    agent = Agent(load_config(sys.argv[1]), sys.argv[1], factory=factory)
+    runner = asyncio.create_task(agent.run())
+    while "h0" not in made or made["h0"].entered == 0 or made["h1"].polls < 3:
+        await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return await runner
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+def test_sigterm_exits_0_even_while_a_device_call_is_stuck_in_a_thread_forever(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, agent_env
+
+    config = tmp_path / "agent.toml"
+    config.write_text(host_config(tmp_path / "state", devices=2, interval=0.05,
+                                  device_extra="timeout = 0.2"))
+    result = subprocess.run([sys.executable, "-c", HUNG_AGENT, str(config), str(ROOT / "tests")],
+                            capture_output=True, text=True, timeout=60, env=agent_env())
+    assert result.returncode == 0, result.stderr
+    assert "agent stopped" in result.stderr
+    assert readings_by_seq(tmp_path / "state" / "agent.db"), "buffered readings committed"
