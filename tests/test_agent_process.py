@@ -214,3 +214,27 @@ def test_sigterm_exits_0_even_while_a_device_call_is_stuck_in_a_thread_forever(t
     assert result.returncode == 0, result.stderr
     assert "agent stopped" in result.stderr
     assert readings_by_seq(tmp_path / "state" / "agent.db"), "buffered readings committed"
+
+
+def test_a_second_agent_on_the_same_state_folder_refuses_to_start_and_names_the_first(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(host_config(tmp_path / "state"))
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    try:
+        agent.wait_for_log("agent started")
+        second = run_cli("run", "--config", str(config))
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"another agent is running on {tmp_path / 'state'} (pid {agent.pid})" \
+            in second.stderr
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+
+
+def test_run_with_an_invalid_config_exits_2_naming_each_problem(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(host_config(tmp_path / "state").replace("interval = 0.05",
+                                                              "interval = -1"))
+    result = run_cli("run", "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "devices[0].interval: must be > 0" in result.stderr
