@@ -118,6 +118,40 @@ def measure(seconds: float, devices: int, interval: float) -> dict:
     }
 
 
+def cold_start(devices: int, interval: float) -> tuple[float, float]:
+    """Start a fresh agent once; return (seconds to 'agent started', seconds to first poll)."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        tmp = Path(tmp)
+        config = tmp / "agent.toml"
+        config.write_text(config_text(tmp / "state", devices, interval))
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        log_path = tmp / "agent.log"
+        with open(log_path, "wb") as log:
+            started = time.time()
+            proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config",
+                                     str(config), "--log-format", "json"],
+                                    stdout=subprocess.DEVNULL, stderr=log, env=env)
+            try:
+                first = None
+                deadline = time.monotonic() + 30
+                while first is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    if (tmp / "state" / "agent.db").exists():
+                        try:
+                            _, first = committed_readings(tmp / "state" / "agent.db")
+                        except sqlite3.Error:
+                            pass  # Not migrated yet.
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+        ready = next(json.loads(line) for line in log_path.read_text().splitlines()
+                     if '"agent started"' in line)["ts"]
+        ready_ts = datetime.fromisoformat(ready.replace("Z", "+00:00")).timestamp()
+        if first is None:
+            raise SystemExit("no reading committed within 30 s")
+        return ready_ts - started, first - started
+
+
 def record(figures: dict) -> None:
     machine = (f"{os.cpu_count()} cores, Python {platform.python_version()}, "
                f"{platform.system()} {platform.release()}")
@@ -142,7 +176,14 @@ Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.
 | CPU | {figures['cpu_s']} s in {figures['seconds']:g} s ({figures['cpu_pct_of_one_core']} % of one core) | |
 | readings committed | {figures['readings']} | |
 | CPU per poll (all in) | {figures['cpu_ms_per_poll']} ms | |
-| cold start to first poll | {fp} s | <= {TARGET_FIRST_POLL_S:g} s ({start_ok}) |
+| cold start to first poll (the long run) | {fp} s | <= {TARGET_FIRST_POLL_S:g} s ({start_ok}) |
+| cold start to first poll, {figures.get('starts', 0)} more starts | median {figures.get('first_poll_s_median')} s, best {figures.get('first_poll_s_min')} s | <= {TARGET_FIRST_POLL_S:g} s |
+| of which start-up to "agent started" (interpreter, imports, config, state db) | median {figures.get('ready_s_median')} s | |
+
+Where the cold start goes: the interpreter and imports take 0.25 s here with bytecode caches
+and about 0.4 s without (these machines set `PYTHONDONTWRITEBYTECODE=1`, so the agent's own
+modules are compiled at every start); the first poll then waits at most 0.1 s for a real CPU
+figure and at most 0.1 s of first-poll spread. Wall times swing with the load of the shared CPU.
 
 Run: `python bench/agent_footprint.py --seconds 120 --record`.
 {END}"""
@@ -163,9 +204,17 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=50, help="host devices (default 50)")
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds between polls of each device (default 1)")
+    parser.add_argument("--starts", type=int, default=5,
+                        help="extra cold starts to time (default 5)")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
     figures = measure(args.seconds, args.devices, args.interval)
+    starts = [cold_start(args.devices, args.interval) for _ in range(args.starts)]
+    if starts:
+        figures["starts"] = len(starts)
+        figures["ready_s_median"] = round(statistics.median(r for r, _ in starts), 3)
+        figures["first_poll_s_median"] = round(statistics.median(f for _, f in starts), 3)
+        figures["first_poll_s_min"] = round(min(f for _, f in starts), 3)
     for key, value in figures.items():
         print(f"{key:22} {value}")
     if args.record:
