@@ -7,7 +7,7 @@ import os
 import random
 import time
 
-from agentproc import AgentProcess, host_config, outbox_rows, read_only
+from agentproc import AgentProcess, host_config, outbox_rows, read_only, wait_until
 
 KILLS = 50
 
@@ -19,8 +19,9 @@ def test_sigkill_at_fifty_random_instants_keeps_every_committed_row_and_never_re
     state = tmp_path / "state"
     config = tmp_path / "agent.toml"
     # 20 devices every 50 ms, committed every 50 ms: the agent is nearly always mid-commit.
+    # Five readings an envelope: each commit writes several rows.
     config.write_text(host_config(state, devices=20, interval=0.05, flush=0.05,
-                                  device_extra="jitter = 0.0"))
+                                  extra="batch_max = 5\n", device_extra="jitter = 0.0"))
     db_path = state / "agent.db"
     known: dict[int, tuple[str, bytes]] = {}  # every row seen committed so far
     runs_that_committed = 0
@@ -29,9 +30,12 @@ def test_sigkill_at_fifty_random_instants_keeps_every_committed_row_and_never_re
         agent = AgentProcess(config, tmp_path / f"agent-{run}.log")
         try:
             if run % 2:
-                # Half the kills land while it polls and commits...
-                agent.wait_for_log("agent started")
-                time.sleep(rng.uniform(0.0, 0.25))
+                # Half the kills land while it polls and commits: after this run's own first
+                # commit...
+                previous_max = max(known, default=0)
+                wait_until(lambda: max(outbox_rows(db_path), default=0) > previous_max,
+                           f"{where}: a commit")
+                time.sleep(rng.uniform(0.0, 0.3))
             else:
                 # ...half anywhere from start-up (imports, migration, first commit) on.
                 time.sleep(rng.uniform(0.0, 0.5))
@@ -59,7 +63,7 @@ def test_sigkill_at_fifty_random_instants_keeps_every_committed_row_and_never_re
         runs_that_committed += bool(new)
         known = after
     # The kills did land among commits, not only before the first one.
-    assert runs_that_committed > 0 and known, f"no run committed anything (seed {seed})"
+    assert runs_that_committed >= KILLS // 2, f"seed {seed}"
     db = read_only(db_path)
     try:
         last_seq = int(db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
