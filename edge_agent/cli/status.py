@@ -6,7 +6,6 @@ It reads the agent's state on disk, so it works whether the daemon is running or
 from __future__ import annotations
 
 import time
-from datetime import timezone
 
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
