@@ -67,6 +67,8 @@ def test_a_failed_commit_keeps_the_readings_for_the_next_flush(tmp_path):
         rec.submit(reading(n), state)
     real_commit = rec._commit
 
+    # A full disk cannot be made safely on a shared build machine: the commit step is swapped
+    # for one that fails as SQLite does when the disk is full.
     def full_disk(items, states):
         raise OSError(28, "No space left on device")
 
