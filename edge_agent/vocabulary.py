@@ -147,8 +147,10 @@ def check_value(name: str, value: object) -> str | None:
     elif t == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif t == "float":
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, int):
+            ok = abs(value) < 2 ** 1023  # math.isfinite() raises on an int this large.
+        ok = ok and math.isfinite(value)
     elif t == "enum":
         ok = value in entry.choices
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from edge_agent import logs
 from edge_agent.config import load_config
@@ -22,6 +23,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # Until the agent installs its handler, a SIGHUP (a service manager's reload right after
+    # start) would kill the process by default; ignore it for those first moments instead.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = load_config(args.config)
     logs.setup(args.log_format, args.log_level or config.agent.log_level)
     lock = StateLock(config.agent.state_dir)

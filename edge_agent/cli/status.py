@@ -6,7 +6,6 @@ It reads the agent's state on disk, so it works whether the daemon is running or
 from __future__ import annotations
 
 import time
-from datetime import timezone
 
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
@@ -69,7 +68,12 @@ def collect(config) -> dict:
             if good_age is None:
                 entry["reason"] = last.get("reason") or "no good reading yet"
             elif good_age > device.stale_after:
-                why = last.get("reason") if last.get("stale") else "no poll since"
+                if last.get("stale"):
+                    why = last.get("reason") or "no answer"
+                elif pid is None:
+                    why = "the agent is not running"
+                else:
+                    why = "not polled since"
                 entry["reason"] = (f"last good reading {age(good_age)} old "
                                    f"(max_age {age(device.stale_after)}): {why}")
             else:
