@@ -1,0 +1,1 @@
+"""Simulated store hardware for tests, demos and trying the agent without devices."""
