@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 from pysnmp.hlapi.v3arch import asyncio as hlapi
@@ -46,12 +47,34 @@ _PRIV = {"NONE": hlapi.USM_PRIV_NONE, "DES": hlapi.USM_PRIV_CBC56_DES,
 _engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list]" = weakref.WeakKeyDictionary()
 
 
+class _NoMibCompiler:
+    """Stand in for pysmi's MIB compiler: OIDs here are numeric, no MIB is ever compiled.
+
+    When pysmi is installed (snmpsim needs it), pysnmp builds its parser on the first request of
+    every engine: 2-3 CPU-seconds and tens of MB for nothing, since lookupMib=False.
+    """
+
+    def compile(self, *names, **kwargs):
+        return {name: "missing" for name in names}
+
+
+def _numeric_mib_view():
+    from pysnmp.smi import builder, view
+
+    mib_builder = builder.MibBuilder()
+    mib_builder.set_mib_compiler(_NoMibCompiler(), str(Path(builder.__file__).parent / "mibs"))
+    return view.MibViewController(mib_builder)
+
+
 def acquire_engine() -> hlapi.SnmpEngine:
     """Return this event loop's shared SnmpEngine, creating it on first use."""
     loop = asyncio.get_running_loop()
     entry = _engines.get(loop)
     if entry is None:
-        entry = _engines[loop] = [hlapi.SnmpEngine(), 0]
+        engine = hlapi.SnmpEngine()
+        # The key pysnmp's hlapi looks up (hlapi/varbinds.py, MibViewControllerManager).
+        engine.cache["mibViewController"] = _numeric_mib_view()
+        entry = _engines[loop] = [engine, 0]
     entry[1] += 1
     return entry[0]
 
