@@ -25,6 +25,19 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _tlv(tag: int, body: bytes) -> bytes:
+    assert len(body) < 128  # short-form lengths are enough for this one small packet
+    return bytes([tag, len(body)]) + body
+
+
+def probe_packet(community: str) -> bytes:
+    """An SNMPv2c GET of sysUpTime.0: what tells that the responder really answers."""
+    oid = _tlv(0x06, bytes([0x2B, 6, 1, 2, 1, 1, 3, 0]))
+    varbinds = _tlv(0x30, _tlv(0x30, oid + b"\x05\x00"))
+    pdu = _tlv(0xA0, _tlv(0x02, b"\x01") + _tlv(0x02, b"\x00") + _tlv(0x02, b"\x00") + varbinds)
+    return _tlv(0x30, _tlv(0x02, b"\x01") + _tlv(0x04, community.encode()[:60]) + pdu)
+
+
 def responder() -> str:
     """Path of snmpsim-command-responder: beside this Python first, then on PATH."""
     beside = Path(sys.executable).parent / "snmpsim-command-responder"
@@ -106,13 +119,26 @@ class SnmpSimulator:
     def _ready(self) -> bool:
         assert self.proc is not None and self._log is not None
         text = self._log.read_text(errors="replace") if self._log.exists() else ""
-        if READY_TEXT in text:
+        if READY_TEXT in text and self._answers():
             return True
         if self.proc.poll() is not None:
             tail = "\n".join(text.splitlines()[-15:])
             self._stop_now()
             raise RuntimeError(f"snmpsim-command-responder exited ({self.proc.returncode}):\n{tail}")
         return False
+
+    def _answers(self) -> bool:
+        # snmpsim logs "Listening" before it opens its socket: only an answer proves it serves.
+        if not self.names:
+            return True
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.connect((self.host, self.port))
+                s.send(probe_packet(self.names[0]))
+                return bool(s.recv(4096))
+            except OSError:  # refused (not bound yet) or timed out (still loading)
+                return False
 
     def _stop_now(self) -> None:
         if self._finalizer is not None:

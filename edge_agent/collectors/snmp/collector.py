@@ -125,6 +125,12 @@ class SnmpCollector(Collector):
         self._raw: dict[str, protocol.RawValue] = {}
         self._alerts: dict = {}
         self._polls = 0  # good polls since the layout was learned
+        # What the last learn found: the OIDs worth asking (those the printer answered) and the
+        # values that only change when the rows are learned again or the supplies are read.
+        self._status_oids: list[str] = []
+        self._supply_oids: list[str] = []
+        self._identity: dict = {}
+        self._supplies: dict = {}
         self._uptime: tuple[int, float] | None = None  # (ticks, time.monotonic())
         self._types: dict[str, Any] = {}
 
@@ -174,7 +180,9 @@ class SnmpCollector(Collector):
         except DeviceError as err:
             return self.stale(str(err), {"device.status": "unknown"})
         self._polls += 1
-        values = protocol.reading(self._raw, self._layout)
+        values = dict(self._identity)
+        values.update(protocol.status(self._raw, self._layout))
+        values.update(self._supplies)
         if self._layout.printer_mib:
             values.update(self._alerts)
         return self.ok(values, started)
@@ -203,6 +211,14 @@ class SnmpCollector(Collector):
             extra += [o for o in (f"{oids.HR_DEVICE_DESCR}.{layout.hr_index}",) if o not in raw]
         raw.update(await self._get(extra))
         self._raw, self._layout, self._polls = raw, layout, 0
+        # A printer does not start answering an OID it lacked at learn time (a new cartridge
+        # or firmware comes with a re-learn): asking only for what it answered keeps each
+        # request small. sysUpTime stays: it is how a poll knows the printer is there.
+        self._status_oids = [o for o in layout.status_oids()
+                             if o == oids.SYS_UPTIME or raw.get(o) is not None]
+        self._supply_oids = [o for o in layout.supply_oids() if raw.get(o) is not None]
+        self._identity = protocol.identity(raw, layout)
+        self._supplies = protocol.supplies(raw, layout) if self._has_rows(layout) else {}
         self._alerts = protocol.alerts(raw)
         self._note_uptime(raw.get(oids.SYS_UPTIME))
         log.info("snmp device learned", extra={
@@ -213,14 +229,15 @@ class SnmpCollector(Collector):
     async def _refresh(self) -> None:
         """GET the status (and, when due, the supplies and alert table) of the known rows."""
         layout = self._layout
-        wanted = layout.status_oids()
-        supplies_due = self._polls % self.options.supplies_every == 0
-        if supplies_due:
-            wanted += layout.supply_oids()
+        supplies_due = self._polls % self.options.supplies_every == 0 and bool(
+            self._supply_oids or layout.printer_mib)
+        wanted = self._status_oids + (self._supply_oids if supplies_due else [])
         got = await self._get(wanted)
         self._raw.update(got)
-        if supplies_due and layout.printer_mib:
-            self._alerts = protocol.alerts(await self._walk(oids.PRT_ALERT_TABLE))
+        if supplies_due:
+            self._supplies = protocol.supplies(self._raw, layout)
+            if layout.printer_mib:
+                self._alerts = protocol.alerts(await self._alert_rows())
         if self._note_uptime(got.get(oids.SYS_UPTIME)):
             log.info("snmp device rebooted; learning its rows again",
                      extra={"device": self.device.id})
@@ -235,6 +252,25 @@ class SnmpCollector(Collector):
         now = time.monotonic()
         before, self._uptime = self._uptime, (ticks, now)
         return before is not None and protocol.rebooted(before[0], ticks, now - before[1])
+
+    @staticmethod
+    def _has_rows(layout: protocol.Layout) -> bool:
+        return bool(layout.supplies or layout.trays or layout.markers)
+
+    async def _alert_rows(self) -> dict[str, protocol.RawValue]:
+        """Walk the alert table only when one GETNEXT shows it has a row (it is usually empty)."""
+        try:
+            ei, es, _eidx, vbs = await hlapi.next_cmd(
+                self._engine, self._auth, self._target, self._context,
+                self._type(oids.PRT_ALERT_SEVERITY), lookupMib=False)
+        except Exception as err:
+            raise DeviceError(f"SNMP request to {self._where} failed: "
+                              f"{type(err).__name__}: {err}") from err
+        if ei:
+            raise self._fail(ei)
+        if es or not vbs or not str(vbs[0][0]).startswith(oids.PRT_ALERT_SEVERITY + "."):
+            return {}
+        return await self._walk(oids.PRT_ALERT_TABLE)
 
     def _type(self, oid: str):
         # A resolved ObjectType is reused: pysnmp skips resolving it again (a large CPU saving).
