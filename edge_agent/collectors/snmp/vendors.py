@@ -33,7 +33,10 @@ class Vendor:
         m = self.descr.search(descr)
         if not m:
             return {}
-        return {k: v.strip() for k, v in m.groupdict().items() if v and v.strip()}
+        found = {k: v.strip() for k, v in m.groupdict().items() if v and v.strip()}
+        if "vendor" in found:
+            found["vendor"] = BRANDS.get(found["vendor"].upper(), found["vendor"])
+        return found
 
     def clean_description(self, text: str) -> str:
         """Drop a maker's noise from a supply description."""
@@ -47,6 +50,9 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 GENERIC = Vendor(None)
+# Brand names as their makers write them, for brands read from sysDescr in capitals.
+BRANDS = {"RICOH": "Ricoh", "LANIER": "Lanier", "NRG": "NRG", "SAVIN": "Savin",
+          "GESTETNER": "Gestetner"}
 
 VENDORS: tuple[Vendor, ...] = (
     Vendor("HP", (11,), _rx(r"SN:(?P<serial>[A-Z0-9]{6,})")),
