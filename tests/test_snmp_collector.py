@@ -215,15 +215,14 @@ def test_supplies_are_read_every_nth_poll_and_status_every_poll(snmpsim, monkeyp
     from edge_agent.collectors.snmp import collector as module
 
     asked: list[list[str]] = []
-    real = module.hlapi.get_cmd
+    real = module.UdpGets.get
 
-    async def spy(engine, auth, target, context, *types, **kw):
-        answer = await real(engine, auth, target, context, *types, **kw)
-        asked.append([str(name) for name, _ in answer[3]])  # a GET answers the OIDs it was asked
-        return answer
+    async def spy(self, addr, version, community, wanted, *args):
+        asked.append(list(wanted))
+        return await real(self, addr, version, community, wanted, *args)
 
-    # A spy around the real pysnmp call: the requests still go to snmpsim.
-    monkeypatch.setattr(module.hlapi, "get_cmd", spy)
+    # A spy on the socket's GET: the requests still go to snmpsim.
+    monkeypatch.setattr(module.UdpGets, "get", spy)
     device = snmp_device(snmpsim, "jetdirect_m880", supplies_every=3)
 
     async def polls():

@@ -1,9 +1,12 @@
-"""Poll one network printer with pysnmp's asyncio hlapi, on one SnmpEngine shared per event loop.
+"""Poll one network printer: pysnmp's asyncio hlapi (one SnmpEngine per loop) plus a fast GET path.
 
 A poll reads little: the status OIDs in one GET every poll, the supplies, trays, page counter and
 alert table every `supplies_every` polls, and the identity once (again every `identity_every`
 polls and after a reboot). The first poll learns the table rows with bounded walks; later polls
-GET only the known rows. pysnmp errors are translated into DeviceError here, at one boundary.
+GET only the known rows. Walks, SNMPv3 and the first poll go through pysnmp; the steady-state
+v1/v2c GETs go through ber.py on one UDP socket per loop, because pysnmp's general machinery
+costs 1.5-2.5 ms of CPU a request (docs/benchmarks.md). Library errors are translated into
+DeviceError here, at one boundary.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import weakref
 from pathlib import Path
@@ -20,7 +25,7 @@ from pysnmp.hlapi.v3arch import asyncio as hlapi
 from pyasn1.type import univ
 
 from edge_agent.collectors.base import Collector
-from edge_agent.collectors.snmp import oids, protocol
+from edge_agent.collectors.snmp import ber, oids, protocol
 from edge_agent.collectors.snmp.config import problems
 from edge_agent.errors import DeviceError, DeviceTimeout, ProtocolError
 from edge_agent.reading import Reading
@@ -91,6 +96,72 @@ def release_engine(engine: hlapi.SnmpEngine) -> None:
             return
 
 
+class UdpGets(asyncio.DatagramProtocol):
+    """One UDP socket per event loop for the v1/v2c GETs of every printer (see ber.py)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, tuple[tuple, asyncio.Future]] = {}
+        self.users = 0
+        self.next_id = int.from_bytes(os.urandom(3), "big")
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            request_id, status, index, varbinds = ber.decode_response(data)
+        except ber.BerError:
+            return  # Not an answer to us (or garbage): the request times out and retries.
+        entry = self.pending.get(request_id)
+        if entry is None or tuple(addr[:2]) != entry[0] or entry[1].done():
+            return
+        entry[1].set_result((status, index, varbinds))
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors on an unconnected socket: the request times out.
+
+    async def get(self, addr: tuple, version: int, community: bytes, wanted: list[str],
+                  timeout: float, retries: int, pdu_type: int = ber.GET_REQUEST):
+        """Send one GET (resent `retries` times); return (status, index, [(oid, value)])."""
+        self.next_id = (self.next_id + 1) % 0x7FFFFFFF
+        request_id = self.next_id
+        packet = ber.get_request(version, community, request_id, wanted, pdu_type)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = (addr, future)
+        try:
+            for _ in range(retries + 1):
+                self.transport.sendto(packet, addr)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), timeout)
+                except asyncio.TimeoutError:
+                    continue
+            return None
+        finally:
+            del self.pending[request_id]
+
+
+_gets: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UdpGets]" = weakref.WeakKeyDictionary()
+
+
+async def acquire_gets() -> UdpGets:
+    """Return this event loop's shared GET socket, opening it on first use."""
+    loop = asyncio.get_running_loop()
+    gets = _gets.get(loop)
+    if gets is None or gets.transport is None or gets.transport.is_closing():
+        _, gets = await loop.create_datagram_endpoint(UdpGets, local_addr=("0.0.0.0", 0))
+        _gets[loop] = gets
+    gets.users += 1
+    return gets
+
+
+def release_gets(gets: UdpGets) -> None:
+    """Give back a reference; the last one closes the socket."""
+    gets.users -= 1
+    if gets.users <= 0 and gets.transport is not None:
+        gets.transport.close()
+
+
 def plain(value: Any) -> protocol.RawValue:
     """Turn a pysnmp value into int, bytes, str (an OID) or None (no such object, NULL)."""
     if value is None or isinstance(value, univ.Null):
@@ -133,6 +204,8 @@ class SnmpCollector(Collector):
         self._supplies: dict = {}
         self._uptime: tuple[int, float] | None = None  # (ticks, time.monotonic())
         self._types: dict[str, Any] = {}
+        self._gets: UdpGets | None = None
+        self._addr: tuple | None = None  # resolved (ip, port) for the fast v1/v2c GETs
 
     @property
     def _where(self) -> str:
@@ -155,11 +228,14 @@ class SnmpCollector(Collector):
             else hlapi.ContextData()
 
     async def close(self) -> None:
-        """Give the engine back; safe to call twice."""
+        """Give the engine and the socket back; safe to call twice."""
         if self._engine is not None:
             release_engine(self._engine)
             self._engine = None
-        self._target = None
+        if self._gets is not None:
+            release_gets(self._gets)
+            self._gets = None
+        self._target = self._addr = None
 
     async def poll(self) -> Reading:
         """Read what is due this poll; a printer that does not answer gives a stale reading."""
@@ -190,10 +266,20 @@ class SnmpCollector(Collector):
     async def _make_target(self):
         o = self.options
         try:
-            return await hlapi.UdpTransportTarget.create((o.host, o.port), timeout=o.timeout,
-                                                         retries=o.retries)
+            target = await hlapi.UdpTransportTarget.create((o.host, o.port), timeout=o.timeout,
+                                                           retries=o.retries)
         except Exception as err:  # pysnmp wraps name-resolution failures in its own error
             raise DeviceError(f"cannot resolve {o.host!r}: {err}") from err
+        if o.version != "3":
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    o.host, o.port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            except OSError as err:
+                raise DeviceError(f"cannot resolve {o.host!r}: {err}") from err
+            self._addr = tuple(infos[0][4][:2])
+            if self._gets is None:
+                self._gets = await acquire_gets()
+        return target
 
     def _relearn_due(self) -> bool:
         every = self.options.identity_every
@@ -259,6 +345,18 @@ class SnmpCollector(Collector):
 
     async def _alert_rows(self) -> dict[str, protocol.RawValue]:
         """Walk the alert table only when one GETNEXT shows it has a row (it is usually empty)."""
+        if self._gets is not None and self._addr is not None:
+            o = self.options
+            answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,
+                                          o.community.encode(), [oids.PRT_ALERT_SEVERITY],
+                                          o.timeout, o.retries, ber.GET_NEXT_REQUEST)
+            if answer is None:
+                raise self._fail("timeout")
+            status, _, varbinds = answer
+            if status or not varbinds or not varbinds[0][0].startswith(
+                    oids.PRT_ALERT_SEVERITY + "."):
+                return {}
+            return await self._walk(oids.PRT_ALERT_TABLE)
         try:
             ei, es, _eidx, vbs = await hlapi.next_cmd(
                 self._engine, self._auth, self._target, self._context,
@@ -295,6 +393,10 @@ class SnmpCollector(Collector):
         for start in range(0, len(wanted), MAX_VARBINDS):
             pending = list(wanted[start:start + MAX_VARBINDS])
             while pending:
+                if self._gets is not None and self._addr is not None:
+                    if await self._fast_get(pending, out):
+                        break
+                    continue
                 try:
                     ei, es, eidx, vbs = await hlapi.get_cmd(
                         self._engine, self._auth, self._target, self._context,
@@ -315,6 +417,27 @@ class SnmpCollector(Collector):
                     out[str(name)] = plain(value)
                 break
         return out
+
+    async def _fast_get(self, pending: list[str], out: dict) -> bool:
+        """One v1/v2c GET through ber.py; False when an OID was dropped and it must be asked again."""
+        o = self.options
+        try:
+            answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,
+                                          o.community.encode(), pending, o.timeout, o.retries)
+        except (ber.BerError, OSError) as err:
+            raise DeviceError(f"SNMP request to {self._where} failed: {err}") from err
+        if answer is None:
+            raise self._fail("timeout")
+        status, index, varbinds = answer
+        if status:
+            if status == _NO_SUCH_NAME and 0 < index <= len(pending):
+                out[pending.pop(index - 1)] = None
+                return False
+            raise ProtocolError(f"{self._where} answered error-status {status} "
+                                f"at varbind {index}")
+        for name, value in varbinds:
+            out[name] = value
+        return True
 
     async def _walk(self, root: str) -> dict[str, protocol.RawValue]:
         """Walk one subtree, stopping at its end, at the bound, or on the first error."""
