@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_agent.collectors.snmp import oids, protocol  # noqa: E402
-from edge_agent.simulators.snmp import SnmpSimulator  # noqa: E402
+from edge_agent.simulators.snmp import SnmpSimulator, stop_process  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "snmp" / "snmpsim"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -237,16 +236,6 @@ def wait_http(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.1)
     sys.exit(f"{EXPORTER} did not listen within {timeout:g} s")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def agent_freshness(config: Path) -> tuple[int, int]:

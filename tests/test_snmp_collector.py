@@ -331,3 +331,16 @@ def test_simulator_leaves_no_process_behind():
     assert not reading.stale and reading.values["device.hr_status"] == "warning"
     assert proc.poll() is not None
     assert not Path(str(sim._workdir or "/nonexistent")).exists()
+
+
+def test_simulate_snmp_refuses_a_folder_without_recordings(tmp_path):
+    import argparse
+
+    from edge_agent.errors import ConfigError
+    from edge_agent.simulators import snmp as simulator
+
+    parser = argparse.ArgumentParser()
+    simulator.register(parser.add_subparsers())
+    args = parser.parse_args(["snmp", "--dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no .snmprec recordings"):
+        args.func(args)

@@ -49,11 +49,12 @@ def responder() -> str:
     return found
 
 
-def _kill(proc: subprocess.Popen, workdir: str | None) -> None:
+def stop_process(proc: subprocess.Popen, workdir: str | None = None, grace: float = 5.0) -> None:
+    """Stop a process (SIGTERM, then SIGKILL after `grace` seconds) and remove its folder."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(5)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
@@ -114,7 +115,7 @@ class SnmpSimulator:
                                          stdin=subprocess.DEVNULL, env=env,
                                          start_new_session=True)
         # Whatever happens to the caller, the responder does not outlive this object.
-        self._finalizer = weakref.finalize(self, _kill, self.proc, self._workdir)
+        self._finalizer = weakref.finalize(self, stop_process, self.proc, self._workdir)
 
     def _ready(self) -> bool:
         assert self.proc is not None and self._log is not None
@@ -124,7 +125,8 @@ class SnmpSimulator:
         if self.proc.poll() is not None:
             tail = "\n".join(text.splitlines()[-15:])
             self._stop_now()
-            raise RuntimeError(f"snmpsim-command-responder exited ({self.proc.returncode}):\n{tail}")
+            raise RuntimeError(f"snmpsim-command-responder exited ({self.proc.returncode}):"
+                               f"\n{tail}")
         return False
 
     def _answers(self) -> bool:
@@ -142,7 +144,7 @@ class SnmpSimulator:
 
     def _stop_now(self) -> None:
         if self._finalizer is not None:
-            self._finalizer()  # Runs _kill once, then never again.
+            self._finalizer()  # Runs stop_process once, then never again.
             self._finalizer = None
         self._workdir = None
 

@@ -57,7 +57,8 @@ def config_from_url(parts) -> Config:
             try:
                 data[key] = float(text)
             except ValueError:
-                raise ConfigError(Problem(f"url.{key}", f"expected a number, got {text!r}")) from None
+                raise ConfigError(Problem(f"url.{key}",
+                                          f"expected a number, got {text!r}")) from None
         elif key in ("retries", "supplies_every", "identity_every"):
             if not text.lstrip("-").isdigit():
                 raise ConfigError(Problem(f"url.{key}", f"expected an integer, got {text!r}"))

@@ -419,7 +419,7 @@ class SnmpCollector(Collector):
         return out
 
     async def _fast_get(self, pending: list[str], out: dict) -> bool:
-        """One v1/v2c GET through ber.py; False when an OID was dropped and it must be asked again."""
+        """One v1/v2c GET through ber.py; False when an OID was dropped and must be asked again."""
         o = self.options
         try:
             answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,

@@ -1,4 +1,4 @@
-"""The OIDs the SNMP printer collector reads (SNMPv2-MIB, HOST-RESOURCES-MIB, RFC 3805 Printer-MIB)."""
+"""The OIDs the SNMP printer collector reads: SNMPv2-MIB, HOST-RESOURCES-MIB, Printer-MIB."""
 
 from __future__ import annotations
 
@@ -94,7 +94,8 @@ ALERT_CODES = {
     801: "inputMediaTrayMissing", 802: "inputMediaSizeChange", 803: "inputMediaWeightChange",
     804: "inputMediaTypeChange", 805: "inputMediaColorChange", 806: "inputMediaFormPartsChange",
     807: "inputMediaSupplyLow", 808: "inputMediaSupplyEmpty", 809: "inputMediaChangeRequest",
-    810: "inputManualInputRequest", 811: "inputTrayPositionFailure", 812: "inputTrayElevationFailure",
+    810: "inputManualInputRequest", 811: "inputTrayPositionFailure",
+    812: "inputTrayElevationFailure",
     813: "inputCannotFeedSizeSelected",
     901: "outputMediaTrayMissing", 902: "outputMediaTrayAlmostFull", 903: "outputMediaTrayFull",
     904: "outputMailboxSelectFailure",

@@ -323,6 +323,15 @@ def percent(level: int | None, capacity: int | None) -> float | None:
     return round(min(100.0, 100.0 * level / capacity), 1)
 
 
+def _amounts(level: int | None, capacity: int | None, vendor: Vendor) -> dict:
+    """level_state, level, capacity and level_pct of one supply or tray row."""
+    state = level_state(level, vendor)
+    return {"level_state": state,
+            "level": level if state == "measured" else None,
+            "capacity": capacity if capacity is not None and capacity > 0 else None,
+            "level_pct": percent(level, capacity) if state == "measured" else None}
+
+
 def supplies(raw: Raw, layout: Layout) -> dict:
     """Supplies, trays and the page counter: read every few polls."""
     vendor = vendor_for(as_oid(raw.get(oids.SYS_OBJECT_ID)))
@@ -341,15 +350,11 @@ def supplies(raw: Raw, layout: Layout) -> dict:
         level = as_int(raw.get(f"{oids.PRT_SUPPLY_LEVEL}.{suffix}"))
         capacity = as_int(raw.get(f"{oids.PRT_SUPPLY_MAX_CAPACITY}.{suffix}"))
         unit = as_int(raw.get(f"{oids.PRT_SUPPLY_UNIT}.{suffix}"))
-        state = level_state(level, vendor)
-        values[p + "level_state"] = state
-        values[p + "level"] = level if state == "measured" else None
-        values[p + "capacity"] = capacity if capacity is not None and capacity > 0 else None
-        pct = percent(level, capacity) if state == "measured" else None
-        if pct is None and state == "measured" and unit == 19 and level is not None \
-                and level <= 100 and (capacity is None or capacity <= 0):
-            pct = float(level)  # prtMarkerSuppliesSupplyUnit 19: the level is a percentage.
-        values[p + "level_pct"] = pct
+        amounts = _amounts(level, capacity, vendor)
+        if amounts["level_pct"] is None and amounts["level_state"] == "measured" \
+                and unit == 19 and level <= 100 and amounts["capacity"] is None:
+            amounts["level_pct"] = float(level)  # Unit 19 (percent): the level is the share.
+        values.update((p + k, v) for k, v in amounts.items())
     for suffix, key in layout.trays:
         p = f"tray.{key}."
         name = None
@@ -361,11 +366,7 @@ def supplies(raw: Raw, layout: Layout) -> dict:
             values[p + "name"] = name
         level = as_int(raw.get(f"{oids.PRT_INPUT_CURRENT_LEVEL}.{suffix}"))
         capacity = as_int(raw.get(f"{oids.PRT_INPUT_MAX_CAPACITY}.{suffix}"))
-        state = level_state(level, vendor)
-        values[p + "level_state"] = state
-        values[p + "level"] = level if state == "measured" else None
-        values[p + "capacity"] = capacity if capacity is not None and capacity > 0 else None
-        values[p + "level_pct"] = percent(level, capacity) if state == "measured" else None
+        values.update((p + k, v) for k, v in _amounts(level, capacity, vendor).items())
         st = as_int(raw.get(f"{oids.PRT_INPUT_STATUS}.{suffix}"))
         if st is not None and 0 <= st < 128:
             values[p + "status"] = st
