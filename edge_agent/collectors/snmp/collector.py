@@ -180,6 +180,17 @@ def plain(value: Any) -> protocol.RawValue:
     return None
 
 
+def _keep_asked(asked: list[str], varbinds, out: dict) -> None:
+    """Keep the answers to what was asked (an OID left unanswered is None) and nothing else."""
+    # So a confused or hostile agent cannot grow what the collector holds.
+    wanted = set(asked)
+    for oid in asked:
+        out[oid] = None
+    for name, value in varbinds:
+        if name in wanted:
+            out[name] = value
+
+
 class SnmpCollector(Collector):
     """One network printer."""
 
@@ -413,8 +424,7 @@ class SnmpCollector(Collector):
                         continue
                     raise ProtocolError(f"{self._where} answered {es.prettyPrint()} "
                                         f"at varbind {index}")
-                for name, value in vbs:
-                    out[str(name)] = plain(value)
+                _keep_asked(pending, [(str(n), plain(v)) for n, v in vbs], out)
                 break
         return out
 
@@ -435,8 +445,7 @@ class SnmpCollector(Collector):
                 return False
             raise ProtocolError(f"{self._where} answered error-status {status} "
                                 f"at varbind {index}")
-        for name, value in varbinds:
-            out[name] = value
+        _keep_asked(pending, varbinds, out)
         return True
 
     async def _walk(self, root: str) -> dict[str, protocol.RawValue]:
