@@ -224,6 +224,7 @@ BAD_URLS = {
                                    "url.auth_key"),
     "a timeout that is not a number": ("snmp://h?timeout=soon", "url.timeout"),
     "a port out of range": ("snmp://h:99999", "url.port"),
+    "a password in place of v3 keys": ("snmp://user:secret@h", "url"),
 }
 
 

@@ -46,6 +46,9 @@ def config_from_url(parts) -> Config:
         raise ConfigError(Problem("url.port", str(err))) from err
     if port is not None:
         data["port"] = port
+    if parts.password is not None:
+        raise ConfigError(Problem("url", "snmp:// takes COMMUNITY@HOST; give SNMPv3 keys as "
+                                         "?user=..&auth_key=..&priv_key=.."))
     if parts.username:
         data["community"] = unquote(parts.username)
     q = query(parts)
