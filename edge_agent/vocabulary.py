@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 
 DEVICE_STATUSES = ("ok", "warning", "error", "offline", "asleep", "unknown")
+# Printer-MIB levels: a measured amount, or -1 unrestricted, -2 unknown, -3 some remaining;
+# "low" is a maker's own code for almost empty (vendors.py).
+LEVEL_STATES = ("measured", "unrestricted", "unknown", "some_remaining", "low")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ NAMES: tuple[Name, ...] = (
     Name("device.description", "str", doc="free-text description (SNMP sysDescr)"),
     Name("device.object_id", "str", doc="SNMP sysObjectID"),
     Name("device.uptime_s", "float", unit="s", doc="time since the device booted"),
+    Name("device.hr_status", "enum", ("unknown", "running", "warning", "testing", "down"),
+         doc="SNMP hrDeviceStatus of the printer device"),
     # Receipt and network printers.
     Name("printer.status", "enum", ("idle", "printing", "warmup", "other", "unknown"),
          doc="hrPrinterStatus"),
@@ -48,6 +53,7 @@ NAMES: tuple[Name, ...] = (
     Name("printer.drawer", "enum", ("open", "closed"), doc="cash drawer kick-out connector pin 3"),
     Name("printer.page_count", "int", unit="pages", doc="lifetime counter"),
     Name("printer.error_state", "str", doc="hrPrinterDetectedErrorState as hex"),
+    Name("printer.mib", "bool", doc="the device answers the Printer-MIB (RFC 3805)"),
     Name("printer.errors", "str", doc="decoded error-state bits, comma-separated"),
     Name("printer.cut_count", "int", unit="cuts", doc="lifetime autocutter cuts"),
     Name("printer.head_km", "float", unit="km", doc="paper length run under the head"),
@@ -63,6 +69,10 @@ NAMES: tuple[Name, ...] = (
          doc="sheets left; null when unknown"),
     Name("tray.<n>.capacity", "int", unit="sheets", nullable=True),
     Name("tray.<n>.status", "int", doc="prtInputStatus as the MIB sums it"),
+    Name("tray.<n>.level_pct", "float", unit="%", nullable=True,
+         doc="level as a share of capacity; null unless both are known amounts"),
+    Name("tray.<n>.level_state", "enum", LEVEL_STATES,
+         doc="measured, or what a special level value (-1/-2/-3) means"),
     Name("supply.<n>.description", "str"),
     Name("supply.<n>.type", "str", doc="toner, ink, opc, fuser... (prtMarkerSuppliesType)"),
     Name("supply.<n>.class", "enum", ("consumed", "receptacle", "other")),
@@ -70,6 +80,8 @@ NAMES: tuple[Name, ...] = (
     Name("supply.<n>.capacity", "int", nullable=True, doc="raw capacity; null when unknown"),
     Name("supply.<n>.level_pct", "float", unit="%", nullable=True,
          doc="null when the device reports unknown or 'some remaining'"),
+    Name("supply.<n>.level_state", "enum", LEVEL_STATES,
+         doc="measured, or what a special level value (-1/-2/-3) means"),
     Name("alert.count", "int", doc="rows in the printer's alert table"),
     Name("alert.<n>.severity", "str"),
     Name("alert.<n>.code", "str"),
