@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-chain test system-deps bench clean
+.PHONY: demo demo-chain test system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,8 +28,19 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
+## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
+## copies in edge_agent/health/model/, and docs/model.md (about a minute on 2 cores).
+model: $(STAMP)
+	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/python -m models.train
+
 bench: $(STAMP) system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+## Build the wheel and the sdist into dist/ (offline: setuptools and wheel come from the dev extra).
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	$(BIN)/python -c "from setuptools import build_meta as b; b.build_sdist('dist')"
 
 clean:
 	rm -rf $(VENV) .edge-demo build dist *.egg-info

@@ -19,9 +19,11 @@ from typing import Any, Awaitable, Callable
 from edge_agent import blocking
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.health.service import health_service
 from edge_agent.outbox import Budget, Outbox
 from edge_agent.recorder import Recorder, forget_devices
 from edge_agent.scheduler import Factory, Scheduler, default_factory
+from edge_agent.service.notify import systemd_notifier
 from edge_agent.state import db as statedb
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class Agent:
         self.recorder: Recorder | None = None
         self.scheduler: Scheduler | None = None
         self.services: list[Service] = []
+        # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
+        self.services.append(systemd_notifier)
+        self.health: Any = None  # the HealthEngine, set by health_service
+        self.services.append(health_service)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()
@@ -103,12 +109,16 @@ class Agent:
                 log.exception("outbox budget check failed")
                 continue
             if drops:
-                log.warning("outbox over budget: rows dropped", extra=drops)
+                log.warning("outbox over budget: rows dropped",
+                            extra={"dropped": ",".join(f"{k}={v}" for k, v in drops.items())})
 
     def reload(self) -> bool:
         """Re-read the config file; apply it, or keep the old one if it is invalid."""
         if self.config_path is None:
             log.warning("reload asked but the agent has no config file")
+            return False
+        if self.scheduler is None:
+            log.warning("reload asked before the agent started; ignored")
             return False
         try:
             new = load_config(self.config_path)
@@ -117,19 +127,18 @@ class Agent:
                 log.error("new config rejected; keeping the old one",
                           extra={"problem": str(problem), "file": str(self.config_path)})
             return False
-        needs_restart = [name for name in ("agent", "outbox", "telemetry")
+        except Exception:  # A bug must not take the running agent down with it.
+            log.exception("reload failed; keeping the old config")
+            return False
+        # Devices change live; every other section keeps its running value until a restart.
+        sections = [f.name for f in dataclasses.fields(new) if f.name not in ("devices", "source")]
+        needs_restart = [name for name in sections
                          if getattr(new, name) != getattr(self.config, name)]
         if needs_restart:
             log.warning("config sections change only at restart", extra={
                 "sections": ",".join(needs_restart)})
-        running_sync = self.config.sync
-        if new.sync != running_sync:
-            log.warning("config sections change only at restart", extra={"sections": "sync"})
         changes = self.scheduler.apply(new.devices)
-        self.config = type(new)(agent=self.config.agent, outbox=self.config.outbox,
-                                telemetry=self.config.telemetry, devices=new.devices,
-                                source=new.source)
-        self.config = dataclasses.replace(self.config, sync=running_sync)
+        self.config = dataclasses.replace(self.config, devices=new.devices, source=new.source)
         self.reloads += 1
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})
         return True
@@ -157,13 +166,17 @@ class Agent:
         return 0
 
     async def stop(self) -> None:
-        """Cancel polls and services, commit what is buffered, close the database."""
+        """Cancel polls and services, commit what is buffered, close the database.
+
+        Each step is bounded (1.5 + 1 + 2 s) so that the whole stays within the service
+        manager's 5 s, whatever a device or service does.
+        """
         if self.scheduler is not None:
-            await self.scheduler.stop(SHUTDOWN_GRACE_S)
+            await self.scheduler.stop(1.5)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_S)
+            await asyncio.wait(self._tasks, timeout=1.0)
         self._tasks.clear()
         if self.recorder is not None:
             try:

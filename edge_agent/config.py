@@ -119,6 +119,32 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class ScoringSection:
+    """Health scoring on the device: the model, how often it runs, and its thresholds."""
+
+    enabled: bool = setting(True, doc="Score devices' failure risk with the health model.")
+    model: str = setting("", doc="Path of the ONNX model (its card beside it); "
+                                 "empty means the model shipped with the agent.")
+    interval: float = setting(60.0, doc="Seconds between scoring cycles.", gt=0, max=86400)
+    threshold: float = setting(0.0, doc="Score at or above which a device is predicted to "
+                                        "fail; 0 means the model card's.", min=0, max=1)
+    watch: float = setting(0.0, doc="Score at or above which a device is watched; 0 means the "
+                                    "model card's.", min=0, max=1)
+    hysteresis: float = setting(0.05, doc="How far below a threshold the score must fall to "
+                                          "leave its level (no flapping).", min=0, max=0.5)
+    failed_after: float = setting(3600.0, doc="Seconds without an answer after which a device "
+                                              "counts as failed (asleep is not failed).", gt=0)
+    offline_after: float = setting(300.0, doc="Seconds without an answer before an 'offline' "
+                                               "alert is raised.", min=0)
+    hold: float = setting(86400.0, doc="Seconds the score must stay below a watch or "
+                                       "predicted_failure level before the decision steps down "
+                                       "(one episode, one alert).",
+                          min=0)
+    explain: int = setting(3, doc="Contributing features named in each decision.",
+                           min=0, max=22)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """One device to poll, and how often; the collector's own settings are in `options`."""
 
@@ -152,6 +178,7 @@ class AgentConfig:
     sync: SyncSection = SyncSection()
     outbox: OutboxSection = OutboxSection()
     telemetry: TelemetrySection = TelemetrySection()
+    scoring: ScoringSection = ScoringSection()
     devices: tuple[DeviceConfig, ...] = ()
     source: str = dataclasses.field(default="", compare=False)
 

@@ -9,7 +9,9 @@ missing required keys, and never does I/O. It raises ConfigError with one Proble
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import types
 import typing
 from typing import Any, Callable
@@ -66,10 +68,19 @@ def _got(value: Any) -> str:
     return type(value).__name__
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+\Z")
+
+
 def join(path: str, key: str | int) -> str:
-    """Join a key path: join('devices[1]', 'interval') == 'devices[1].interval'."""
+    """Join a key path: join('devices[1]', 'interval') == 'devices[1].interval'.
+
+    A key that is not a bare TOML key (empty, or with spaces or dots) is quoted as TOML quotes
+    it, so every path names its key unambiguously.
+    """
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not isinstance(key, str) or not _BARE_KEY.match(key):
+        key = json.dumps(str(key), ensure_ascii=False)
     return f"{path}.{key}" if path else key
 
 
@@ -120,11 +131,14 @@ def _convert(tp: Any, value: Any, path: str, problems: list[Problem]) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            problems.append(Problem(path, "must be a finite number"))
-            raise _Invalid
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # An integer too large for a float.
+                value = math.inf
+            if not math.isfinite(value):
+                problems.append(Problem(path, "must be a finite number"))
+                raise _Invalid
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is Any:

@@ -176,15 +176,16 @@ class Outbox:
             return 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            freed = 0
+            freed = removed = 0
             for i in range(0, len(seqs), 500):
                 chunk = seqs[i:i + 500]
                 marks = ",".join("?" * len(chunk))
                 freed += self.db.execute(
                     f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})",
                     chunk).fetchone()[0]
-                self.db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
-            removed = self.db.execute("SELECT changes()").fetchone()[0]
+                # Count every chunk: SELECT changes() would tell only the last one.
+                removed += self.db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})",
+                                           chunk).rowcount
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -32,7 +32,12 @@ def parse_ts(text: str) -> datetime:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as err:
         raise ReadingError(f"ts: not an ISO 8601 timestamp: {text!r}") from err
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)
+    try:
+        return ts.astimezone(timezone.utc)
+    except OverflowError as err:  # Such as year 1 with a positive offset.
+        raise ReadingError(f"ts: out of range: {text!r}") from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,8 @@ class Reading:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as err:
             raise ReadingError(f"not JSON: {err}") from err
+        except RecursionError as err:
+            raise ReadingError("not JSON this agent accepts: nested too deeply") from err
         return cls.from_dict(data)
 
 

@@ -93,6 +93,9 @@ class Recorder:
             except BaseException:
                 # Put back what was not committed, within the bound, for the next flush.
                 self._readings.extendleft(reversed(readings[-self.settings.buffer_max:]))
+                while len(self._readings) > self.settings.buffer_max:
+                    self._readings.popleft()
+                    self.dropped_readings += 1
                 self._envelopes.extendleft(reversed(envelopes))
                 for dev, st in states.items():
                     self._states.setdefault(dev, st)

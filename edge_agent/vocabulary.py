@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 
 DEVICE_STATUSES = ("ok", "warning", "error", "offline", "asleep", "unknown")
+# Printer-MIB levels: a measured amount, or -1 unrestricted, -2 unknown, -3 some remaining;
+# "low" is a maker's own code for almost empty (vendors.py).
+LEVEL_STATES = ("measured", "unrestricted", "unknown", "some_remaining", "low")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ NAMES: tuple[Name, ...] = (
     Name("device.description", "str", doc="free-text description (SNMP sysDescr)"),
     Name("device.object_id", "str", doc="SNMP sysObjectID"),
     Name("device.uptime_s", "float", unit="s", doc="time since the device booted"),
+    Name("device.hr_status", "enum", ("unknown", "running", "warning", "testing", "down"),
+         doc="SNMP hrDeviceStatus of the printer device"),
     # Receipt and network printers.
     Name("printer.status", "enum", ("idle", "printing", "warmup", "other", "unknown"),
          doc="hrPrinterStatus"),
@@ -48,15 +53,26 @@ NAMES: tuple[Name, ...] = (
     Name("printer.drawer", "enum", ("open", "closed"), doc="cash drawer kick-out connector pin 3"),
     Name("printer.page_count", "int", unit="pages", doc="lifetime counter"),
     Name("printer.error_state", "str", doc="hrPrinterDetectedErrorState as hex"),
+    Name("printer.mib", "bool", doc="the device answers the Printer-MIB (RFC 3805)"),
     Name("printer.errors", "str", doc="decoded error-state bits, comma-separated"),
     Name("printer.cut_count", "int", unit="cuts", doc="lifetime autocutter cuts"),
     Name("printer.head_km", "float", unit="km", doc="paper length run under the head"),
     Name("printer.head_temp_c", "float", unit="C"),
+    Name("printer.jam_count", "int", unit="jams",
+         doc="paper jams seen since the agent started (health features)"),
+    Name("printer.cutter_errors", "int", unit="errors",
+         doc="autocutter errors seen since the agent started (health features)"),
+    Name("printer.error_count", "int", unit="errors",
+         doc="recoverable or unrecoverable errors seen since the agent started"),
     Name("tray.<n>.name", "str"),
     Name("tray.<n>.level", "int", unit="sheets", nullable=True,
          doc="sheets left; null when unknown"),
     Name("tray.<n>.capacity", "int", unit="sheets", nullable=True),
     Name("tray.<n>.status", "int", doc="prtInputStatus as the MIB sums it"),
+    Name("tray.<n>.level_pct", "float", unit="%", nullable=True,
+         doc="level as a share of capacity; null unless both are known amounts"),
+    Name("tray.<n>.level_state", "enum", LEVEL_STATES,
+         doc="measured, or what a special level value (-1/-2/-3) means"),
     Name("supply.<n>.description", "str"),
     Name("supply.<n>.type", "str", doc="toner, ink, opc, fuser... (prtMarkerSuppliesType)"),
     Name("supply.<n>.class", "enum", ("consumed", "receptacle", "other")),
@@ -64,22 +80,26 @@ NAMES: tuple[Name, ...] = (
     Name("supply.<n>.capacity", "int", nullable=True, doc="raw capacity; null when unknown"),
     Name("supply.<n>.level_pct", "float", unit="%", nullable=True,
          doc="null when the device reports unknown or 'some remaining'"),
+    Name("supply.<n>.level_state", "enum", LEVEL_STATES,
+         doc="measured, or what a special level value (-1/-2/-3) means"),
     Name("alert.count", "int", doc="rows in the printer's alert table"),
     Name("alert.<n>.severity", "str"),
     Name("alert.<n>.code", "str"),
     Name("alert.<n>.description", "str"),
     # Barcode scanners.
-    Name("scanner.connected", "bool"),
+    Name("scanner.connected", "bool", doc="the scanner's serial port is open"),
     Name("scanner.reads", "int", doc="frames decoded since the agent started"),
     Name("scanner.no_reads", "int"),
     Name("scanner.decode_errors", "int", doc="malformed frames"),
-    Name("scanner.reconnects", "int"),
-    Name("scanner.last_scan_age_s", "float", unit="s", nullable=True),
-    Name("scanner.heartbeat", "enum", ("ok", "missing", "off")),
+    Name("scanner.reconnects", "int", doc="times the port came back after it was lost"),
+    Name("scanner.last_scan_age_s", "float", unit="s", nullable=True,
+         doc="time since the last good scan; null before the first"),
+    Name("scanner.heartbeat", "enum", ("ok", "missing", "off"),
+         doc="the last heartbeat was answered, was not, or none is configured"),
     # USB presence.
-    Name("usb.present", "bool"),
-    Name("usb.connects", "int"),
-    Name("usb.disconnects", "int"),
+    Name("usb.present", "bool", doc="a device with the configured ids is on the bus"),
+    Name("usb.connects", "int", doc="times it appeared since the agent started"),
+    Name("usb.disconnects", "int", doc="times it disappeared since the agent started"),
     Name("usb.node", "str", nullable=True, doc="tty or printer node the device has now"),
     Name("usb.path", "str", nullable=True, doc="sysfs bus path"),
     # The register PC.
@@ -139,8 +159,10 @@ def check_value(name: str, value: object) -> str | None:
     elif t == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif t == "float":
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, int):
+            ok = abs(value) < 2 ** 1023  # math.isfinite() raises on an int this large.
+        ok = ok and math.isfinite(value)
     elif t == "enum":
         ok = value in entry.choices
     else:

@@ -11,7 +11,6 @@ import argparse
 import getpass
 import json
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -307,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        print(f"edge-hub {__version__} (Python {platform.python_version()})")
+        from edge_agent.versions import HUB_LIBRARIES, version_text
+
+        print(version_text("edge-hub", __version__, HUB_LIBRARIES))
         return EXIT_OK
     if not getattr(args, "func", None):
         parser.print_help()

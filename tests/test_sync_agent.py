@@ -139,7 +139,8 @@ def test_an_agent_killed_mid_drain_loses_nothing_and_resends_only_the_same_ids(t
         assert all(len(set(p)) == 1 for p in hub.by_id.values()), \
             "a duplicate must be a redelivery of the same envelope"
         sessions = [e["body"]["session"] for e in hub.envelopes("birth")]
-        assert sessions == sorted(set(sessions)) and len(sessions) == 2
+        # Two sessions, in order; a session may send a second birth once its model has loaded.
+        assert sessions == sorted(sessions) and sorted(set(sessions)) == [1, 2]
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 
 from edge_agent import __version__
@@ -37,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def version_text() -> str:
-    """Return the agent's version line(s)."""
-    import platform
+    """Return the agent's version line(s): package, model, Python and libraries."""
+    from edge_agent.versions import version_text as text
 
-    return f"edge-agent {__version__} (Python {platform.python_version()})"
+    return text("edge-agent", __version__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return output.config_error(err)
     except EdgeError as err:
         output.error(str(err))
+        return 1
+    except sqlite3.Error as err:
+        # The state database went bad under a command (a disk error, a damaged file).
+        output.error(f"state database: {err}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -6,13 +6,14 @@ from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
 from edge_agent.outbox import KIND_CLASS, outbox_stats
 from edge_agent.state import db as statedb
+from edge_agent.service.paths import config_help, default_config_path
 
 
 def register(sub) -> None:
     p = sub.add_parser("outbox", help="show what waits to be sent, and what was dropped",
                        description="Show the outbox: depth and bytes by class, the oldest row's "
                                    "age, and rows dropped by budget.")
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--config", default=default_config_path(), help=config_help())
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

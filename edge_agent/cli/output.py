@@ -52,4 +52,6 @@ def age(seconds: float | None) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
+    if seconds < 10:
+        return f"{seconds:.2g}s"  # Sub-second intervals are real: 0.15s, not 0s.
     return f"{seconds:.0f}s"

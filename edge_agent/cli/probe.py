@@ -39,16 +39,15 @@ def run(args) -> int:
 
 
 async def _probe(device):
+    from edge_agent import blocking
+
     runner = DeviceRunner(device, sink=lambda r, s: None)
-    runner.collector = runner.factory(device)
+    blocking.owner(device.id)
     try:
-        try:
-            await asyncio.wait_for(runner.collector.open(), device.timeout)
-        except (Exception, asyncio.TimeoutError):
-            pass  # poll() reports an absent device.
+        # The loop's own open and poll: a collector that cannot start or answer is reported
+        # as a stale reading with its reason, exactly as the agent would record it.
+        await runner.open()
         return await runner.poll_once()
     finally:
         await runner._close()
-        from edge_agent import blocking
-
         blocking.shutdown()

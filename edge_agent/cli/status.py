@@ -6,15 +6,16 @@ It reads the agent's state on disk, so it works whether the daemon is running or
 from __future__ import annotations
 
 import time
-from datetime import timezone
 
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
+from edge_agent.health.service import load_status, scoring_line
 from edge_agent.outbox import outbox_stats
 from edge_agent.reading import parse_ts, utcnow
 from edge_agent.recorder import load_states
 from edge_agent.state import db as statedb
 from edge_agent.state.lock import holder
+from edge_agent.service.paths import config_help, default_config_path
 
 SUMMARY_KEYS = ("device.status", "printer.paper", "printer.cover", "host.cpu_pct",
                 "host.disk_pct", "scanner.connected", "usb.present")
@@ -24,7 +25,7 @@ def register(sub) -> None:
     p = sub.add_parser("status", help="show devices, staleness and the outbox",
                        description="Show each device's last reading, whether it is stale and "
                                    "why, and the outbox depth, from the state on disk.")
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--config", default=default_config_path(), help=config_help())
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -35,13 +36,16 @@ def collect(config) -> dict:
     pid = holder(config.agent.state_dir)
     doc = {"store": config.agent.store, "region": config.agent.region,
            "agent": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
-           "devices": [], "outbox": None}
+           "devices": [], "outbox": None, "scoring": None}
     saved = {}
+    health: dict = {}
     if config.state_path.exists():
         db = statedb.connect(config.state_path, readonly=True)
         try:
             saved = load_states(db)
             doc["outbox"] = outbox_stats(db, time.time())
+            scoring = load_status(db)
+            doc["scoring"], health = scoring["scoring"], scoring["devices"]
         finally:
             db.close()
     from edge_agent.sync.state import status_from_disk
@@ -64,12 +68,18 @@ def collect(config) -> dict:
             if good_age is None:
                 entry["reason"] = last.get("reason") or "no good reading yet"
             elif good_age > device.stale_after:
-                why = last.get("reason") if last.get("stale") else "no poll since"
+                if last.get("stale"):
+                    why = last.get("reason") or "no answer"
+                elif pid is None:
+                    why = "the agent is not running"
+                else:
+                    why = "not polled since"
                 entry["reason"] = (f"last good reading {age(good_age)} old "
                                    f"(max_age {age(device.stale_after)}): {why}")
             else:
                 entry["stale"], entry["reason"] = False, None
             entry["last_good_ts"] = good["ts"] if good else None
+        entry["health"] = health.get(device.id)
         doc["devices"].append(entry)
     return doc
 
@@ -99,4 +109,10 @@ def run(args) -> int:
         print(f"outbox: {ob['rows']} rows, {ob['bytes']} bytes, oldest {age(ob['oldest_age_s'])}")
     else:
         print("outbox: no state database yet")
+    print(scoring_line(doc["scoring"], config.scoring.enabled))
+    for d in doc["devices"]:
+        h = d.get("health")
+        if h and h["decision"] != "ok":
+            score = f" (score {h['score']:.2f})" if h.get("score") is not None else ""
+            print(f"  {d['id']}: {h['decision']}{score}")
     return 0

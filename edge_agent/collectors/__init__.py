@@ -56,7 +56,10 @@ def device_from_url(url: str, **common: object):
 
     from edge_agent.config import DeviceConfig
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # "Invalid IPv6 URL" for an unbalanced bracket
+        raise ConfigError(Problem("url", f"{url!r} is not a URL: {err}")) from err
     if not parts.scheme:
         raise ConfigError(Problem("url", f"{url!r} has no scheme (such as host://)"))
     module = for_scheme(parts.scheme)

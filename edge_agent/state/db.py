@@ -61,8 +61,32 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    # Health scoring: each device's feature windows (JSON, bounded) and its current decision
+    # and raised alerts, so a restart neither loses a week of windows nor re-raises alerts.
+    _script(
+        db,
+        """
+        CREATE TABLE feature_windows (
+            device TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            windows TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE TABLE health (
+            device TEXT PRIMARY KEY,
+            decision TEXT NOT NULL,
+            score REAL,
+            alerts TEXT NOT NULL DEFAULT '{}',
+            body TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        """
+    )
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -106,7 +130,11 @@ def _migrate(db: sqlite3.Connection, version: int, path: Path) -> None:
             MIGRATIONS[target - 1](db)
             db.execute(f"PRAGMA user_version={target}")
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as err:
             db.execute("ROLLBACK")
-            raise
+            if not isinstance(err, Exception):
+                raise
+            raise StateError(f"cannot migrate {path} to schema version {target}: "
+                             f"{type(err).__name__}: {err}; it stays at version {target - 1}, "
+                             f"unchanged") from err
         log.info("state database migrated", extra={"path": str(path), "version": target})

@@ -53,7 +53,7 @@ def holder(state_dir: str | Path) -> int | None:
         except OSError:
             fh.seek(0)
             text = fh.read().strip()
-            return int(text) if text.isdigit() else -1
+            return int(text) if text.isascii() and text.isdigit() else -1
         _unlock(fh)
         return None
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -21,17 +22,87 @@ def name_key(name: str) -> str:
     return _UNSAFE.sub("_", name) or "_"
 
 
+# CPU use is measured over at least this many seconds: shorter windows hold too few clock ticks
+# (100 a second per CPU) to mean anything.
+MIN_CPU_WINDOW_S = 0.1
+
+
+def cpu_busy(times) -> tuple[float, float]:
+    """Return (busy, total) CPU seconds from psutil.cpu_times(), as psutil counts them."""
+    total = sum(times)
+    # On Linux guest time is already counted in user and nice.
+    total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU use since this meter's last sample.
+
+    psutil.cpu_percent(None) keeps one baseline for the whole process, so two host devices (or a
+    probe) polling it would each see the other's window, and an unprimed first call returns 0.
+    Each collector keeps its own baseline instead, and the first sample waits out a short window.
+    """
+
+    def __init__(self, times=psutil.cpu_times, clock=time.monotonic, sleep=time.sleep):
+        self._times, self._clock, self._sleep = times, clock, sleep
+        self._last: tuple[float, float, float] | None = None  # (at, busy, total)
+        self.value: float | None = None
+
+    def prime(self) -> None:
+        """Take the baseline sample (blocking; run it off the loop)."""
+        self._last = (self._clock(), *cpu_busy(self._times()))
+
+    def wait_needed(self) -> float:
+        """Seconds to wait before the first sample can be real (0 once there is a figure)."""
+        if self.value is not None or self._last is None:
+            return 0.0
+        return max(0.0, MIN_CPU_WINDOW_S - (self._clock() - self._last[0]))
+
+    def sample(self) -> float:
+        """Return CPU use in percent since the last sample (blocking; run it off the loop).
+
+        Callers on the event loop await wait_needed() first, so that this never sleeps there.
+        """
+        if self._last is None:
+            self.prime()
+        at = self._last[0]
+        waited = self._clock() - at
+        if waited < MIN_CPU_WINDOW_S:
+            if self.value is not None:
+                return self.value  # The previous window's figure is real; this one is too short.
+            self._sleep(MIN_CPU_WINDOW_S - waited)
+        now = self._clock()
+        busy, total = cpu_busy(self._times())
+        _, busy0, total0 = self._last
+        if total - total0 <= 0:
+            pct = self.value if self.value is not None else 0.0
+        else:
+            pct = min(100.0, max(0.0, 100.0 * (busy - busy0) / (total - total0)))
+        self._last = (now, busy, total)
+        self.value = round(pct, 1)
+        return self.value
+
+
 class HostCollector(Collector):
     """The register PC."""
 
     kind = "host"
 
+    def __init__(self, device):
+        super().__init__(device)
+        self.cpu = CpuMeter()
+
     async def open(self) -> None:
-        # cpu_percent(None) compares with the previous call; prime it so the first poll is real.
-        await run_blocking(psutil.cpu_percent, None)
+        # Take the CPU baseline now so that the first poll reports a real figure.
+        await run_blocking(self.cpu.prime)
 
     async def poll(self) -> Reading:
         started = time.monotonic()
+        # Wait out the first CPU window here rather than in a device-I/O thread.
+        wait = self.cpu.wait_needed()
+        if wait:
+            await asyncio.sleep(wait)
         values = await run_blocking(self._sample)
         latencies = await asyncio.gather(*(self._connect(t) for t in self.options.targets))
         for i, ms in enumerate(latencies):
@@ -45,7 +116,7 @@ class HostCollector(Collector):
         return self.ok(values, started)
 
     def _sample(self) -> dict:
-        values: dict = {"host.cpu_pct": float(psutil.cpu_percent(None)),
+        values: dict = {"host.cpu_pct": self.cpu.sample(),
                         "host.mem_pct": float(psutil.virtual_memory().percent),
                         "host.swap_pct": float(psutil.swap_memory().percent)}
         worst = None
@@ -59,7 +130,7 @@ class HostCollector(Collector):
         if worst is not None:
             values["host.disk_pct"] = worst
         if self.options.temperature:
-            temp = _hottest()
+            temp = hottest(_sensors())
             if temp is not None:
                 values["host.temp_c"] = temp
         boot = psutil.boot_time()
@@ -70,11 +141,7 @@ class HostCollector(Collector):
         except (AttributeError, OSError):
             pass
         if self.options.processes:
-            running = set()
-            for proc in psutil.process_iter(["name"]):
-                name = proc.info.get("name")
-                if name:
-                    running.add(name)
+            running = process_names()
             for name in self.options.processes:
                 values[f"host.proc.{name_key(name)}.running"] = name in running
         return values
@@ -85,7 +152,8 @@ class HostCollector(Collector):
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
                                                self.options.connect_timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError, ValueError):
+            # ValueError: a host name the resolver refuses (such as a label over 63 characters).
             return None
         ms = round((time.monotonic() - started) * 1000.0, 3)
         writer.close()
@@ -96,14 +164,39 @@ class HostCollector(Collector):
         return ms
 
 
-def _hottest() -> float | None:
+# Listing processes reads /proc/<pid>/stat for every process (4 ms for 110 processes here), so
+# host devices polled at nearly the same time share one listing this many seconds old at most.
+PROCESS_LIST_MAX_AGE_S = 0.5
+_process_lock = threading.Lock()
+_process_cache: tuple[float, frozenset[str]] = (-1e9, frozenset())
+
+
+def process_names() -> frozenset[str]:
+    """Return the names of the running processes (blocking; run it off the loop)."""
+    global _process_cache
+    with _process_lock:
+        at, names = _process_cache
+        now = time.monotonic()
+        if now - at > PROCESS_LIST_MAX_AGE_S:
+            names = frozenset(p.info["name"] for p in psutil.process_iter(["name"])
+                              if p.info.get("name"))
+            _process_cache = (time.monotonic(), names)
+        return names
+
+
+def _sensors() -> dict:
+    """Return psutil's temperature sensors, or {} where the platform has none."""
     sensors = getattr(psutil, "sensors_temperatures", None)
-    if sensors is None:
-        return None
+    if sensors is None:  # Windows and macOS builds of psutil.
+        return {}
     try:
-        temps = sensors()
+        return sensors() or {}
     except (OSError, RuntimeError):
-        return None
+        return {}
+
+
+def hottest(temps: dict) -> float | None:
+    """Return the hottest plausible reading of psutil's sensors_temperatures(), or None."""
     current = [t.current for entries in temps.values() for t in entries
-               if t.current is not None and -40.0 < t.current < 150.0]
-    return float(max(current)) if current else None
+               if isinstance(t.current, (int, float)) and -40.0 < t.current < 150.0]
+    return round(float(max(current)), 1) if current else None

@@ -10,7 +10,7 @@ from edge_agent.configschema import setting
 def _check_targets(targets: tuple[str, ...]) -> str | None:
     for t in targets:
         host, sep, port = t.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             return f"{t!r} is not HOST:PORT"
     return None
 

@@ -1,0 +1,194 @@
+"""Poll an ESC/POS printer: flush, DLE EOT 1-4 one at a time, GS I once until a poll fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from edge_agent.collectors.base import Collector
+from edge_agent.collectors.escpos import models, protocol
+from edge_agent.collectors.escpos.transport import Transport, make_transport
+from edge_agent.errors import DeviceError, DeviceTimeout, ProtocolError
+from edge_agent.reading import Reading
+
+log = logging.getLogger(__name__)
+
+READ_MAX = 256  # Bytes read for one reply before we call it noise rather than an answer.
+RECONNECT_AFTER_SILENT_POLLS = 3
+
+
+class EscposCollector(Collector):
+    """One receipt printer."""
+
+    kind = "escpos"
+
+    def __init__(self, device, transport_factory: Callable[[object], Transport] = make_transport):
+        super().__init__(device)
+        self.model = models.get(self.options.model)
+        self.transport_factory = transport_factory
+        self.transport: Transport | None = None
+        # Asked once, and again after a failed poll (the printer may have been swapped).
+        self.identity: dict[str, str] | None = None
+        # Most network printers take one TCP client at a time: by default a TCP connection
+        # lasts one poll, so the POS can print between polls. A serial or USB port stays open.
+        connection = self.options.connection
+        self.keep_open = connection == "kept" or (connection == "auto"
+                                                  and self.options.transport != "tcp")
+        self.flushed = 0   # stale bytes discarded before requests, since start
+        self.garbage = 0   # bytes that fit no reply, since start
+        self.silent_polls = 0
+
+    async def open(self) -> None:
+        try:
+            await self._connect()
+        except DeviceError as err:
+            # Not an error yet: the first poll reports it as a stale reading with the reason.
+            log.info("printer not reachable at start", extra={"device": self.device.id,
+                                                             "reason": str(err)})
+
+    async def poll(self) -> Reading:
+        started = time.monotonic()
+        try:
+            if self.transport is None or not self.transport.is_open:
+                await self._drop()
+                await self._connect()
+            replies, asleep = await self._statuses()
+            if self.options.identify and self.identity is None:
+                self.identity = await self._identify()
+        except DeviceTimeout as err:
+            # A kept connection survives a few silences (a late reply is flushed before the
+            # next request); after that it is reconnected, in case it is half-open.
+            self.silent_polls += 1
+            self.identity = None  # Whatever answers next may be another printer.
+            if not self.keep_open or self.silent_polls >= RECONNECT_AFTER_SILENT_POLLS:
+                await self._drop()
+            return self.stale(str(err), {"device.status": "offline"})
+        except DeviceError as err:
+            self.identity = None
+            await self._drop()
+            return self.stale(str(err), {"device.status": "offline"})
+        self.silent_polls = 0
+        if not self.keep_open:
+            await self._drop()
+        status = protocol.decode(replies, self.model.undefined)
+        values = protocol.to_values(status, self.options.drawer_open_when)
+        if asleep and values["device.status"] == "ok":
+            values["device.status"] = "asleep"
+        values.update(self.identity or {})
+        return self.ok(values, started)
+
+    async def close(self) -> None:
+        await self._drop()
+
+    async def _connect(self) -> None:
+        transport = self.transport_factory(self.options)
+        await transport.open(self.options.connect_timeout)
+        self.transport = transport
+
+    async def _drop(self) -> None:
+        if self.transport is not None:
+            transport, self.transport = self.transport, None
+            try:
+                await transport.close()
+            except (DeviceError, OSError) as err:
+                log.debug("close failed", extra={"device": self.device.id, "error": str(err)})
+
+    async def _statuses(self) -> tuple[dict[int, int], bool]:
+        """Ask each DLE EOT request of the model; wake a silent printer once if the model can."""
+        asleep = False
+        requests = self.model.requests
+        try:
+            first = await self._ask(requests[0])
+        except DeviceTimeout as err:
+            if not (self.options.wake and self.model.wake):
+                raise
+            await self.transport.write(self.model.wake)
+            await asyncio.sleep(self.model.wake_delay_s)
+            try:
+                first = await self._ask(requests[0])
+            except DeviceTimeout:
+                raise DeviceTimeout(f"{err}, nor after the wake byte") from err
+            asleep = True
+        replies = {requests[0]: first}
+        for n in requests[1:]:
+            replies[n] = await self._ask(n)
+        return replies, asleep
+
+    async def _ask(self, n: int) -> int:
+        """Send DLE EOT n and return its reply byte; raise DeviceTimeout or ProtocolError."""
+        t = self.transport
+        self.flushed += await t.flush()
+        await t.write(protocol.status_request(n))
+        timeout = self.options.reply_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending, garbage, seen = b"", 0, 0
+        while True:
+            chunk = await t.read(deadline - loop.time())
+            if not chunk:
+                if loop.time() < deadline:
+                    continue
+                self.garbage += garbage
+                if garbage:
+                    raise ProtocolError(f"no status reply to DLE EOT {n}: {garbage} byte(s) "
+                                        "that fit no reply (wrong baud rate or model?)")
+                raise DeviceTimeout(f"no reply to DLE EOT {n} within {timeout:g} s")
+            seen += len(chunk)
+            scan = protocol.find_status_reply(pending + chunk)
+            garbage += scan.garbage
+            if scan.reply is not None:
+                # Bytes after the reply answer nothing we asked; the next flush drops them.
+                self.garbage += garbage
+                return scan.reply
+            pending = (pending + chunk)[scan.used:] if scan.need_more else b""
+            if seen > READ_MAX:
+                self.garbage += garbage
+                raise ProtocolError(f"{seen} bytes after DLE EOT {n} and none a status reply")
+
+    async def _identify(self) -> dict[str, str]:
+        """Ask GS I for model and firmware; a printer that does not answer simply has none."""
+        found: dict[str, str] = {}
+        try:
+            if self.model.gs_i_text:
+                for n, name in ((protocol.GS_I_MODEL, "device.model"),
+                                (protocol.GS_I_FIRMWARE, "device.firmware")):
+                    text = await self._ask_text(n)
+                    if text:
+                        found[name] = text
+            if self.model.gs_i_id and "device.model" not in found:
+                model_id = await self._ask_byte(protocol.GS_I_MODEL_ID)
+                if model_id is not None:
+                    found["device.model"] = f"{self.model.vendor or 'ESC/POS'} id 0x{model_id:02X}"
+                rom = await self._ask_byte(protocol.GS_I_ROM)
+                if rom is not None and "device.firmware" not in found:
+                    found["device.firmware"] = f"rom 0x{rom:02X}"
+        except DeviceTimeout as err:
+            log.debug("no GS I answer", extra={"device": self.device.id, "reason": str(err)})
+        return found
+
+    async def _ask_text(self, n: int) -> str | None:
+        self.flushed += await self.transport.flush()
+        await self.transport.write(protocol.gs_i_request(n))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.reply_timeout
+        buf = b""
+        while loop.time() < deadline:
+            buf += await self.transport.read(deadline - loop.time())
+            scan = protocol.find_text_reply(buf)
+            if not scan.need_more:
+                return scan.text
+        if buf:
+            log.debug("partial GS I reply", extra={"device": self.device.id, "n": n,
+                                                   "bytes": buf[:32].hex()})
+            return None
+        raise DeviceTimeout(f"no reply to GS I {n}")
+
+    async def _ask_byte(self, n: int) -> int | None:
+        self.flushed += await self.transport.flush()
+        await self.transport.write(protocol.gs_i_request(n))
+        data = await self.transport.read(self.options.reply_timeout)
+        if not data:
+            raise DeviceTimeout(f"no reply to GS I {n}")
+        return protocol.parse_id_byte(data[0])

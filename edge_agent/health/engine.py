@@ -1,0 +1,168 @@
+"""The health cycle, without I/O: readings into features, one scoring batch, policy, bodies.
+
+The agent's service and `edge-agent replay` both drive a HealthEngine, so a replay decides
+exactly what the agent would have decided. It never needs the network.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from edge_agent.health import features as F
+from edge_agent.health.policy import DeviceHealth, Thresholds, decide
+from edge_agent.health.scorer import Scorer
+from edge_agent.reading import Reading
+
+# A rate feature and the trend feature that says whether it is rising.
+RISING = {"cutter_errors_per_day": ("cutter_errors_trend", 0.5),
+          "jams_per_day": ("jams_trend", 0.5),
+          "no_read_ratio": ("no_read_trend", 0.01),
+          "host_temp_c": ("host_temp_trend_c", 1.0),
+          "disk_pct": ("disk_trend_pct_per_day", 0.2),
+          "latency_ms": ("latency_trend_ratio", 1.5)}
+_IDX = {n: i for i, n in enumerate(F.NAMES)}
+
+
+class HealthEngine:
+    """Feature windows, the scorer and each device's health, for one store."""
+
+    def __init__(self, settings: Any, scorer: Scorer | None = None):
+        self.settings = settings
+        self.scorer = scorer or Scorer()
+        self.features = F.FeatureStore()
+        self.last: dict[str, Reading] = {}
+        self.health: dict[str, DeviceHealth] = {}
+        self.cycles = 0
+        self.last_cycle: float | None = None
+
+    def observe(self, reading: Reading) -> None:
+        """Take one reading (a Recorder observer: cheap, never blocks)."""
+        self.features.observe(reading)
+        prev = self.last.get(reading.device)
+        if prev is None or reading.ts >= prev.ts:
+            self.last[reading.device] = reading
+
+    def limits(self) -> Thresholds:
+        """Thresholds from the config, or the model card's where the config says 0."""
+        s = self.settings
+        card = self.scorer.model.card if self.scorer.model else {}
+        threshold = s.threshold or float(card.get("threshold", 0.5))
+        watch = s.watch or float(card.get("watch_threshold", threshold / 2))
+        return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after,
+                          s.offline_after, s.hold)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop devices no longer configured."""
+        self.features.forget(keep)
+        for dev in [d for d in self.last if d not in keep]:
+            del self.last[dev]
+            self.health.pop(dev, None)
+
+    def cycle(self, now: float) -> tuple[list[dict], list[dict]]:
+        """Run features, one scoring batch and the policy for every device; return bodies."""
+        devices = sorted(d for d in self.last if d in self.features.windows)
+        vectors = [F.finite(v) for v in self.features.vectors(devices, now)]
+        scores: list[float | None] = list(self.scorer.score(vectors)) or [None] * len(devices)
+        limits = self.limits()
+        explanations = self._explain(vectors, scores, limits)
+        decisions, alerts = [], []
+        model = self.scorer.version
+        for i, dev in enumerate(devices):
+            health = self.health.setdefault(dev, DeviceHealth())
+            feats = dict(zip(F.NAMES, vectors[i]))
+            body, raised = decide(dev, health, self.last.get(dev), scores[i], feats,
+                                  explanations.get(i, []), model, limits, now)
+            if body is not None:
+                decisions.append(body)
+            alerts.extend(raised)
+        self.cycles += 1
+        self.last_cycle = now
+        return decisions, alerts
+
+    def _explain(self, vectors: list[list[float]], scores: list[float | None],
+                 limits: Thresholds) -> dict[int, list[str]]:
+        """Name the features that raise each watched device's score most, in words.
+
+        A feature's contribution is how much the score drops when that feature alone is set to
+        the fleet's healthy median (from the card): one extra batch for the watched devices.
+        """
+        k = self.settings.explain
+        model = self.scorer.model
+        if not k or model is None:
+            return {}
+        refs = model.card.get("reference")
+        if not isinstance(refs, dict):
+            return {}
+        watched = [i for i, s in enumerate(scores)
+                   if s is not None and s >= limits.watch - limits.hysteresis]
+        rows, owners = [], []
+        for i in watched:
+            # Compare with healthy devices of the same class (a scanner has no print head).
+            ref = refs.get(str(int(vectors[i][0])))
+            if not isinstance(ref, list) or len(ref) != len(F.NAMES):
+                continue
+            for j in range(1, len(F.NAMES)):  # the device class is not a cause
+                if vectors[i][j] != ref[j]:
+                    row = list(vectors[i])
+                    row[j] = ref[j]
+                    rows.append(row)
+                    owners.append((i, j))
+        if not rows:
+            return {}
+        alt = self.scorer.score(rows)
+        contrib: dict[int, list[tuple[float, int]]] = {}
+        for (i, j), s in zip(owners, alt):
+            gain = scores[i] - s
+            if gain > 0.02:  # below this a feature barely moves the score
+                contrib.setdefault(i, []).append((gain, j))
+        out = {}
+        for i, items in contrib.items():
+            items.sort(reverse=True)
+            words = []
+            for gain, j in items[:k]:
+                name = F.NAMES[j]
+                trend = RISING.get(name)
+                rising = bool(trend and vectors[i][_IDX[trend[0]]] >= trend[1])
+                words.append(F.describe(j, vectors[i][j], rising))
+            out[i] = words
+        return out
+
+    def save(self, db: sqlite3.Connection, now: float) -> None:
+        """Persist changed windows and every device's health (database thread)."""
+        self.features.save(db, now)
+        rows = [(dev, h.decision, h.score, json.dumps(h.alerts), json.dumps(h.to_dict()), now)
+                for dev, h in self.health.items()]
+        if rows:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM health WHERE device NOT IN (%s)"
+                           % ",".join("?" * len(rows)), [r[0] for r in rows])
+                db.executemany(
+                    "INSERT INTO health (device, decision, score, alerts, body, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
+                    " decision = excluded.decision, score = excluded.score,"
+                    " alerts = excluded.alerts, body = excluded.body,"
+                    " updated = excluded.updated", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load(self, db: sqlite3.Connection) -> int:
+        """Restore windows and health saved by a previous run; return devices restored."""
+        n = self.features.load(db)
+        for dev, body in db.execute("SELECT device, body FROM health"):
+            try:
+                self.health[dev] = DeviceHealth.from_dict(json.loads(body))
+            except (ValueError, TypeError, AttributeError):
+                continue
+        return n
+
+    def state(self) -> dict[str, Any]:
+        """Scoring state for `status`."""
+        st = self.scorer.state()
+        st.update({"enabled": bool(self.settings.enabled), "cycles": self.cycles,
+                   "last_cycle": self.last_cycle, "devices": len(self.features.windows)})
+        return st

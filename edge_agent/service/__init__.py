@@ -1,0 +1,1 @@
+"""Running as a service: systemd's notify protocol, the Windows service, install paths and plans."""
