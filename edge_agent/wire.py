@@ -15,6 +15,7 @@ Topics (prefix configurable, default `edge/v1`):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -70,6 +71,7 @@ def shared_subscription(prefix: str = DEFAULT_PREFIX, group: str = "hub") -> str
     return f"$share/{group}/{prefix}/+/+/#"
 
 
+@functools.lru_cache(maxsize=65536)  # a consumer sees the same few topics per store, again and again
 def parse_topic(name: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str]:
     """Split a store's topic into (region, store, kind); raise WireError if it is not one."""
     if not name.startswith(prefix + "/"):

@@ -48,3 +48,18 @@ def mosquitto(tmp_path):
     broker = Mosquitto(tmp_path / "broker").start()
     yield broker
     broker.kill()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_db(request, tmp_path):
+    """A fresh, empty fleet database URL: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "hub.db")
+        return
+    from hubkit import create_pg_database, drop_pg_database, pg_reachable
+
+    if not pg_reachable():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432 (trust auth, user postgres)")
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)

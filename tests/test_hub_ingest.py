@@ -1,0 +1,179 @@
+"""The hub against a real Mosquitto: shared workers, restarts, hostile messages, hub state."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from edge_agent import wire
+from hub import fleet
+from hub.store import open_store
+from hubkit import (HubProcess, Publisher, Subscriber, birth_body, envelope, telemetry,
+                    wait_for)
+
+
+def stream(stores: int, per_store: int, start_seq: int = 1) -> list[dict]:
+    """Interleaved telemetry from several stores, each in seq order."""
+    return [envelope("telemetry", telemetry(1), store=f"s{s}", seq=start_seq + i)
+            for i in range(per_store) for s in range(stores)]
+
+
+def count(db_url: str) -> int:
+    db = open_store(db_url)
+    try:
+        return fleet.message_count(db)
+    finally:
+        db.close()
+
+
+def every_store_complete(db_url: str, per_store: int) -> list[dict]:
+    db = open_store(db_url)
+    try:
+        return [s["seq"] for s in fleet.stores(db)]
+    finally:
+        db.close()
+
+
+def test_two_workers_on_one_shared_subscription_split_the_stream_without_loss_or_duplicates(
+        mosquitto, hub_db, tmp_path):
+    hubs = [HubProcess(mosquitto, hub_db, f"hub-w{i}", log_path=tmp_path / f"w{i}.log").start()
+            for i in (1, 2)]
+    for h in hubs:
+        h.wait_connected()
+    pub = Publisher(mosquitto)
+    envs = stream(stores=4, per_store=500)
+    pub.send_many(envs)
+    pub.send_many(envs[:300])  # redelivered by a store: must not be stored twice
+    pub.close()
+    wait_for(lambda: count(hub_db) >= len(envs), what="every message stored")
+    for h in hubs:
+        assert h.terminate() == 0
+    stored = [h.stats()["stored"] for h in hubs]
+    assert sum(stored) == len(envs) == count(hub_db)
+    assert all(n > 0 for n in stored), f"one worker got nothing: {stored}"
+    assert every_store_complete(hub_db, 500) == \
+        [{"first": 1, "last": 500, "received": 500, "missing": 0}] * 4
+
+
+def test_a_hub_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_nothing(
+        mosquitto, hub_db, tmp_path):
+    log = tmp_path / "hub.log"
+    hub = HubProcess(mosquitto, hub_db, "hub-restart", log_path=log).start()
+    hub.wait_connected()
+    envs = stream(stores=2, per_store=3000)
+    pub = Publisher(mosquitto)
+    sender = threading.Thread(target=pub.send_many, args=(envs,))
+    sender.start()
+    wait_for(lambda: count(hub_db) > 500, what="ingest under way")
+    hub.kill()
+    at_kill = count(hub_db)
+    sender.join()
+    pub.close()
+    assert 0 < at_kill < len(envs), "the kill must land mid-stream"
+    hub = HubProcess(mosquitto, hub_db, "hub-restart", log_path=log).start()
+    wait_for(lambda: count(hub_db) >= len(envs), what="the rest after the restart")
+    assert hub.terminate() == 0
+    assert count(hub_db) == len(envs)
+    assert every_store_complete(hub_db, 3000) == \
+        [{"first": 1, "last": 3000, "received": 3000, "missing": 0}] * 2
+
+
+HOSTILE = {
+    "a payload that is not JSON": (b"\x00\xffnot json", "edge/v1/r1/s1/telemetry", "not_json"),
+    "an envelope of an unknown version": (
+        None, "edge/v1/r1/s1/telemetry", "unknown_version"),
+    "a payload over the size limit": (
+        b"{" + b" " * (wire.MAX_PAYLOAD + 10) + b"}", "edge/v1/r1/s1/telemetry", "oversized"),
+    "a store publishing under another store's topic": (
+        None, "edge/v1/r1/victim/telemetry", "topic_mismatch"),
+    "an alert without its state": (None, "edge/v1/r1/s1/alert", "bad_body"),
+}
+
+
+def hostile_payload(case: str) -> bytes:
+    payload, topic, _ = HOSTILE[case]
+    if payload is not None:
+        return payload
+    if "version" in case:
+        return wire.encode(dict(envelope("telemetry", telemetry()), v=99))
+    if "another store" in case:
+        return wire.encode(envelope("telemetry", telemetry(), store="s1"))
+    env = envelope("alert", {"alert": "p1:x", "device": "p1", "what": "x"})
+    return wire.encode(env)
+
+
+def test_malformed_and_hostile_messages_are_rejected_and_counted_while_ingest_goes_on(
+        mosquitto, hub_db, tmp_path):
+    hub = HubProcess(mosquitto, hub_db, "hub-hostile", log_path=tmp_path / "hub.log").start()
+    hub.wait_connected()
+    pub = Publisher(mosquitto)
+    good = stream(stores=1, per_store=40)
+    for i, env in enumerate(good):
+        pub.send(env)
+        if i % 8 == 0:
+            case = list(HOSTILE)[i // 8]
+            pub.send(hostile_payload(case), topic=HOSTILE[case][1])
+    pub.close()
+
+    def rejects():
+        db = open_store(hub_db)
+        try:
+            return sum(fleet.rejects(db).values()) >= len(HOSTILE) and fleet.rejects(db)
+        finally:
+            db.close()
+
+    counted = wait_for(rejects, what="every hostile message counted")
+    wait_for(lambda: count(hub_db) >= len(good), what="the good messages stored")
+    assert hub.terminate() == 0
+    assert counted == {code: 1 for _, _, code in HOSTILE.values()}
+    assert count(hub_db) == len(good)
+    assert hub.stats()["rejects"] == counted
+    db = open_store(hub_db)
+    assert [s["store"] for s in fleet.stores(db)] == ["s0"]  # neither victim nor s1 appear
+    db.close()
+
+
+def test_the_hub_says_online_retained_and_offline_when_stopped_or_killed(mosquitto, tmp_path):
+    db = str(tmp_path / "hub.db")
+    hub = HubProcess(mosquitto, db, "hub-state", log_path=tmp_path / "hub.log").start()
+    hub.wait_connected()
+    state = Subscriber(mosquitto, wire.hub_state_topic())
+    wait_for(lambda: any(b["online"] for b in state.bodies()), what="online state")
+    assert hub.terminate() == 0
+    wait_for(lambda: state.bodies()[-1]["online"] is False, what="offline on SIGTERM")
+    hub = HubProcess(mosquitto, db, "hub-state", "--keepalive", "2",
+                     log_path=tmp_path / "hub.log").start()
+    wait_for(lambda: state.bodies()[-1]["online"] is True, what="online again")
+    hub.kill()
+    wait_for(lambda: state.bodies()[-1]["online"] is False, what="the Will after SIGKILL")
+    state.close()
+    late = Subscriber(mosquitto, wire.hub_state_topic())
+    wait_for(lambda: late.bodies(), what="the retained state for a late subscriber")
+    assert late.messages[0][2] is True and late.bodies()[0]["online"] is False
+    late.close()
+
+
+def test_birth_and_death_through_the_broker_set_the_store_online_then_offline(
+        mosquitto, hub_db, tmp_path):
+    hub = HubProcess(mosquitto, hub_db, "hub-life", log_path=tmp_path / "hub.log").start()
+    hub.wait_connected()
+    pub = Publisher(mosquitto)
+
+    def online():
+        db = open_store(hub_db)
+        try:
+            s = fleet.stores(db)
+            return s[0]["online"] if s else None
+        finally:
+            db.close()
+
+    pub.send(envelope("birth", birth_body(7), seq=0))
+    wait_for(lambda: online() is True, what="online after birth")
+    pub.send(envelope("death", {"session": 6}, seq=0))  # an older session's Will, late
+    pub.send(envelope("death", {"session": 7}, seq=0))
+    wait_for(lambda: online() is False, what="offline after the current session's death")
+    pub.close()
+    assert hub.terminate() == 0
+    assert json.loads(hub.log().splitlines()[-1])["stored"] == 3
