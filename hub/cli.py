@@ -264,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default=os.environ.get("USER") or _user(), help="who acknowledges")
     common(p)
     p.set_defaults(func=cmd_ack)
+
+    from hub import demo
+
+    demo.register(sub).set_defaults(func=demo.run)
     return parser
 
 
