@@ -64,3 +64,27 @@ def test_the_chain_demo_shows_both_stores_online_routes_an_alert_and_leaves_no_p
     pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
     assert len(set(pids)) >= 3
     assert processes_marked(token) == []
+
+
+BAD_ARGUMENTS = {
+    "a negative duration for the chain": ("hub", ["demo", "--seconds", "-1"], "--seconds"),
+    "a zero refresh for the chain": ("hub", ["demo", "--refresh", "0"], "--refresh"),
+    "a store's sync address without a port": ("edge_agent", ["demo", "--sync", "localhost"],
+                                              "--sync"),
+    "a store's sync address with a port out of range": (
+        "edge_agent", ["demo", "--sync", "127.0.0.1:70000"], "--sync"),
+    "a store's zero scoring interval": ("edge_agent", ["demo", "--scoring-interval", "0"],
+                                        "--scoring-interval"),
+}
+
+
+def test_the_demos_refuse_bad_arguments_plainly_and_start_nothing(tmp_path):
+    for case, (module, argv, named) in BAD_ARGUMENTS.items():
+        result = subprocess.run([sys.executable, "-m", module, *argv, *(
+            ["--state-dir", str(tmp_path / "s")] if module == "edge_agent" else
+            ["--dir", str(tmp_path / "c")])], capture_output=True, text=True, timeout=60,
+            cwd=ROOT, env=agent_env())
+        assert result.returncode == 2, (case, result.stderr)
+        assert named in result.stderr, (case, result.stderr)
+        assert "Traceback" not in result.stderr, case
+    assert not (tmp_path / "c").exists()
