@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import signal
 import sys
 import time
 from importlib import resources
@@ -113,6 +114,9 @@ def run(args) -> int:
     if getattr(args, "scoring_interval", None) is not None and not args.scoring_interval > 0:
         raise ConfigError("--scoring-interval must be > 0")
     logs.setup("text", "error")
+    # Until the agent installs its own handlers, SIGTERM (the chain demo stopping a store that
+    # is still starting) unwinds like Ctrl-C, so the simulators' processes are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     lock = StateLock(args.state_dir)
     lock.acquire()
     try:
