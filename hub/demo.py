@@ -38,7 +38,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="seconds between fleet views (default 10)")
     p.add_argument("--dir", default=FOLDER,
                    help=f"demo folder: hub database, stores' state, logs (default {FOLDER}); "
-                        "emptied at start")
+                        "the last run's are removed at start")
     p.add_argument("--hub-log-level", default="warning",
                    choices=("debug", "info", "warning", "error"),
                    help="the hub's log level, in <dir>/hub.log (default warning)")
@@ -178,6 +178,24 @@ class Chain:
             print(f"(the fleet database is not ready: {err})")
         print(f"== {self.alerts} alert(s) on the regional feed so far\n", flush=True)
 
+    def wait_offline(self, timeout: float) -> None:
+        """Wait (bounded) until the hub has recorded every store as offline."""
+        from hub import fleet
+        from hub.store import open_store
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                db = open_store(self.db, create=False)
+                try:
+                    if all(s["online"] is False for s in fleet.stores(db)):
+                        return
+                finally:
+                    db.close()
+            except HubError:
+                return  # no database: nothing to wait for
+            time.sleep(0.2)
+
     # Run -----------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -246,7 +264,7 @@ class Chain:
         self.fleet_view()
         for name, proc, _ in [c for c in reversed(self.children) if c[0] != "hub"]:
             self.stop_child(name, proc)
-        time.sleep(1.0)  # the stores' deaths reach the hub before it stops
+        self.wait_offline(5.0)  # the stores' deaths reach the hub before it stops
         print("demo: the stores stopped; the hub's view of them now:", flush=True)
         self.fleet_view()
         print(f"demo: done, {self.alerts} alert(s) reached the regional feed", flush=True)
