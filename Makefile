@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-store test system-deps bench clean dist model
+.PHONY: demo demo-store demo-chain test system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 ## Run one simulated store with a live status view (the agent on its embedded default).
 demo-store: $(STAMP)
 	$(BIN)/edge-agent demo
+
+## The chain demo under its earlier name (same as `make demo`).
+demo-chain: demo
 
 ## Install the Debian packages the integration tests use (mosquitto, snmp tools), if missing.
 system-deps:

@@ -71,7 +71,7 @@ def shared_subscription(prefix: str = DEFAULT_PREFIX, group: str = "hub") -> str
     return f"$share/{group}/{prefix}/+/+/#"
 
 
-@functools.lru_cache(maxsize=65536)  # a consumer sees the same few topics per store, again and again
+@functools.lru_cache(maxsize=65536)  # a consumer sees the same topics again and again
 def parse_topic(name: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str]:
     """Split a store's topic into (region, store, kind); raise WireError if it is not one."""
     if not name.startswith(prefix + "/"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from edge_agent import wire
+from edge_agent.errors import ReadingError
 from edge_agent.reading import format_ts, parse_ts
 from edge_agent.wire import Envelope
 from hub.fleet import alert_id
@@ -48,7 +49,7 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
         b = env.body
         try:
             at = min(parse_ts(b["ts"]).timestamp(), received)
-        except Exception:  # validated upstream; a bad ts only loses its own time
+        except ReadingError:  # validated upstream; a bad ts would only lose its own time
             at = received
         key = feed_key(env.store, b["alert"], b["state"], b["since"])
         payload = {"v": FEED_VERSION, "id": key,

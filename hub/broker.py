@@ -36,6 +36,9 @@ class EmbeddedBroker:
         except ImportError as err:
             raise BrokerError("--embedded-broker needs the amqtt package "
                               "(pip install amqtt)") from err
+        # amqtt and its state machine log every connection and transition at INFO.
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
                                       "max_connections": 1000}},

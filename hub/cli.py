@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry in a container: still acknowledge, as "unknown"
+    except (OSError, KeyError):  # no passwd entry in a container: acknowledge as "unknown"
         return "unknown"
 
 

@@ -234,6 +234,19 @@ def store_detail(db: Store, store: str) -> dict[str, Any]:
     return out
 
 
+def _select(db: Store, sql: str, filters: dict[str, Any], order: str) -> list[tuple]:
+    """Run `sql` (ending in a WHERE) with each filter whose value is set, in that order."""
+    params: list[Any] = []
+    for clause, value in filters.items():
+        if value:
+            sql += f" AND {clause}"
+            if "?" in clause:
+                params.append(value)
+    with db.read() as tx:
+        tx.execute(f"{sql} ORDER BY {order}", params)
+        return tx.fetchall()
+
+
 def devices(db: Store, *, at_risk: bool = False, region: str | None = None,
             store: str | None = None) -> list[dict[str, Any]]:
     """Devices with their latest reading and decision, optionally only those at risk."""
@@ -242,17 +255,8 @@ def devices(db: Store, *, at_risk: bool = False, region: str | None = None,
            " (SELECT COUNT(*) FROM alerts a WHERE a.store = d.store AND a.device = d.device"
            "  AND a.state = 'raised')"
            " FROM devices d JOIN stores s ON s.store = d.store WHERE 1 = 1")
-    params: list[Any] = []
-    if region:
-        sql += " AND s.region = ?"
-        params.append(region)
-    if store:
-        sql += " AND d.store = ?"
-        params.append(store)
-    sql += " ORDER BY s.region, d.store, d.device"
-    with db.read() as tx:
-        tx.execute(sql, params)
-        rows = tx.fetchall()
+    rows = _select(db, sql, {"s.region = ?": region, "d.store = ?": store},
+                   "s.region, d.store, d.device")
     out = []
     for (st, rg, dev, kind, ts, vals, stale, reason, decision, score, threshold, model, dts,
          expl, open_alerts) in rows:
@@ -272,16 +276,8 @@ def alerts(db: Store, *, open_only: bool = False, store: str | None = None) -> l
     """Alert instances, newest first."""
     sql = ("SELECT id, store, region, alert, device, what, severity, state, since, raised_ts,"
            " cleared_ts, seq, explanation, acked, acked_by FROM alerts WHERE 1 = 1")
-    params: list[Any] = []
-    if open_only:
-        sql += " AND state = 'raised'"
-    if store:
-        sql += " AND store = ?"
-        params.append(store)
-    sql += " ORDER BY since DESC, store, alert"
-    with db.read() as tx:
-        tx.execute(sql, params)
-        rows = tx.fetchall()
+    rows = _select(db, sql, {"state = 'raised'": open_only, "store = ?": store},
+                   "since DESC, store, alert")
     keys = ("id", "store", "region", "alert", "device", "what", "severity", "state", "since",
             "raised_ts", "cleared_ts", "seq", "explanation", "acked", "acked_by")
     out = [dict(zip(keys, r)) for r in rows]

@@ -131,7 +131,6 @@ class Ingest:
         self._acked_feed: deque[int] = deque()     # feed mids PUBACKed; the writer maps them
         self._stop = threading.Event()
         self._connected = threading.Event()
-        self._route_now = threading.Event()
         self.on_connected = on_connected
         self.writer: threading.Thread | None = None
         self.client = self._make_client(settings.client_id)
@@ -203,8 +202,7 @@ class Ingest:
                     client.connect(self.s.host, self.s.port, self.s.keepalive, **kwargs)
         except (OSError, ValueError) as err:
             raise BrokerError(f"cannot reach the broker at {self.s.host}:{self.s.port}: "
-                              f"{err.strerror if isinstance(err, OSError) and err.strerror else err}"
-                              ) from err
+                              f"{getattr(err, 'strerror', None) or err}") from err
         self.writer = threading.Thread(target=self._run, name="hub-writer", daemon=True)
         self.writer.start()
         for client in self.clients:

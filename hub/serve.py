@@ -10,7 +10,6 @@ import time
 
 from edge_agent import wire
 from edge_agent.reading import format_ts, utcnow
-from hub import alerts
 from hub.ingest import Ingest, Settings
 from hub.store import Store
 
@@ -120,5 +119,3 @@ def _safe(url: str) -> str:
         return f"{scheme}://{creds.split(':')[0]}@{host}"
     return url
 
-
-__all__ = ["Hub", "serve", "alerts"]

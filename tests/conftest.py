@@ -63,3 +63,13 @@ def hub_db(request, tmp_path):
     url = create_pg_database()
     yield url
     drop_pg_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_left_behind():
+    """Kill any hub process a test started and did not stop (a failed assertion, say)."""
+    yield
+    hubkit = sys.modules.get("hubkit")
+    if hubkit is not None:
+        while hubkit.RUNNING:
+            hubkit.RUNNING.pop().kill()

@@ -67,11 +67,11 @@ def birth_body(session: int, devices: tuple[str, ...] = ("p1",)) -> dict[str, An
 class Publisher:
     """A paho MQTT v5 client that publishes QoS 1 messages with a bounded number in flight."""
 
-    def __init__(self, broker, client_id: str | None = None):
+    def __init__(self, broker, client_id: str | None = None, inflight: int = 200):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
                                   protocol=mqtt.MQTTv5)
-        self.client.max_inflight_messages_set(200)
+        self.client.max_inflight_messages_set(inflight)
         self.client.connect(broker.host, broker.port, 30)
         self.client.loop_start()
 
@@ -83,10 +83,18 @@ class Publisher:
         info.wait_for_publish(10)
 
     def send_many(self, envs: list[dict[str, Any]], window: int = 500) -> None:
+        self.publish_all([(wire.topic(e["region"], e["store"], e["kind"]), wire.encode(e))
+                          for e in envs], window)
+
+    def publish_all(self, items: list[tuple[str, bytes]], window: int = 500) -> None:
+        """Publish (topic, payload) pairs at QoS 1, at most `window` unconfirmed.
+
+        paho keys its queue by the 16-bit message id: bound what is outstanding
+        (PROTOCOLS.md, section 7).
+        """
         infos = []
-        for env in envs:
-            infos.append(self.client.publish(wire.topic(env["region"], env["store"],
-                                                        env["kind"]), wire.encode(env), qos=1))
+        for topic, payload in items:
+            infos.append(self.client.publish(topic, payload, qos=1))
             if len(infos) >= window:
                 for i in infos:
                     i.wait_for_publish(30)
@@ -140,6 +148,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
         time.sleep(0.05)
 
 
+RUNNING: list["HubProcess"] = []  # killed after each test (conftest), even one that failed
+
+
 class HubProcess:
     """`python -m hub serve` as a subprocess of the test, stopped or killed by it."""
 
@@ -155,6 +166,7 @@ class HubProcess:
         self.err = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.args, env=agent_env(), cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=self.err)
+        RUNNING.append(self)
         return self
 
     def wait_connected(self, timeout: float = 20.0) -> None:

@@ -50,7 +50,8 @@ def test_fleet_lists_stores_by_region_with_online_state_and_devices_at_risk(flee
     assert north["s1"]["at_risk"] == 2 and data["at_risk"] == 2
     text = hub("fleet", "--db", fleet_db)
     assert text.returncode == 0
-    assert "OFFLINE" in text.stdout and "3 stores in 2 regions: 1 online, 1 offline, 1 not yet born" in text.stdout
+    assert "OFFLINE" in text.stdout
+    assert "3 stores in 2 regions: 1 online, 1 offline, 1 not yet born" in text.stdout
     assert max(len(line) for line in text.stdout.splitlines()) <= 120
 
 
