@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-chain test system-deps bench clean dist model
+.PHONY: demo demo-store demo-chain test system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,13 +12,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## Run the agent on its embedded default (no hardware needed).
+## Run the chain on this machine: the hub with its embedded MQTT broker on a free port and two
+## simulated stores whose devices degrade; alerts on the regional feed and the fleet view
+## (state in .edge-demo-chain; Ctrl-C stops everything).
 demo: $(STAMP)
+	$(BIN)/edge-hub demo
+
+## Run one simulated store with a live status view (the agent on its embedded default).
+demo-store: $(STAMP)
 	$(BIN)/edge-agent demo
 
-## Run the chain on one machine: embedded broker, hub and two store agents (Ctrl-C stops).
-demo-chain: $(STAMP)
-	$(BIN)/edge-hub demo
+## The chain demo under its earlier name (same as `make demo`).
+demo-chain: demo
 
 ## Install the Debian packages the integration tests use (mosquitto, snmp tools), if missing.
 system-deps:
@@ -43,4 +48,4 @@ dist: $(STAMP)
 	$(BIN)/python -c "from setuptools import build_meta as b; b.build_sdist('dist')"
 
 clean:
-	rm -rf $(VENV) .edge-demo build dist *.egg-info
+	rm -rf $(VENV) .edge-demo .edge-demo-chain build dist *.egg-info

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import time
@@ -200,26 +199,6 @@ def cmd_ack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from hub import demo, fleet
-
-    def show(db) -> None:
-        stores = fleet.stores(db)
-        if args.json:  # one JSON object a line, a line every few seconds
-            print(json.dumps({"stores": stores, "devices": fleet.devices(db)}, default=str),
-                  flush=True)
-            return
-        rows = [(s["region"], s["store"], _state(s["online"]), _ago(s["last_seen"]),
-                 s["devices"], s["seq"]["received"]) for s in stores]
-        print(_out().table(("REGION", "STORE", "STATE", "LAST SEEN", "DEVICES", "MESSAGES"),
-                           rows) if rows else "waiting for the stores...", flush=True)
-        print(flush=True)
-
-    return demo.run(Path(args.dir), args.seconds, show)
-
-
 # Parser ---------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,12 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="run an embedded broker, a hub and two store agents")
-    p.add_argument("--dir", default=".edge-demo/chain", help="folder for the demo's files")
-    p.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
-    p.add_argument("--json", action="store_true", help="print the fleet as JSON lines")
-    p.set_defaults(func=cmd_demo)
-
     p = sub.add_parser("fleet", help="stores by region: online, offline since, devices at risk")
     p.add_argument("--region", help="only this region")
     common(p)
@@ -291,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default=os.environ.get("USER") or _user(), help="who acknowledges")
     common(p)
     p.set_defaults(func=cmd_ack)
+
+    from hub import demo
+
+    demo.register(sub).set_defaults(func=demo.run)
     return parser
 
 

@@ -1,84 +1,284 @@
-"""`edge-hub demo`: the whole chain on one machine: embedded broker, hub, two store agents."""
+"""`edge-hub demo`: the chain on one machine: embedded broker and hub, two simulated stores, the feed."""
 
 from __future__ import annotations
 
-import logging
+import argparse
+import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
-from hub.ingest import Settings
-from hub.serve import Hub
-from hub.store import open_store
+from hub.errors import HubError
 
-log = logging.getLogger("hub.demo")
+# (store, region, extra options): north also serves SNMP printers from snmpsim; south does not,
+# so the two stores differ and the demo starts one snmpsim, not two, on a shared machine.
+STORES = (("store-north", "north", ()), ("store-south", "south", ("--no-snmp",)))
+FOLDER = ".edge-demo-chain"
+# Health cycles every few seconds so the printers' faults become alerts within the minute.
+SCORING_INTERVAL = 4.0
+STOP_GRACE_S = 15.0
 
-STORES = (("store-0001", "eu-west"), ("store-0002", "eu-north"))
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="run the chain on this machine: hub, broker, two stores",
+                       description="Start the hub with its embedded MQTT broker on a free port, "
+                                   "two simulated stores whose devices degrade, print every "
+                                   "alert on the regional feed and the fleet view. Ctrl-C "
+                                   "stops everything.")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--refresh", type=float, default=10.0,
+                   help="seconds between fleet views (default 10)")
+    p.add_argument("--dir", default=FOLDER,
+                   help=f"demo folder: hub database, stores' state, logs (default {FOLDER}); "
+                        "the last run's are removed at start")
+    p.add_argument("--hub-log-level", default="warning",
+                   choices=("debug", "info", "warning", "error"),
+                   help="the hub's log level, in <dir>/hub.log (default warning)")
+    return p
 
 
-def _free_port() -> int:
+def run(args: argparse.Namespace) -> int:
+    from hub.cli import UsageError
+
+    if args.seconds < 0 or not args.refresh > 0:
+        raise UsageError("--seconds must be >= 0 and --refresh > 0")
+    return Chain(Path(args.dir), args.seconds, args.refresh, args.hub_log_level).run()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def agent_config(folder: Path, store: str, region: str, port: int) -> Path:
-    """Write a store agent's config: the host itself as its one device, synced to the demo."""
-    path = folder / f"{store}.toml"
-    path.write_text(
-        f'[agent]\nstore = "{store}"\nregion = "{region}"\nstate_dir = "{folder / store}"\n\n'
-        f'[sync]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\ntls = false\n'
-        'mqtt_version = "3.1.1"\nkeepalive = 5\nreconnect_min = 0.2\nreconnect_max = 2.0\n\n'
-        '[[devices]]\nid = "register"\nkind = "host"\ninterval = 2.0\n')
-    return path
-
-
-def run(folder: Path, seconds: float | None, show) -> int:
-    """Run the chain until Ctrl-C (or `seconds`); call show(db) every few seconds."""
-    from hub.broker import EmbeddedBroker
-
-    folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    broker = EmbeddedBroker("127.0.0.1", port).start()
-    db = open_store(str(folder / "hub.db"))
-    hub = Hub(db, Settings(host="127.0.0.1", port=port, client_id="edge-hub-demo",
-                           shared=False, mqtt5=False)).start()
-    agents = []
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the demo dies without stopping it (Linux only)."""
     try:
-        for store, region in STORES:
-            config = agent_config(folder, store, region, port)
-            with open(folder / f"{store}.log", "wb") as out:
-                agents.append(subprocess.Popen([sys.executable, "-m", "edge_agent", "run",
-                                                "--config", str(config)],
-                                               stdout=out, stderr=out))
-        print(f"demo: broker 127.0.0.1:{port} (embedded, MQTT 3.1.1), hub database "
-              f"{folder / 'hub.db'}, agents {', '.join(s for s, _ in STORES)} "
-              f"(logs in {folder}); Ctrl-C stops", flush=True)
-        end = None if seconds is None else time.monotonic() + seconds
-        while not stop.wait(3.0):
-            show(db)
-            if end is not None and time.monotonic() >= end:
-                break
-    finally:
-        for proc in agents:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in agents:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the demo's own stop is then the only one
+        pass
+
+
+class Chain:
+    """The hub and the stores as child processes, a feed subscriber, and the fleet view."""
+
+    def __init__(self, folder: Path, seconds: float, refresh: float,
+                 hub_log_level: str = "warning"):
+        self.folder = folder
+        self.hub_log_level = hub_log_level
+        self.seconds = seconds
+        self.refresh = refresh
+        self.db = str(folder / "hub.db")
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.children: list[tuple[str, subprocess.Popen, Path]] = []
+        self.stop = threading.Event()
+        self.hub_online = threading.Event()
+        self.alerts = 0
+        self.client = None
+
+    # Processes -----------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = self.folder / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(log, "wb") as err:
+            # A session of its own: Ctrl-C reaches the demo only, which stops the children in
+            # order (stores first, so the hub sees them leave; then the hub).
+            proc = subprocess.Popen([sys.executable, "-m", *argv], stdin=subprocess.DEVNULL,
+                                    stderr=err, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux"
+                                    else None)
+        self.children.append((name, proc, log))
+        print(f"demo: started {name} (pid {proc.pid}; log {log})", flush=True)
+        return proc
+
+    def stop_child(self, name: str, proc: subprocess.Popen) -> None:
+        self.children = [c for c in self.children if c[1] is not proc]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
+                print(f"demo: {name} did not stop within {STOP_GRACE_S:.0f} s; killing it",
+                      flush=True)
                 proc.kill()
-                proc.wait(5)
-        time.sleep(0.5)  # let the hub take the stores' goodbyes before it goes
-        show(db)
-        hub.stop()
-        broker.stop()
-        db.close()
-    return 0
+                proc.wait()
+        print(f"demo: stopped {name} (pid {proc.pid}, exit {proc.returncode})", flush=True)
+
+    def check_children(self) -> str | None:
+        for name, proc, log in self.children:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                return (f"{name} exited with code {proc.returncode}; its log {log} ends:\n  "
+                        + "\n  ".join(tail or ["(empty)"]))
+        return None
+
+    # The feed ------------------------------------------------------------------------------
+
+    def connect(self, deadline: float) -> None:
+        """Subscribe to the hub's state and the regional feed once the broker listens."""
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
+                             client_id=f"edge-demo-feed-{uuid.uuid4().hex[:8]}")
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        while True:
+            try:
+                client.connect(self.host, self.port, 30)
+                break
+            except OSError:
+                problem = self.check_children()
+                if problem or time.monotonic() > deadline:
+                    raise HubError(problem or f"the hub's broker did not listen on "
+                                              f"{self.host}:{self.port}")
+                time.sleep(0.2)
+        client.loop_start()
+        self.client = client
+
+    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
+        client.subscribe([("edge/v1/hub/state", 1), ("edge/v1/alerts/+/+", 1)])
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic.endswith("/hub/state"):
+            from edge_agent import wire
+
+            try:
+                if wire.decode_hub_state(msg.payload).get("online") is True:
+                    self.hub_online.set()
+            except wire.WireError:
+                pass
+            return
+        print(alert_line(msg.topic, msg.payload), flush=True)
+        self.alerts += 1
+
+    # The view ------------------------------------------------------------------------------
+
+    def fleet_view(self) -> None:
+        from hub import cli
+
+        print(f"\n== {time.strftime('%H:%M:%S')} edge-hub fleet --db {self.db}", flush=True)
+        try:
+            cli.cmd_fleet(argparse.Namespace(db=self.db, region=None, json=False))
+            print(f"\n== edge-hub devices --at-risk --db {self.db}")
+            cli.cmd_devices(argparse.Namespace(db=self.db, region=None, json=False,
+                                               at_risk=True))
+        except HubError as err:
+            print(f"(the fleet database is not ready: {err})")
+        print(f"== {self.alerts} alert(s) on the regional feed so far\n", flush=True)
+
+    def wait_offline(self, timeout: float) -> None:
+        """Wait (bounded) until the hub has recorded every store as offline."""
+        from hub import fleet
+        from hub.store import open_store
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                db = open_store(self.db, create=False)
+                try:
+                    if all(s["online"] is False for s in fleet.stores(db)):
+                        return
+                finally:
+                    db.close()
+            except HubError:
+                return  # no database: nothing to wait for
+            time.sleep(0.2)
+
+    # Run -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, lambda *_: self.stop.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run()
+        finally:
+            if self.client is not None:
+                self.client.disconnect()
+                self.client.loop_stop()
+            for name, proc, _ in reversed(list(self.children)):
+                self.stop_child(name, proc)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def clean_folder(self) -> None:
+        """A fresh chain each run: remove what an earlier run left, and only that."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.log"):
+            (self.folder / name).unlink(missing_ok=True)
+        for store, _, _ in STORES:
+            (self.folder / f"{store}.log").unlink(missing_ok=True)
+            if (self.folder / store / "agent.lock").exists():
+                shutil.rmtree(self.folder / store)
+
+    def _run(self) -> int:
+        started = time.monotonic()
+        end = started + self.seconds if self.seconds > 0 else None
+        self.clean_folder()
+        self.port = free_port(self.host)
+        broker = f"{self.host}:{self.port}"
+        print(f"demo: the chain on this machine in {self.folder}/ "
+              f"(embedded MQTT broker on {broker}); Ctrl-C stops it", flush=True)
+        self.spawn("hub", ["hub", "serve", "--embedded-broker", "--broker", broker,
+                           "--db", self.db, "--log-level", self.hub_log_level])
+        self.connect(time.monotonic() + 60)
+        while not self.hub_online.wait(0.2):
+            problem = self.check_children()
+            if problem or self.stop.is_set():
+                print(f"demo: {problem or 'stopped'}", flush=True)
+                return 1 if problem else 0
+        print("demo: the hub is online (its retained edge/v1/hub/state says so)", flush=True)
+        for store, region, extra in STORES:
+            self.spawn(store, ["edge_agent", "demo", "--store", store, "--region", region,
+                               "--sync", broker, "--state-dir", str(self.folder / store),
+                               "--scoring-interval", str(SCORING_INTERVAL), "--quiet",
+                               *extra])
+        print("demo: alerts on the regional feed (edge/v1/alerts/+/+) appear as they arrive",
+              flush=True)
+        next_view = time.monotonic() + self.refresh
+        code = 0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            problem = self.check_children()
+            if problem:
+                print(f"demo: {problem}", flush=True)
+                code = 1
+                break
+            if now >= next_view:
+                self.fleet_view()
+                next_view = now + self.refresh
+            self.stop.wait(min(0.5, max(0.0, (end or now + 1) - now)))
+        self.fleet_view()
+        for name, proc, _ in [c for c in reversed(self.children) if c[0] != "hub"]:
+            self.stop_child(name, proc)
+        self.wait_offline(5.0)  # the stores' deaths reach the hub before it stops
+        print("demo: the stores stopped; the hub's view of them now:", flush=True)
+        self.fleet_view()
+        print(f"demo: done, {self.alerts} alert(s) reached the regional feed", flush=True)
+        return code
+
+
+def alert_line(topic: str, payload: bytes) -> str:
+    """One line for a feed message; a malformed one is shown as such, not trusted."""
+    try:
+        a = json.loads(payload)
+        if not isinstance(a, dict):
+            raise ValueError("not an object")
+        return (f"ALERT {topic}: {a.get('store')} {a.get('device')} {a.get('what')} "
+                f"{a.get('state')} ({a.get('severity')}), since {a.get('since')}"
+                + (f": {a['explanation'][0]}" if a.get("explanation") else ""))
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        return f"ALERT {topic}: unreadable feed message ({err}): {payload[:80]!r}"

@@ -128,8 +128,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
         self.rejects: Counter[str] = Counter()
         self._published: dict[int, str] = {}       # feed mid -> feed key, until PUBACK
-        self._acked_feed: list[str] = []
-        self._feed_lock = threading.Lock()
+        self._acked_feed: deque[int] = deque()     # feed mids PUBACKed; the writer maps them
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.on_connected = on_connected
@@ -270,17 +269,16 @@ class Ingest:
         return not (len(parts) >= 3 and parts[2] in ("cmd", "config"))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._feed_lock:
-            key = self._published.pop(mid, None)
-            if key is not None:
-                self._acked_feed.append(key)
+        # No lock here: paho calls this holding its message lock, which publish() on the
+        # writer thread takes too; with a lock around both, the embedded mode's single client
+        # deadlocked (no more reads or acks). The writer matches mids to feed keys.
+        self._acked_feed.append(mid)
 
     def publish_feed(self, outgoing: list[alerts.Outgoing]) -> None:
         for o in outgoing:
-            with self._feed_lock:
-                info = self.feed_client.publish(o.topic, o.payload, qos=1)
-                if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
-                    self._published[info.mid] = o.key
+            info = self.feed_client.publish(o.topic, o.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+                self._published[info.mid] = o.key
             self.counts["feed_published"] += 1
             log.info("alert routed", extra={"topic": o.topic, "feed_id": o.key})
 
@@ -321,8 +319,12 @@ class Ingest:
 
     def _route(self, next_route: float) -> None:
         try:
-            with self._feed_lock:
-                done, self._acked_feed = self._acked_feed, []
+            # Mids are recorded in publish_feed, on this thread, before the next round.
+            done = []
+            while self._acked_feed:
+                key = self._published.pop(self._acked_feed.popleft(), None)
+                if key is not None:
+                    done.append(key)
             self.router.mark_sent(done)
             if time.monotonic() >= next_route and self._connected.is_set():
                 self.publish_feed(self.router.step())

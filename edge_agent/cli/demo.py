@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import signal
 import sys
 import time
 from importlib import resources
@@ -56,7 +57,45 @@ def register(sub) -> None:
                    help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--refresh", type=float, default=2.0, help="seconds between status views")
     p.add_argument("--no-snmp", action="store_true", help="do not start the SNMP simulator")
+    # The chain demo (`edge-hub demo`) runs several of these stores against one hub.
+    p.add_argument("--store", help="store id (default demo-store)")
+    p.add_argument("--region", help="region id (default demo)")
+    p.add_argument("--sync", metavar="HOST:PORT",
+                   help="sync with a hub's embedded broker there (plain MQTT 3.1.1, no TLS)")
+    p.add_argument("--scoring-interval", type=float, metavar="S",
+                   help="seconds between health cycles, which raise the alerts (default 60)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print the store's events one a line instead of the status view")
     p.set_defaults(func=run)
+
+
+def sync_address(text: str) -> tuple[str, int]:
+    """Parse --sync HOST:PORT; raise ConfigError naming what is wrong."""
+    from edge_agent.errors import ConfigError
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--sync: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def apply_options(data: dict, args) -> dict:
+    """Put the store, region, sync and scoring options into the demo's config."""
+    agent = data.setdefault("agent", {})
+    agent["state_dir"] = args.state_dir
+    if getattr(args, "store", None):
+        agent["store"] = args.store
+    if getattr(args, "region", None):
+        agent["region"] = args.region
+    if getattr(args, "sync", None):
+        host, port = sync_address(args.sync)
+        # The hub's embedded broker (amqtt) speaks MQTT 3.1.1 only, without TLS; reconnect
+        # fast, since on one machine the hub is a moment away.
+        data["sync"] = {"enabled": True, "host": host, "port": port, "tls": False,
+                        "mqtt_version": "3.1.1", "reconnect_min": 0.2, "reconnect_max": 2.0}
+    if getattr(args, "scoring_interval", None) is not None:
+        data.setdefault("scoring", {})["interval"] = args.scoring_interval
+    return data
 
 
 def base_config() -> dict:
@@ -70,7 +109,14 @@ def run(args) -> int:
 
     if args.seconds < 0 or not args.refresh > 0:
         raise ConfigError("--seconds must be >= 0 and --refresh > 0")
+    if getattr(args, "sync", None):
+        sync_address(args.sync)
+    if getattr(args, "scoring_interval", None) is not None and not args.scoring_interval > 0:
+        raise ConfigError("--scoring-interval must be > 0")
     logs.setup("text", "error")
+    # Until the agent installs its own handlers, SIGTERM (the chain demo stopping a store that
+    # is still starting) unwinds like Ctrl-C, so the simulators' processes are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     lock = StateLock(args.state_dir)
     lock.acquire()
     try:
@@ -90,6 +136,7 @@ class Demo:
         self.events: list[str] = []
         self.notes: list[str] = []
         self.front = self.back = self.scanner = None
+        self.store = "demo-store"
 
     async def run(self) -> int:
         from edge_agent.agent import Agent
@@ -116,8 +163,8 @@ class Demo:
         """Start every simulator available; return the agent config with their addresses."""
         from edge_agent.simulators.escpos_printer import Identity, PrinterSimulator
 
-        data = base_config()
-        data["agent"]["state_dir"] = self.args.state_dir
+        data = apply_options(base_config(), self.args)
+        self.store = data["agent"]["store"]
         devices = {d["id"]: d for d in data["devices"]}
 
         self.front = PrinterSimulator(Identity(model="TM-T88VI", serial="FRONT01"), seed=1,
@@ -244,6 +291,8 @@ class Demo:
     def event(self, what: str) -> None:
         self.events.append(f"{time.strftime('%H:%M:%S')} {what}")
         del self.events[:-6]
+        if self.args.quiet:
+            print(f"[{self.store}] {self.events[-1]}", flush=True)
 
     async def view(self, agent, runner: asyncio.Task) -> None:
         """Print the status table every refresh until the agent stops or time is up."""
@@ -255,7 +304,7 @@ class Demo:
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - loop.time()))
             await asyncio.wait({runner}, timeout=wait)
-            if agent.scheduler is not None:
+            if agent.scheduler is not None and not self.args.quiet:
                 print(("\x1b[H\x1b[2J" if tty else "") + self.render(agent), flush=True)
             if deadline is not None and loop.time() >= deadline:
                 return
