@@ -161,6 +161,7 @@ class Ingest:
         client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -228,6 +229,16 @@ class Ingest:
         self._connected.set()
         if self.on_connected:
             self.on_connected(self)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # SUBACK: from here on the broker delivers (or shares) the stream with this worker.
+        if userdata["priority"]:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
+        else:
+            log.info("subscribed", extra={"subscription": self.topic_filter})
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if userdata["priority"]:

@@ -170,8 +170,10 @@ class HubProcess:
         return self
 
     def wait_connected(self, timeout: float = 20.0) -> None:
-        wait_for(lambda: '"msg": "connected"' in self.log() or self._dead(), timeout,
-                 "the hub to connect")
+        # "subscribed" (the SUBACK), not "connected": a worker whose subscription the broker has
+        # not yet taken would miss a stream published right away.
+        wait_for(lambda: '"msg": "subscribed"' in self.log() or self._dead(), timeout,
+                 "the hub to connect and subscribe")
         assert self.proc.poll() is None, f"hub exited: {self.log()}"
 
     def _dead(self) -> bool:
