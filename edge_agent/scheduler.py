@@ -117,6 +117,10 @@ class DeviceRunner:
         dev = self.device
         if self.collector is None:
             try:
+                if self.factory is default_factory:
+                    # Import the protocol library (pysnmp takes ~0.4 s) on a thread, so that it
+                    # does not hold up every other device's first poll on the event loop.
+                    await asyncio.to_thread(collectors.preload, dev.kind)
                 self.collector = self.factory(dev)
             except Exception as err:  # A collector that cannot even be built: report, retry.
                 if self.state.failures == 0:

@@ -40,6 +40,19 @@ def get(kind: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{kind}")
 
 
+def preload(kind: str) -> None:
+    """Import a collector's poller module (and so its protocol library) ahead of create().
+
+    Meant to run on a thread: the import is the slow part of creating a collector. An import
+    error is left for create() to raise, where the scheduler reports it.
+    """
+    if kind in _names():
+        try:
+            importlib.import_module(f"{__name__}.{kind}.collector")
+        except Exception:
+            pass
+
+
 def for_scheme(scheme: str) -> ModuleType:
     """Return the collector package that handles a probe URL scheme."""
     for kind in _names():
