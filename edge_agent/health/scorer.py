@@ -1,7 +1,7 @@
 """Score every device's features with the ONNX health model, one batch per cycle.
 
-onnxruntime is imported only when a model is loaded (it costs about 35 MB), with one intra-op
-thread. A model comes with its card (`<name>.card.json` beside `<name>.onnx`); loading checks
+onnxruntime is imported only when a model is loaded (the import costs about 37 MB and a loaded
+model about 19 MB more: docs/benchmarks.md), with one intra-op thread. A model comes with its card (`<name>.card.json` beside `<name>.onnx`); loading checks
 the file's hash against the card's, the card's features against this agent's features, and the
 session's inputs and outputs against the card. A missing, corrupt or mismatched model raises
 ModelError; `Scorer.load` then keeps the last good model (or none, and says so).
