@@ -213,18 +213,23 @@ def test_snmpv3_with_a_wrong_key_is_stale_with_a_reason(snmpsim):
     assert validate(reading) == []
 
 
-def test_supplies_are_read_every_nth_poll_and_status_every_poll(snmpsim, monkeypatch):
+@pytest.fixture
+def asked(monkeypatch) -> list[list[str]]:
+    """The OIDs of every v1/v2c request sent; a spy on the socket: requests still go out."""
     from edge_agent.collectors.snmp import collector as module
 
-    asked: list[list[str]] = []
+    sent: list[list[str]] = []
     real = module.UdpGets.get
 
     async def spy(self, addr, version, community, wanted, *args):
-        asked.append(list(wanted))
+        sent.append(list(wanted))
         return await real(self, addr, version, community, wanted, *args)
 
-    # A spy on the socket's GET: the requests still go to snmpsim.
     monkeypatch.setattr(module.UdpGets, "get", spy)
+    return sent
+
+
+def test_supplies_are_read_every_nth_poll_and_status_every_poll(snmpsim, asked):
     device = snmp_device(snmpsim, "jetdirect_m880", supplies_every=3)
 
     async def polls():
@@ -420,23 +425,15 @@ def test_a_v1_printer_walked_with_getnext_reads_as_its_v2c_self_walked_with_getb
     assert len(one.values) > 20
 
 
-def test_walks_stop_at_their_row_bound_and_still_give_a_reading(snmpsim, monkeypatch):
+def test_walks_stop_at_their_row_bound_and_still_give_a_reading(snmpsim, asked, monkeypatch):
     from edge_agent.collectors.snmp import collector as module
 
-    sent: list[list[str]] = []
-    real = module.UdpGets.get
-
-    async def count(self, addr, version, community, wanted, *args):
-        sent.append(list(wanted))
-        return await real(self, addr, version, community, wanted, *args)
-
-    monkeypatch.setattr(module.UdpGets, "get", count)
     (whole,) = asyncio.run(poll_once(snmp_device(snmpsim, "jetdirect_m880")))
-    unbounded = len(sent)
-    sent.clear()
+    unbounded = len(asked)
+    asked.clear()
     monkeypatch.setitem(module.WALK_LIMIT, oids.PRINTER_MIB, 30)
     (cut,) = asyncio.run(poll_once(snmp_device(snmpsim, "jetdirect_m880")))
     assert not whole.stale and not cut.stale, (whole.reason, cut.reason)
     # Identity GET, hrPrinterTable walk, Printer-MIB walk cut at 30 rows (2 bulks), GETs.
-    assert len(sent) <= 6 < unbounded
+    assert len(asked) <= 6 < unbounded
     assert len(cut.values) < len(whole.values)

@@ -80,28 +80,30 @@ class HostileAgent(asyncio.DatagramProtocol):
         self.transport.sendto(bytes(packet), addr)
 
 
+async def poll_hostile(script, polls: int, **options):
+    """Poll a HostileAgent on a free port `polls` times: (readings, requests it got, collector)."""
+    loop = asyncio.get_running_loop()
+    transport, agent = await loop.create_datagram_endpoint(
+        lambda: HostileAgent(script), local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    device = device_from_url(f"snmp://public@127.0.0.1:{port}", id="hostile")
+    device = dataclasses.replace(device, options=dataclasses.replace(device.options, **options))
+    collector = snmp.create(device)
+    await collector.open()
+    try:
+        readings = [await collector.poll() for _ in range(polls)]
+    finally:
+        await collector.close()
+        transport.close()
+    return readings, agent.requests, collector
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(answers, min_size=1, max_size=6), st.sampled_from(["1", "2c"]))
 def test_a_hostile_or_broken_agent_never_makes_a_poll_raise_and_walks_stay_bounded(script,
                                                                                   version):
-    async def run():
-        loop = asyncio.get_running_loop()
-        transport, agent = await loop.create_datagram_endpoint(
-            lambda: HostileAgent(script), local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
-        device = device_from_url(f"snmp://public@127.0.0.1:{port}", id="hostile")
-        device = dataclasses.replace(device, options=dataclasses.replace(
-            device.options, version=version, timeout=0.05, retries=0))
-        collector = snmp.create(device)
-        await collector.open()
-        try:
-            readings = [await collector.poll() for _ in range(2)]
-        finally:
-            await collector.close()
-            transport.close()
-        return readings, agent.requests, collector
-
-    readings, requests, collector = asyncio.run(run())
+    readings, requests, collector = asyncio.run(
+        poll_hostile(script, 2, version=version, timeout=0.05, retries=0))
     for reading in readings:
         assert validate(reading) == [], reading
     # Two polls: at most the identity GETs, two walks (each within its row bound plus one
@@ -156,22 +158,7 @@ def test_an_agent_that_answers_every_walk_with_the_same_row_ends_the_walk_at_onc
     row = (f"{oids.PRT_SUPPLY_LEVEL}.1.1", 50)
     script = [("rows", [row], 0, None)]
 
-    async def run():
-        loop = asyncio.get_running_loop()
-        transport, agent = await loop.create_datagram_endpoint(
-            lambda: HostileAgent(script), local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
-        device = device_from_url(f"snmp://public@127.0.0.1:{port}", id="loop")
-        device = dataclasses.replace(device, options=dataclasses.replace(
-            device.options, timeout=0.5, retries=0))
-        collector = snmp.create(device)
-        try:
-            return await collector.poll(), agent.requests
-        finally:
-            await collector.close()
-            transport.close()
-
-    reading, requests = asyncio.run(run())
+    (reading,), requests, _ = asyncio.run(poll_hostile(script, 1, timeout=0.5, retries=0))
     assert validate(reading) == [] and not reading.stale, reading.reason
     # Identity GET, hrPrinterTable walk (row outside it: over), Printer-MIB walk (the row,
     # then the same row again: over), then one GET of the status OIDs.
