@@ -181,8 +181,11 @@ class SnmpCollector(Collector):
         """For SNMPv3, import pysnmp (on a thread) and build the credentials; no network I/O."""
         if self._invalid or self.options.version != "3" or self._v3 is not None:
             return
-        module = await asyncio.to_thread(importlib.import_module,
-                                         "edge_agent.collectors.snmp.v3")
+        try:
+            module = await asyncio.to_thread(importlib.import_module,
+                                             "edge_agent.collectors.snmp.v3")
+        except ImportError as err:
+            raise DeviceError(f"SNMPv3 needs pysnmp, which cannot be imported: {err}") from err
         self._v3 = module.Session(self.options, self._where, self._fail)
 
     async def close(self) -> None:
