@@ -8,7 +8,7 @@ from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api, rfc1902
 
 from edge_agent.collectors.snmp import ber
-from edge_agent.collectors.snmp.collector import plain
+from edge_agent.collectors.snmp.v3 import plain
 
 V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 V1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]

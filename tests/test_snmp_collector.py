@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,18 +213,23 @@ def test_snmpv3_with_a_wrong_key_is_stale_with_a_reason(snmpsim):
     assert validate(reading) == []
 
 
-def test_supplies_are_read_every_nth_poll_and_status_every_poll(snmpsim, monkeypatch):
+@pytest.fixture
+def asked(monkeypatch) -> list[list[str]]:
+    """The OIDs of every v1/v2c request sent; a spy on the socket: requests still go out."""
     from edge_agent.collectors.snmp import collector as module
 
-    asked: list[list[str]] = []
+    sent: list[list[str]] = []
     real = module.UdpGets.get
 
     async def spy(self, addr, version, community, wanted, *args):
-        asked.append(list(wanted))
+        sent.append(list(wanted))
         return await real(self, addr, version, community, wanted, *args)
 
-    # A spy on the socket's GET: the requests still go to snmpsim.
     monkeypatch.setattr(module.UdpGets, "get", spy)
+    return sent
+
+
+def test_supplies_are_read_every_nth_poll_and_status_every_poll(snmpsim, asked):
     device = snmp_device(snmpsim, "jetdirect_m880", supplies_every=3)
 
     async def polls():
@@ -344,3 +351,89 @@ def test_simulate_snmp_refuses_a_folder_without_recordings(tmp_path):
     args = parser.parse_args(["snmp", "--dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="no .snmprec recordings"):
         args.func(args)
+
+
+# ------------------------------------------------------------ v1/v2c without pysnmp
+
+LEAN_AGENT = """
+import asyncio, json, sys
+from edge_agent import collectors
+from edge_agent.config import load_config
+from edge_agent.agent import Agent
+
+config = load_config(sys.argv[1])
+
+async def main():
+    agent = Agent(config, sys.argv[1])
+    runner = asyncio.create_task(agent.run())
+    while agent.recorder is None or agent.recorder.committed_rows < 6:
+        await asyncio.sleep(0.02)
+    agent.request_stop()
+    code = await runner
+    # The same devices polled twice more here: the first poll walks, the second GETs.
+    readings = []
+    for device in config.devices:
+        collector = collectors.get("snmp").create(device)
+        await collector.open()
+        try:
+            readings += [await collector.poll() for _ in range(2)]
+        finally:
+            await collector.close()
+    return code, readings
+
+code, readings = asyncio.run(main())
+print(json.dumps({"exit": code, "pysnmp": sorted(m for m in sys.modules
+                                                 if m.split(".")[0] in ("pysnmp", "pyasn1")),
+                  "stale": [r.reason for r in readings if r.stale],
+                  "levels": [r.values.get("supply.1.level") for r in readings]}))
+"""
+
+
+def test_an_agent_polling_only_v1_and_v2c_printers_never_imports_pysnmp(snmpsim, tmp_path):
+    from agentproc import host_config
+
+    from conftest import agent_env
+
+    config = tmp_path / "agent.toml"
+    text = host_config(tmp_path / "state", devices=0, extra="[scoring]\nenabled = false\n")
+    for i, version in enumerate(("2c", "1", "2c")):
+        text += (f'\n[[devices]]\nid = "p{i}"\nkind = "snmp"\ninterval = 0.1\n'
+                 f'[devices.snmp]\nhost = "{snmpsim.host}"\nport = {snmpsim.port}\n'
+                 f'version = "{version}"\ncommunity = "{snmpsim.community("jetdirect_m880")}"\n')
+    config.write_text(text)
+    result = subprocess.run([sys.executable, "-c", LEAN_AGENT, str(config)], capture_output=True,
+                            text=True, timeout=60, env=agent_env())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["exit"] == 0
+    assert out["stale"] == []
+    assert out["levels"] == [92] * 6  # walked rows and GET rows both read the supply level
+    assert out["pysnmp"] == []
+
+
+@pytest.mark.parametrize("name", ["jetdirect_m880", "sharp", "brother"])
+def test_a_v1_printer_walked_with_getnext_reads_as_its_v2c_self_walked_with_getbulk(snmpsim,
+                                                                                    name):
+    v2c = snmp_device(snmpsim, name)
+    v1 = dataclasses.replace(v2c, options=dataclasses.replace(v2c.options, version="1"))
+    (two,) = asyncio.run(poll_once(v2c))
+    (one,) = asyncio.run(poll_once(v1))
+    assert not one.stale and not two.stale, (one.reason, two.reason)
+    timed = ("device.uptime_s", "poll.latency_ms")
+    assert {k: v for k, v in one.values.items() if k not in timed} == \
+        {k: v for k, v in two.values.items() if k not in timed}
+    assert len(one.values) > 20
+
+
+def test_walks_stop_at_their_row_bound_and_still_give_a_reading(snmpsim, asked, monkeypatch):
+    from edge_agent.collectors.snmp import collector as module
+
+    (whole,) = asyncio.run(poll_once(snmp_device(snmpsim, "jetdirect_m880")))
+    unbounded = len(asked)
+    asked.clear()
+    monkeypatch.setitem(module.WALK_LIMIT, oids.PRINTER_MIB, 30)
+    (cut,) = asyncio.run(poll_once(snmp_device(snmpsim, "jetdirect_m880")))
+    assert not whole.stale and not cut.stale, (whole.reason, cut.reason)
+    # Identity GET, hrPrinterTable walk, Printer-MIB walk cut at 30 rows (2 bulks), GETs.
+    assert len(asked) <= 6 < unbounded
+    assert len(cut.values) < len(whole.values)

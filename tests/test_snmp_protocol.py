@@ -11,7 +11,7 @@ from pysnmp.proto import rfc1902, rfc1905
 
 from edge_agent.collectors import snmp
 from edge_agent.collectors.snmp import oids, protocol
-from edge_agent.collectors.snmp.collector import plain
+from edge_agent.collectors.snmp.v3 import plain
 from edge_agent.collectors.snmp.vendors import vendor_for
 from edge_agent.errors import ConfigError
 from edge_agent.reading import Reading, utcnow, validate

@@ -1,9 +1,9 @@
-"""SNMP v1/v2c GET requests and responses in BER, for the steady-state poll; pure and bounded.
+"""SNMP v1/v2c GET, GETNEXT and GETBULK requests and their responses in BER; pure and bounded.
 
 pysnmp spends 1.5-2.5 ms of CPU per request, mostly in pyasn1's general BER machinery; a poll of
 40 printers every 10 s then costs more CPU than a Go poller (docs/benchmarks.md). A GET and its
 response use a handful of types, so this module encodes and decodes exactly those, refusing
-anything malformed with BerError. Walks, SNMPv3 and the first poll still go through pysnmp.
+anything malformed with BerError. Every v1/v2c request goes through here; only SNMPv3 uses pysnmp.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Union
 
 Value = Union[int, bytes, str, None]
 
-GET_REQUEST, GET_NEXT_REQUEST, GET_RESPONSE = 0xA0, 0xA1, 0xA2
+GET_REQUEST, GET_NEXT_REQUEST, GET_RESPONSE, GET_BULK_REQUEST = 0xA0, 0xA1, 0xA2, 0xA5
 _SEQUENCE, _INTEGER, _OCTETS, _NULL, _OID = 0x30, 0x02, 0x04, 0x05, 0x06
 _UNSIGNED = (0x41, 0x42, 0x43, 0x46)   # Counter32, Gauge32, TimeTicks, Counter64
 _BYTES = (_OCTETS, 0x40, 0x44)         # OCTET STRING, IpAddress, Opaque
@@ -59,10 +59,16 @@ def encode_oid(oid: str) -> bytes:
 
 
 def get_request(version: int, community: bytes, request_id: int, oids: list[str],
-                pdu_type: int = GET_REQUEST) -> bytes:
-    """Encode a GetRequest, or a GetNextRequest (version 0 is SNMPv1, 1 is SNMPv2c)."""
+                pdu_type: int = GET_REQUEST, repetitions: int = 0) -> bytes:
+    """Encode a GetRequest, GetNextRequest or (v2c) GetBulkRequest; version 0 is v1, 1 is v2c.
+
+    For GETBULK, non-repeaters is 0 and max-repetitions is `repetitions` (they take the places
+    of error-status and error-index).
+    """
+    if pdu_type == GET_BULK_REQUEST and version == 0:
+        raise BerError("GETBULK does not exist in SNMPv1")
     varbinds = b"".join(_tlv(_SEQUENCE, _tlv(_OID, encode_oid(o)) + b"\x05\x00") for o in oids)
-    pdu = _tlv(pdu_type, _integer(request_id) + _integer(0) + _integer(0)
+    pdu = _tlv(pdu_type, _integer(request_id) + _integer(0) + _integer(repetitions)
                + _tlv(_SEQUENCE, varbinds))
     return _tlv(_SEQUENCE, _integer(version) + _tlv(_OCTETS, community) + pdu)
 

@@ -1,28 +1,24 @@
-"""Poll one network printer: pysnmp's asyncio hlapi (one SnmpEngine per loop) plus a fast GET path.
+"""Poll one network printer: v1/v2c through ber.py on one UDP socket per loop, v3 through pysnmp.
 
 A poll reads little: the status OIDs in one GET every poll, the supplies, trays, page counter and
 alert table every `supplies_every` polls, and the identity once (again every `identity_every`
 polls and after a reboot). The first poll learns the table rows with bounded walks; later polls
-GET only the known rows. Walks, SNMPv3 and the first poll go through pysnmp; the steady-state
-v1/v2c GETs go through ber.py on one UDP socket per loop, because pysnmp's general machinery
-costs 1.5-2.5 ms of CPU a request (docs/benchmarks.md). Library errors are translated into
-DeviceError here, at one boundary.
+GET only the known rows. Every v1/v2c request (GET, and the walks' GETNEXT or GETBULK) goes
+through ber.py, so a v1/v2c-only agent never imports pysnmp (~40 MB of RSS, and 1.5-2.5 ms of CPU
+a request: docs/benchmarks.md); SNMPv3 goes through v3.py, imported on the first v3 device.
+Errors are translated into DeviceError here and in v3.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import importlib
 import logging
 import os
 import socket
 import time
 import weakref
-from pathlib import Path
 from typing import Any
-
-from pysnmp.hlapi.v3arch import asyncio as hlapi
-from pyasn1.type import univ
 
 from edge_agent.collectors.base import Collector
 from edge_agent.collectors.snmp import ber, oids, protocol
@@ -38,62 +34,6 @@ MAX_VARBINDS = 20
 BULK_REPETITIONS = 25
 WALK_LIMIT = {oids.HR_PRINTER_TABLE: 64, oids.PRINTER_MIB: 3000, oids.PRT_ALERT_TABLE: 200}
 _NO_SUCH_NAME = 2
-
-_AUTH = {"NONE": hlapi.USM_AUTH_NONE, "MD5": hlapi.USM_AUTH_HMAC96_MD5,
-         "SHA": hlapi.USM_AUTH_HMAC96_SHA, "SHA224": hlapi.USM_AUTH_HMAC128_SHA224,
-         "SHA256": hlapi.USM_AUTH_HMAC192_SHA256, "SHA384": hlapi.USM_AUTH_HMAC256_SHA384,
-         "SHA512": hlapi.USM_AUTH_HMAC384_SHA512}
-_PRIV = {"NONE": hlapi.USM_PRIV_NONE, "DES": hlapi.USM_PRIV_CBC56_DES,
-         "3DES": hlapi.USM_PRIV_CBC168_3DES, "AES": hlapi.USM_PRIV_CFB128_AES,
-         "AES192": hlapi.USM_PRIV_CFB192_AES, "AES256": hlapi.USM_PRIV_CFB256_AES}
-
-# One engine per event loop, shared by every SNMP device on it (pysnmp keeps one UDP socket
-# and one dispatcher per engine); closed when the last device on that loop closes.
-_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list]" = weakref.WeakKeyDictionary()
-
-
-class _NoMibCompiler:
-    """Stand in for pysmi's MIB compiler: OIDs here are numeric, no MIB is ever compiled.
-
-    When pysmi is installed (snmpsim needs it), pysnmp builds its parser on the first request of
-    every engine: 2-3 CPU-seconds and tens of MB for nothing, since lookupMib=False.
-    """
-
-    def compile(self, *names, **kwargs):
-        return {name: "missing" for name in names}
-
-
-def _numeric_mib_view():
-    from pysnmp.smi import builder, view
-
-    mib_builder = builder.MibBuilder()
-    mib_builder.set_mib_compiler(_NoMibCompiler(), str(Path(builder.__file__).parent / "mibs"))
-    return view.MibViewController(mib_builder)
-
-
-def acquire_engine() -> hlapi.SnmpEngine:
-    """Return this event loop's shared SnmpEngine, creating it on first use."""
-    loop = asyncio.get_running_loop()
-    entry = _engines.get(loop)
-    if entry is None:
-        engine = hlapi.SnmpEngine()
-        # The key pysnmp's hlapi looks up (hlapi/varbinds.py, MibViewControllerManager).
-        engine.cache["mibViewController"] = _numeric_mib_view()
-        entry = _engines[loop] = [engine, 0]
-    entry[1] += 1
-    return entry[0]
-
-
-def release_engine(engine: hlapi.SnmpEngine) -> None:
-    """Give back a reference; the last one closes the engine's dispatcher."""
-    for loop, entry in list(_engines.items()):
-        if entry[0] is engine:
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del _engines[loop]
-                with contextlib.suppress(Exception):
-                    engine.close_dispatcher()
-            return
 
 
 class UdpGets(asyncio.DatagramProtocol):
@@ -122,11 +62,12 @@ class UdpGets(asyncio.DatagramProtocol):
         pass  # ICMP errors on an unconnected socket: the request times out.
 
     async def get(self, addr: tuple, version: int, community: bytes, wanted: list[str],
-                  timeout: float, retries: int, pdu_type: int = ber.GET_REQUEST):
-        """Send one GET (resent `retries` times); return (status, index, [(oid, value)])."""
+                  timeout: float, retries: int, pdu_type: int = ber.GET_REQUEST,
+                  repetitions: int = 0):
+        """Send one request (resent `retries` times); return (status, index, [(oid, value)])."""
         self.next_id = (self.next_id + 1) % 0x7FFFFFFF
         request_id = self.next_id
-        packet = ber.get_request(version, community, request_id, wanted, pdu_type)
+        packet = ber.get_request(version, community, request_id, wanted, pdu_type, repetitions)
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = (addr, future)
         try:
@@ -162,22 +103,40 @@ def release_gets(gets: UdpGets) -> None:
         gets.transport.close()
 
 
-def plain(value: Any) -> protocol.RawValue:
-    """Turn a pysnmp value into int, bytes, str (an OID) or None (no such object, NULL)."""
-    if value is None or isinstance(value, univ.Null):
-        return None  # noSuchObject, noSuchInstance and endOfMibView are NULL subtypes.
+def _oid_key(oid: str) -> tuple[int, ...] | None:
     try:
-        if not value.isValue:
-            return None
-        if isinstance(value, univ.ObjectIdentifier):
-            return ".".join(str(x) for x in value.asTuple())
-        if isinstance(value, univ.OctetString):
-            return value.asOctets()
-        if isinstance(value, univ.Integer):
-            return int(value)
-    except Exception:  # A value pysnmp decoded but cannot represent is simply absent.
+        return tuple(int(p) for p in oid.split("."))
+    except (AttributeError, ValueError):
         return None
-    return None
+
+
+def take_walk_rows(root: str, after: str, varbinds: list, out: dict, limit: int) -> str | None:
+    """Keep a walk answer's rows under `root` in `out`; return the OID to go on from, or None.
+
+    The walk is over at the first OID outside the subtree, at one that does not come after the
+    last (an agent going in circles, or v2c's endOfMibView repeating the asked OID), at an
+    empty answer, or when `out` holds `limit` rows.
+    """
+    prefix = root + "."
+    last = _oid_key(after)
+    if last is None:
+        return None
+    for item in varbinds:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(name, str) or not name.startswith(prefix):
+            return None
+        key = _oid_key(name)
+        if key is None or key <= last:
+            return None
+        if not (value is None or isinstance(value, (int, bytes, str))) or isinstance(value, bool):
+            value = None  # Only plain values are kept (see protocol.RawValue).
+        out[name], last, after = value, key, name
+        if len(out) >= limit:
+            return None
+    return after if varbinds else None
 
 
 def _keep_asked(asked: list[str], varbinds, out: dict) -> None:
@@ -198,10 +157,6 @@ class SnmpCollector(Collector):
 
     def __init__(self, device):
         super().__init__(device)
-        self._engine: hlapi.SnmpEngine | None = None
-        self._auth: Any = None
-        self._context: Any = None
-        self._target: Any = None
         self._invalid = "; ".join(str(p) for p in problems(self.options))
         self._layout: protocol.Layout | None = None
         self._raw: dict[str, protocol.RawValue] = {}
@@ -214,50 +169,42 @@ class SnmpCollector(Collector):
         self._identity: dict = {}
         self._supplies: dict = {}
         self._uptime: tuple[int, float] | None = None  # (ticks, time.monotonic())
-        self._types: dict[str, Any] = {}
-        self._gets: UdpGets | None = None
-        self._addr: tuple | None = None  # resolved (ip, port) for the fast v1/v2c GETs
+        self._v3: Any = None  # a v3.Session (pysnmp) for SNMPv3 devices
+        self._gets: UdpGets | None = None  # the loop's socket, for v1/v2c devices
+        self._addr: tuple | None = None  # resolved (ip, port) for v1/v2c
 
     @property
     def _where(self) -> str:
         return f"{self.options.host}:{self.options.port}"
 
     async def open(self) -> None:
-        """Take the loop's engine and build the credentials; no network I/O."""
-        if self._invalid or self._engine is not None:
+        """For SNMPv3, import pysnmp (on a thread) and build the credentials; no network I/O."""
+        if self._invalid or self.options.version != "3" or self._v3 is not None:
             return
-        o = self.options
-        self._engine = acquire_engine()
-        if o.version == "3":
-            self._auth = hlapi.UsmUserData(
-                o.user, o.auth_key or None, o.priv_key or None,
-                authProtocol=_AUTH[o.auth],
-                privProtocol=_PRIV[o.priv] if o.auth != "NONE" else hlapi.USM_PRIV_NONE)
-        else:
-            self._auth = hlapi.CommunityData(o.community, mpModel=0 if o.version == "1" else 1)
-        self._context = hlapi.ContextData(contextName=o.context.encode()) if o.context \
-            else hlapi.ContextData()
+        try:
+            module = await asyncio.to_thread(importlib.import_module,
+                                             "edge_agent.collectors.snmp.v3")
+        except ImportError as err:
+            raise DeviceError(f"SNMPv3 needs pysnmp, which cannot be imported: {err}") from err
+        self._v3 = module.Session(self.options, self._where, self._fail)
 
     async def close(self) -> None:
         """Give the engine and the socket back; safe to call twice."""
-        if self._engine is not None:
-            release_engine(self._engine)
-            self._engine = None
+        if self._v3 is not None:
+            self._v3.close()
+            self._v3 = None
         if self._gets is not None:
             release_gets(self._gets)
             self._gets = None
-        self._target = self._addr = None
+        self._addr = None
 
     async def poll(self) -> Reading:
         """Read what is due this poll; a printer that does not answer gives a stale reading."""
         started = time.monotonic()
         if self._invalid:
             return self.stale(self._invalid, {"device.status": "unknown"})
-        if self._engine is None:
-            await self.open()
         try:
-            if self._target is None:
-                self._target = await self._make_target()
+            await self._connect()
             if self._relearn_due():
                 await self._learn()
             else:
@@ -274,23 +221,23 @@ class SnmpCollector(Collector):
             values.update(self._alerts)
         return self.ok(values, started)
 
-    async def _make_target(self):
+    async def _connect(self) -> None:
+        """Resolve the printer's address and take the loop's socket (or pysnmp target), once."""
         o = self.options
-        try:
-            target = await hlapi.UdpTransportTarget.create((o.host, o.port), timeout=o.timeout,
-                                                           retries=o.retries)
-        except Exception as err:  # pysnmp wraps name-resolution failures in its own error
-            raise DeviceError(f"cannot resolve {o.host!r}: {err}") from err
-        if o.version != "3":
+        if o.version == "3":
+            if self._v3 is None:
+                await self.open()
+            await self._v3.connect()
+            return
+        if self._addr is None:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(
                     o.host, o.port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
             except OSError as err:
                 raise DeviceError(f"cannot resolve {o.host!r}: {err}") from err
             self._addr = tuple(infos[0][4][:2])
-            if self._gets is None:
-                self._gets = await acquire_gets()
-        return target
+        if self._gets is None:
+            self._gets = await acquire_gets()
 
     def _relearn_due(self) -> bool:
         every = self.options.identity_every
@@ -356,39 +303,12 @@ class SnmpCollector(Collector):
 
     async def _alert_rows(self) -> dict[str, protocol.RawValue]:
         """Walk the alert table only when one GETNEXT shows it has a row (it is usually empty)."""
-        if self._gets is not None and self._addr is not None:
-            o = self.options
-            answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,
-                                          o.community.encode(), [oids.PRT_ALERT_SEVERITY],
-                                          o.timeout, o.retries, ber.GET_NEXT_REQUEST)
-            if answer is None:
-                raise self._fail("timeout")
-            status, _, varbinds = answer
-            if status or not varbinds or not varbinds[0][0].startswith(
-                    oids.PRT_ALERT_SEVERITY + "."):
-                return {}
-            return await self._walk(oids.PRT_ALERT_TABLE)
-        try:
-            ei, es, _eidx, vbs = await hlapi.next_cmd(
-                self._engine, self._auth, self._target, self._context,
-                self._type(oids.PRT_ALERT_SEVERITY), lookupMib=False)
-        except Exception as err:
-            raise DeviceError(f"SNMP request to {self._where} failed: "
-                              f"{type(err).__name__}: {err}") from err
-        if ei:
-            raise self._fail(ei)
-        if es or not vbs or not str(vbs[0][0]).startswith(oids.PRT_ALERT_SEVERITY + "."):
+        status, _, varbinds = await self._request([oids.PRT_ALERT_SEVERITY],
+                                                  ber.GET_NEXT_REQUEST)
+        if status or not varbinds or not isinstance(varbinds[0][0], str) \
+                or not varbinds[0][0].startswith(oids.PRT_ALERT_SEVERITY + "."):
             return {}
         return await self._walk(oids.PRT_ALERT_TABLE)
-
-    def _type(self, oid: str):
-        # A resolved ObjectType is reused: pysnmp skips resolving it again (a large CPU saving).
-        t = self._types.get(oid)
-        if t is None:
-            if len(self._types) > 4096:
-                self._types.clear()
-            t = self._types[oid] = hlapi.ObjectType(hlapi.ObjectIdentity(oid))
-        return t
 
     def _fail(self, indication: Any) -> DeviceError:
         text = str(indication)
@@ -398,88 +318,60 @@ class SnmpCollector(Collector):
                                  f"({o.retries} retries)")
         return DeviceError(f"SNMP error from {self._where}: {text}")
 
+    async def _request(self, wanted: list[str], pdu_type: int = ber.GET_REQUEST,
+                       repetitions: int = 0) -> tuple[int, int, list]:
+        """One request, v3 through pysnmp, else through ber.py: (status, index, varbinds)."""
+        if self._v3 is not None:
+            return await self._v3.request(wanted, next_=pdu_type == ber.GET_NEXT_REQUEST)
+        o = self.options
+        try:
+            answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,
+                                          o.community.encode(), wanted, o.timeout, o.retries,
+                                          pdu_type, repetitions)
+        except (ber.BerError, OSError) as err:
+            raise DeviceError(f"SNMP request to {self._where} failed: {err}") from err
+        if answer is None:
+            raise self._fail("timeout")
+        return answer
+
     async def _get(self, wanted: list[str]) -> dict[str, protocol.RawValue]:
         """GET OIDs in chunks; a missing one is None (v1 agents refuse it: drop it, ask again)."""
         out: dict[str, protocol.RawValue] = {}
         for start in range(0, len(wanted), MAX_VARBINDS):
             pending = list(wanted[start:start + MAX_VARBINDS])
             while pending:
-                if self._gets is not None and self._addr is not None:
-                    if await self._fast_get(pending, out):
-                        break
-                    continue
-                try:
-                    ei, es, eidx, vbs = await hlapi.get_cmd(
-                        self._engine, self._auth, self._target, self._context,
-                        *(self._type(o) for o in pending), lookupMib=False)
-                except Exception as err:
-                    raise DeviceError(f"SNMP request to {self._where} failed: "
-                                      f"{type(err).__name__}: {err}") from err
-                if ei:
-                    raise self._fail(ei)
-                if es:
-                    index = int(eidx)
-                    if int(es) == _NO_SUCH_NAME and 0 < index <= len(pending):
+                status, index, varbinds = await self._request(pending)
+                if status:
+                    if status == _NO_SUCH_NAME and 0 < index <= len(pending):
                         out[pending.pop(index - 1)] = None
                         continue
-                    raise ProtocolError(f"{self._where} answered {es.prettyPrint()} "
+                    raise ProtocolError(f"{self._where} answered error-status {status} "
                                         f"at varbind {index}")
-                _keep_asked(pending, [(str(n), plain(v)) for n, v in vbs], out)
+                _keep_asked(pending, varbinds, out)
                 break
         return out
-
-    async def _fast_get(self, pending: list[str], out: dict) -> bool:
-        """One v1/v2c GET through ber.py; False when an OID was dropped and must be asked again."""
-        o = self.options
-        try:
-            answer = await self._gets.get(self._addr, 0 if o.version == "1" else 1,
-                                          o.community.encode(), pending, o.timeout, o.retries)
-        except (ber.BerError, OSError) as err:
-            raise DeviceError(f"SNMP request to {self._where} failed: {err}") from err
-        if answer is None:
-            raise self._fail("timeout")
-        status, index, varbinds = answer
-        if status:
-            if status == _NO_SUCH_NAME and 0 < index <= len(pending):
-                out[pending.pop(index - 1)] = None
-                return False
-            raise ProtocolError(f"{self._where} answered error-status {status} "
-                                f"at varbind {index}")
-        _keep_asked(pending, varbinds, out)
-        return True
 
     async def _walk(self, root: str) -> dict[str, protocol.RawValue]:
         """Walk one subtree, stopping at its end, at the bound, or on the first error."""
         limit = WALK_LIMIT.get(root, 500)
-        out: dict[str, protocol.RawValue] = {}
-        prefix = root + "."
-        if self.options.version == "1":
-            walker = hlapi.walk_cmd(self._engine, self._auth, self._target, self._context,
-                                    self._type(root), lexicographicMode=False, lookupMib=False)
+        if self._v3 is not None:
+            out, bounded = await self._v3.walk(root, limit, BULK_REPETITIONS)
         else:
-            walker = hlapi.bulk_walk_cmd(self._engine, self._auth, self._target, self._context,
-                                         0, BULK_REPETITIONS, self._type(root),
-                                         lexicographicMode=False, lookupMib=False)
-        try:
-            async with contextlib.aclosing(walker) as rows:
-                async for ei, es, _eidx, vbs in rows:
-                    if ei:
-                        raise self._fail(ei)
-                    if es:
-                        break  # v1 ends a walk with noSuchName; anything else ends it too.
-                    for name, value in vbs:
-                        key = str(name)
-                        if not key.startswith(prefix):
-                            return out
-                        out[key] = plain(value)
-                    if len(out) >= limit:
-                        log.warning("snmp walk stopped at its bound",
-                                    extra={"device": self.device.id, "root": root,
-                                           "limit": limit})
-                        break
-        except DeviceError:
-            raise
-        except Exception as err:
-            raise DeviceError(f"SNMP walk of {root} on {self._where} failed: "
-                              f"{type(err).__name__}: {err}") from err
+            out = {}
+            after: str | None = root
+            v1 = self.options.version == "1"
+            # Every answer the walk goes on from adds a row, so limit + 1 requests end it.
+            for _ in range(limit + 1):
+                status, _, varbinds = await self._request(
+                    [after], ber.GET_NEXT_REQUEST if v1 else ber.GET_BULK_REQUEST,
+                    0 if v1 else BULK_REPETITIONS)
+                if status:
+                    break  # v1 ends a walk with noSuchName; anything else ends it too.
+                after = take_walk_rows(root, after, varbinds, out, limit)
+                if after is None:
+                    break
+            bounded = len(out) >= limit
+        if bounded:
+            log.warning("snmp walk stopped at its bound",
+                        extra={"device": self.device.id, "root": root, "limit": limit})
         return out
