@@ -53,7 +53,7 @@ class Settings:
     route_every_s: float = 0.25
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     mid: int
     qos: int
@@ -146,6 +146,7 @@ class Ingest:
         if settings.priority_lane and settings.shared:
             self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
         self._lanes_up: set[int] = set()
+        self._store_topics: dict[str, bool] = {}
         # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
         self.feed_client = self.lane or self.client
         self.feed_client.on_publish = self._on_publish
@@ -273,6 +274,14 @@ class Ingest:
         self.queue.put(item, self._stop, front)
 
     def _is_store_topic(self, name: str) -> bool:
+        known = self._store_topics.get(name)
+        if known is None:
+            known = self._store_topics[name] = self._classify_topic(name)
+            if len(self._store_topics) > 65536:  # bounded: a broker may carry many topics
+                self._store_topics.clear()
+        return known
+
+    def _classify_topic(self, name: str) -> bool:
         rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
         parts = rest.split("/")
         if len(parts) < 3 or parts[0] in ("hub", "alerts"):
@@ -316,9 +325,7 @@ class Ingest:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
-                for item in pending:
-                    if item.qos > 0 and item.client is not None:
-                        item.client.ack(item.mid, item.qos)
+                self._ack(pending)
                 pending = []
                 if routed:
                     next_route = 0.0
@@ -327,6 +334,19 @@ class Ingest:
                 next_route = time.monotonic() + self.s.route_every_s
             if self._stop.is_set() and self.queue.empty():
                 return
+
+    def _ack(self, batch: list[Item]) -> None:
+        """Acknowledge a committed batch: one write per lane, not one per message."""
+        mids: dict[mqtt.Client, list[int]] = {}
+        for item in batch:
+            if item.client is None or item.qos == 0:
+                continue
+            if item.qos == 1 and isinstance(item.client, BufferedClient):
+                mids.setdefault(item.client, []).append(item.mid)
+            else:
+                item.client.ack(item.mid, item.qos)
+        for client, lane_mids in mids.items():
+            client.ack_many(lane_mids)
 
     def _route(self, next_route: float) -> None:
         try:
