@@ -479,7 +479,8 @@ def full_block(figures: dict, machine: str, when: str) -> str:
             f"and the allocator's arenas. onnxruntime with numpy and the model's session is "
             f"{onnx} MB of it, the largest part: meeting the target takes a lighter runtime for "
             f"the model (or scoring in a process that does not stay resident). pysnmp "
-            f"({costs.get(IMPORTS[4][0])} MB over the agent) is no longer among the imports: v1/v2c printers use the collector's own "
+            f"({costs.get(IMPORTS[3][0])} MB over the agent) is no longer among the imports: "
+            f"v1/v2c printers use the collector's own "
             f"BER client, and pysnmp loads only for SNMPv3 printers.")
     if start_ok == "meets":
         start_text = "The first reading comes within 0.5 s of start."
