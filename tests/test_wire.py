@@ -96,3 +96,84 @@ def test_a_birth_session_a_database_cannot_hold_is_a_bad_body(session):
 
 def test_the_parser_in_use_is_orjson_when_it_is_installed():
     assert wire._orjson is orjson
+
+
+def plain_decode(payload: bytes, topic_name: str | None = None,
+                 prefix: str = wire.DEFAULT_PREFIX) -> wire.Envelope:
+    """wire.decode as first written, before its fast path: the reference it must agree with."""
+    if len(payload) > wire.MAX_PAYLOAD:
+        raise wire.WireError("oversized", f"{len(payload)} bytes > {wire.MAX_PAYLOAD}")
+    data = wire.loads(payload)
+    if not isinstance(data, dict):
+        raise wire.WireError("bad_envelope", "not a JSON object")
+    v = data.get("v")
+    if v != wire.VERSION:
+        raise wire.WireError("unknown_version", repr(v)[:40])
+    for key, kind in (("id", str), ("store", str), ("region", str), ("ts", str),
+                      ("kind", str), ("body", dict)):
+        if not isinstance(data.get(key), kind):
+            raise wire.WireError("bad_envelope", f"{key}: missing or of the wrong type")
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= wire.MAX_INT:
+        raise wire.WireError("bad_envelope", "seq: expected a non-negative 64-bit integer")
+    if not wire._UUID.match(data["id"]):
+        raise wire.WireError("bad_envelope", "id: not a UUID")
+    if not wire._ID.match(data["store"]) or not wire._ID.match(data["region"]):
+        raise wire.WireError("bad_envelope", "store or region: not a valid id")
+    try:
+        wire.parse_ts(data["ts"])
+    except wire.ReadingError as err:
+        raise wire.WireError("bad_envelope", str(err)) from err
+    if data["kind"] not in wire.UP_KINDS:
+        raise wire.WireError("unknown_kind", data["kind"][:40])
+    if topic_name is not None:
+        region, store, kind = wire.parse_topic(topic_name, prefix)
+        if (region, store) != (data["region"], data["store"]):
+            raise wire.WireError("topic_mismatch",
+                                 f"envelope of {data['region']}/{data['store']} on {topic_name}")
+        if kind != data["kind"]:
+            raise wire.WireError("topic_mismatch", f"kind {data['kind']} on {topic_name}")
+    wire.check_body(data["kind"], data["body"])
+    return wire.Envelope(wire.VERSION, data["id"], seq, data["store"], data["region"],
+                         data["ts"], data["kind"], data["body"])
+
+
+FIELD_VALUES = {
+    "v": st.sampled_from([1, 2, True, "1", None, 1.0]),
+    "id": st.sampled_from(["01a20441-c9bf-7369-ad0d-83a774b09f93", "nope", 7, None]),
+    "seq": st.sampled_from([0, 5, -1, 2**63, True, 2.5, "3", None]),
+    "store": st.sampled_from(["s1", "s2", "bad id!", "", 3, None]),
+    "region": st.sampled_from(["r1", "r2", "-x", 3, None]),
+    "ts": st.sampled_from(["2026-11-22T10:00:00Z", "2026-13-01T00:00:00Z", "yesterday", 5]),
+    "kind": st.sampled_from(["telemetry", "alert", "birth", "selfie", 4, None]),
+    "body": st.sampled_from([{"readings": []}, {"readings": [{"device": "p1", "kind": "host",
+                             "ts": "2026-11-22T10:00:00Z", "values": {}, "stale": False}]},
+                             {"readings": "x"}, {"session": 1, "inventory": []}, [], None]),
+}
+TOPIC_NAMES = st.sampled_from(["edge/v1/r1/s1/telemetry", "edge/v1/r1/s1/alert",
+                               "edge/v1/r2/s1/telemetry", "edge/v1/r1/s2/birth",
+                               "edge/v1/r1/bad id!/telemetry", "edge/v1/hub/state",
+                               "other/r1/s1/telemetry", "edge/v1/r1/s1/selfie"])
+
+
+VALID = {"v": 1, "id": "01a20441-c9bf-7369-ad0d-83a774b09f93", "seq": 5, "store": "s1",
+         "region": "r1", "ts": "2026-11-22T10:00:00Z", "kind": "telemetry",
+         "body": {"readings": []}}
+# A valid envelope with up to three fields changed or dropped: most examples are one mistake
+# away from valid, where the order of the checks shows.
+MISTAKES = st.dictionaries(st.sampled_from(sorted(FIELD_VALUES)), st.none(), max_size=3).flatmap(
+    lambda keys: st.fixed_dictionaries({k: st.just("drop") | FIELD_VALUES[k] for k in keys}))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(MISTAKES, st.none() | TOPIC_NAMES)
+def test_decode_agrees_with_the_plain_version_on_every_kind_of_mistake(changes, topic_name):
+    fields = {k: v for k, v in {**VALID, **changes}.items() if v != "drop"}
+    payload = json.dumps(fields).encode()
+    outcomes = []
+    for decode in (wire.decode, plain_decode):
+        try:
+            outcomes.append(("ok", tuple(decode(payload, topic_name))))
+        except wire.WireError as err:
+            outcomes.append((err.code, err.detail))
+    assert outcomes[0] == outcomes[1]
