@@ -106,3 +106,40 @@ def test_acknowledging_an_unknown_alert_or_asking_for_an_unknown_store_says_so(d
         fleet.ack(db, "nope", "me")
     with pytest.raises(NotFound, match="unknown store"):
         fleet.store_detail(db, "nope")
+
+
+
+def test_a_worker_opening_the_sqlite_file_retries_while_another_holds_it_locked(
+        tmp_path, monkeypatch):
+    # Two workers started together on a new file race to switch it to WAL; SQLite answers the
+    # loser "database is locked" at once, without its busy wait (seen once in ~40 runs of the
+    # two-worker test: the second worker exited). Opening retries that error, only that one.
+    from hub.errors import StoreError
+    from hub.store import sqlite as sqlite_store
+
+    real_open = sqlite_store.SqliteStore._open
+    failures = {"left": 3}
+
+    def flaky_open(self, create):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreError(f"cannot open the hub database {self.path}: database is locked")
+        return real_open(self, create)
+
+    monkeypatch.setattr(sqlite_store.SqliteStore, "_open", flaky_open)
+    store = open_store(str(tmp_path / "hub.db"))
+    assert failures["left"] == 0 and fleet.message_count(store) == 0
+    store.close()
+
+    def broken_open(self, create):
+        raise StoreError(f"cannot open the hub database {self.path}: disk I/O error")
+
+    monkeypatch.setattr(sqlite_store.SqliteStore, "_open", broken_open)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        open_store(str(tmp_path / "other.db"))
+
+    monkeypatch.setattr(sqlite_store, "_OPEN_PATIENCE_S", 0.2)
+    failures["left"] = 10**6
+    monkeypatch.setattr(sqlite_store.SqliteStore, "_open", flaky_open)
+    with pytest.raises(StoreError, match="locked"):
+        open_store(str(tmp_path / "third.db"))

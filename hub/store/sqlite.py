@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from hub.errors import NoDatabase, StoreError
 from hub.store.base import Store, Tx
+
+_OPEN_PATIENCE_S = 30.0  # how long a starting worker waits for another to finish setting up
 
 
 class SqliteStore(Store):
@@ -21,6 +24,22 @@ class SqliteStore(Store):
         if not create and not self.path.exists():
             raise NoDatabase(f"no hub database at {self.path} (start `edge-hub serve` first, "
                              "or pass --db / set EDGE_HUB_DB)")
+        self._lock = threading.RLock()
+        # Workers started together on a new file race to switch it to WAL, and SQLite answers
+        # the loser "database is locked" at once, without waiting its busy timeout: retry.
+        deadline = time.monotonic() + _OPEN_PATIENCE_S
+        while True:
+            try:
+                self._open(create)
+                break
+            except StoreError as err:
+                with contextlib.suppress(Exception):
+                    self.db.close()
+                if "locked" not in str(err) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _open(self, create: bool) -> None:
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +51,6 @@ class SqliteStore(Store):
             self.db.execute("PRAGMA synchronous=FULL")
         except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open the hub database {self.path}: {err}") from err
-        self._lock = threading.RLock()
         if create:
             self.create_schema()
 
