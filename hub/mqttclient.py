@@ -49,6 +49,7 @@ class BufferedClient(mqtt.Client):
         self._rbuf = bytearray()
         self._no_refill = False
         self._filtered: dict[str, bool] = {}  # topic -> a message_callback_add filter matches
+        self._topics: dict[bytes, tuple[str, bool]] = {}  # the same, by the topic's bytes
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._rbuf:
@@ -107,11 +108,11 @@ class BufferedClient(mqtt.Client):
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def message_callback_add(self, sub: str, callback) -> None:
-        self._filtered = {}  # which topics have their own callback: recomputed
+        self._filtered, self._topics = {}, {}  # which topics have their own callback: recomputed
         super().message_callback_add(sub, callback)
 
     def message_callback_remove(self, sub: str) -> None:
-        self._filtered = {}
+        self._filtered, self._topics = {}, {}
         super().message_callback_remove(sub)
 
     def ack_many(self, mids: list[int]) -> None:
@@ -136,6 +137,8 @@ class BufferedClient(mqtt.Client):
             while True:
                 if self._sock is None:
                     return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+                if self._rbuf and not self._in_packet["command"]:
+                    packets += self._read_publishes()
                 rc = self._packet_read()
                 if rc > 0:
                     return self._loop_rc_handle(rc)
@@ -146,3 +149,89 @@ class BufferedClient(mqtt.Client):
                     self._no_refill = True
         finally:
             self._no_refill = False
+
+    def _read_publishes(self) -> int:
+        """Handle the whole plain QoS 1 PUBLISH packets at the head of the read buffer.
+
+        The same checks as `_handle_publish`'s fast path, without paho's per-packet state
+        machine (a dict of eight fields, the header read byte by byte): it stops at the first
+        packet that is anything else, incomplete or malformed, and paho's `_packet_read`
+        takes that one, with its own errors. Returns how many packets it handled.
+        """
+        if not self._manual_ack or self.on_message is None:
+            return 0
+        buf = self._rbuf
+        n = len(buf)
+        pos = 0
+        v5 = self._protocol == mqtt.MQTTv5
+        topics = self._topics
+        on_message, userdata = self.on_message, self._userdata
+        handled = 0
+        with self._in_callback_mutex:
+            try:
+                while pos + 2 <= n:
+                    header = buf[pos]
+                    if header & 0xF6 != 0x32:  # not PUBLISH at QoS 1 (DUP and RETAIN may be set)
+                        break
+                    byte = buf[pos + 1]  # Remaining Length: 1 to 4 bytes of 7 bits
+                    length = byte & 0x7F
+                    i = pos + 2
+                    shift = 7
+                    while byte & 0x80:
+                        if i >= n or shift > 21:
+                            break  # incomplete, or over four bytes: paho reads it or says why
+                        byte = buf[i]
+                        length |= (byte & 0x7F) << shift
+                        i += 1
+                        shift += 7
+                    if byte & 0x80:
+                        break
+                    end = i + length
+                    if end > n or i + 2 > end:
+                        break
+                    start = i + 2
+                    mid_at = start + ((buf[i] << 8) | buf[i + 1])
+                    body = mid_at + 3 if v5 else mid_at + 2
+                    if mid_at == start or body > end or (v5 and buf[mid_at + 2] != 0):
+                        break  # empty topic, short packet, or MQTT 5 properties: paho's path
+                    mid = (buf[mid_at] << 8) | buf[mid_at + 1]
+                    if not mid:
+                        break
+                    key = bytes(buf[start:mid_at])
+                    entry = topics.get(key)
+                    if entry is None:
+                        entry = self._topic_entry(key)
+                        if entry is None:
+                            break
+                    if entry[1]:
+                        break  # a message_callback_add filter matches: paho dispatches it
+                    message = Message(entry[0], bytes(buf[body:end]), mid, 1,
+                                      bool(header & 0x08), bool(header & 0x01))
+                    pos = end
+                    handled += 1
+                    try:
+                        on_message(self, userdata, message)
+                    except Exception as err:
+                        self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s",
+                                       err)
+                        if not self.suppress_exceptions:
+                            raise
+            finally:
+                if pos:
+                    del buf[:pos]
+                    with self._msgtime_mutex:
+                        self._last_bytes_received = mqtt.time_func()
+        return handled
+
+    def _topic_entry(self, key: bytes) -> tuple[str, bool] | None:
+        """(topic, whether a per-topic callback matches it), remembered; None if not UTF-8."""
+        try:
+            topic = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        with self._callback_mutex:
+            filtered = any(True for _ in self._on_message_filtered.iter_match(topic))
+        if len(self._topics) >= 65536:  # bounded: a broker may carry many topics
+            self._topics.clear()
+        self._topics[key] = (topic, filtered)
+        return self._topics[key]
