@@ -5,10 +5,13 @@ select() round when no QoS 2 flow is open; a consumer draining a stream then spe
 CPU in system calls (91 us a 250-byte message here, 6.4k msg/s). This subclass keeps a read
 buffer and drains every packet already received before returning to select(). A QoS 1 PUBLISH
 without MQTT 5 properties skips paho's per-message Properties, MQTTMessage, MQTTMessageInfo,
-debug formatting and topic matcher (~25 us a message here); anything else takes paho's path.
-`ack_many` queues a batch's PUBACKs as one write. It overrides private methods of paho 2.x
-(`_sock_recv`, `_sock_close`, `_handle_publish`) and `loop_read`, and calls `_packet_queue`;
-pyproject pins paho-mqtt < 3, and tests/test_hub_ingest.py exercises it against a real Mosquitto.
+debug formatting and topic matcher (~25 us a message here); whole such packets already in the
+buffer are cut out of it in one loop (`_read_publishes`), without paho's per-packet state
+machine; anything else takes paho's path. `ack_many` queues a batch's PUBACKs as one write.
+It overrides private methods of paho 2.x (`_sock_recv`, `_sock_close`, `_handle_publish`) and
+`loop_read`, and uses `_in_packet`, `_packet_queue` and `_last_bytes_received`; pyproject pins
+paho-mqtt < 3. tests/test_hub_mqttclient.py checks it delivers what paho delivers on random
+packet streams, and tests/test_hub_ingest.py runs it against a real Mosquitto.
 """
 
 from __future__ import annotations
