@@ -115,9 +115,12 @@ def _death(db: Store, tx: Tx, env: Envelope, received: float) -> None:
 def _telemetry(tx: Tx, envs: Iterable[Envelope]) -> None:
     """Keep each device's newest reading (by its own timestamp)."""
     newest: dict[tuple[str, str], tuple[str, dict]] = {}
+    norm: dict[str, str] = {}  # a batch repeats its timestamps: each is checked once
     for env in envs:
         for r in env.body["readings"]:
-            ts = _norm_ts(r["ts"])
+            ts = norm.get(r["ts"])
+            if ts is None:
+                ts = norm[r["ts"]] = _norm_ts(r["ts"])
             key = (env.store, r["device"])
             if key not in newest or ts >= newest[key][0]:
                 newest[key] = (ts, r)

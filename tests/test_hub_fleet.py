@@ -143,3 +143,19 @@ def test_a_worker_opening_the_sqlite_file_retries_while_another_holds_it_locked(
     monkeypatch.setattr(sqlite_store.SqliteStore, "_open", flaky_open)
     with pytest.raises(StoreError, match="locked"):
         open_store(str(tmp_path / "third.db"))
+
+
+def test_a_batch_mixing_stored_and_new_messages_inserts_and_returns_only_the_new(db):
+    def row(i):
+        return (f"00000000-0000-7000-8000-{i:012d}", "s1", "r1", i, "telemetry",
+                "2026-11-22T10:00:00.000Z", 1.0, "{}")
+
+    with db.transaction() as tx:
+        assert db.insert_new_messages(tx, [row(1), row(2)]) == {row(1)[0], row(2)[0]}
+    with db.transaction() as tx:
+        new = db.insert_new_messages(tx, [row(2), row(3), row(1), row(4)])
+    assert new == {row(3)[0], row(4)[0]}
+    with db.transaction() as tx:
+        assert db.insert_new_messages(tx, [row(4), row(3)]) == set()
+        assert db.insert_new_messages(tx, []) == set()
+    assert fleet.message_count(db) == 4

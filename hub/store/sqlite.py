@@ -88,18 +88,23 @@ class SqliteStore(Store):
                 cur.close()
 
     def insert_new_messages(self, tx: Tx, rows: Sequence[tuple]) -> set[str]:
-        # Inside BEGIN IMMEDIATE no other writer runs, so select-then-insert is race-free.
-        ids = [r[0] for r in rows]
-        seen: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            tx.execute(f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})",
-                       chunk)
-            seen.update(r[0] for r in tx.fetchall())
-        new = [r for r in rows if r[0] not in seen]
-        tx.executemany("INSERT OR IGNORE INTO messages (id, store, region, seq, kind, ts,"
-                       " received, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", new)
-        return {r[0] for r in new}
+        """Insert the rows whose id is not stored yet; return those ids (rows: unique ids).
+
+        Inside BEGIN IMMEDIATE no other writer runs, and a new row's rowid is above every
+        rowid before it: when INSERT OR IGNORE changed fewer rows than it was given (a
+        redelivery), the rows above the old maximum are the ones it inserted.
+        """
+        if not rows:
+            return set()
+        tx.execute("SELECT COALESCE(MAX(rowid), 0) FROM messages")
+        top = tx.fetchone()[0]
+        changes = self.db.total_changes
+        tx.cursor.executemany("INSERT OR IGNORE INTO messages (id, store, region, seq, kind, ts,"
+                              " received, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if self.db.total_changes - changes == len(rows):
+            return {r[0] for r in rows}
+        tx.execute("SELECT id FROM messages WHERE rowid > ?", (top,))
+        return {r[0] for r in tx.fetchall()}
 
     def close(self) -> None:
         with self._lock:
