@@ -45,10 +45,11 @@ class Settings:
     keepalive: int = 30
     session_expiry: int = 7 * 86400
     batch_max: int = 1000
-    batch_bytes: int = 2 * 1024 * 1024  # telemetry envelopes carry hundreds of readings each
+    batch_bytes: int = 512 * 1024  # telemetry envelopes carry hundreds of readings each
     batch_s: float = 0.05
     priority_lane: bool = True   # a second connection for alerts, decisions, births, deaths
     queue_max: int = 4000
+    queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
     flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
     route_every_s: float = 0.25
 
@@ -63,6 +64,7 @@ class Item:
     received: float
     raw: bytes = b""
     client: mqtt.Client | None = None  # the lane to acknowledge on
+    urgent: bool = False  # from the priority lane: committed without waiting for a batch
 
 
 class Handoff:
@@ -70,17 +72,25 @@ class Handoff:
 
     queue.Queue takes a lock and notifies per item; here the network thread only appends (a
     deque is thread-safe for that) and wakes the writer when it was idle; the writer takes a
-    whole batch at once.
+    whole batch at once. Bounded in items and in payload bytes (messages may be 256 KiB).
+    Urgent items (the priority lane's) are not held back by a full queue: the lane's own
+    Receive Maximum bounds them, and an alert must not wait behind a telemetry backlog.
     """
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int, max_bytes: int = 64 * 1024 * 1024):
         self.items: deque[Item] = deque()
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._lock = threading.Lock()  # for the byte count: two lanes put, the writer takes
         self.wake = threading.Event()
 
     def put(self, item: Item, stop: threading.Event, front: bool = False) -> None:
-        while len(self.items) >= self.maxsize and not stop.is_set():
+        while (not front and (len(self.items) >= self.maxsize or self.bytes >= self.max_bytes)
+               and not stop.is_set()):
             time.sleep(0.001)  # full: hold the network thread, so TCP pushes back on the broker
+        with self._lock:
+            self.bytes += len(item.raw)
         if front:
             self.items.appendleft(item)  # the priority lane jumps the bulk backlog
         else:
@@ -89,13 +99,25 @@ class Handoff:
             self.wake.set()
 
     def take(self, limit: int, wait_s: float, max_bytes: int) -> list[Item]:
-        """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch."""
+        """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch.
+
+        Urgent items (put at the front by the priority lane) are taken at once, as a batch of
+        their own: an alert does not wait for a batch of telemetry to fill and commit.
+        """
         if not self.items:
             self.wake.clear()
             if not self.items and not self.wake.wait(0.1):
                 return []
+        items = self.items
+        if items[0].urgent:  # only this thread takes from the left, so items[0] stays
+            out = []
+            while items and items[0].urgent and len(out) < limit:
+                out.append(items.popleft())
+            self._taken(sum(len(item.raw) for item in out))
+            return out
         deadline = time.monotonic() + wait_s
-        while len(self.items) < limit and time.monotonic() < deadline:
+        while (len(self.items) < limit and self.bytes < max_bytes
+               and time.monotonic() < deadline):
             time.sleep(min(0.005, wait_s))
         out = []
         size = 0
@@ -106,7 +128,12 @@ class Handoff:
             size += len(item.raw)
             if size >= max_bytes:
                 break
+        self._taken(size)
         return out
+
+    def _taken(self, size: int) -> None:
+        with self._lock:
+            self.bytes -= size
 
     def qsize(self) -> int:
         return len(self.items)
@@ -123,7 +150,7 @@ class Ingest:
                  on_connected: Callable[["Ingest"], None] | None = None):
         self.db = db
         self.s = settings
-        self.queue = Handoff(settings.queue_max)
+        self.queue = Handoff(settings.queue_max, settings.queue_bytes)
         self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
         self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
         self.rejects: Counter[str] = Counter()
@@ -266,9 +293,10 @@ class Ingest:
                 self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
                 return
             err = e
+        urgent = userdata["priority"]
         self._hand_over(Item(msg.mid, msg.qos, msg.topic, env, err, now,
-                             msg.payload if env is not None else b"", client),
-                        front=userdata["priority"])
+                             msg.payload if env is not None else b"", client, urgent),
+                        front=urgent)
 
     def _hand_over(self, item: Item, front: bool = False) -> None:
         self.queue.put(item, self._stop, front)
