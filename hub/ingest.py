@@ -157,6 +157,7 @@ class Ingest:
         self._published: dict[int, str] = {}       # feed mid -> feed key, until PUBACK
         self._acked_feed: deque[int] = deque()     # feed mids PUBACKed; the writer maps them
         self._stop = threading.Event()
+        self.failed = threading.Event()  # a thread died of a bug: the worker must exit
         self._connected = threading.Event()
         self.on_connected = on_connected
         self.writer: threading.Thread | None = None
@@ -278,6 +279,15 @@ class Ingest:
                         extra={"reason": str(reason_code)})
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._receive(client, userdata, msg)
+        except Exception:
+            log.exception("receiving a message failed; this worker stops",
+                          extra={"topic": str(msg.topic)[:200]})
+            self.failed.set()
+            raise
+
+    def _receive(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
         env = err = None
         if not self._is_store_topic(msg.topic):
@@ -336,6 +346,15 @@ class Ingest:
         return self.queue.take(self.s.batch_max, self.s.batch_s, self.s.batch_bytes)
 
     def _run(self) -> None:
+        try:
+            self._write_loop()
+        except Exception:
+            # A bug, not a database problem (those are retried): stop the worker loudly so its
+            # supervisor restarts it; nothing uncommitted was acknowledged, so nothing is lost.
+            log.exception("the writer failed; this worker stops")
+            self.failed.set()
+
+    def _write_loop(self) -> None:
         next_route = 0.0
         backoff = 0.1
         pending: list[Item] = []

@@ -84,8 +84,8 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         log.info("embedded broker: MQTT 3.1.1, plain subscription, one worker "
                  "(amqtt has no shared subscriptions)")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
     try:
         hub.start()
@@ -93,12 +93,17 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         db.close()
         if broker:
             broker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         raise
     try:
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
         last = time.monotonic()
         while not stop.wait(0.5):
+            if hub.ingest.failed.is_set():
+                log.error("hub worker failed; exiting for its supervisor to restart it")
+                return 1
             if time.monotonic() - last >= stats_every:
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
@@ -108,6 +113,8 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
             broker.stop()
         log.info("hub stopped", extra=hub.ingest.stats())
         db.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -190,3 +190,33 @@ def test_birth_and_death_through_the_broker_set_the_store_online_then_offline(
     pub.close()
     assert hub.terminate() == 0
     assert json.loads(hub.log().splitlines()[-1])["stored"] == 3
+
+
+def test_a_worker_whose_writer_fails_on_a_bug_exits_1_and_loses_nothing(mosquitto, tmp_path,
+                                                                          monkeypatch):
+    from hub.ingest import Ingest, Settings
+    from hub.serve import Hub, serve
+
+    db_path = str(tmp_path / "hub.db")
+    settings = Settings(host=mosquitto.host, port=mosquitto.port, client_id="hub-bug")
+    Hub(open_store(db_path), settings).start().stop()  # the persistent session exists
+    pub = Publisher(mosquitto)
+    sent = envelope("telemetry", telemetry())
+    pub.send(sent)
+    pub.close()
+
+    def bug(self, batch):
+        raise KeyError("a bug in the writer")
+
+    monkeypatch.setattr(Ingest, "commit", bug)
+    assert serve(open_store(db_path), settings, stats_every=3600) == 1
+    monkeypatch.undo()
+    assert count(db_path) == 0
+    db = open_store(db_path)
+    hub = Hub(db, settings).start()  # the restarted worker gets the unacknowledged message
+    try:
+        wait_for(lambda: hub.ingest.counts["stored"] == 1, what="the message redelivered")
+    finally:
+        hub.stop()
+        db.close()
+    assert count(db_path) == 1
