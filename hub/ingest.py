@@ -147,7 +147,8 @@ class Ingest:
 
     def __init__(self, db: Store, settings: Settings,
                  will: tuple[str, bytes] | None = None,
-                 on_connected: Callable[["Ingest"], None] | None = None):
+                 on_connected: Callable[["Ingest"], None] | None = None,
+                 on_birth: Callable[[], None] | None = None):
         self.db = db
         self.s = settings
         self.queue = Handoff(settings.queue_max, settings.queue_bytes)
@@ -160,6 +161,7 @@ class Ingest:
         self.failed = threading.Event()  # a thread died of a bug: the worker must exit
         self._connected = threading.Event()
         self.on_connected = on_connected
+        self.on_birth = on_birth  # called (network thread) for every valid birth received
         self.writer: threading.Thread | None = None
         self.client = self._make_client(settings.client_id)
         if will:
@@ -297,6 +299,8 @@ class Ingest:
             return
         try:
             env = wire.decode(msg.payload, msg.topic, self.s.prefix)
+            if env.kind == "birth" and self.on_birth is not None:
+                self.on_birth()
         except wire.WireError as e:
             if userdata["priority"]:
                 # The bulk lane gets the same message and counts the reject once.

@@ -15,6 +15,8 @@ from hub.store import Store
 
 log = logging.getLogger("hub.serve")
 
+STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
+
 
 def state_payload(online: bool, worker: str) -> bytes:
     return wire.encode_hub_state(online, format_ts(utcnow()), worker)
@@ -33,14 +35,46 @@ class Hub:
         self.state_topic = wire.hub_state_topic(settings.prefix)
         self.ingest = Ingest(db, settings,
                              will=(self.state_topic, state_payload(False, settings.client_id)),
-                             on_connected=self._connected)
+                             on_connected=self._connected, on_birth=self._birth_seen)
         self.ingest.client.message_callback_add(self.state_topic, self._on_state)
+        self._state_lock = threading.Lock()
+        self._state_at = float("-inf")  # when our state was last published (monotonic)
+        self._state_timer: threading.Timer | None = None
+        self._stopping = False
 
     def _connected(self, ingest: Ingest) -> None:
         client = ingest.client
         client.subscribe(self.state_topic, qos=1)
-        client.publish(self.state_topic, state_payload(True, self.settings.client_id), qos=1,
-                       retain=True)
+        self._say_online()  # after our SUBSCRIBE on this connection: stores may send now
+
+    def _say_online(self) -> None:
+        with self._state_lock:
+            if self._stopping:
+                return
+            self._state_at = time.monotonic()
+            self._state_timer = None
+            self.ingest.client.publish(self.state_topic,
+                                       state_payload(True, self.settings.client_id), qos=1,
+                                       retain=True)
+
+    def _birth_seen(self) -> None:
+        """A store connected: say our state again, live, so it knows we are subscribed.
+
+        After a broker crash the retained "online" is stale and the broker drops what stores
+        send until this worker subscribes again; a store therefore sends history only after a
+        hub state delivered live on its connection (docs/protocol.md). Every store gets this
+        message, so it goes out at most once a second however many births arrive.
+        """
+        with self._state_lock:
+            if self._stopping or self._state_timer is not None:
+                return  # one is due already
+            delay = self._state_at + STATE_EVERY_S - time.monotonic()
+            if delay > 0:
+                self._state_timer = threading.Timer(delay, self._say_online)
+                self._state_timer.daemon = True
+                self._state_timer.start()
+                return
+        self._say_online()
 
     def _on_state(self, client, userdata, msg) -> None:
         # Several workers share one retained state: when another worker's Will says offline
@@ -63,6 +97,10 @@ class Hub:
 
     def stop(self) -> None:
         """Say offline (retained), disconnect cleanly and commit what was received."""
+        with self._state_lock:
+            self._stopping = True  # no "online" may follow the "offline" below
+            if self._state_timer is not None:
+                self._state_timer.cancel()
         try:
             info = self.ingest.client.publish(self.state_topic,
                                               state_payload(False, self.settings.client_id),

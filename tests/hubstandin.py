@@ -49,6 +49,8 @@ class HubStandIn:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.disconnects = 0
+        self.state: bool | None = None  # what publish_state said last
+        self.answer_births = True  # False: a hub whose answers never arrive
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -88,9 +90,15 @@ class HubStandIn:
                 return
             self.by_id[env.id].append(msg.payload)
             self.kinds[env.id] = (env.kind, env.seq)
+            if env.kind == "birth" and self.state and self.answer_births:
+                # As the hub does: say the state again, live, so the store sends its history.
+                client.publish(wire.hub_state_topic(self.prefix),
+                               wire.encode_hub_state(True, "2026-11-22T15:00:00Z"), qos=1,
+                               retain=True)
 
     def publish_state(self, online: bool) -> None:
         """Publish the hub's retained state and wait for the broker to have it."""
+        self.state = online
         info = self.client.publish(wire.hub_state_topic(self.prefix),
                                    wire.encode_hub_state(online, "2026-11-22T15:00:00Z"),
                                    qos=1, retain=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -220,3 +221,42 @@ def test_a_worker_whose_writer_fails_on_a_bug_exits_1_and_loses_nothing(mosquitt
         hub.stop()
         db.close()
     assert count(db_path) == 1
+
+
+def test_the_hub_answers_births_with_its_state_live_at_most_once_a_second(mosquitto, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from hub.ingest import Settings
+    from hub.serve import Hub
+
+    db = open_store(str(tmp_path / "hub.db"))
+    hub = Hub(db, Settings(host=mosquitto.host, port=mosquitto.port,
+                           client_id="hub-births")).start()
+    seen: list[tuple[float, bool]] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="state-watch",
+                          protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, m: seen.append((time.monotonic(), bool(m.retain)))
+    watcher.connect(mosquitto.host, mosquitto.port, 30)
+    watcher.subscribe(wire.hub_state_topic(), qos=1)
+    watcher.loop_start()
+    try:
+        wait_for(lambda: seen, what="the retained state")
+        assert seen[0][1] is True  # the copy kept by the broker, given on subscribing
+        time.sleep(1.2)
+        pub = Publisher(mosquitto)
+        start = time.monotonic()
+        for i in range(30):  # thirty stores connecting at once
+            pub.send(envelope("birth", birth_body(1), store=f"b{i}"))
+        pub.close()
+        wait_for(lambda: len(seen) >= 2, what="the hub's state, live, after the births")
+        time.sleep(2.5)
+        live = [t for t, retained in seen[1:] if not retained]
+        assert live and len(live) == len(seen) - 1
+        assert live[0] - start < 1.0
+        span = time.monotonic() - start
+        assert len(live) <= span + 1, f"{len(live)} states in {span:.1f} s for 30 births"
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        hub.stop()
+        db.close()

@@ -59,6 +59,10 @@ class Connection:
         self.lost_reason = ""
         self.connected = False
         self.hub_online = False
+        # A hub state delivered live (not as the retained copy on subscribing): the hub is
+        # subscribed on this broker now. After a broker crash the retained "online" is stale,
+        # and the broker drops what a store sends until the hub subscribes again.
+        self.hub_live = False
         self.inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self.cursors: dict[int, int] = {}   # priority class -> highest seq read on this connection
         self.known_seq = 0                  # every row up to this seq was read (or acked)
@@ -167,6 +171,7 @@ class SyncClient:
                 return False
             conn.connected = True
             conn.hub_online = conn.hub_online or not self.s.wait_for_hub
+            conn.hub_live = conn.hub_live or not self.s.wait_for_hub
             self.connects += 1
             log.info("sync connected", extra={"broker": self._status["broker"],
                                               "session": session, "session_present": present})
@@ -208,9 +213,10 @@ class SyncClient:
     async def _fill(self, conn: Connection) -> None:
         """Publish rows while the window has room, the hub is online and rows are waiting."""
         window = self.s.inflight
-        # History waits for the hub (its retained state online) and for this connection's birth.
-        while (conn.connected and conn.hub_online and conn.birth_mid is not None
-               and not conn.lost.is_set()):
+        # History waits for the hub (its state online, seen live on this connection) and for
+        # this connection's birth.
+        while (conn.connected and conn.hub_online and conn.hub_live
+               and conn.birth_mid is not None and not conn.lost.is_set()):
             room = window - len(conn.inflight)
             # Refill in chunks (a quarter window) rather than one row per PUBACK: fewer queries.
             if room < max(1, window // 4) and conn.inflight:
@@ -314,7 +320,7 @@ class SyncClient:
             self._on_lost, conn, str(rc))
         client.on_publish = lambda c, u, mid, rc, p: self._thread_ack(conn, mid, rc)
         client.on_message = lambda c, u, msg: self._thread_event(
-            self._on_message, conn, msg.topic, msg.payload)
+            self._on_message, conn, msg.topic, msg.payload, bool(msg.retain))
         conn.mqtt = client
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -376,7 +382,8 @@ class SyncClient:
             conn.connack.set_exception(ConnectionError(f"connection closed: {reason}"))
         self._kick.set()
 
-    def _on_message(self, conn: Connection, topic: str, payload: bytes) -> None:
+    def _on_message(self, conn: Connection, topic: str, payload: bytes,
+                    retained: bool = False) -> None:
         if topic != self.hub_topic:
             return
         try:
@@ -386,16 +393,29 @@ class SyncClient:
             log.warning("hub state rejected; treating the hub as offline",
                         extra={"code": err.code, "detail": err.detail[:120]})
             online = False
-        if online == conn.hub_online or self.s.wait_for_hub is False:
+        if self.s.wait_for_hub is False:
+            return
+        live = online and not retained and not conn.hub_live
+        if live:
+            # The hub published this after we subscribed (it answers births): it is subscribed
+            # on this broker, so what we send now reaches it.
+            conn.hub_live = True
+            log.info("hub answered; sending the outbox", extra={"session": conn.session})
+        if online == conn.hub_online:
+            if live:
+                # It may have missed the birth we sent on its stale retained state.
+                self._spawn(self._send_birth_then_kick(conn))
             return
         conn.hub_online = online
         if not online:
             conn.birth_mid = None
-        log.info("hub online; sending the outbox" if online else "hub offline; holding the outbox",
-                 extra={"session": conn.session})
+            conn.hub_live = False
+        log.info("hub online; sending its birth" if online else "hub offline; holding the outbox",
+                 extra={"session": conn.session, "retained": retained})
         self._spawn(self._save_status(hub_online=online, force=True))
         if online:
-            # The hub may have missed our birth while it was away: send it on every return.
+            # The hub may have missed our birth while it was away: send it on every return. A
+            # birth also asks the hub to say its state again, live: history waits for that.
             self._spawn(self._send_birth_then_kick(conn))
 
     async def _send_birth_then_kick(self, conn: Connection) -> None:
