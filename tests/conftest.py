@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Long scenarios that run in a background thread alongside the suite (tests/longrun.py).
+pytest_plugins = ("longrun",)
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """Return a port free on 127.0.0.1 now (TCP by default, UDP with SOCK_DGRAM)."""
