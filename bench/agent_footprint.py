@@ -170,6 +170,10 @@ class FullRig:
 
         def on_message(client, userdata, msg):
             kind = msg.topic.rsplit("/", 1)[-1]
+            if kind == "birth":  # as the hub does: answer with its state, live
+                client.publish(wire.hub_state_topic(wire.DEFAULT_PREFIX),
+                               wire.encode_hub_state(True, datetime.now(timezone.utc).strftime(
+                                   "%Y-%m-%dT%H:%M:%SZ"), "bench"), qos=1, retain=True)
             with self._lock:
                 self.received[kind] = self.received.get(kind, 0) + 1
                 if kind == "telemetry":

@@ -76,8 +76,8 @@ class SyncSection:
     inflight: int = setting(100, doc="Messages published but not yet acknowledged, at most.",
                             min=1, max=1000)
     prefix: str = setting("edge/v1", doc="Topic prefix.", check=_check_prefix)
-    wait_for_hub: bool = setting(True, doc="Hold the outbox until the hub's retained state "
-                                           "says it is online.")
+    wait_for_hub: bool = setting(True, doc="Hold the outbox until the hub says it is online "
+                                           "and has answered this connection's birth.")
     connect_timeout: float = setting(10.0, doc="Seconds a connection attempt may take.",
                                      gt=0, max=300)
     reconnect_min: float = setting(1.0, doc="Shortest wait before reconnecting.", gt=0, max=3600)
