@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -308,27 +309,17 @@ def backlog(broker: Mosquitto, db_path: Path, devices: int = 50, hours: int = 24
 def publish_frames(host: str, port: int, frames: str, window: int) -> int:
     """--publish: send `topic<TAB>payload` lines at QoS 1, `window` unacknowledged at most;
     print the monotonic clock (shared by every process here) at the alert and at the end."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-store",
-                         protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(window)
-    client.connect(host, port, 30)
-    client.loop_start()
-    infos = []
     with open(frames, "rb") as f:
-        for line in f:
-            topic, payload = line.rstrip(b"\n").split(b"\t", 1)
-            if topic.endswith(b"/alert"):
-                print("alert", time.monotonic(), flush=True)
-            infos.append(client.publish(topic.decode(), payload, qos=1))
-            if len(infos) >= window:
-                for i in infos:
-                    i.wait_for_publish(30)
-                infos = []
-    for i in infos:
-        i.wait_for_publish(30)
+        items = [tuple(line.rstrip(b"\n").split(b"\t", 1)) for line in f]
+    items = [(topic.decode(), payload) for topic, payload in items]
+    cut = next(i for i, (topic, _) in enumerate(items) if topic.endswith("/alert"))
+    pub = Publisher(SimpleNamespace(host=host, port=port), client_id="bench-store",
+                    inflight=window)
+    pub.publish_all(items[:cut], window)
+    print("alert", time.monotonic(), flush=True)
+    pub.publish_all(items[cut:], window)
     print("done", time.monotonic(), flush=True)
-    client.disconnect()
-    client.loop_stop()
+    pub.close()
     return 0
 
 

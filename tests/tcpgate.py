@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from mqttproxy import _close
+
 
 class Gate:
     """Forward 127.0.0.1:`port` to `upstream` while open."""
@@ -80,14 +82,3 @@ class Gate:
             self.sockets.discard(dst)
         _close(src, dst)
 
-
-def _close(*socks: socket.socket) -> None:
-    for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            s.close()
-        except OSError:
-            pass
