@@ -37,6 +37,11 @@ class HealthEngine:
         self.cycles = 0
         self.last_cycle: float | None = None
 
+    @property
+    def model_version(self) -> str | None:
+        """The version of the model scoring now (None: not scoring)."""
+        return self.scorer.version
+
     def observe(self, reading: Reading) -> None:
         """Take one reading (a Recorder observer: cheap, never blocks)."""
         self.features.observe(reading)

@@ -19,7 +19,7 @@ import random
 import ssl
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -31,14 +31,11 @@ from edge_agent.blocking import run_blocking
 from edge_agent.config import AgentConfig, SyncSection
 from edge_agent.outbox import ENVELOPE_VERSION, Outbox, Row, uuid7
 from edge_agent.reading import format_ts, utcnow
+from edge_agent.services import DbCall
 from edge_agent.sync import backoff, birth, state
-
-if TYPE_CHECKING:  # pragma: no cover
-    from edge_agent.agent import Agent
 
 log = logging.getLogger(__name__)
 
-DbCall = Callable[..., Awaitable[Any]]
 # An idle client compares outbox.last_seq (a Python int, no SQL) with what it has read this often.
 IDLE_CHECK_S = 0.2
 # The status row is rewritten at most this often while acks stream in (one fsync each).
@@ -112,18 +109,6 @@ class SyncClient:
         self.max_inflight = 0
         self.connects = 0
         self.bad_hub_states = 0
-
-    @classmethod
-    def for_agent(cls, agent: "Agent") -> "SyncClient":
-        """Build the client of a running agent (its outbox, database thread and config)."""
-        base = agent.config_path.parent if agent.config_path else None
-        def model_version() -> str | None:
-            # The health engine (agent.health, set by its service) knows the loaded model.
-            scorer = getattr(getattr(agent, "health", None), "scorer", None)
-            return getattr(agent, "model_version", None) or getattr(scorer, "version", None)
-
-        return cls(agent.config.sync, lambda: agent.config, agent.outbox, agent._db,
-                   base_dir=base, model_version=model_version)
 
     # The loop ---------------------------------------------------------------------------------
 
