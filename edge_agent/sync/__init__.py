@@ -3,6 +3,7 @@
     state.py    session counter and the sync status kept in the state database's meta table
     birth.py    the birth message: inventory, capabilities, versions, config hash
     backoff.py  reconnect delays (exponential, bounded, jittered)
+    machine.py  the link's states: an enum, a transition table, one locked fire(event)
     client.py   the MQTT client: connect, birth and Will, drain the outbox at QoS 1, acks
 """
 

@@ -196,3 +196,21 @@ class Machine:
     def hub_online(self) -> bool:
         """Whether the hub's state says online (on the current connection)."""
         return self._state in HUB_ONLINE
+
+
+def table_markdown() -> str:
+    """The transition table as Markdown (docs/sync.md holds this exact text; a test checks).
+
+    One row a state, one column an event; a cell names the state the event leads to, `=` when
+    it stays where it is, `-` when the pair is illegal.
+    """
+    head = "| state \\ event | " + " | ".join(e.value for e in Event) + " |"
+    rule = "| --- |" + " --- |" * len(Event)
+    rows = [head, rule]
+    for state in State:
+        cells = []
+        for event in Event:
+            target = TRANSITIONS.get((state, event))
+            cells.append("-" if target is None else "=" if target is state else target.value)
+        rows.append(f"| {state.value} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
