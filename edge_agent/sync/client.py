@@ -388,6 +388,7 @@ class SyncClient:
     def _thread_message(self, conn: Connection, topic: str, payload: bytes,
                         retained: bool = False) -> None:
         if topic != self.hub_topic:
+            self._thread_event(self._on_message, conn, topic, payload, retained)
             return
         try:
             online = wire.decode_hub_state(payload)["online"]
@@ -406,6 +407,11 @@ class SyncClient:
         step = self._thread_fire(event, conn)
         if step is not None and step.changed:
             self._thread_event(self._on_hub_state, conn, step, retained)
+
+    def _on_message(self, conn: Connection, topic: str, payload: bytes,
+                    retained: bool = False) -> None:
+        """A message on a topic other than the hub's state, on the loop (none subscribed yet;
+        commands and config will come here)."""
 
     def _on_connack(self, conn: Connection, code: int, present: bool) -> None:
         if not conn.connack.done():
