@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from edge_agent import wire
-from edge_agent.errors import ReadingError
-from edge_agent.reading import format_ts, parse_ts
-from edge_agent.wire import Envelope
-from hub.fleet import alert_id
+from edge_protocol import topics
+from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
+from edge_protocol.timestamps import normalize_ts, parse_ts
+from hub.domains.alerts.instances import alert_id
 from hub.store import Store, Tx
 
 FEED_VERSION = 1
@@ -49,7 +49,7 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
         b = env.body
         try:
             at = min(parse_ts(b["ts"]).timestamp(), received)
-        except ReadingError:  # validated upstream; a bad ts would only lose its own time
+        except ProtocolError:  # validated upstream; a bad ts would only lose its own time
             at = received
         key = feed_key(env.store, b["alert"], b["state"], b["since"])
         payload = {"v": FEED_VERSION, "id": key,
@@ -68,7 +68,7 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
 
 
 def _norm(ts: str) -> str:
-    return format_ts(parse_ts(ts))
+    return normalize_ts(ts)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Router:
     """Decides what the feed sends; the caller publishes what step() returns."""
 
     def __init__(self, db: Store, owner: str, policy: FlapPolicy = FlapPolicy(),
-                 prefix: str = wire.DEFAULT_PREFIX):
+                 prefix: str = topics.DEFAULT_PREFIX):
         self.db = db
         self.owner = owner
         self.policy = policy
@@ -134,7 +134,7 @@ class Router:
                     if flapping:
                         body["flapping"] = {"transitions": transitions, "window_s": p.window_s}
                     body["hub_ts"] = round(now, 3)
-                    out.append(Outgoing(key, wire.alert_feed_topic(body["region"], store,
+                    out.append(Outgoing(key, topics.alert_feed_topic(body["region"], store,
                                                                    self.prefix),
                                         json.dumps(body, separators=(",", ":")).encode()))
                     last_state = state
