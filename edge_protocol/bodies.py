@@ -338,31 +338,42 @@ class Alert:
                 "decision": None if self.decision is None else self.decision.to_dict()}
 
 
+MAX_DEPTH = 4      # nesting of maps and lists in fields a newer peer may add
+MAX_ITEMS = 4096   # scalars and containers in all of them together
+
+
+def _bounded(value: object, where: str, depth: int, budget: list[int]) -> None:
+    """A JSON value of bounded depth and size whose keys and scalars are checked."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _fail("bad_body", f"{where}: more than {MAX_ITEMS} items")
+    t = type(value)
+    if t is dict or t is list:
+        if depth >= MAX_DEPTH:
+            raise _fail("bad_body", f"{where}: nested deeper than {MAX_DEPTH}")
+        if t is dict:
+            for k, v in value.items():  # type: ignore[attr-defined]
+                check_text(k, f"{where}: key", max_len=128)
+                _bounded(v, f"{where}.{k}", depth + 1, budget)
+        else:
+            for i, v in enumerate(value):  # type: ignore[arg-type]
+                _bounded(v, f"{where}[{i}]", depth + 1, budget)
+    else:
+        check_scalar(value, where)
+
+
 def _extra(data: Mapping[str, object], known: frozenset, where: str) -> dict[str, Any]:
-    """Keys a newer peer may add: bounded, text-keyed, one level of scalars or scalar maps."""
-    out: dict[str, Any] = {}
-    extra = [k for k in data if k not in known]
+    """Fields a newer peer may add (capabilities, ...): bounded in number, depth and size,
+    text-keyed, every scalar checked."""
+    extra = {k: v for k, v in data.items() if k not in known}
     if len(extra) > 64:
         raise _fail("bad_body", f"{where}: more than 64 unknown fields")
-    for key in extra:
+    budget = [MAX_ITEMS]
+    for key, value in extra.items():
         if type(key) is not str or not _NAME.match(key):
             raise _fail("bad_text", f"{where}: a field name is not valid")
-        value = data[key]
-        if type(value) is dict:
-            inner = _map(value, f"{where}.{key}")
-            for k, v in inner.items():
-                check_text(k, f"{where}.{key}: key", max_len=128)
-                if type(v) is list:
-                    if len(v) > MAX_MAP:
-                        raise _fail("bad_body", f"{where}.{key}.{k}: too long a list")
-                    for e in v:
-                        check_scalar(e, f"{where}.{key}.{k}[]")
-                else:
-                    check_scalar(v, f"{where}.{key}.{k}")
-        else:
-            check_scalar(value, f"{where}.{key}")
-        out[key] = value
-    return out
+        _bounded(value, f"{where}.{key}", 0, budget)
+    return extra
 
 
 @dataclass(frozen=True, slots=True)
