@@ -15,6 +15,8 @@ names most callers need.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge_protocol.bodies import (ALERT_STATES, DECISIONS, MAX_INT, SEVERITIES, check_body,
                                   parse_body)
 from edge_protocol.envelope import (MAX_PAYLOAD, VERSION, Envelope, decode, decode_hub_state,
@@ -25,6 +27,9 @@ from edge_protocol.topics import (DEFAULT_PREFIX, UP_KINDS, alert_feed_topic,
                                   approvals_feed_topic, cmd_result_topic, cmd_topic,
                                   config_topic, flags_topic, hub_state_topic, parse_topic,
                                   shared_subscription, topic)
+
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"  # <kind>.json: one envelope a kind
 
 
 def check_decision(body) -> None:
@@ -43,4 +48,4 @@ __all__ = ["ALERT_STATES", "DECISIONS", "MAX_INT", "SEVERITIES", "check_body", "
            "Skew", "format_ts", "parse_ts", "utcnow", "DEFAULT_PREFIX", "UP_KINDS",
            "alert_feed_topic", "approvals_feed_topic", "cmd_result_topic", "cmd_topic",
            "config_topic", "flags_topic", "hub_state_topic", "parse_topic",
-           "shared_subscription", "topic", "check_decision", "check_alert"]
+           "shared_subscription", "topic", "check_decision", "check_alert", "GOLDEN_DIR"]
