@@ -510,22 +510,89 @@ def plausible_cached(text: object, name: str, clock: Clock | None, skew: Skew,
             raise _fail("implausible_ts", f"{name}: {now - epoch:.0f} s behind the clock")
 
 
+_GOOD_IDS: set[str] = set()          # device and kind ids that passed _ID: a stream repeats them
+_NAME_TYPE: dict[tuple[str, type], object] = {}  # (value name, value type) -> what to check
+_ANY, _VALUE, _BAD = "any", "value", "bad"   # any value of the type / the value decides / never
+_isfinite = math.isfinite
+_NO_VALUES: dict = {}
+
+
+def _learn(name: str, t: type) -> object:
+    """What a value of type t under this name needs, from the name and the vocabulary."""
+    if not _NAME.match(name) or t not in (str, int, float, bool, type(None)):
+        return _BAD
+    entry = vocabulary.lookup(name)
+    if entry is None:
+        return _ANY  # a name unknown here: a newer agent's word, its scalar still checked
+    if t is type(None):
+        return _ANY if entry.nullable else _BAD
+    want = entry.type
+    if want == "enum":
+        return _VALUE
+    ok = ((want == "bool" and t is bool) or (want == "int" and t is int)
+          or (want == "float" and t in (int, float)) or (want == "str" and t is str))
+    return _ANY if ok else _BAD
+
+
+def _values_fast(values: dict) -> bool:
+    """check_values(values, strict_names=False) == [] for the common case, or False."""
+    if len(values) > MAX_MAP:
+        return False
+    cache = _NAME_TYPE
+    for name, value in values.items():
+        t = type(value)
+        how = cache.get((name, t))
+        if how is None:
+            if len(cache) >= 8192:
+                cache.clear()
+            how = cache[(name, t)] = _learn(name, t)
+        if how is _BAD:
+            return False
+        if how is _VALUE:
+            if vocabulary.check_value(name, value):
+                return False
+        elif t is float:
+            if not _isfinite(value):
+                return False
+        elif t is int:
+            if not MIN_INT <= value <= MAX_INT:
+                return False
+        elif t is str:
+            if len(value) > MAX_TEXT or _BAD_CHARS.search(value):
+                return False
+    return True
+
+
+def _good_id(value: object) -> bool:
+    if type(value) is not str:
+        return False
+    if value in _GOOD_IDS:
+        return True
+    if not _ID.match(value):
+        return False
+    if len(_GOOD_IDS) >= 65536:
+        _GOOD_IDS.clear()
+    _GOOD_IDS.add(value)
+    return True
+
+
 def _reading_fast(r: object, clock: Clock | None, skew: Skew, now: float | None) -> bool:
     """Reading.from_dict's checks without building a Reading; False sends it the slow way."""
     if type(r) is not dict or not _READING_KEYS.issuperset(r):
         return False
     get = r.get
-    device, kind, ts = get("device"), get("kind"), get("ts")
-    if type(device) is not str or not _ID.match(device) or type(kind) is not str \
-            or not _ID.match(kind) or type(ts) is not str:
+    ts = get("ts")
+    if not (_good_id(get("device")) and _good_id(get("kind")) and type(ts) is str):
         return False
-    try:
-        plausible_cached(ts, "ts", clock, skew, now)
-    except ProtocolError:
-        return False
-    values = get("values", {})
-    if type(values) is not dict or len(values) > MAX_MAP \
-            or (values and check_values(values, strict_names=False)):
+    epoch = TS_CACHE.epochs.get(ts)
+    if epoch is None or (clock is not None and not (now - skew.past_s <= epoch
+                                                    <= now + skew.future_s)):
+        try:
+            plausible_cached(ts, "ts", clock, skew, now)
+        except ProtocolError:
+            return False
+    values = get("values", _NO_VALUES)
+    if type(values) is not dict or (values and not _values_fast(values)):
         return False
     stale, reason = get("stale", False), get("reason")
     if not (stale is True or stale is False):
