@@ -581,8 +581,11 @@ def _reading_fast(r: object, clock: Clock | None, skew: Skew, now: float | None)
     if type(r) is not dict or not _READING_KEYS.issuperset(r):
         return False
     get = r.get
-    ts = get("ts")
-    if not (_good_id(get("device")) and _good_id(get("kind")) and type(ts) is str):
+    ts, device, kind = get("ts"), get("device"), get("kind")
+    good = _GOOD_IDS
+    if not ((type(device) is str and device in good) or _good_id(device)) \
+            or not ((type(kind) is str and kind in good) or _good_id(kind)) \
+            or type(ts) is not str:
         return False
     epoch = TS_CACHE.epochs.get(ts)
     if epoch is None or (clock is not None and not (now - skew.past_s <= epoch
@@ -605,10 +608,18 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
                skew: Skew = DEFAULT_SKEW) -> None:
     """Validate the body of one kind of message; raise ProtocolError with a reason code."""
     if kind == "telemetry":
-        readings = _readings(body)
+        readings = body.get("readings")
+        if type(readings) is not list or len(readings) > MAX_READINGS:
+            readings = _readings(body)  # raises its reason
         now = clock() if clock is not None else None
+        fast = _reading_fast
+        for r in readings:
+            if not fast(r, clock, skew, now):
+                break
+        else:
+            return
         for i, r in enumerate(readings):
-            if not _reading_fast(r, clock, skew, now):
+            if not fast(r, clock, skew, now):
                 Reading.from_dict(r, clock, skew, where=f"readings[{i}]")  # raises its reason
         return
     parse_body(kind, body, clock, skew)
