@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from edge_protocol import topics
 from edge_protocol.envelope import Envelope
@@ -84,16 +84,17 @@ class Router:
     """Decides what the feed sends; the caller publishes what step() returns."""
 
     def __init__(self, db: Store, owner: str, policy: FlapPolicy = FlapPolicy(),
-                 prefix: str = topics.DEFAULT_PREFIX):
+                 prefix: str = topics.DEFAULT_PREFIX, clock: Callable[[], float] = time.time):
         self.db = db
         self.owner = owner
         self.policy = policy
         self.prefix = prefix
+        self.clock = clock
         self.held = 0
 
     def step(self, now: float | None = None) -> list[Outgoing]:
         """Claim what can be sent now; mark superseded what never needs sending."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         p = self.policy
         out: list[Outgoing] = []
         held = 0
@@ -149,7 +150,7 @@ class Router:
         """Record the broker's PUBACK for feed messages."""
         if not keys:
             return
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.db.transaction() as tx:
             tx.executemany("UPDATE feed SET status = 'sent', sent = ? WHERE key = ?",
                            [(now, k) for k in keys])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from edge_protocol.envelope import Envelope
 from edge_protocol.timestamps import normalize_ts as _norm_ts
@@ -81,11 +81,12 @@ def alerts(db: Store, *, open_only: bool = False, store: str | None = None) -> l
     return out
 
 
-def ack(db: Store, alert: str, by: str) -> dict[str, Any]:
+def ack(db: Store, alert: str, by: str,
+        clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """Record that someone acknowledged an alert instance; return it."""
     with db.transaction() as tx:
         tx.execute("UPDATE alerts SET acked = ?, acked_by = ? WHERE id = ?",
-                   (time.time(), by, alert))
+                   (clock(), by, alert))
         if not tx.rowcount:
             raise NotFound(f"unknown alert id {alert!r} (see `edge-hub alerts`)")
     return next(a for a in alerts(db) if a["id"] == alert)

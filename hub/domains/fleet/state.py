@@ -169,9 +169,10 @@ _STORES = (
     " FROM stores s")
 
 
-def stores(db: Store, region: str | None = None) -> list[dict[str, Any]]:
+def stores(db: Store, region: str | None = None,
+           clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
     """Every store (optionally of one region), by region then store."""
-    now = time.time()
+    now = clock()
     where, params = (" WHERE s.region = ?", [region]) if region else ("", [])
     with db.read() as tx:
         tx.execute(_STORES + where + " ORDER BY s.region, s.store", [*AT_RISK, *params])
@@ -179,13 +180,14 @@ def stores(db: Store, region: str | None = None) -> list[dict[str, Any]]:
 
 
 def store_detail(db: Store, store: str,
-                 open_alerts: Callable[[Store, str], list[dict]] | None = None) -> dict[str, Any]:
+                 open_alerts: Callable[[Store, str], list[dict]] | None = None,
+                 clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """One store: its state, devices, open alerts and the seq ranges it has not received.
 
     `open_alerts(db, store)` comes from the alerts domain (hub.app wires it); without it the
     detail has no "alerts" key.
     """
-    now = time.time()
+    now = clock()
     with db.read() as tx:
         tx.execute(_STORES + " WHERE s.store = ?", [*AT_RISK, store])
         row = tx.fetchone()
