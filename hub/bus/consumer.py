@@ -160,23 +160,6 @@ class Consumer:
     Subclasses provide decode(), commit(), feed_step(), feed_mark_sent() and feed_held().
     """
 
-    def decode(self, payload: bytes, topic_name: str) -> Envelope:
-        """Decode and check one message (raise ProtocolError); runs on the network thread."""
-        raise NotImplementedError
-
-    def commit(self, batch: list[Item]) -> int:
-        """Store one batch in one transaction; return how many alert transitions it had."""
-        raise NotImplementedError
-
-    def feed_step(self) -> list[Outgoing]:
-        return []
-
-    def feed_mark_sent(self, keys: list[str]) -> None:
-        return None
-
-    def feed_held(self) -> int:
-        return 0
-
     def __init__(self, settings: ConsumerSettings,
                  will: tuple[str, bytes] | None = None,
                  on_connected: Callable[["Consumer"], None] | None = None,
@@ -210,6 +193,25 @@ class Consumer:
         # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
         self.feed_client = self.lane or self.client
         self.feed_client.on_publish = self._on_publish
+
+    # What a subclass (hub.ingest.Ingest) provides ---------------------------------------------
+
+    def decode(self, payload: bytes, topic_name: str) -> Envelope:
+        """Decode and check one message (raise ProtocolError); runs on the network thread."""
+        raise NotImplementedError
+
+    def commit(self, batch: list[Item]) -> int:
+        """Store one batch in one transaction; return how many alert transitions it had."""
+        raise NotImplementedError
+
+    def feed_step(self) -> list[Outgoing]:
+        return []
+
+    def feed_mark_sent(self, keys: list[str]) -> None:
+        return None
+
+    def feed_held(self) -> int:
+        return 0
 
     def _make_client(self, client_id: str, priority: bool = False) -> mqtt.Client:
         s = self.s
