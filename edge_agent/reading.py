@@ -42,9 +42,12 @@ class Reading:
             "device": self.device,
             "kind": self.kind,
             "ts": format_ts(self.ts),
-            "values": dict(self.values),
+            # Device-reported text (a sysDescr ending in CR LF) is sent clean: the protocol
+            # refuses control characters, and one value must not cost the whole message.
+            "values": {k: (bodies.clean_text(v) if type(v) is str else v)
+                       for k, v in self.values.items()},
             "stale": self.stale,
-            "reason": self.reason,
+            "reason": None if self.reason is None else bodies.clean_text(self.reason),
         }
 
     def to_json(self) -> str:

@@ -71,6 +71,14 @@ def check_text(value: object, name: str, *, optional: bool = False,
     return value
 
 
+def clean_text(value: str, max_len: int = MAX_TEXT) -> str:
+    """What an encoder sends for device-reported text: each control or bidi character becomes a
+    space and the text is cut to max_len (an SNMP sysDescr often ends in CR LF)."""
+    if _BAD_CHARS.search(value):
+        value = _BAD_CHARS.sub(" ", value)
+    return value[:max_len]
+
+
 def check_id(value: object, name: str, pattern: re.Pattern = _ID) -> str:
     """An identifier: letters, digits and _ . : - only, bounded."""
     if type(value) is not str:
@@ -628,4 +636,4 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
 __all__ = ["MIN_INT", "MAX_INT", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES",
            "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
-           "check_number", "check_scalar", "check_ts"]
+           "check_number", "check_scalar", "check_ts", "clean_text"]

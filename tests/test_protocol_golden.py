@@ -106,3 +106,13 @@ def test_the_agent_envelope_is_shaped_like_the_golden_one(tmp_path):
 
     assert ENVELOPE_VERSION == wire.VERSION == golden("alert")["v"]
     assert wire.envelope._UUID.match(uuid7())
+
+
+def test_device_text_with_control_characters_is_sent_clean_and_accepted():
+    reading = Reading("p1", "snmp", datetime.now(timezone.utc),
+                      {"device.description": "HP LaserJet\r\n\x00\u202e", "device.status": "ok"},
+                      True, "timeout\x1b[2J")
+    body = {"readings": [reading.to_dict()]}
+    assert body["readings"][0]["values"]["device.description"] == "HP LaserJet    "
+    assert body["readings"][0]["reason"] == "timeout [2J"
+    wire.check_body("telemetry", body)
