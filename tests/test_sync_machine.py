@@ -10,13 +10,15 @@ agree on whether the link is up, whether the hub is online and whether rows may 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import ROOT, agent_env
 from edge_agent.sync import machine as M
 from edge_agent.sync.machine import Event, IllegalTransition, Machine, State
 
@@ -293,3 +295,12 @@ def test_two_threads_firing_at_once_leave_a_consistent_history():
     assert len(history) == 2 + 4 * rounds and m.illegal == 0 and m.stale == 0
     for a, b in zip(history, history[1:]):
         assert a.target is b.source
+
+
+def test_the_machine_and_its_tests_need_no_paho():
+    script = ("import sys\nimport edge_agent.sync.machine\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'paho'))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=agent_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
