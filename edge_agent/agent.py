@@ -62,7 +62,7 @@ class Agent:
             # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
             self._notifier(),
             health_service(config.scoring, lambda: self.config.devices,
-                           on_engine=lambda engine: setattr(self, "health", engine)),
+                           on_engine=self._use_engine),
         ]
         if config.sync.enabled:
             # paho is imported when this service starts, not before.
@@ -70,7 +70,7 @@ class Agent:
                 config.sync, lambda: self.config,
                 base_dir=self.config_path.parent if self.config_path else None,
                 model_version=self.current_model_version,
-                on_client=lambda client: setattr(self, "sync_client", client)))
+                on_client=self._use_sync_client))
 
     def _notifier(self) -> Service:
         async def systemd_notifier(parts: Parts) -> None:
@@ -78,6 +78,14 @@ class Agent:
             await notify.systemd_notifier(self)
 
         return systemd_notifier
+
+    def _use_engine(self, engine: Any) -> None:
+        """Keep the engine the health service made (births, summaries, tests)."""
+        self.health = engine
+
+    def _use_sync_client(self, client: Any) -> None:
+        """Keep the client the sync service made (summaries, tests)."""
+        self.sync_client = client
 
     def current_model_version(self) -> str | None:
         """The model version births announce: the health engine's loaded model, if any."""
