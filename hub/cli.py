@@ -266,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ack)
 
     from hub import demo
+    from hub.ucli import register_all  # check-config, users, audit (issue 12)
 
+    register_all(sub)
     demo.register(sub).set_defaults(func=demo.run)
     return parser
 
