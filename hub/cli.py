@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from hub import __version__
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError, Invalid
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -297,8 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"edge-hub: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except (Invalid, ConfigError) as err:  # a bad argument value, or a bad --config file
+        from hub.ucli.out import escape
+
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
+        return EXIT_USAGE
     except HubError as err:
-        print(f"edge-hub: {err}", file=sys.stderr)
+        from hub.ucli.out import escape
+
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -155,8 +155,8 @@ def check_checkpoint(cp: dict[str, Any], hash_at: dict[int, str], report: Report
         raise TamperError(f"audit entry {gone} deleted (tail cut behind checkpoint {where} "
                           f"at entry {cp['seq']}; the log ends at {report.head_seq})")
     if cp["seq"] and hash_at.get(cp["seq"]) != cp["hash"]:
-        raise TamperError(f"audit entry {cp['seq']} or an earlier one rewritten (its hash "
-                          f"differs from checkpoint {where}, signed {cp['ts']})")
+        raise TamperError(f"audit entry {cp['seq']} or an earlier one rewritten or deleted "
+                          f"(its hash differs from checkpoint {where}, signed {cp['ts']})")
     report.checkpoints.append({"seq": cp["seq"], "ts": cp["ts"], "kid": cp["sig"].get("kid"),
                                "from": where})
 

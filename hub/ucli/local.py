@@ -1,0 +1,66 @@
+"""Local administration on the hub host: the database opened directly (--db), as a local actor.
+
+Whoever can open the database file could change it anyway; what `--db` adds is that each
+action is recorded in the audit log under a `local` actor named after the operating-system
+user, with the host as its source.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+
+from hub.domains.access import Actor, local_actor
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry in a container
+        return os.environ.get("USER") or "unknown"
+
+
+def actor() -> Actor:
+    from hub.config import check_id
+
+    name = os_user()
+    return local_actor(name if check_id(name) is None else "unknown")
+
+
+def source() -> str:
+    return f"cli:{socket.gethostname()[:64]}"
+
+
+def clock() -> float:
+    return time.time()
+
+
+def add_db_args(p, default_db: str | None = None) -> None:
+    from hub.store import ENV_DB
+
+    p.add_argument("--db", default=None,
+                   help=f"hub database: a SQLite path or postgresql://... (default: the "
+                        f"config's database.url, ${ENV_DB}, or ~/.local/state/edge-hub/hub.db)")
+    p.add_argument("--config", default=os.environ.get("EDGE_HUB_CONFIG"),
+                   help="hub config file (default $EDGE_HUB_CONFIG)")
+
+
+def config(args):
+    from hub.config import HubConfig, load_config
+
+    return load_config(args.config) if getattr(args, "config", None) else HubConfig()
+
+
+def open_db(args, create: bool = False):
+    """Open the hub database named by --db or the config, with the access and audit tables."""
+    from hub.domains.access.schema import MIGRATIONS as ACCESS
+    from hub.domains.audit.schema import MIGRATIONS as AUDIT
+    from hub.store import default_db, open_store
+    from hub.store.migrate import apply
+
+    url = args.db or config(args).database.url or default_db()
+    db = open_store(url, create=create)
+    apply(db, ACCESS + AUDIT)
+    return db
