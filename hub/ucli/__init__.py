@@ -8,8 +8,10 @@ from __future__ import annotations
 
 
 def register_all(sub) -> None:
-    from hub.ucli import audit, check_config, users
+    from hub.ucli import acl, api_cmd, audit, check_config, users
 
     check_config.register(sub)
     users.register(sub)
     audit.register(sub)
+    acl.register(sub)
+    api_cmd.register(sub)

@@ -41,7 +41,7 @@ def register(sub) -> None:
     s = audit.add_parser("export", help="every entry as JSON lines, with its hashes "
                                         "(verifiable elsewhere)")
     s.add_argument("--output", "-o", help="file to write (default: standard output)")
-    local.add_db_args(s)
+    local.add_db_args(s, remote=False)
     s.set_defaults(func=cmd_export)
 
     s = audit.add_parser("checkpoint", help="sign the head now and write the checkpoint "
@@ -49,7 +49,7 @@ def register(sub) -> None:
     s.add_argument("--file", help="where to write the checkpoint")
     s.add_argument("--keys", help="key ring folder (default: the config's keys.directory)")
     s.add_argument("--json", action="store_true", help="print JSON for scripts")
-    local.add_db_args(s)
+    local.add_db_args(s, remote=False)
     s.set_defaults(func=cmd_checkpoint)
 
 
@@ -72,6 +72,12 @@ def cmd_list(args) -> int:
     if not 1 <= args.limit <= 100000 or args.after < 0:
         raise Invalid("--limit must be 1-100000 and --after >= 0")
     since = parse_since(args.since)
+    client = local.remote(args)
+    if client:
+        rows = client.get("/v1/audit", since=since, actor=args.actor, store=args.store,
+                          after=args.after or None, limit=args.limit)
+        print_entries(rows, args.json)
+        return 0
     db = local.open_db(args)
     with db.transaction() as tx:
         rows = audit.entries(tx, since=since, actor=args.actor, store=args.store,
@@ -116,6 +122,13 @@ def cmd_verify(args) -> int:
     from hub.domains import audit
     from hub.errors import TamperError
 
+    client = local.remote(args)
+    if client:
+        if args.checkpoint:
+            raise Invalid("--checkpoint is checked on the hub host (--db): the point of a "
+                          "checkpoint is not to trust the hub's answer")
+        out = client.get("/v1/audit/verify")
+        return _verdict(args, out, None)
     external = [(f"file {path}", audit.load_checkpoint_file(path)) for path in args.checkpoint]
     trusted = _trusted(args)
     if external and trusted is None:
@@ -131,21 +144,26 @@ def cmd_verify(args) -> int:
         audit.record(tx, local.clock, local.actor(), "audit.verify", "audit",
                      {"ok": ok, "fault": verdict}, local.source())
     if not ok:
+        return _verdict(args, {"ok": False, "fault": verdict}, trusted)
+    return _verdict(args, {"ok": True, "entries": report.entries, "head_seq": report.head_seq,
+                           "head_hash": report.head_hash, "checkpoints": report.checkpoints,
+                           "signatures_checked": trusted is not None}, trusted)
+
+
+def _verdict(args, out, trusted) -> int:
+    if not out.get("ok"):
         if args.json:
-            print_json({"ok": False, "fault": verdict})
-        print(f"edge-hub: audit log NOT intact: {escape(verdict)}", file=sys.stderr)
+            print_json(out)
+        print(f"edge-hub: audit log NOT intact: {escape(out.get('fault'))}", file=sys.stderr)
         return 1
-    out = {"ok": True, "entries": report.entries, "head_seq": report.head_seq,
-           "head_hash": report.head_hash, "checkpoints": report.checkpoints,
-           "signatures_checked": trusted is not None}
     if args.json:
         print_json(out)
         return 0
-    print(f"audit log intact: {report.entries} entries, head {report.head_hash[:16]}…")
-    for cp in report.checkpoints:
+    print(f"audit log intact: {out['entries']} entries, head {escape(out['head_hash'][:16])}…")
+    for cp in out["checkpoints"]:
         print(f"  matches checkpoint {escape(cp['from'])} at entry {cp['seq']} "
               f"({cp['ts']}, key {escape(cp['kid'])})")
-    if trusted is None and report.checkpoints:
+    if trusted is None and out["checkpoints"]:
         print("  (checkpoint signatures not checked: no key ring; pass --keys)")
     return 0
 

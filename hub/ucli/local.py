@@ -37,7 +37,7 @@ def clock() -> float:
     return time.time()
 
 
-def add_db_args(p, default_db: str | None = None) -> None:
+def add_db_args(p, remote: bool = True) -> None:
     from hub.store import ENV_DB
 
     p.add_argument("--db", default=None,
@@ -45,6 +45,21 @@ def add_db_args(p, default_db: str | None = None) -> None:
                         f"config's database.url, ${ENV_DB}, or ~/.local/state/edge-hub/hub.db)")
     p.add_argument("--config", default=os.environ.get("EDGE_HUB_CONFIG"),
                    help="hub config file (default $EDGE_HUB_CONFIG)")
+    if remote:
+        p.add_argument("--hub", default=None,
+                       help="the hub's API URL (default $EDGE_HUB_URL); the token comes from "
+                            "$EDGE_HUB_TOKEN or the credentials file")
+
+
+def remote(args):
+    """A Client when the command goes through the API (no --db, and a hub URL known)."""
+    if getattr(args, "db", None):
+        return None
+    from hub.ucli.client import ENV_URL, Client
+
+    if getattr(args, "hub", None) or os.environ.get(ENV_URL):
+        return Client.from_args(args)
+    return None
 
 
 def config(args):

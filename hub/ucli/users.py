@@ -57,6 +57,12 @@ def _print_token(args, user, token: str) -> None:
 def cmd_add(args) -> int:
     from hub.domains.access.users import add_user
 
+    client = local.remote(args)
+    if client:
+        got = client.post("/v1/users", {"name": args.name, "role": args.role,
+                                        "regions": args.region, "stores": args.store})
+        _print_token(args, got["user"], got["token"])
+        return 0
     db = local.open_db(args, create=True)
     limit = local.config(args).limits.users_max
     with db.transaction() as tx:
@@ -70,6 +76,11 @@ def cmd_add(args) -> int:
 def cmd_rotate(args) -> int:
     from hub.domains.access.users import rotate_token
 
+    client = local.remote(args)
+    if client:
+        got = client.post(f"/v1/users/{_quote(args.name)}/rotate-token")
+        _print_token(args, got["user"], got["token"])
+        return 0
     db = local.open_db(args)
     with db.transaction() as tx:
         user, token = rotate_token(tx, local.clock, local.actor(), args.name,
@@ -81,9 +92,14 @@ def cmd_rotate(args) -> int:
 def cmd_disable(args) -> int:
     from hub.domains.access.users import disable_user
 
-    db = local.open_db(args)
-    with db.transaction() as tx:
-        user = disable_user(tx, local.clock, local.actor(), args.name, source=local.source())
+    client = local.remote(args)
+    if client:
+        user = client.post(f"/v1/users/{_quote(args.name)}/disable")
+    else:
+        db = local.open_db(args)
+        with db.transaction() as tx:
+            user = disable_user(tx, local.clock, local.actor(), args.name,
+                                source=local.source())
     if args.json:
         print_json(user)
     else:
@@ -91,9 +107,18 @@ def cmd_disable(args) -> int:
     return 0
 
 
-def _read(args, action: str, fn):
+def _quote(name: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(name, safe="")
+
+
+def _read(args, action: str, fn, path: str):
     from hub.domains import audit
 
+    client = local.remote(args)
+    if client:
+        return client.get(path)
     db = local.open_db(args)
     with db.transaction() as tx:
         result = fn(tx)
@@ -104,7 +129,7 @@ def _read(args, action: str, fn):
 def cmd_list(args) -> int:
     from hub.domains.access.users import list_users
 
-    rows = _read(args, "users.read", list_users)
+    rows = _read(args, "users.read", list_users, "/v1/users")
     if args.json:
         print_json(rows)
     elif not rows:
@@ -121,7 +146,8 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from hub.domains.access.users import get_user
 
-    user = _read(args, "users.read", lambda tx: get_user(tx, args.name))
+    user = _read(args, "users.read", lambda tx: get_user(tx, args.name),
+                 f"/v1/users/{_quote(args.name)}")
     if args.json:
         print_json(user)
         return 0
