@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import threading
 from typing import Any
@@ -42,7 +43,17 @@ def make_server(app: Any, listen: str, config: HubConfig, *, log_level: str = "w
         proxy_headers=False, server_header=False, limit_concurrency=MAX_CONCURRENT,
         timeout_keep_alive=5, timeout_graceful_shutdown=5,
         h11_max_incomplete_event_size=16384, lifespan="off", **kw)
-    return uvicorn.Server(uconfig)
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after a graceful shutdown (so the process dies of it); a
+        # hub service stopped by SIGTERM has done its job and exits 0.
+        def handle_exit(self, sig, frame) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return Server(uconfig)
 
 
 def serve_forever(app: Any, listen: str, config: HubConfig, **kw) -> int:

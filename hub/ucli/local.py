@@ -55,9 +55,10 @@ def remote(args):
     """A Client when the command goes through the API (no --db, and a hub URL known)."""
     if getattr(args, "db", None):
         return None
-    from hub.ucli.client import ENV_URL, Client
+    from hub.ucli.client import ENV_URL, Client, credentials_path, read_credentials
 
-    if getattr(args, "hub", None) or os.environ.get(ENV_URL):
+    if getattr(args, "hub", None) or os.environ.get(ENV_URL) \
+            or read_credentials(credentials_path()).get("url"):
         return Client.from_args(args)
     return None
 
