@@ -113,6 +113,10 @@ class ApiSection:
                                          "TLS); empty: no client certificates.")
     public_url: str = setting("", doc="URL clients use to reach the API, written into its "
                                       "OpenAPI description; empty: derived from listen.")
+    fleet_cache_s: float = setting(1.0, doc="Seconds the fleet view's per-store states are "
+                                            "shared between requests (how stale the fleet "
+                                            "summary may be); 0 reads them every time.",
+                                   min=0, max=60)
 
     def cross_check(self) -> list[tuple[str, str]]:
         problems = []

@@ -219,6 +219,9 @@ class Api:
         self.flood = RateLimiter(lim.rate_per_s * 10, lim.rate_burst * 10, lim.rate_clients)
         self.max_body = lim.max_body_bytes
         self.list_max = lim.list_max
+        from hub.api.views import FleetCache
+
+        self.fleet_cache = FleetCache(config.api.fleet_cache_s)
 
     # plumbing -----------------------------------------------------------------------------
 
@@ -294,7 +297,8 @@ class Api:
         every = _flag(request, "all")
         limit = _int(request, "limit", self.list_max, 1, 100000)
         return json_response(await run_in_threadpool(
-            views.fleet, self.db, actor, region=region, all_stores=every, limit=limit))
+            lambda: views.fleet(self.db, actor, region=region, all_stores=every, limit=limit,
+                                cache=self.fleet_cache)))
 
     async def store(self, request: Request, actor) -> Response:
         from hub.api import views
