@@ -237,33 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("fleet", help="stores by region: online, offline since, devices at risk")
-    p.add_argument("--region", help="only this region")
-    common(p)
-    p.set_defaults(func=cmd_fleet)
+    from hub.ucli import fleet_cmds  # fleet, store, devices, alerts, ack (issue 12)
 
-    p = sub.add_parser("store", help="one store: state, devices, open alerts, seq gaps")
-    p.add_argument("store")
-    common(p)
-    p.set_defaults(func=cmd_store)
-
-    p = sub.add_parser("devices", help="devices with their latest reading and decision")
-    p.add_argument("--at-risk", action="store_true",
-                   help="only devices predicted to fail, failed, or with an open alert")
-    p.add_argument("--region")
-    common(p)
-    p.set_defaults(func=cmd_devices)
-
-    p = sub.add_parser("alerts", help="alerts raised and cleared")
-    p.add_argument("--open", action="store_true", help="only alerts still raised")
-    common(p)
-    p.set_defaults(func=cmd_alerts)
-
-    p = sub.add_parser("ack", help="acknowledge an alert")
-    p.add_argument("alert_id")
-    p.add_argument("--by", default=os.environ.get("USER") or _user(), help="who acknowledges")
-    common(p)
-    p.set_defaults(func=cmd_ack)
+    fleet_cmds.register(sub)
 
     from hub import demo
     from hub.ucli import register_all  # check-config, users, audit (issue 12)

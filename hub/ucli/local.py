@@ -77,6 +77,11 @@ def open_db(args, create: bool = False):
     from hub.store.migrate import apply
 
     url = args.db or config(args).database.url or default_db()
+    if "://" in url and not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        from hub.errors import Invalid
+
+        raise Invalid(f"--db: unsupported database URL {url.split('://')[0]}:// "
+                      "(use a SQLite path, sqlite:///PATH or postgresql://...)")
     db = open_store(url, create=create)
     apply(db, ACCESS + AUDIT)
     return db
