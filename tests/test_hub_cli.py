@@ -47,7 +47,7 @@ def test_fleet_summarises_by_region_and_lists_the_stores_needing_attention(fleet
     north = data["regions"][0]
     assert (north["stores"], north["online"], north["offline"], north["at_risk"]) == (2, 1, 1, 2)
     assert data["total"] == {"stores": 3, "online": 1, "offline": 1, "unknown": 1,
-                             "devices": 4, "at_risk": 2, "open_alerts": 1,
+                             "at_risk": 2, "open_alerts": 1,
                              "critical_alerts": 1, "attention": 2}
     # s1 has devices at risk and a critical alert, s2 is offline; s3 (heard from, never
     # born) needs nothing.

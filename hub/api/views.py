@@ -37,48 +37,60 @@ def _scope_sql(sc: Scope | None, store_col: str = "s.store",
 
 
 class FleetCache:
-    """The fleet's per-store states, read at most once per `max_age` seconds and shared by
-    every caller (each filters it to its scope). 0 reads the database on every request.
+    """Fleet summaries kept for `max_age` seconds, one per (scope, region, all, limit) asked,
+    so a chain's people looking at the fleet together do not each pay for reading it. 0 reads
+    the database on every request."""
 
-    The chain-wide view of 10,000 stores costs four plain queries (tens of milliseconds on a
-    busy machine); a chain's people looking at it together need not each pay for it.
-    """
-
-    MAX_VIEWS = 256  # summaries kept per snapshot (one per scope and query asked)
+    MAX_VIEWS = 256
 
     def __init__(self, max_age: float = 1.0):
         self.max_age = max_age
         self._lock = threading.Lock()
-        self._at = float("-inf")
-        self._rows: list[dict[str, Any]] = []
-        self._views: dict[Any, dict[str, Any]] = {}
+        self._views: dict[Any, tuple[float, dict[str, Any]]] = {}
 
-    def rows(self, db) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
-        """The per-store states, and the summaries already made from them."""
+    def get(self, key: Any) -> dict[str, Any] | None:
+        if self.max_age <= 0:
+            return None
         with self._lock:
-            if self.max_age > 0 and time.monotonic() - self._at < self.max_age:
-                return self._rows, self._views
-            rows = _read_states(db)
-            self._rows, self._at, self._views = rows, time.monotonic(), {}
-            return rows, self._views
+            hit = self._views.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.max_age:
+                return hit[1]
+            return None
+
+    def put(self, key: Any, view: dict[str, Any]) -> None:
+        if self.max_age <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if len(self._views) >= self.MAX_VIEWS:
+                self._views = {k: v for k, v in self._views.items()
+                               if now - v[0] < self.max_age}
+                if len(self._views) >= self.MAX_VIEWS:
+                    self._views.clear()
+            self._views[key] = (now, view)
 
 
-def _read_states(db) -> list[dict[str, Any]]:
-    """Every store's state, device counts and open alerts (four queries, no per-store ones)."""
-    with db.read() as tx:
-        tx.execute("SELECT store, region, online, birth_session, death_session, changed,"
-                   " last_seen, first_seq, max_seq, received FROM stores"
-                   " ORDER BY region, store")
-        stores = tx.fetchall()
-        tx.execute("SELECT store, COUNT(*) FROM devices GROUP BY store")
-        counts = dict(tx.fetchall())
-        tx.execute("SELECT store, device FROM devices WHERE decision IN (?, ?)", AT_RISK)
-        risky = set(tx.fetchall())
-        tx.execute("SELECT store, device, severity FROM alerts WHERE state = 'raised'")
-        raised = tx.fetchall()
+_STORE_COLS = ("SELECT s.store, s.region, s.online, s.birth_session, s.death_session,"
+               " s.changed, s.last_seen, s.first_seq, s.max_seq, s.received FROM stores s")
+_KNOWN = "(s.birth_session >= 0 OR s.death_session >= 0)"
+
+
+def _states(tx, where: str, params: list[Any], risky: set[tuple[str, str]],
+            raised: list[tuple]) -> list[dict[str, Any]]:
+    """Store rows (already selected by `where`) with their devices, risk and alerts."""
+    tx.execute(_STORE_COLS + " WHERE 1 = 1" + where + " ORDER BY s.region, s.store", params)
+    stores = tx.fetchall()
+    counts: dict[str, int] = {}
+    names = [r[0] for r in stores]
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        tx.execute("SELECT store, COUNT(*) FROM devices WHERE store IN"
+                   f" ({', '.join('?' for _ in chunk)}) GROUP BY store", chunk)
+        counts.update(tx.fetchall())
+    risky = set(risky)
     open_alerts: dict[str, int] = {}
     critical: dict[str, int] = {}
-    for store, device, severity in raised:
+    for store, _, device, severity in raised:
         risky.add((store, device))
         open_alerts[store] = open_alerts.get(store, 0) + 1
         if severity == "critical":
@@ -92,68 +104,119 @@ def _read_states(db) -> list[dict[str, Any]]:
         known = birth_s >= 0 or death_s >= 0
         span = 0 if first is None else mx - first + 1
         state = None if not known else bool(online)
-        s = {"store": store, "region": region, "online": state, "since": changed,
-             "last_seen": last_seen, "devices": int(counts.get(store, 0)),
-             "at_risk": at_risk.get(store, 0), "open_alerts": open_alerts.get(store, 0),
-             "critical_alerts": critical.get(store, 0),
-             "missing": max(0, span - (received or 0))}
-        reasons = []
-        if state is False:
-            reasons.append("offline")
-        if s["at_risk"]:
-            reasons.append("devices at risk")
-        if s["critical_alerts"]:
-            reasons.append("critical alerts")
-        s["attention"] = reasons
-        out.append(s)
+        row = {"store": store, "region": region, "online": state, "since": changed,
+               "last_seen": last_seen, "devices": int(counts.get(store, 0)),
+               "at_risk": at_risk.get(store, 0), "open_alerts": open_alerts.get(store, 0),
+               "critical_alerts": critical.get(store, 0),
+               "missing": max(0, span - (received or 0))}
+        row["attention"] = _reasons(row)
+        out.append(row)
     return out
 
 
-_NO_CACHE = FleetCache(0)
+def _reasons(row: dict[str, Any]) -> list[str]:
+    reasons = []
+    if row["online"] is False:
+        reasons.append("offline")
+    if row["at_risk"]:
+        reasons.append("devices at risk")
+    if row["critical_alerts"]:
+        reasons.append("critical alerts")
+    return reasons
 
 
 def fleet(db, actor: Actor, *, region: str | None = None, all_stores: bool = False,
           limit: int = 1000, cache: FleetCache | None = None) -> dict[str, Any]:
-    """Stores summarised by region, and the stores that need attention (or all, with all)."""
+    """Stores summarised by region, and the stores that need attention (or all, with all).
+
+    Aggregated in the database: the regions' counts are one GROUP BY over the stores; only
+    the devices at risk, the raised alerts and the stores listed are read row by row.
+    """
     sc = scope(actor, "fleet.read")
     _check_region(db, actor, "fleet.read", region, sc)
-    rows, views = (cache or _NO_CACHE).rows(db)
     key = (None if sc is None else (sc.regions, sc.stores), region, all_stores, limit)
-    done = views.get(key)
-    if done is not None:
-        return done
-    regions: dict[str, dict[str, Any]] = {}
-    listed: list[dict[str, Any]] = []
-    keys = ("stores", "online", "offline", "unknown", "devices", "at_risk", "open_alerts",
+    if cache is not None:
+        done = cache.get(key)
+        if done is not None:
+            return done
+    where, params = _scope_sql(sc)
+    if region is not None:
+        where += " AND s.region = ?"
+        params.append(region)
+    alert_where, alert_params = _scope_sql(sc, "store", "region")
+    if region is not None:
+        alert_where += " AND region = ?"
+        alert_params.append(region)
+    keys = ("stores", "online", "offline", "unknown", "at_risk", "open_alerts",
             "critical_alerts", "attention")
-    total = dict.fromkeys(keys, 0)
-    shown = 0
-    for s in rows:
-        if region is not None and s["region"] != region:
-            continue
-        if sc is not None and not sc.admits(s["store"], s["region"]):
-            continue
-        r = regions.get(s["region"])
+    regions: dict[str, dict[str, Any]] = {}
+
+    def acc(name: str) -> dict[str, Any]:
+        r = regions.get(name)
         if r is None:
-            r = regions[s["region"]] = {"region": s["region"], **dict.fromkeys(keys, 0)}
-        state = "unknown" if s["online"] is None else "online" if s["online"] else "offline"
-        for acc in (r, total):
-            acc["stores"] += 1
-            acc[state] += 1
-            acc["devices"] += s["devices"]
-            acc["at_risk"] += s["at_risk"]
-            acc["open_alerts"] += s["open_alerts"]
-            acc["critical_alerts"] += s["critical_alerts"]
-            acc["attention"] += bool(s["attention"])
-        if all_stores or s["attention"]:
-            shown += 1
-            if len(listed) < limit:
-                listed.append(s)
-    out = {"total": total, "regions": list(regions.values()), "stores": listed,
+            r = regions[name] = {"region": name, **dict.fromkeys(keys, 0)}
+        return r
+
+    with db.read() as tx:
+        tx.execute("SELECT s.region, s.online, CASE WHEN " + _KNOWN + " THEN 1 ELSE 0 END,"
+                   " COUNT(*) FROM stores s WHERE 1 = 1" + where +
+                   " GROUP BY s.region, s.online, CASE WHEN " + _KNOWN + " THEN 1 ELSE 0 END",
+                   params)
+        for name, online, known, n in tx.fetchall():
+            r = acc(name)
+            r["stores"] += n
+            r["unknown" if not known else "online" if online else "offline"] += n
+        tx.execute("SELECT d.store, s.region, d.device FROM devices d JOIN stores s"
+                   " ON s.store = d.store WHERE d.decision IN (?, ?)" + where,
+                   [*AT_RISK, *params])
+        risky_rows = tx.fetchall()
+        tx.execute("SELECT store, region, device, severity FROM alerts WHERE state = 'raised'"
+                   + alert_where, alert_params)
+        raised = tx.fetchall()
+        tx.execute("SELECT s.store, s.region FROM stores s WHERE s.online = 0 AND " + _KNOWN
+                   + where, params)
+        offline = tx.fetchall()
+        risky = {(st, dev) for st, _, dev in risky_rows}
+        region_of = {st: rg for st, rg, _ in risky_rows}
+        seen_risk: set[tuple[str, str]] = set()
+        for st, rg, dev in risky_rows:
+            seen_risk.add((st, dev))
+        for st, rg, dev, severity in raised:
+            region_of[st] = rg
+            seen_risk.add((st, dev))
+            acc(rg)["open_alerts"] += 1
+            if severity == "critical":
+                acc(rg)["critical_alerts"] += 1
+        for st, dev in seen_risk:
+            acc(region_of[st])["at_risk"] += 1
+        critical_stores = {st for st, _, _, sev in raised if sev == "critical"}
+        attention = {st for st, _ in seen_risk} | critical_stores | {st for st, _ in offline}
+        for st, rg in offline:
+            region_of[st] = rg
+        for st in attention:
+            acc(region_of[st])["attention"] += 1
+        if all_stores:
+            listed = _states(tx, where, params, risky, raised)
+            shown = len(listed)
+            listed = listed[:limit]
+        else:
+            wanted = sorted(attention, key=lambda st: (region_of[st], st))
+            shown = len(wanted)
+            wanted = wanted[:limit]
+            listed = []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                inside = set(chunk)
+                listed += _states(tx, f" AND s.store IN ({', '.join('?' for _ in chunk)})",
+                                  chunk, risky, [a for a in raised if a[0] in inside])
+            listed.sort(key=lambda s: (s["region"], s["store"]))
+    ordered = [regions[name] for name in sorted(regions)]
+    total = {k: sum(r[k] for r in ordered) for k in keys}
+    out = {"total": total, "regions": ordered, "stores": listed,
            "listed": "all" if all_stores else "attention", "truncated": shown > len(listed),
            "region": region}
-    if cache is not None and cache.max_age > 0 and len(views) < FleetCache.MAX_VIEWS:
-        views[key] = out
+    if cache is not None:
+        cache.put(key, out)
     return out
 
 

@@ -31,11 +31,10 @@ def render(view: dict[str, Any], rejects: dict[str, int] | None = None) -> str:
     if not total["stores"]:
         return "no stores have reported yet" + (f" in region {escape(view['region'])}"
                                                 if view.get("region") else "")
-    rows = [(r["region"], r["stores"], r["online"], r["offline"], r["unknown"], r["devices"],
-             r["at_risk"], r["open_alerts"], r["critical_alerts"], r["attention"])
-            for r in regions]
-    lines = [table(("REGION", "STORES", "ONLINE", "OFFLINE", "UNKNOWN", "DEVICES", "AT RISK",
-                    "OPEN ALERTS", "CRITICAL", "ATTENTION"), rows)]
+    rows = [(r["region"], r["stores"], r["online"], r["offline"], r["unknown"], r["at_risk"],
+             r["open_alerts"], r["critical_alerts"], r["attention"]) for r in regions]
+    lines = [table(("REGION", "STORES", "ONLINE", "OFFLINE", "UNKNOWN", "DEVICES AT RISK",
+                    "OPEN ALERTS", "CRITICAL", "NEED ATTENTION"), rows)]
     unknown = total["unknown"]
     lines.append(f"\n{total['stores']} stores in {len(regions)} regions: {total['online']} "
                  f"online, {total['offline']} offline"
