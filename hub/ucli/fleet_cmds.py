@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--region", help="only this region (drill in)")
     p.add_argument("--all", action="store_true", help="list every store, not only those "
                                                       "needing attention")
-    p.add_argument("--limit", type=int, default=1000, help="stores listed at most")
+    p.add_argument("--limit", type=int, default=100, help="stores listed at most (default 100)")
     _common(p)
     p.set_defaults(func=cmd_fleet)
 
