@@ -13,7 +13,7 @@
     └── TamperError       the audit log does not verify
 
 Library errors (sqlite3, psycopg, socket) are translated into these at one boundary: the
-store adapters for databases, hub/ingest.py for the broker.
+store adapters for databases, hub/bus for the broker.
 """
 
 from __future__ import annotations

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import itertools
 
+from hub.app import open_store
 from hub.domains.access import local_actor
-from hub.domains.access.schema import MIGRATIONS as ACCESS
-from hub.domains.audit.schema import MIGRATIONS as AUDIT
-from hub.store import open_store
-from hub.store.migrate import apply
 
 ADMIN = local_actor("root")
 
 
 def migrated(url: str):
-    """Open (create) a hub database with the access and audit tables."""
-    db = open_store(url)
-    apply(db, ACCESS + AUDIT)
-    return db
+    """Open (create) a hub database with every domain's tables (hub.app's migrations)."""
+    return open_store(url)
 
 
 class Clock:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import edge_protocol as wire
 from accesskit import ADMIN, Clock, migrated
-from edge_agent import wire
-from hub import fleet
 from hub.domains.access.users import add_user
+from hub.ingest.writer import apply as ingest_apply
 from hubkit import alert_body, birth_body, decision_body, envelope, telemetry
 
 USERS = {
@@ -35,7 +35,7 @@ def seed_fleet(db) -> None:
     with db.transaction() as tx:
         db.insert_new_messages(tx, [(e.id, e.store, e.region, e.seq, e.kind, e.ts, 1.0, "{}")
                                     for e in decoded])
-        fleet.apply(db, tx, decoded, 1000.0)
+        ingest_apply(db, tx, decoded, 1000.0)
 
 
 def seed_users(db) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from accesskit import ADMIN, migrated
-from hub.checkpointer import Checkpointer
+from hub.app import Checkpointer
 from hub.domains import audit
 from hub.keys import KeyRing
 

@@ -112,3 +112,51 @@ def test_roles_and_scopes_end_to_end(mosquitto, pg, tmp_path):
         if server:
             server.stop()
         hub.terminate()
+
+
+def test_serve_with_api_and_signed_checkpoints_to_a_file_and_a_retained_topic(mosquitto, tmp_path):
+    from conftest import free_port
+    from hub.domains import audit
+    from hub.keys import KeyRing
+    from hubkit import Subscriber
+
+    ring = KeyRing.init(tmp_path / "keys")
+    db = str(tmp_path / "hub.db")
+    out = run_cli("users", "add", "aud", "--role", "auditor", "--json", "--db", db, module="hub")
+    token = json.loads(out.stdout)["token"]
+    cp_file = tmp_path / "checkpoint.json"
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[audit]\ncheckpoint_interval = 1\ncheckpoint_file = "{cp_file}"\n'
+                      f'checkpoint_topic = "edge/v1/hub/audit"\n'
+                      f'[keys]\ndirectory = "{tmp_path / "keys"}"\n')
+    port = free_port()
+    feed = Subscriber(mosquitto, "edge/v1/hub/audit")
+    hub = HubProcess(mosquitto, db, "hub-e2e-api", "--api", f"127.0.0.1:{port}", "--config",
+                     str(config), log_path=tmp_path / "hub.log").start()
+    try:
+        hub.wait_connected()
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: cp_file.exists(), 20, "the checkpoint file")
+        status, me = wait_for(lambda: _try(api, url, token, "/v1/me"), 20, "the API")
+        assert status == 200 and me["role"] == "auditor"
+        got = wait_for(lambda: feed.messages, 20, "the checkpoint on its topic")
+        topic, payload, _ = got[0]
+        assert topic == "edge/v1/hub/audit" and payload["sig"]["kid"] == ring.kid
+        # The checkpoint is retained: a subscriber arriving later gets it at once.
+        late = Subscriber(mosquitto, "edge/v1/hub/audit")
+        assert wait_for(lambda: late.messages, 10, "the retained checkpoint")[0][2] is True
+        late.close()
+    finally:
+        feed.close()
+        assert hub.terminate() == 0, hub.log()
+    out = run_cli("audit", "verify", "--checkpoint", str(cp_file), "--keys",
+                  str(tmp_path / "keys"), "--db", db, module="hub")
+    assert out.returncode == 0 and "matches checkpoint file" in out.stdout, out.stderr
+    assert audit.load_checkpoint_file(str(cp_file))["seq"] >= 1
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except OSError:
+        return None

@@ -4,7 +4,7 @@
 
 Every path is under /v1. Every request but /v1/health and /v1/openapi.json carries
 `Authorization: Bearer eh_...`; the token's user is the actor every read and change is
-scoped by (hub/api/views.py, the access domain's matrix). Errors are problem details
+scoped by (the scoped views in hub/app.py, the access domain's matrix). Errors are problem details
 (RFC 9457, application/problem+json): 400 a malformed request, 401 no or a revoked token, 403
 outside the role or scope, 404, 405, 409, 413 a body over limits.max_body_bytes, 415, 429 over
 the caller's rate (with Retry-After), 503 the database unreachable, 500 a bug (no detail).
@@ -219,7 +219,7 @@ class Api:
         self.flood = RateLimiter(lim.rate_per_s * 10, lim.rate_burst * 10, lim.rate_clients)
         self.max_body = lim.max_body_bytes
         self.list_max = lim.list_max
-        from hub.api.views import FleetCache
+        from hub.app import FleetCache
 
         self.fleet_cache = FleetCache(config.api.fleet_cache_s)
 
@@ -291,58 +291,59 @@ class Api:
         return json_response(actor.describe())
 
     async def fleet(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
         region = _opt_name(request, "region")
         every = _flag(request, "all")
         limit = _int(request, "limit", self.list_max, 1, 100000)
         return json_response(await run_in_threadpool(
-            lambda: views.fleet(self.db, actor, region=region, all_stores=every, limit=limit,
-                                cache=self.fleet_cache)))
+            lambda: app.fleet_summary(self.db, actor, region=region, all_stores=every,
+                                      limit=limit, cache=self.fleet_cache)))
 
     async def store(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
         store = _name(request.path_params["store"], "store")
-        return json_response(await run_in_threadpool(views.store_detail, self.db, actor, store))
+        return json_response(await run_in_threadpool(app.scoped_store_detail, self.db, actor,
+                                                     store))
 
     async def devices(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
         kw = {"at_risk": _flag(request, "at_risk"), "region": _opt_name(request, "region"),
               "store": _opt_name(request, "store"),
               "limit": _int(request, "limit", self.list_max, 1, self.list_max)}
-        return json_response(await run_in_threadpool(lambda: views.devices(self.db, actor, **kw)))
+        return json_response(await run_in_threadpool(
+            lambda: app.scoped_devices(self.db, actor, **kw)))
 
     async def alerts(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
         kw = {"open_only": _flag(request, "open"), "region": _opt_name(request, "region"),
               "store": _opt_name(request, "store"),
               "limit": _int(request, "limit", self.list_max, 1, self.list_max)}
-        return json_response(await run_in_threadpool(lambda: views.alerts(self.db, actor, **kw)))
+        return json_response(await run_in_threadpool(
+            lambda: app.scoped_alerts(self.db, actor, **kw)))
 
     async def ack(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
         alert_id = request.path_params["alert_id"]
         if not re.fullmatch(r"[0-9a-f]{12}", alert_id):
             raise Invalid("alert id: expected 12 hexadecimal digits")
         return json_response(await run_in_threadpool(
-            views.ack, self.db, actor, self.clock, alert_id, self.source(request)))
+            app.ack_alert, self.db, actor, self.clock, alert_id, self.source(request)))
 
     async def rejects(self, request: Request, actor) -> Response:
-        from hub.api import views
+        from hub import app
 
-        return json_response(await run_in_threadpool(views.rejects, self.db, actor))
+        return json_response(await run_in_threadpool(app.scoped_rejects, self.db, actor))
 
     async def audit_list(self, request: Request, actor) -> Response:
         from hub.domains import audit
         from hub.domains.access import authorize
-        from hub.ucli.audit import parse_since
-
         authorize(actor, "audit.read")
-        kw = {"since": parse_since(request.query_params.get("since")),
+        kw = {"since": audit.parse_since(request.query_params.get("since")),
               "actor": _opt_name(request, "actor"), "store": _opt_name(request, "store"),
               "after": _int(request, "after", 0, 0, 1 << 62),
               "limit": _int(request, "limit", self.list_max, 1, self.list_max)}

@@ -15,7 +15,6 @@ from typing import Any, Callable, Iterator
 
 from hub.errors import Invalid
 from hub.store.base import Tx
-from hub.store.migrate import dialect_of
 
 COLUMNS = ("seq", "ts", "actor_kind", "actor", "role", "scope", "action", "object", "store",
            "region", "detail", "source", "prev_hash", "hash")
@@ -44,6 +43,25 @@ def entry_hash(prev_hash: str, row: dict[str, Any]) -> str:
             row["source"]]
     return hashlib.sha256(prev_hash.encode("ascii", "replace") + b"\n" +
                           canonical(body)).hexdigest()
+
+
+def _postgres(tx: Tx) -> bool:
+    """Whether a transaction is PostgreSQL's (its driver's placeholder is %s)."""
+    dialect = getattr(tx, "dialect", None)
+    return dialect == "postgresql" if dialect else tx.placeholder == "%s"
+
+
+def parse_since(text: str | None) -> str | None:
+    """An ISO 8601 date or time (naive means UTC) as the log's timestamp text, for filters."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as err:
+        raise Invalid(f"since: expected an ISO 8601 date or time, got {text[:64]!r}") from err
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _text(name: str, value: Any, limit: int = MAX_FIELD, optional: bool = False) -> str | None:
@@ -85,7 +103,7 @@ def record(tx: Tx, clock: Clock, actor: Any, action: str, obj: str,
         raise Invalid("the clock gave no usable time")
     scope = canonical({"regions": sorted(actor.regions),
                        "stores": sorted(actor.stores)}).decode("utf-8")
-    lock = " FOR UPDATE" if dialect_of(tx) == "postgresql" else ""
+    lock = " FOR UPDATE" if _postgres(tx) else ""
     tx.execute(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
     head = tx.fetchone()
     if head is None:

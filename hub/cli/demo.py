@@ -1,0 +1,283 @@
+"""`edge-hub demo`: the chain on one machine: embedded broker and hub, two simulated stores, the feed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from edge_common.output import escape
+from hub.errors import HubError
+
+# (store, region, extra options): north also serves SNMP printers from snmpsim; south does not,
+# so the two stores differ and the demo starts one snmpsim, not two, on a shared machine.
+STORES = (("store-north", "north", ()), ("store-south", "south", ("--no-snmp",)))
+FOLDER = ".edge-demo-chain"
+# Health cycles every few seconds so the printers' faults become alerts within the minute.
+SCORING_INTERVAL = 4.0
+STOP_GRACE_S = 15.0
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="run the chain on this machine: hub, broker, two stores",
+                       description="Start the hub with its embedded MQTT broker on a free port, "
+                                   "two simulated stores whose devices degrade, print every "
+                                   "alert on the regional feed and the fleet view. Ctrl-C "
+                                   "stops everything.")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--refresh", type=float, default=10.0,
+                   help="seconds between fleet views (default 10)")
+    p.add_argument("--dir", default=FOLDER,
+                   help=f"demo folder: hub database, stores' state, logs (default {FOLDER}); "
+                        "the last run's are removed at start")
+    p.add_argument("--hub-log-level", default="warning",
+                   choices=("debug", "info", "warning", "error"),
+                   help="the hub's log level, in <dir>/hub.log (default warning)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from hub.cli.common import UsageError
+
+    if args.seconds < 0 or not args.refresh > 0:
+        raise UsageError("--seconds must be >= 0 and --refresh > 0")
+    return Chain(Path(args.dir), args.seconds, args.refresh, args.hub_log_level).run()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the demo dies without stopping it (Linux only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the demo's own stop is then the only one
+        pass
+
+
+class Chain:
+    """The hub and the stores as child processes, a feed subscriber, and the fleet view."""
+
+    def __init__(self, folder: Path, seconds: float, refresh: float,
+                 hub_log_level: str = "warning"):
+        self.folder = folder
+        self.hub_log_level = hub_log_level
+        self.seconds = seconds
+        self.refresh = refresh
+        self.db = str(folder / "hub.db")
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.children: list[tuple[str, subprocess.Popen, Path]] = []
+        self.stop = threading.Event()
+        self.hub_online = threading.Event()
+        self.alerts = 0
+        self.client = None
+
+    # Processes -----------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = self.folder / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(log, "wb") as err:
+            # A session of its own: Ctrl-C reaches the demo only, which stops the children in
+            # order (stores first, so the hub sees them leave; then the hub).
+            proc = subprocess.Popen([sys.executable, "-m", *argv], stdin=subprocess.DEVNULL,
+                                    stderr=err, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux"
+                                    else None)
+        self.children.append((name, proc, log))
+        print(f"demo: started {name} (pid {proc.pid}; log {log})", flush=True)
+        return proc
+
+    def stop_child(self, name: str, proc: subprocess.Popen) -> None:
+        self.children = [c for c in self.children if c[1] is not proc]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                print(f"demo: {name} did not stop within {STOP_GRACE_S:.0f} s; killing it",
+                      flush=True)
+                proc.kill()
+                proc.wait()
+        print(f"demo: stopped {name} (pid {proc.pid}, exit {proc.returncode})", flush=True)
+
+    def check_children(self) -> str | None:
+        for name, proc, log in self.children:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                return (f"{name} exited with code {proc.returncode}; its log {log} ends:\n  "
+                        + "\n  ".join(tail or ["(empty)"]))
+        return None
+
+    # The feed ------------------------------------------------------------------------------
+
+    def connect(self, deadline: float) -> None:
+        """Subscribe to the hub's state and the regional feed once the broker listens."""
+        from hub.bus.subscriber import Subscriber
+
+        client = Subscriber(self.host, self.port,
+                            [("edge/v1/hub/state", 1), ("edge/v1/alerts/+/+", 1)],
+                            self._on_message, "edge-demo-feed")
+        while True:
+            try:
+                client.connect()
+                break
+            except OSError:
+                problem = self.check_children()
+                if problem or time.monotonic() > deadline:
+                    raise HubError(problem or f"the hub's broker did not listen on "
+                                              f"{self.host}:{self.port}")
+                time.sleep(0.2)
+        self.client = client
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/hub/state"):
+            from edge_protocol.envelope import decode_hub_state
+            from edge_protocol.errors import ProtocolError
+
+            try:
+                if decode_hub_state(payload).get("online") is True:
+                    self.hub_online.set()
+            except ProtocolError:
+                pass
+            return
+        print(alert_line(topic, payload), flush=True)
+        self.alerts += 1
+
+    # The view ------------------------------------------------------------------------------
+
+    def fleet_view(self) -> None:
+        from hub.cli.common import open_db
+        from hub.cli.fleet import devices_text, fleet_text
+
+        print(f"\n== {time.strftime('%H:%M:%S')} edge-hub fleet --db {self.db}", flush=True)
+        try:
+            db = open_db(self.db)
+            try:
+                print(fleet_text(db))
+                print(f"\n== edge-hub devices --at-risk --db {self.db}")
+                print(devices_text(db, at_risk=True))
+            finally:
+                db.close()
+        except HubError as err:
+            print(f"(the fleet database is not ready: {err})")
+        print(f"== {self.alerts} alert(s) on the regional feed so far\n", flush=True)
+
+    def wait_offline(self, timeout: float) -> None:
+        """Wait (bounded) until the hub has recorded every store as offline."""
+        from hub.app import open_store
+        from hub.domains import fleet
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                db = open_store(self.db, create=False)
+                try:
+                    if all(s["online"] is False for s in fleet.stores(db)):
+                        return
+                finally:
+                    db.close()
+            except HubError:
+                return  # no database: nothing to wait for
+            time.sleep(0.2)
+
+    # Run -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, lambda *_: self.stop.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run()
+        finally:
+            if self.client is not None:
+                self.client.stop()
+            for name, proc, _ in reversed(list(self.children)):
+                self.stop_child(name, proc)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def clean_folder(self) -> None:
+        """A fresh chain each run: remove what an earlier run left, and only that."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.log"):
+            (self.folder / name).unlink(missing_ok=True)
+        for store, _, _ in STORES:
+            (self.folder / f"{store}.log").unlink(missing_ok=True)
+            if (self.folder / store / "agent.lock").exists():
+                shutil.rmtree(self.folder / store)
+
+    def _run(self) -> int:
+        started = time.monotonic()
+        end = started + self.seconds if self.seconds > 0 else None
+        self.clean_folder()
+        self.port = free_port(self.host)
+        broker = f"{self.host}:{self.port}"
+        print(f"demo: the chain on this machine in {self.folder}/ "
+              f"(embedded MQTT broker on {broker}); Ctrl-C stops it", flush=True)
+        self.spawn("hub", ["hub", "serve", "--embedded-broker", "--broker", broker,
+                           "--db", self.db, "--log-level", self.hub_log_level])
+        self.connect(time.monotonic() + 60)
+        while not self.hub_online.wait(0.2):
+            problem = self.check_children()
+            if problem or self.stop.is_set():
+                print(f"demo: {problem or 'stopped'}", flush=True)
+                return 1 if problem else 0
+        print("demo: the hub is online (its retained edge/v1/hub/state says so)", flush=True)
+        for store, region, extra in STORES:
+            self.spawn(store, ["edge_agent", "demo", "--store", store, "--region", region,
+                               "--sync", broker, "--state-dir", str(self.folder / store),
+                               "--scoring-interval", str(SCORING_INTERVAL), "--quiet",
+                               *extra])
+        print("demo: alerts on the regional feed (edge/v1/alerts/+/+) appear as they arrive",
+              flush=True)
+        next_view = time.monotonic() + self.refresh
+        code = 0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            problem = self.check_children()
+            if problem:
+                print(f"demo: {problem}", flush=True)
+                code = 1
+                break
+            if now >= next_view:
+                self.fleet_view()
+                next_view = now + self.refresh
+            self.stop.wait(min(0.5, max(0.0, (end or now + 1) - now)))
+        self.fleet_view()
+        for name, proc, _ in [c for c in reversed(self.children) if c[0] != "hub"]:
+            self.stop_child(name, proc)
+        self.wait_offline(5.0)  # the stores' deaths reach the hub before it stops
+        print("demo: the stores stopped; the hub's view of them now:", flush=True)
+        self.fleet_view()
+        print(f"demo: done, {self.alerts} alert(s) reached the regional feed", flush=True)
+        return code
+
+
+def alert_line(topic: str, payload: bytes) -> str:
+    """One line for a feed message; a malformed one is shown as such, not trusted."""
+    try:
+        a = json.loads(payload)
+        if not isinstance(a, dict):
+            raise ValueError("not an object")
+        return escape(f"ALERT {topic}: {a.get('store')} {a.get('device')} {a.get('what')} "
+                      f"{a.get('state')} ({a.get('severity')}), since {a.get('since')}"
+                      + (f": {a['explanation'][0]}" if a.get("explanation") else ""))
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        return f"ALERT {topic}: unreadable feed message ({err}): {payload[:80]!r}"
