@@ -278,18 +278,28 @@ _STORE_COLS = ("SELECT s.store, s.region, s.online, s.birth_session, s.death_ses
 _KNOWN = "(s.birth_session >= 0 OR s.death_session >= 0)"
 
 
+def _in(tx, column: str, values: list[str]) -> tuple[str, list[Any]]:
+    """`column` among `values`: one array parameter on PostgreSQL (one plan, however many
+    values), an IN list on SQLite (whose statements take up to 32,766 parameters)."""
+    if getattr(tx, "placeholder", "?") == "%s":
+        return f"{column} = ANY(?)", [list(values)]
+    return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
 def _states(tx, where: str, params: list[Any], risky: set[tuple[str, str]],
-            raised: list[tuple]) -> list[dict[str, Any]]:
+            raised: list[tuple], names: list[str] | None = None) -> list[dict[str, Any]]:
     """Store rows (already selected by `where`) with their devices, risk and alerts."""
     tx.execute(_STORE_COLS + " WHERE 1 = 1" + where + " ORDER BY s.region, s.store", params)
     stores = tx.fetchall()
-    counts: dict[str, int] = {}
-    names = [r[0] for r in stores]
-    for i in range(0, len(names), 500):
-        chunk = names[i:i + 500]
-        tx.execute("SELECT store, COUNT(*) FROM devices WHERE store IN"
-                   f" ({', '.join('?' for _ in chunk)}) GROUP BY store", chunk)
-        counts.update(tx.fetchall())
+    # Devices a store: one grouped query over the same stores (not a query a store); for
+    # stores named in a list, through the devices' primary key.
+    if names is not None:
+        clause, values = _in(tx, "store", names)
+        tx.execute(f"SELECT store, COUNT(*) FROM devices WHERE {clause} GROUP BY store", values)
+    else:
+        tx.execute("SELECT d.store, COUNT(*) FROM devices d JOIN stores s ON s.store = d.store"
+                   " WHERE 1 = 1" + where + " GROUP BY d.store", params)
+    counts: dict[str, int] = dict(tx.fetchall())
     risky = set(risky)
     open_alerts: dict[str, int] = {}
     critical: dict[str, int] = {}
@@ -402,17 +412,16 @@ def fleet_summary(db, actor: Actor, *, region: str | None = None, all_stores: bo
             listed = _states(tx, where, params, risky, raised)
             shown = len(listed)
             listed = listed[:limit]
-        else:
+        else:  # only the stores needing attention, by name
             wanted = sorted(attention, key=lambda st: (region_of[st], st))
             shown = len(wanted)
             wanted = wanted[:limit]
             listed = []
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i:i + 500]
-                inside = set(chunk)
-                listed += _states(tx, f" AND s.store IN ({', '.join('?' for _ in chunk)})",
-                                  chunk, risky, [a for a in raised if a[0] in inside])
-            listed.sort(key=lambda s: (s["region"], s["store"]))
+            if wanted:
+                inside = set(wanted)
+                clause, names = _in(tx, "s.store", wanted)
+                listed = _states(tx, " AND " + clause, names, risky,
+                                 [a for a in raised if a[0] in inside], wanted)
     ordered = [regions[name] for name in sorted(regions)]
     total = {k: sum(r[k] for r in ordered) for k in keys}
     out = {"total": total, "regions": ordered, "stores": listed,

@@ -295,7 +295,7 @@ class Api:
 
         region = _opt_name(request, "region")
         every = _flag(request, "all")
-        limit = _int(request, "limit", self.list_max, 1, 100000)
+        limit = _int(request, "limit", min(100, self.list_max), 1, 100000)
         return json_response(await run_in_threadpool(
             lambda: app.fleet_summary(self.db, actor, region=region, all_stores=every,
                                       limit=limit, cache=self.fleet_cache)))

@@ -58,7 +58,8 @@ def paths() -> dict[str, dict[str, Any]]:
         "/v1/fleet": {"get": _op(
             "Stores summarised by region, and the stores that need attention "
             "(offline, devices at risk, critical alerts); all=true lists every store",
-            "fleet.read", [region, _q("all", "boolean", "list every store"), limit])},
+            "fleet.read", [region, _q("all", "boolean", "list every store"),
+                           _q("limit", "integer", "stores listed at most (default 100)")])},
         "/v1/stores/{store}": {"get": _op("One store: state, devices, open alerts, seq gaps",
                                           "fleet.read", [_p("store", "store id")],
                                           errors=(400, 401, 403, 404, 429))},
