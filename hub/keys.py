@@ -24,7 +24,7 @@ from pathlib import Path
 from hub.errors import HubError
 
 
-class KeyError_(HubError):
+class KeyRingError(HubError):
     """The key ring cannot be created, read or used."""
 
 
@@ -60,7 +60,7 @@ class KeyRing:
 
         directory = Path(directory)
         if (directory / "keys.json").exists():
-            raise KeyError_(f"a key ring already exists in {directory}; not overwriting it")
+            raise KeyRingError(f"a key ring already exists in {directory}; not overwriting it")
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = Ed25519PrivateKey.generate()
         kid = cls._write_private(directory, private, passphrase)
@@ -77,12 +77,12 @@ class KeyRing:
             meta = json.loads((directory / "keys.json").read_text())
             pem = (directory / f"{meta['current']}.key").read_bytes()
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise KeyError_(f"no usable key ring in {directory} (edge-hub keys init): "
+            raise KeyRingError(f"no usable key ring in {directory} (edge-hub keys init): "
                             f"{getattr(err, 'strerror', None) or err}") from err
         try:
             private = serialization.load_pem_private_key(pem, password=passphrase)
         except (ValueError, TypeError) as err:
-            raise KeyError_(f"cannot read the hub's private key in {directory}: wrong or "
+            raise KeyRingError(f"cannot read the hub's private key in {directory}: wrong or "
                             "missing passphrase, or a damaged file") from err
         return cls(directory, meta, private, passphrase)
 
@@ -93,7 +93,7 @@ class KeyRing:
             meta = json.loads((Path(directory) / "keys.json").read_text())
             return {kid: k["public"] for kid, k in meta["keys"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise KeyError_(f"no usable key ring in {directory}") from err
+            raise KeyRingError(f"no usable key ring in {directory}") from err
 
     @staticmethod
     def _raw(private) -> bytes:

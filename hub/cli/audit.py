@@ -98,12 +98,25 @@ def print_entries(rows, as_json: bool) -> None:
 
 
 def _trusted(args):
+    """The hub's public keys (trusted to have signed checkpoints), or None without a ring."""
     from hub.keys import KeyRing
 
-    directory = args.keys or local.config(args).keys.directory or default_keys()
-    if not (Path(directory) / "keys.json").exists():
+    cfg = local.config(args)
+    directory = args.keys or cfg.keys.directory or default_keys()
+    if not Path(directory).is_dir() or not any(Path(directory).iterdir()):
         return None
-    return KeyRing.load_public(directory)
+    if hasattr(KeyRing, "load_public"):  # public keys only: no passphrase needed
+        return KeyRing.load_public(directory)
+    return KeyRing.load(directory, _passphrase(cfg)).public_keys()
+
+
+def _passphrase(cfg) -> bytes | None:
+    if not cfg.keys.passphrase_file:
+        return None
+    try:
+        return Path(cfg.keys.passphrase_file).read_bytes().strip()
+    except OSError as err:
+        raise Invalid(f"keys.passphrase_file: cannot read it: {err.strerror}") from err
 
 
 def default_keys() -> str:
@@ -186,10 +199,7 @@ def cmd_checkpoint(args) -> int:
 
     cfg = local.config(args)
     directory = args.keys or cfg.keys.directory or default_keys()
-    passphrase = None
-    if cfg.keys.passphrase_file:
-        passphrase = Path(cfg.keys.passphrase_file).read_bytes().strip()
-    ring = KeyRing.load(directory, passphrase)
+    ring = KeyRing.load(directory, _passphrase(cfg))
     db = local.open_db(args)
     with db.transaction() as tx:
         cp = checkpoint.make(tx, local.clock, ring)
