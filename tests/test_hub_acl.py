@@ -136,3 +136,29 @@ def test_a_disabled_user_is_left_out_of_the_next_render(rendered, tmp_path):
 def test_names_that_would_widen_or_break_the_acl_are_refused(stores, users, error):
     with pytest.raises(error):
         render_acl(stores, users)
+
+
+def test_the_hub_worker_logs_in_with_the_configs_account(rendered, tmp_path):
+    from hubkit import HubProcess
+
+    db_path, tokens, acl, pw, config = rendered
+    broker = Mosquitto(tmp_path / "broker", allow_anonymous=False, acl=acl.read_text(),
+                       extra_conf=f"password_file {pw}").start()
+    worker = HubProcess(broker, db_path, "hub-acl", "--config", str(config),
+                        log_path=tmp_path / "hub.log").start()
+    try:
+        worker.wait_connected()  # subscribed: the broker took the hub's name and password
+        state = connect(broker, "hub", HUB_SECRET)
+        got: queue.Queue = queue.Queue()
+        state.on_message = lambda c, u, m: got.put(m.payload)
+        state.subscribe("edge/v1/hub/state", qos=1)
+        assert b'"online":true' in got.get(timeout=10).replace(b" ", b"")
+        state.disconnect()
+        state.loop_stop()
+    finally:
+        assert worker.terminate() == 0, worker.log()
+        broker.kill()
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(config.read_text().replace("[broker]", "[broker]\ntls = true"))
+    out = hub("serve", "--db", db_path, "--config", str(wrong))
+    assert out.returncode == 2 and "tls" in out.stderr and "Traceback" not in out.stderr
