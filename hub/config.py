@@ -66,7 +66,8 @@ class BrokerSection:
 
     host: str = setting("127.0.0.1", doc="Broker host name or address.")
     port: int = setting(1883, doc="Broker port.", min=1, max=65535)
-    tls: bool = setting(False, doc="Connect with TLS (and a client certificate when given).")
+    tls: bool = setting(False, doc="Connect with TLS (and a client certificate when given); "
+                                   "not supported by edge-hub serve yet, which refuses it.")
     tls_ca: str = setting("", doc="CA bundle that signed the broker's certificate; "
                                   "empty uses the system's CAs.")
     tls_cert: str = setting("", doc="The hub's client certificate (PEM), if the broker asks.")
