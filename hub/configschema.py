@@ -26,8 +26,8 @@ REQUIRED = dataclasses.MISSING
 
 def setting(default: Any = REQUIRED, *, doc: str = "", min: float | None = None,
             max: float | None = None, gt: float | None = None,
-            choices: tuple[Any, ...] | None = None, check: Callable[[Any], str | None] | None = None,
-            example: Any = None) -> Any:
+            choices: tuple[Any, ...] | None = None,
+            check: Callable[[Any], str | None] | None = None, example: Any = None) -> Any:
     """Declare one config key: its default (omit for a required key), doc and constraints."""
     meta = {"doc": doc, "min": min, "max": max, "gt": gt, "choices": choices, "check": check,
             "example": example}

@@ -8,7 +8,6 @@ import pytest
 
 from conftest import free_port, run_cli
 import edge_protocol as wire
-from hub.domains import alerts as alert_domain, fleet
 from hub.ingest.writer import apply as ingest_apply
 from hub.app import open_store
 from hubkit import alert_body, birth_body, decision_body, envelope, telemetry

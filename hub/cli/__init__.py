@@ -12,8 +12,10 @@
     local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
-database, 401/403 from the API); 2 a mistake in the arguments or the config. No user mistake prints a traceback. Every read command
-takes `--json` and `--db` (default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db).
+database, 401/403 from the API); 2 a mistake in the arguments or the config. No user mistake
+prints a traceback. Every read command takes `--json`; it goes through the API when a hub URL
+is known (--hub, $EDGE_HUB_URL, the credentials file), else to the database of `--db`
+(default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db), recorded as a local actor.
 A new command group is a module here with `register(sub, add_db)`, listed in build_parser().
 """
 

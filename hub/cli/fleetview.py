@@ -1,7 +1,7 @@
 """`edge-hub fleet` for a chain: a line a region, then only the stores that need attention.
 
-The same dict comes from the API (`GET /v1/fleet`) and, with --db, from hub/app.py's scoped views with
-a local actor, so both print the same thing.
+The same dict comes from the API (`GET /v1/fleet`) and, with --db, from hub/app.py's scoped
+views with a local actor, so both print the same thing.
 """
 
 from __future__ import annotations
