@@ -470,7 +470,7 @@ def _authorize_store(db, actor: Actor, action: str, store: str) -> str:
 
 
 def scoped_devices(db, actor: Actor, *, at_risk: bool = False, region: str | None = None,
-            store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+                   store: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     """Devices with their latest reading and decision, inside the caller's scope."""
     sc = scope(actor, "fleet.read")
     if store is not None:
@@ -483,7 +483,7 @@ def scoped_devices(db, actor: Actor, *, at_risk: bool = False, region: str | Non
 
 
 def scoped_alerts(db, actor: Actor, *, open_only: bool = False, store: str | None = None,
-           region: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+                  region: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     """Alert instances, newest first, inside the caller's scope."""
     sc = scope(actor, "alerts.read")
     if store is not None:
