@@ -339,7 +339,7 @@ def _reasons(row: dict[str, Any]) -> list[str]:
 
 
 def fleet_summary(db, actor: Actor, *, region: str | None = None, all_stores: bool = False,
-          limit: int = 1000, cache: FleetCache | None = None) -> dict[str, Any]:
+                  limit: int = 1000, cache: FleetCache | None = None) -> dict[str, Any]:
     """Stores summarised by region, and the stores that need attention (or all, with all).
 
     Aggregated in the database: the regions' counts are one GROUP BY over the stores; only
