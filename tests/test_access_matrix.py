@@ -23,7 +23,7 @@ alerts.ack        A         A            S                 S              -
 devices.act       A         A            -                 -              -
 tickets.read      A         A            S                 S              A
 tickets.write     A         A            -                 -              -
-approvals.decide  A         -            -                 -              -
+approvals.decide  A         -            S                 S              -
 audit.read        A         -            -                 -              A
 users.read        A         -            -                 -              A
 users.manage      A         -            -                 -              -

@@ -46,7 +46,7 @@ def subscribe_all(broker, user, token):
     client = connect(broker, user, token, lambda c, u, m: got.put(m.topic))
     done: queue.Queue = queue.Queue()
     client.on_subscribe = lambda *a: done.put(True)
-    client.subscribe("edge/v1/alerts/#", qos=1)
+    client.subscribe([("edge/v1/alerts/#", 1), ("edge/v1/approvals/#", 1)])
     done.get(timeout=10)
     return client, got
 
@@ -81,7 +81,8 @@ def test_the_rendered_acl_grants_each_account_exactly_its_feeds(rendered, tmp_pa
     _, tokens, acl, pw, _ = rendered
     assert (pw.stat().st_mode & 0o077) == 0
     text = acl.read_text()
-    assert "user north-rm\ntopic read edge/v1/alerts/north/#\n" in text
+    assert "user north-rm\ntopic read edge/v1/alerts/north/#\n" \
+           "topic read edge/v1/approvals/north/#\n" in text
     assert "user s3-sm\ntopic read edge/v1/alerts/+/s3\n" in text
     broker = Mosquitto(tmp_path / "broker", allow_anonymous=False, acl=text,
                        extra_conf=f"password_file {pw}").start()
@@ -91,14 +92,17 @@ def test_the_rendered_acl_grants_each_account_exactly_its_feeds(rendered, tmp_pa
         ops, ops_got = subscribe_all(broker, "ops", tokens["ops"])
         feed = connect(broker, "hub", HUB_SECRET)
         for topic in ("edge/v1/alerts/north/s1", "edge/v1/alerts/north/s2",
-                      "edge/v1/alerts/south/s3"):
+                      "edge/v1/alerts/south/s3", "edge/v1/approvals/north",
+                      "edge/v1/approvals/south"):
             feed.publish(topic, b'{"v": 1}', qos=1).wait_for_publish(10)
         # A manager cannot publish on the feed: nobody receives this one.
         rm.publish("edge/v1/alerts/north/s1x", b"forged", qos=1).wait_for_publish(10)
-        assert drain(rm_got) == {"edge/v1/alerts/north/s1", "edge/v1/alerts/north/s2"}
+        assert drain(rm_got) == {"edge/v1/alerts/north/s1", "edge/v1/alerts/north/s2",
+                                 "edge/v1/approvals/north"}
         assert drain(sm_got, 0.2) == {"edge/v1/alerts/south/s3"}
         assert drain(ops_got, 0.2) == {"edge/v1/alerts/north/s1", "edge/v1/alerts/north/s2",
-                                       "edge/v1/alerts/south/s3"}
+                                       "edge/v1/alerts/south/s3", "edge/v1/approvals/north",
+                                       "edge/v1/approvals/south"}
         assert connect(broker, "north-rm", "eh_wrong").is_failure
         assert connect(broker, "nobody", tokens["north-rm"]).is_failure
         for c in (rm, sm, ops, feed):

@@ -7,9 +7,11 @@ hash of it, made when the token is issued). The ACL grants:
 
     the hub          reads every store's traffic, writes commands, config, hub state, feeds
     a store          writes only under {prefix}/{region}/{store}/..., reads its cmd and config
-    hq-admin, it-operator, auditor     read every region's alert feed
-    regional-manager reads {prefix}/alerts/{region}/# for each of its regions
-    store-manager    reads {prefix}/alerts/+/{store} for each of its stores
+    hq-admin, it-operator, auditor     read every region's alert feed and approval requests
+    regional-manager reads {prefix}/alerts/{region}/# and {prefix}/approvals/{region}/# for
+                     each of its regions
+    store-manager    reads {prefix}/alerts/+/{store} for each of its stores (approval requests
+                     go out per region, so a store manager's account does not get them)
 
 Nothing is granted before the first `user` line. Every name is checked again here (a `+`, `#`
 or newline in a name would widen or break the ACL).
@@ -51,7 +53,7 @@ def render_acl(store_regions: Iterable[tuple[str, str]], users: Iterable[dict[st
     lines += [f"topic read {prefix}/+/+/{kind}" for kind in STORE_WRITES]
     lines += [f"topic read $share/hub/{prefix}/+/+/#", f"topic write {prefix}/+/+/cmd",
               f"topic write {prefix}/+/+/config", f"topic readwrite {prefix}/hub/state",
-              f"topic write {prefix}/alerts/#"]
+              f"topic write {prefix}/alerts/#", f"topic write {prefix}/approvals/#"]
     if checkpoint_topic:
         lines.append(f"topic write {checkpoint_topic}")
     names = {hub_user: "the hub"}
@@ -74,9 +76,10 @@ def render_acl(store_regions: Iterable[tuple[str, str]], users: Iterable[dict[st
         names[name] = f"user {name}"
         lines += ["", f"user {name}"]
         if user["role"] in CHAIN_READERS:
-            lines.append(f"topic read {prefix}/alerts/#")
-        lines += [f"topic read {prefix}/alerts/{_ok(r, 'region')}/#"
-                  for r in user.get("regions", ())]
+            lines += [f"topic read {prefix}/alerts/#", f"topic read {prefix}/approvals/#"]
+        for r in user.get("regions", ()):
+            lines += [f"topic read {prefix}/alerts/{_ok(r, 'region')}/#",
+                      f"topic read {prefix}/approvals/{r}/#"]
         lines += [f"topic read {prefix}/alerts/+/{_ok(s, 'store')}"
                   for s in user.get("stores", ())]
         if checkpoint_topic:

@@ -38,8 +38,9 @@ _READ_SCOPED = {"fleet.read": SCOPED, "alerts.read": SCOPED, "tickets.read": SCO
 MATRIX: dict[str, dict[str, str]] = {
     "hq-admin": {action: ALL for action in ACTIONS},
     "it-operator": {**_READ_ALL, "alerts.ack": ALL, "devices.act": ALL, "tickets.write": ALL},
-    "regional-manager": {**_READ_SCOPED, "alerts.ack": SCOPED},
-    "store-manager": {**_READ_SCOPED, "alerts.ack": SCOPED},
+    # Approvals (issue 13): "the approver must hold a role and scope covering the store".
+    "regional-manager": {**_READ_SCOPED, "alerts.ack": SCOPED, "approvals.decide": SCOPED},
+    "store-manager": {**_READ_SCOPED, "alerts.ack": SCOPED, "approvals.decide": SCOPED},
     "auditor": {**_READ_ALL, "audit.read": ALL, "users.read": ALL},
 }
 
