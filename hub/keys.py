@@ -51,8 +51,11 @@ class KeyRing:
         self._passphrase = passphrase
 
     @property
-    def kid(self) -> str:
+    def current(self) -> str:
+        """The id of the key that signs now."""
         return self.meta["current"]
+
+    kid = current
 
     @classmethod
     def init(cls, directory: str | Path, passphrase: bytes | None = None) -> "KeyRing":
