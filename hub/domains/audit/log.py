@@ -18,7 +18,7 @@ from hub.store.base import Tx
 
 COLUMNS = ("seq", "ts", "actor_kind", "actor", "role", "scope", "action", "object", "store",
            "region", "detail", "source", "prev_hash", "hash")
-MAX_DETAIL_BYTES = 16384
+MAX_DETAIL_BYTES = 65536
 MAX_FIELD = 256
 
 Clock = Callable[[], float]
@@ -76,7 +76,8 @@ def record(tx: Tx, clock: Clock, actor: Any, action: str, obj: str,
            detail: dict[str, Any] | None = None, source: str | None = None) -> int:
     """Append one entry in the caller's transaction; return its seq.
 
-    `actor` is a hub.domains.access.Actor. `detail` is JSON (at most 16 KiB canonical); a
+    `actor` is a hub.domains.access.Actor. `detail` is a JSON object (at most 64 KiB canonical;
+    a value JSON cannot hold is recorded as its text, NaN is refused); a
     "store" (and "region") in it, or an object "store:NAME", files the entry under that store
     for `audit list --store`. For a system actor, detail carries the decision that caused the
     action (store, device, model version, score, threshold, explanation).
@@ -86,9 +87,11 @@ def record(tx: Tx, clock: Clock, actor: Any, action: str, obj: str,
     _text("source", source, optional=True)
     if detail is not None and not isinstance(detail, dict):
         raise Invalid("audit detail must be a JSON object")
-    try:
-        detail_text = None if detail is None else canonical(detail).decode("utf-8")
-    except (TypeError, ValueError) as err:
+    try:  # values JSON cannot hold (a datetime, a set) are recorded as their text
+        detail_text = None if detail is None else json.dumps(
+            detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+            allow_nan=False, default=str)
+    except (TypeError, ValueError, RecursionError) as err:
         raise Invalid(f"audit detail is not JSON: {err}") from err
     if detail_text is not None and len(detail_text.encode("utf-8")) > MAX_DETAIL_BYTES:
         raise Invalid(f"audit detail larger than {MAX_DETAIL_BYTES} bytes")
