@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from hub.domains.audit import checkpoint
 from hub.domains.audit.log import (canonical, entries, entry_hash, format_ts, head, iter_raw,
                                   parse_since, record)
+from hub.domains.audit.schema import MIGRATIONS
 from hub.domains.audit.verify import (Report, check_checkpoint, check_head,
                                       load_checkpoint_file, parse_checkpoint, walk)
 
@@ -40,6 +41,6 @@ def verify(db: Any, trusted: dict[str, str] | None = None,
     return report
 
 
-__all__ = ["record", "entries", "verify", "walk", "head", "iter_raw", "canonical",
+__all__ = ["MIGRATIONS", "record", "entries", "verify", "walk", "head", "iter_raw", "canonical",
            "entry_hash", "format_ts", "checkpoint", "Report", "parse_checkpoint",
            "load_checkpoint_file", "check_head", "parse_since"]
