@@ -343,6 +343,34 @@ def check_alert(body: Mapping[str, Any]) -> None:
     explanation = _need(body, "explanation", list)
     if not all(isinstance(e, str) for e in explanation):
         raise WireError("bad_body", "explanation: expected a list of strings")
+    check_alert_extras(body)
+
+
+# Optional alert fields (docs/alerts.md); an older agent sends none of them.
+ALERT_FAMILIES = ("attention", "failed", "predicted_failure")
+ALERT_AUDIENCES = ("store", "region", "central_it")
+
+
+def check_alert_extras(body: Mapping[str, Any]) -> None:
+    """Check the optional alert fields family, audience, escalated, escalated_after_s and
+    supersedes ({"alert": str, "since": str, "lead_s": number >= 0}) when present."""
+    family = _need(body, "family", str, optional=True)
+    if family is not None and family not in ALERT_FAMILIES:
+        raise WireError("bad_body", f"family: {family[:40]!r} is not a family")
+    audience = _need(body, "audience", str, optional=True)
+    if audience is not None and audience not in ALERT_AUDIENCES:
+        raise WireError("bad_body", f"audience: {audience[:40]!r} is not an audience")
+    _need(body, "escalated", bool, optional=True)
+    after = _need(body, "escalated_after_s", (int, float), optional=True)
+    if after is not None and after < 0:
+        raise WireError("bad_body", "escalated_after_s: must be >= 0")
+    sup = _need(body, "supersedes", dict, optional=True)
+    if sup is not None:
+        _need(sup, "alert", str)
+        _need(sup, "since", str)
+        lead = _need(sup, "lead_s", (int, float))
+        if lead < 0:
+            raise WireError("bad_body", "supersedes.lead_s: must be >= 0")
 
 
 def encode_hub_state(online: bool, ts: str, worker: str = "hub") -> bytes:

@@ -95,18 +95,16 @@ A, D = "alert", "decision"
 # its simulator, what the agent's policy must commit for it: alert (what, state) or decision).
 # A command is sent only once every earlier step of the same printer was committed.
 TIMELINE: tuple[tuple[int, str, str, tuple[tuple[str, ...], ...]], ...] = (
-    (5, FRONT, "cover open",
-     ((A, "cover_open", "raised"), (A, "failed", "raised"), (D, "failed"))),
+    # A cover open or paper out is attention, never failed (docs/alerts.md); a cutter error
+    # that stays for three polls is.
+    (5, FRONT, "cover open", ((A, "cover_open", "raised"),)),
     (10, BACK, "hang",  # stops answering: offline after 15 s, failed after 40 s
      ((A, "offline", "raised"), (A, "failed", "raised"), (D, "failed"))),
-    (20, FRONT, "cover closed",
-     ((A, "cover_open", "cleared"), (A, "failed", "cleared"), (D, "ok"))),
+    (20, FRONT, "cover closed", ((A, "cover_open", "cleared"),)),
     (35, FRONT, "paper near_end", ((A, "paper_near_end", "raised"),)),
     (50, FRONT, "paper out",
-     ((A, "paper_near_end", "cleared"), (A, "paper_out", "raised"), (A, "failed", "raised"),
-      (D, "failed"))),
-    (65, FRONT, "paper ok",
-     ((A, "paper_out", "cleared"), (A, "failed", "cleared"), (D, "ok"))),
+     ((A, "paper_near_end", "cleared"), (A, "paper_out", "raised"))),
+    (65, FRONT, "paper ok", ((A, "paper_out", "cleared"),)),
     (80, FRONT, "jam",
      ((A, "cutter_error", "raised"), (A, "failed", "raised"), (D, "failed"))),
     (90, BACK, "answer",

@@ -11,7 +11,8 @@ import sqlite3
 from typing import Any
 
 from edge_agent.health import features as F
-from edge_agent.health.policy import DeviceHealth, Thresholds, decide
+from edge_agent.health.policy import (DeviceHealth, Escalation, Thresholds, decide, note_reading,
+                                      parse_hours, zone_offset)
 from edge_agent.health.scorer import Scorer
 from edge_agent.reading import Reading
 
@@ -36,10 +37,12 @@ class HealthEngine:
         self.health: dict[str, DeviceHealth] = {}
         self.cycles = 0
         self.last_cycle: float | None = None
+        self._zone: tuple | None = None
 
     def observe(self, reading: Reading) -> None:
         """Take one reading (a Recorder observer: cheap, never blocks)."""
         self.features.observe(reading)
+        note_reading(self.health.setdefault(reading.device, DeviceHealth()), reading)
         prev = self.last.get(reading.device)
         if prev is None or reading.ts >= prev.ts:
             self.last[reading.device] = reading
@@ -50,8 +53,15 @@ class HealthEngine:
         card = self.scorer.model.card if self.scorer.model else {}
         threshold = s.threshold or float(card.get("threshold", 0.5))
         watch = s.watch or float(card.get("watch_threshold", threshold / 2))
+        esc = getattr(s, "escalate", None)
+        escalation = Escalation(**{k: getattr(esc, k) for k in Escalation.__dataclass_fields__
+                                   if hasattr(esc, k)}) if esc is not None else Escalation()
+        if self._zone is None or self._zone[0] != getattr(s, "timezone", ""):
+            self._zone = (getattr(s, "timezone", ""), zone_offset(getattr(s, "timezone", "")))
         return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after,
-                          s.offline_after, s.hold)
+                          s.offline_after, s.hold, getattr(s, "mech_polls", 3), escalation,
+                          parse_hours(getattr(s, "trading_hours", "07:00-22:00")),
+                          self._zone[1])
 
     def forget(self, keep: set[str]) -> None:
         """Drop devices no longer configured."""
