@@ -206,3 +206,10 @@ def test_the_optional_alert_fields_are_checked_field_by_field():
                 {"supersedes": []}):
         with pytest.raises(wire.WireError):
             wire.check_alert(dict(good, **bad))
+
+
+def test_hr_status_down_explained_by_paper_out_is_attention_not_failed():
+    r = Reading("p1", "snmp", T0, {"device.status": "error", "device.hr_status": "down",
+                                   "printer.paper": "out", "printer.online": True})
+    alerts, decisions = run([r])
+    assert decisions == ["ok"] and [a["what"] for a in alerts] == ["paper_out"]

@@ -251,8 +251,8 @@ def is_failed(reading: Reading | None, health: DeviceHealth, now: float,
     if not reading.stale:
         if values.get("printer.error") == "unrecoverable":
             return "printer reports an unrecoverable error"
-        if values.get("device.hr_status") == "down":
-            return "the printer reports itself down (hrDeviceStatus)"
+        if values.get("device.hr_status") == "down" and not _explained_stop(values):
+            return "the printer reports itself down (hrDeviceStatus) with no operator cause"
         if values.get("host.smart.passed") is False:
             return "the system disk's SMART self-assessment says it is failing"
         if health.mech_polls >= limits.mech_polls:
@@ -261,6 +261,13 @@ def is_failed(reading: Reading | None, health: DeviceHealth, now: float,
     if health.offline_since is not None and now - health.offline_since >= limits.failed_after:
         return f"no answer for {(now - health.offline_since) / 3600:.1f} h"
     return None
+
+
+def _explained_stop(values: Mapping[str, Any]) -> bool:
+    """A stop an operator clears (RFC 3805 reports paper out or a cover open as down(5))."""
+    return (values.get("printer.paper") == "out" or values.get("printer.cover") == "open"
+            or values.get("printer.jam") is True or values.get("printer.toner") == "empty"
+            or values.get("printer.online") is False)
 
 
 def audience_of(reading: Reading | None, device: str) -> str:

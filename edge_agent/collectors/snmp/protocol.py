@@ -244,6 +244,8 @@ def status(raw: Raw, layout: Layout) -> dict:
     if uptime is not None:
         values["device.uptime_s"] = uptime
     worst = None
+    hr = None
+    bits_worst = None
     if layout.hr_index is not None:
         i = layout.hr_index
         hr = oids.HR_DEVICE_STATUS_NAMES.get(as_int(raw.get(f"{oids.HR_DEVICE_STATUS}.{i}")))
@@ -260,15 +262,22 @@ def status(raw: Raw, layout: Layout) -> dict:
             octets = state.encode("latin-1", "replace") if isinstance(state, str) else bytes(state)
             values["printer.error_state"] = octets[:8].hex()
             values["printer.errors"] = ",".join(bits)
-            values.update(_from_bits(bits))
-            worst = _worse(worst, error_status(b for b in bits if oids.ERROR_BITS.index(b) < 8))
+            values.update(_from_bits(bits, hr))
+            bits_worst = error_status(b for b in bits if oids.ERROR_BITS.index(b) < 8)
             if any(oids.ERROR_BITS.index(b) >= 8 for b in bits):
-                worst = _worse(worst, "warning")
+                bits_worst = _worse(bits_worst, "warning")
     cover = _cover(raw, layout)
     if cover is not None:
         values["printer.cover"] = cover
         if cover == "open":
-            worst = _worse(worst, "error")
+            bits_worst = _worse(bits_worst, "error")
+    if bits_worst is not None:
+        # RFC 3805 2.2.13.4: the same error bits are a critical or a non-critical alert, and
+        # hrDeviceStatus says which (down or warning). When the device says, follow it: bits
+        # alone never make a running or warning printer an error.
+        if hr in ("running", "warning", "testing"):
+            bits_worst = "warning" if bits_worst == "error" else bits_worst
+        worst = _worse(worst, bits_worst)
     values["device.status"] = worst or "unknown"
     return values
 
@@ -277,17 +286,29 @@ def _worse(a: str | None, b: str) -> str:
     return b if a is None or _RANK[b] > _RANK[a] else a
 
 
-def _from_bits(bits: list[str]) -> dict:
+# Bits that are operator work (attention), whatever the severity: they explain a "down".
+_ATTENTION_BITS = frozenset({"noPaper", "noToner", "doorOpen", "jammed", "offline"})
+
+
+def _from_bits(bits: list[str], hr: str | None = None) -> dict:
+    """Paper, jam, cover, toner and error from the error bits; `hr` is hrDeviceStatus.
+
+    serviceRequested is unrecoverable only when the device says the alert is critical
+    (hrDeviceStatus down) and no operator condition explains the stop; with warning(3) it is a
+    service request, not a failure (the Konica bizhub C250i case, PROTOCOLS.md section 8).
+    """
     on = set(bits)
     values: dict = {
         "printer.paper": "out" if "noPaper" in on else "near_end" if "lowPaper" in on else "ok",
         "printer.jam": "jammed" in on,
         "printer.online": "offline" not in on,
         "printer.cover": "open" if "doorOpen" in on else "closed",
+        "printer.toner": "empty" if "noToner" in on else "low" if "lowToner" in on else "ok",
+        "printer.service_requested": "serviceRequested" in on,
     }
-    if "serviceRequested" in on:
+    if "serviceRequested" in on and hr == "down" and not on & _ATTENTION_BITS:
         values["printer.error"] = "unrecoverable"
-    elif on & _CRITICAL_BITS:
+    elif on & _ATTENTION_BITS or "serviceRequested" in on:
         values["printer.error"] = "recoverable"
     else:
         values["printer.error"] = "none"
