@@ -423,3 +423,99 @@ def reading(raw: Raw, layout: Layout) -> dict:
     if layout.supplies or layout.trays or layout.markers:
         values.update(supplies(raw, layout))
     return values
+
+
+# ---------------------------------------------------------------- rates and events over polls
+
+RATE_WINDOW_S = 7 * 86400.0   # rates are measured over at most a week of supply reads
+RATE_MIN_S = 6 * 3600.0       # and only once the reads span six hours
+JAM_CODES = frozenset({"jam"})
+COVER_CODES = frozenset({"coverOpen", "doorOpen", "interlockOpen"})
+SERVICE_CODES = frozenset({"subunitRecoverableFailure", "subunitUnrecoverableFailure",
+                           "subunitMotorFailure", "subunitLifeOver", "markerOpcLifeOver",
+                           "subunitRecoverableStorageError", "subunitUnrecoverableStorageError"})
+MAX_SEEN_ALERTS = 256
+
+
+class Trends:
+    """Page rate and supply depletion from successive supply reads; alert-table rows and
+    error-bit onsets counted as events since the agent started. Bounded: two samples a series
+    (the oldest within the window and the latest) and at most MAX_SEEN_ALERTS alert rows."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[float, float]] = {}
+        self.last: dict[str, tuple[float, float]] = {}
+        self.events = {"printer.jam_count": 0, "printer.cover_opens": 0,
+                       "printer.service_requests": 0}
+        self._seen: dict[str, str] = {}
+        self._bits: dict[str, bool] = {}
+
+    def _rate(self, key: str, now: float, value: float, down_resets: bool) -> float | None:
+        """Change per day since the series' first sample (None until it spans RATE_MIN_S).
+
+        A series keeps (first, last); past the window the first moves up to the last, so the
+        rate always spans between RATE_MIN_S... and the window. A counter that goes down was
+        reset (or a cartridge replaced, for levels going up): the series starts again."""
+        first, last = self.first.get(key), self.last.get(key)
+        if first is None or (down_resets and value < first[1]) or \
+                (not down_resets and value > first[1] + 5.0):
+            self.first[key] = self.last[key] = (now, value)
+            return None
+        if now - first[0] > RATE_WINDOW_S and last is not None and now - last[0] >= RATE_MIN_S:
+            first = self.first[key] = last
+        self.last[key] = (now, value)
+        span = now - first[0]
+        if span < RATE_MIN_S:
+            return None
+        return (value - first[1]) / (span / 86400.0)
+
+    def supply_values(self, now: float, values: Mapping[str, object]) -> dict:
+        out: dict = {}
+        count = values.get("printer.page_count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            rate = self._rate("pages", now, float(count), True)
+            if rate is not None and rate >= 0:
+                out["printer.pages_per_day"] = round(rate, 1)
+        for name, level in values.items():
+            if not (name.startswith("supply.") and name.endswith(".level_pct")):
+                continue
+            key = name[:-len(".level_pct")]
+            if values.get(key + ".class") == "receptacle" or not isinstance(level, float):
+                continue
+            rate = self._rate(key, now, level, False)
+            used = -rate if rate is not None else None
+            out[key + ".pct_per_day"] = round(used, 3) if used is not None else None
+            out[key + ".days_to_empty"] = round(level / used, 1) if used and used > 0.01 \
+                else None
+        return out
+
+    def count(self, values: Mapping[str, object]) -> dict:
+        """Count new alert rows by code, or error-bit onsets when the table is empty."""
+        rows = {k[:-len(".code")]: v for k, v in values.items()
+                if k.startswith("alert.") and k.endswith(".code")}
+        for row, code in rows.items():
+            if self._seen.get(row) == code:
+                continue
+            if len(self._seen) >= MAX_SEEN_ALERTS:
+                self._seen.clear()
+            self._seen[row] = str(code)
+            self._bump(str(code))
+        for row in [r for r in self._seen if r not in rows]:
+            del self._seen[row]  # a cleared alert: the same row index may come back
+        if not rows:
+            for name, on, code in (("jam", values.get("printer.jam") is True, "jam"),
+                                   ("cover", values.get("printer.cover") == "open", "coverOpen"),
+                                   ("service", values.get("printer.service_requested") is True,
+                                    "subunitRecoverableFailure")):
+                if on and not self._bits.get(name, False):
+                    self._bump(code)
+                self._bits[name] = on
+        return dict(self.events)
+
+    def _bump(self, code: str) -> None:
+        if code in JAM_CODES:
+            self.events["printer.jam_count"] += 1
+        elif code in COVER_CODES:
+            self.events["printer.cover_opens"] += 1
+        elif code in SERVICE_CODES:
+            self.events["printer.service_requests"] += 1
