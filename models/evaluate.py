@@ -14,12 +14,10 @@ import numpy as np
 
 from edge_agent.health import features as F
 
-# Limits a monitoring template would set (per day over the last 24 h, or current levels).
-FIXED_LIMITS = {"cutter_errors_per_day": 5.0, "jams_per_day": 3.0,
-                "printer_errors_per_day": 5.0, "no_read_ratio": 0.15,
-                "decode_errors_per_day": 20.0, "reconnects_per_day": 5.0, "host_temp_c": 75.0,
-                "disk_pct": 90.0, "latency_ms": 200.0, "timeouts_per_day": 5.0,
-                "stale_fraction": 0.25}
+# Limits a monitoring template would set (per day over the last 24 h, or current levels);
+# the same limits as the replayed baseline (models/replay_eval.py).
+from models.replay_eval import FIXED_LIMITS  # noqa: E402
+
 KMEANS_K = 8
 KMEANS_PCTL = 99.5
 

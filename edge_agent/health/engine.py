@@ -18,11 +18,15 @@ from edge_agent.reading import Reading
 
 # A rate feature and the trend feature that says whether it is rising.
 RISING = {"cutter_errors_per_day": ("cutter_errors_trend", 0.5),
-          "jams_per_day": ("jams_trend", 0.5),
-          "no_read_ratio": ("no_read_trend", 0.01),
+          "printer_errors_per_day": ("printer_errors_trend", 0.5),
+          "overheats_per_day": ("overheats_trend", 0.5),
+          "decode_errors_per_day": ("decode_errors_trend", 2.0),
+          "reconnects_per_day": ("reconnects_trend", 0.5),
           "host_temp_c": ("host_temp_trend_c", 1.0),
           "disk_pct": ("disk_trend_pct_per_day", 0.2),
-          "latency_ms": ("latency_trend_ratio", 1.5)}
+          "smart_bad_sectors": ("smart_bad_trend", 0.5),
+          "latency_ms": ("latency_trend_ratio", 1.5),
+          "timeouts_per_day": ("timeouts_trend", 1.0)}
 _IDX = {n: i for i, n in enumerate(F.NAMES)}
 
 

@@ -376,6 +376,12 @@ def supplies(raw: Raw, layout: Layout) -> dict:
                 and unit == 19 and level <= 100 and amounts["capacity"] is None:
             amounts["level_pct"] = float(level)  # Unit 19 (percent): the level is the share.
         values.update((p + k, v) for k, v in amounts.items())
+    waste = [values.get(f"supply.{key}.level") for _, key in layout.supplies
+             if values.get(f"supply.{key}.class") == "receptacle"
+             and values.get(f"supply.{key}.level_state") == "measured"]
+    if waste:
+        # A receptacle's level is the space left in it: none left is a full waste box.
+        values["printer.waste"] = "full" if any(w == 0 for w in waste) else "ok"
     for suffix, key in layout.trays:
         p = f"tray.{key}."
         name = None
