@@ -170,11 +170,12 @@ class PrinterEngine:
         self._age()
         self._round = set()
         # A cutter past 80% of its rated cuts errs more and more (at most a quarter of the
-        # full wear's rate, so an error rarely lasts several polls).
+        # full wear's rate, so an error rarely lasts several polls): cutter errors only.
         by_cuts = 0.25 * min(1.0, max(0.0, (self.counter(178) or 0) / self.wear.rated_cuts
                                       - 0.8) / 0.2)
-        worn = max(self.wear.worn, by_cuts)
-        chance = worn * self.wear.max_error_rate
+        if by_cuts and self.rng.random() < by_cuts * self.wear.max_error_rate:
+            self._round.add("cutter")
+        chance = self.wear.worn * self.wear.max_error_rate
         if chance and self.rng.random() < chance:
             self._round.add(self.rng.choice(("cutter", "overheat")))
 
