@@ -189,6 +189,9 @@ class ScoringSection:
                           min=0)
     explain: int = setting(3, doc="Contributing features named in each decision.",
                            min=0, max=40)
+    clear: float = setting(0.0, doc="Score under which a predicted_failure starts to clear "
+                                    "(it clears after `hold` seconds under it); 0 means the "
+                                    "watch level.", min=0, max=1)
     mech_polls: int = setting(3, doc="Consecutive polls an autocutter or mechanical error must "
                                      "last before the device counts as failed (a recoverable "
                                      "error that clears sooner is attention, not failure).",

@@ -155,7 +155,8 @@ class SimDevice:
                    "hours": int(self.base.get("hours", 5000)), "cut_err": 0, "err": 0,
                    "overheats": 0, "reads": 0, "decode": 0, "reconn": 0, "timeouts": 0,
                    "failures": 0, "roll": rng.uniform(0, ROLL_M),
-                   "disk": self.base.get("disk", 50.0), "bad": self.base.get("bad", 0)}
+                   "disk": self.base.get("disk", 50.0), "bad": self.base.get("bad", 0),
+                   "lunch_prev": False}
         t = self.start
         while t < stop:
             failed = self.fail_at is not None and t >= self.fail_at
@@ -163,9 +164,13 @@ class SimDevice:
             hour = (t % DAY) / HOUR
             lunch = 12.0 <= hour < 14.0
             link = self.progress(t) if self.mode == "link" else 0.0
-            p_timeout = min(0.95, 0.001 + (self.params.lunch_timeout if lunch and
-                                           self.cls == "printer" else 0.0) + 0.5 * link ** 1.5)
+            # An occasional lunchtime timeout is one poll; the next poll 30 s later answers, so
+            # two readings in a row never both come from it (the readings are 30 min apart).
+            lunch_p = self.params.lunch_timeout if lunch and self.cls == "printer" and \
+                not s["lunch_prev"] else 0.0
+            p_timeout = min(0.95, 0.001 + lunch_p + 0.5 * link ** 1.5)
             silent = (failed and self.mode == "link") or rng.random() < p_timeout
+            s["lunch_prev"] = silent and lunch_p > 0
             if silent:
                 s["timeouts"] += 1
                 s["failures"] += 1
@@ -346,7 +351,7 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
     """Draw one device; mode='draw' draws its fate, None keeps it healthy, a name forces it."""
     d = SimDevice(dev_id, cls, start, start + days * DAY, rng.randrange(2**31), params)
     d.volume = rng.uniform(*params.volume)
-    d.head_km0 = rng.uniform(0.0, 1.0) * RATED_HEAD_KM
+    d.head_km0 = rng.uniform(0.0, 1.05) * RATED_HEAD_KM
     d.cuts0 = int(rng.uniform(0.0, 1.05) * RATED_CUTS)
     d.base = {"decode": rng.uniform(0.2, 3.0), "temp": rng.uniform(38, 55),
               "mem": rng.uniform(25, 50), "disk": rng.uniform(20, 70),
@@ -367,6 +372,7 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
                 weights = dict(MODES[cls])
                 if cls == "printer":
                     weights["cutter"] *= 0.2 + 3 * (d.cuts0 / RATED_CUTS) ** 3
+                    weights["head"] *= 0.2 + 3 * (d.head_km0 / RATED_HEAD_KM) ** 3
                 names = sorted(weights)
                 mode = rng.choices(names, [weights[n] for n in names])[0]
             fail_day = rng.uniform(3.0, days + 14.0)
@@ -381,6 +387,9 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
         if mode == "cutter":
             # A cutter that dies of wear has done most of its rated cuts by then.
             d.cuts0 = max(d.cuts0, int(rng.uniform(0.85, 1.05) * RATED_CUTS))
+        if mode == "head":
+            # So has a head that dies of overheating: most of its rated paper length.
+            d.head_km0 = max(d.head_km0, rng.uniform(0.8, 1.05) * RATED_HEAD_KM)
     # Benign episodes: a bad week of errors (fixed by a technician), hot spells, busy days
     # that heat the head.
     for _ in range(_poisson(rng, params.bad_weeks_per_year * days / 365.0)):

@@ -213,3 +213,13 @@ def test_hr_status_down_explained_by_paper_out_is_attention_not_failed():
                                    "printer.paper": "out", "printer.online": True})
     alerts, decisions = run([r])
     assert decisions == ["ok"] and [a["what"] for a in alerts] == ["paper_out"]
+
+
+def test_a_score_that_sags_above_the_clear_level_for_days_keeps_one_episode():
+    # Hourly cycles: above the threshold, then two days between watch and threshold, then up.
+    scores = [0.9] * 5 + [0.6] * 48 + [0.9] * 5 + [0.1] * 30
+    story = [printer(3600 * h) for h in range(len(scores))]
+    alerts, decisions = run(story, scores=scores)
+    pf = [a["state"] for a in alerts if a["what"] == "predicted_failure"]
+    assert pf == ["raised", "cleared"]
+    assert decisions == ["predicted_failure", "ok"]

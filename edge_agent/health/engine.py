@@ -63,9 +63,10 @@ class HealthEngine:
         if self._zone is None or self._zone[0] != getattr(s, "timezone", ""):
             self._zone = (getattr(s, "timezone", ""), zone_offset(getattr(s, "timezone", "")))
         return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after,
-                          s.offline_after, s.hold, getattr(s, "mech_polls", 3), escalation,
-                          parse_hours(getattr(s, "trading_hours", "07:00-22:00")),
-                          self._zone[1])
+                          s.offline_after, s.hold, mech_polls=getattr(s, "mech_polls", 3),
+                          escalation=escalation,
+                          trading=parse_hours(getattr(s, "trading_hours", "07:00-22:00")),
+                          utc_offset=self._zone[1], clear=getattr(s, "clear", 0.0) or None)
 
     def forget(self, keep: set[str]) -> None:
         """Drop devices no longer configured."""

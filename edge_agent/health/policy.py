@@ -11,8 +11,8 @@ Alert families (docs/alerts.md says what each means and who sees it):
   down, a disk SMART says is failing, or no answer for `failed_after` seconds. Power save is
   not failure. A failed alert that supersedes a raised prediction names it.
 - predicted_failure (warning): the model's call, one raise per episode. A level is entered when
-  the score reaches its threshold and left only when it has stayed `hysteresis` below it for
-  `hold` seconds; transient errors do not touch it; `failed` supersedes it, and after that a new
+  the score reaches its threshold and left only when it has stayed below the clear level (the
+  watch level unless `clear` says otherwise) for `hold` seconds; transient errors do not touch it; `failed` supersedes it, and after that a new
   episode needs the score to have stepped down first.
 Every decision and alert body follows edge_agent.wire.
 """
@@ -46,6 +46,19 @@ def next_level(previous: str, score: float, threshold: float, watch: float,
 
 
 RANK = {"ok": 0, "watch": 1, "predicted_failure": 2}
+
+
+def clear_level(limits: "Thresholds") -> float:
+    """The score under which a prediction starts to clear: `clear`, or the watch level."""
+    return limits.watch if limits.clear is None else limits.clear
+
+
+def keep_prediction(previous: str, new: str, score: float, clear: float) -> str:
+    """A raised prediction stays while the score is at or above the clear level: one episode
+    is not cut in two by a score that sags for a day and climbs again."""
+    if previous == "predicted_failure" and new != "predicted_failure" and score >= clear:
+        return "predicted_failure"
+    return new
 
 
 def hold_level(previous: str, new: str, below_since: float | None, now: float,
@@ -185,6 +198,8 @@ class Thresholds:
     offline_after: float = 300.0
     hold: float = 86400.0
     mech_polls: int = 3
+    clear: float | None = None  # a prediction holds while the score is at or above this
+                                # (None: the watch level)
     escalation: Escalation = Escalation()
     trading: tuple[float, float] = (7.0, 22.0)  # local hours [start, end)
     utc_offset: Any = None  # callable(epoch) -> seconds east of UTC; None: the system's
@@ -335,8 +350,9 @@ def decide(device: str, health: DeviceHealth, reading: Reading | None, score: fl
 
     # The model's level moves on its own, failed or not: one prediction episode.
     if score is not None:
-        new_level = next_level(health.level, score, limits.threshold, limits.watch,
-                               limits.hysteresis)
+        new_level = keep_prediction(health.level, next_level(
+            health.level, score, limits.threshold, limits.watch, limits.hysteresis), score,
+            clear_level(limits))
         health.level, health.below = hold_level(health.level, new_level, health.below, now,
                                                 limits.hold)
         health.score = score
