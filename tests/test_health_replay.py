@@ -18,7 +18,8 @@ from models import fleetsim
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
-    """A month of readings every 30 min: a printer whose cutter wears out on day 24, a healthy one."""
+    """A month of readings every 30 min: a printer whose cutter wears out on day 24, and a
+    healthy one."""
     path = tmp_path_factory.mktemp("replay") / "month.jsonl"
     result = run_cli("replay", "--out", str(path), "--days", "30", "--fail-day", "24",
                      module="models.fleetsim")

@@ -12,8 +12,9 @@ Alert families (docs/alerts.md says what each means and who sees it):
   not failure. A failed alert that supersedes a raised prediction names it.
 - predicted_failure (warning): the model's call, one raise per episode. A level is entered when
   the score reaches its threshold and left only when it has stayed below the clear level (the
-  watch level unless `clear` says otherwise) for `hold` seconds; transient errors do not touch it; `failed` supersedes it, and after that a new
-  episode needs the score to have stepped down first.
+  watch level unless `clear` says otherwise) for `hold` seconds; transient errors do not
+  touch it; `failed` supersedes it, and after that a new episode needs the score to have
+  stepped down first.
 Every decision and alert body follows edge_agent.wire.
 """
 

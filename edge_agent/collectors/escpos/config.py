@@ -45,7 +45,8 @@ class EscposConfig:
     connect_timeout: float = setting(2.0, doc="Seconds a TCP connect or port open may take.",
                                      gt=0, max=60)
     model: str = setting("epson-tm", doc="Model family (see the collector's README): epson-tm, "
-                                         "epson-tm-legacy, epson-tm-impact, bixolon, citizen, star-escpos, generic.",
+                                         "epson-tm-legacy, epson-tm-impact, bixolon, citizen, "
+                                         "star-escpos, generic.",
                          check=_check_model)
     connection: str = setting("auto", doc="auto: a TCP connection lasts one poll (printers "
                                           "take one client at a time, the POS must print); "
