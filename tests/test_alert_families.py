@@ -223,3 +223,21 @@ def test_a_score_that_sags_above_the_clear_level_for_days_keeps_one_episode():
     pf = [a["state"] for a in alerts if a["what"] == "predicted_failure"]
     assert pf == ["raised", "cleared"]
     assert decisions == ["predicted_failure", "ok"]
+
+
+def test_timeouts_with_answers_between_them_are_not_an_hour_of_silence():
+    # Cycles every hour see only the last reading; the answers in between still count.
+    engine = HealthEngine(replace(ScoringSection(), enabled=False, timezone="UTC"))
+    decisions = []
+    for minute in range(0, 181, 30):
+        stale = minute % 60 == 0  # a timeout on the hour, an answer at half past
+        engine.observe(printer(60 * minute, stale=stale))
+        if minute % 60 == 0:
+            d, _ = engine.cycle((T0 + timedelta(minutes=minute)).timestamp())
+            decisions += [b["decision"] for b in d]
+    assert "failed" not in decisions
+    # Unbroken silence for an hour is a failure.
+    for minute in range(200, 300, 10):
+        engine.observe(printer(60 * minute, stale=True))
+    d, _ = engine.cycle((T0 + timedelta(minutes=290)).timestamp())
+    assert [b["decision"] for b in d] == ["failed"]

@@ -237,11 +237,17 @@ def zone_offset(name: str):
 
 
 def note_reading(health: DeviceHealth, reading: Reading) -> None:
-    """Count consecutive fresh readings with a cutter or mechanical error (every poll).
-
-    Called for every reading, not once a cycle, so `mech_polls` counts polls as configured.
-    A stale reading neither extends nor ends the run; a reading without the error ends it.
+    """Note what must be seen poll by poll, not once a cycle: since when the device is silent
+    (a fresh answer resets it) and how many consecutive fresh readings show a cutter or
+    mechanical error (a stale reading neither extends nor ends that run).
     """
+    offline = reading.stale and reading.values.get("device.status") != "asleep"
+    if offline and health.offline_since is None:
+        health.offline_since = reading.ts.timestamp()
+    elif not offline:
+        # One answer between two timeouts ends the silence: failed_after counts unbroken
+        # silence, not the time since the first timeout a cycle happened to see.
+        health.offline_since = None
     if reading.stale:
         return
     v = reading.values
