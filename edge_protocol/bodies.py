@@ -36,6 +36,8 @@ MAX_INVENTORY = 5000     # devices in one birth
 DECISIONS = ("ok", "watch", "predicted_failure", "failed")
 ALERT_STATES = ("raised", "cleared")
 SEVERITIES = ("info", "warning", "critical")
+ALERT_FAMILIES = ("attention", "failed", "predicted_failure")   # docs/alerts.md
+ALERT_AUDIENCES = ("store", "region", "central_it")
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -312,6 +314,12 @@ class Alert:
     ts: str
     explanation: tuple[str, ...] = ()
     decision: Optional[Decision] = None
+    # Optional (docs/alerts.md); an older agent sends none of them.
+    family: Optional[str] = None
+    audience: Optional[str] = None
+    escalated: Optional[bool] = None
+    escalated_after_s: Optional[float] = None
+    supersedes: Optional[dict] = None   # {"alert": key, "since": ts, "lead_s": seconds >= 0}
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
@@ -337,13 +345,43 @@ class Alert:
         decision = get("decision")
         typed = None if decision is None else Decision.from_dict(decision, clock, skew,
                                                                   where="decision.")
-        return cls(alert, device, what, state, severity, since, ts, explanation, typed)
+        family = get("family")
+        if family is not None and (type(family) is not str or family not in ALERT_FAMILIES):
+            raise _fail("bad_body", "family: not an alert family")
+        audience = get("audience")
+        if audience is not None and (type(audience) is not str
+                                     or audience not in ALERT_AUDIENCES):
+            raise _fail("bad_body", "audience: not an audience")
+        escalated = get("escalated")
+        if escalated is not None and type(escalated) is not bool:
+            raise _fail("bad_body", "escalated: expected true or false")
+        after = check_number(get("escalated_after_s"), "escalated_after_s", optional=True)
+        if after is not None and after < 0:
+            raise _fail("out_of_range", "escalated_after_s: must be >= 0")
+        sup = get("supersedes")
+        if sup is not None:
+            if type(sup) is not dict or set(sup) != {"alert", "since", "lead_s"}:
+                raise _fail("bad_body", "supersedes: expected {alert, since, lead_s}")
+            lead = check_number(sup["lead_s"], "supersedes.lead_s")
+            if lead is None or lead < 0:
+                raise _fail("out_of_range", "supersedes.lead_s: must be >= 0")
+            sup = {"alert": check_id(sup["alert"], "supersedes.alert", _KEY),
+                   "since": check_ts(sup["since"], "supersedes.since", clock,
+                                     Skew(skew.future_s, max(skew.past_s, 10 * 365 * 86400.0))),
+                   "lead_s": lead}
+        return cls(alert, device, what, state, severity, since, ts, explanation, typed,
+                   family, audience, escalated, after, sup)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alert": self.alert, "device": self.device, "what": self.what,
-                "state": self.state, "severity": self.severity, "since": self.since,
-                "ts": self.ts, "explanation": list(self.explanation),
-                "decision": None if self.decision is None else self.decision.to_dict()}
+        out = {"alert": self.alert, "device": self.device, "what": self.what,
+               "state": self.state, "severity": self.severity, "since": self.since,
+               "ts": self.ts, "explanation": list(self.explanation),
+               "decision": None if self.decision is None else self.decision.to_dict()}
+        for name in ("family", "audience", "escalated", "escalated_after_s", "supersedes"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
 
 
 MAX_DEPTH = 4      # nesting of maps and lists in fields a newer peer may add
@@ -633,7 +671,7 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
     parse_body(kind, body, clock, skew)
 
 
-__all__ = ["MIN_INT", "MAX_INT", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES",
+__all__ = ["MIN_INT", "MAX_INT", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES", "ALERT_FAMILIES", "ALERT_AUDIENCES",
            "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
            "check_number", "check_scalar", "check_ts", "clean_text"]
