@@ -25,13 +25,14 @@ from hub import store as _store
 from hub.domains import alerts, fleet
 from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
+from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
 from hub.ingest import Ingest, Settings
 from hub.store import Store
 
 log = logging.getLogger("hub.serve")
 
 # Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
-ALL_MIGRATIONS = (*_FLEET, *_ALERTS)
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_QUARANTINE)
 
 
 def open_store(url: str, *, create: bool = True) -> Store:

@@ -3,6 +3,7 @@
     common.py   exit codes, UsageError, opening the database, console helpers
     serve.py    serve
     fleet.py    fleet, store, devices, alerts, ack
+    quarantine.py  quarantine list|show|drop
     demo.py     demo
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
@@ -35,7 +36,7 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import demo, fleet, serve
+    from hub.cli import demo, fleet, quarantine, serve
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
+    quarantine.register(sub, add_db)
     demo.register(sub).set_defaults(func=demo.run)
     return parser
 

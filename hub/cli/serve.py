@@ -28,6 +28,9 @@ def register(sub, add_db) -> None:
     p.add_argument("--max-skew", type=float, default=3600.0,
                    help="seconds a store's timestamp may lie ahead of the hub's clock "
                         "(a later one is rejected as implausible_ts)")
+    p.add_argument("--commit-give-up", type=float, default=120.0, metavar="SECONDS",
+                   help="how long a batch that cannot commit (the database unreachable) is "
+                        "retried before the worker exits 1 for its supervisor (default 120)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
@@ -44,6 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = parse_broker(args.broker)
     if args.batch_max < 1 or args.batch_ms < 1:
         raise UsageError("--batch-max and --batch-ms must be >= 1")
+    if not 0 < args.commit_give_up <= 86400:
+        raise UsageError("--commit-give-up: expected seconds between 0 and a day")
     if not 0 < args.max_skew <= 366 * 86400:
         raise UsageError("--max-skew: expected seconds between 0 and a year")
     logs.setup(args.log_format, args.log_level)
@@ -52,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         group=args.group, prefix=args.prefix, shared=not args.embedded_broker,
         mqtt5=not args.embedded_broker, keepalive=args.keepalive,
         batch_max=args.batch_max, batch_s=args.batch_ms / 1000.0,
+        give_up_s=args.commit_give_up,
         flaps=FlapPolicy(max_flaps=args.flap_max, window_s=args.flap_window,
                          stable_s=args.flap_stable),
         skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s))

@@ -7,13 +7,15 @@ transaction; the consumer acknowledges the batch only after it commits.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from edge_protocol.envelope import Envelope
 from hub.bus.consumer import Item
-from hub.domains import alerts, fleet
+from hub.domains import alerts, fleet, quarantine
+from hub.errors import StoreError
 from hub.store import Store, Tx
 
 
@@ -34,8 +36,17 @@ class Committed:
     duplicates: int = 0
     readings: int = 0
     routed: int = 0
+    quarantined: list = field(default_factory=list)  # (Item, reason) split out of the batch
     rejected: Counter = field(default_factory=Counter)
     last: dict = field(default_factory=dict)  # reason -> the last Item rejected for it
+
+    def merge(self, other: "Committed") -> "Committed":
+        for name in ("received", "stored", "duplicates", "readings", "routed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.quarantined += other.quarantined
+        self.rejected.update(other.rejected)
+        self.last.update(other.last)
+        return self
 
 
 def commit_batch(db: Store, batch: list[Item]) -> Committed:
@@ -79,3 +90,63 @@ def _clean(text: str) -> str:
     """A reject's topic or detail quotes hostile input: no NUL (PostgreSQL refuses it) and no
     lone surrogate (not UTF-8); other characters are escaped where they are shown."""
     return text.replace("\0", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# A batch that will not commit ----------------------------------------------------------------
+
+def usable(db: Store) -> bool:
+    """Can the database take a write transaction at all? (If not, no message is to blame.)"""
+    try:
+        with db.transaction() as tx:
+            tx.execute("SELECT 1")
+            tx.fetchone()
+        return True
+    except StoreError:
+        return False
+
+
+def commit_or_split(db: Store, batch: list[Item], clock=time.time) -> Committed:
+    """Commit a batch; if it fails while the database works, split it in halves (recursively)
+    to find the message(s) that break it, quarantine those with the database's reason and
+    commit the rest. Raise StoreError only when the database itself cannot be written.
+
+    Each failing message is tried alone twice before it is quarantined, so a transient error
+    (a lock timeout, a serialization failure) does not send a good message there.
+    """
+    try:
+        return commit_batch(db, batch)
+    except StoreError as err:
+        if not usable(db):
+            raise
+        return _split(db, batch, err, clock)
+
+
+def _split(db: Store, batch: list[Item], err: StoreError, clock) -> Committed:
+    if len(batch) == 1:
+        try:
+            return commit_batch(db, batch)  # once more alone: transient errors pass
+        except StoreError as again:
+            if not usable(db):
+                raise
+            return _quarantine(db, batch[0], str(again), clock)
+    done = Committed()
+    mid = len(batch) // 2
+    for part in (batch[:mid], batch[mid:]):
+        try:
+            done.merge(commit_batch(db, part))
+        except StoreError as part_err:
+            if not usable(db):
+                raise
+            done.merge(_split(db, part, part_err, clock))
+    return done
+
+
+def _quarantine(db: Store, item: Item, reason: str, clock) -> Committed:
+    env = item.env
+    entry = quarantine.Entry(
+        id=env.id if env else f"topic:{item.topic[:200]}", store=env.store if env else "?",
+        region=env.region if env else "?", kind=env.kind if env else "?",
+        seq=env.seq if env else 0, topic=item.topic, reason=reason, payload=item.raw)
+    with db.transaction() as tx:
+        quarantine.add(tx, clock, [entry])
+    return Committed(received=1, quarantined=[(item, reason)])
