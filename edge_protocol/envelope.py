@@ -146,10 +146,9 @@ def decode(payload: bytes, topic_name: str | None = None,
             if not isinstance(get(key), want):
                 raise WireError("bad_envelope", f"{key}: missing or of the wrong type")
     seq = get("seq")
-    if type(seq) is not int or seq < 0:  # type(): a bool is not a seq
-        raise WireError("bad_envelope", "seq: expected a non-negative integer")
-    if seq > MAX_SEQ:
-        raise WireError("bad_envelope", f"seq: above {MAX_SEQ} (absurd for a counter)")
+    # type(): a bool is not a seq; above MAX_SEQ (2^53) a counter is absurd (issue 15)
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise WireError("bad_envelope", "seq: expected an integer from 0 to 2^53")
     if not _UUID.match(id_):
         raise WireError("bad_envelope", "id: not a UUID")
     parsed = topic_error = None

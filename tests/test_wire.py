@@ -116,8 +116,8 @@ def plain_decode(payload: bytes, topic_name: str | None = None,
         if not isinstance(data.get(key), kind):
             raise wire.WireError("bad_envelope", f"{key}: missing or of the wrong type")
     seq = data.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= wire.MAX_INT:
-        raise wire.WireError("bad_envelope", "seq: expected a non-negative 64-bit integer")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= 2**53:
+        raise wire.WireError("bad_envelope", "seq: expected an integer from 0 to 2^53")
     if not wire_envelope._UUID.match(data["id"]):
         raise wire.WireError("bad_envelope", "id: not a UUID")
     if not wire.topics.ID.match(data["store"]) or not wire.topics.ID.match(data["region"]):
