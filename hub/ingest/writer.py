@@ -12,16 +12,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from edge_protocol import topics
 from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
 from hub.bus.consumer import Item
 from hub.domains import alerts, fleet, quarantine
 from hub.errors import StoreError
 from hub.store import Store, Tx
 
 
-def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
-    """Apply new envelopes to every domain; return the alert transitions (seq order)."""
-    transitions = fleet.apply(db, tx, envs, received)
+def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
+          since: float | None = None, refused: list | None = None) -> list[Envelope]:
+    """Apply new envelopes to every domain; return the alert transitions (seq order).
+
+    `since`: the batch's first arrival; `refused` collects (envelope, reason, detail) of
+    messages a domain refused (an absurd session), for the writer to count.
+    """
+    transitions = fleet.apply(db, tx, envs, received, since, refused)
     if transitions:
         alerts.apply(tx, transitions)
     return transitions
@@ -70,7 +77,15 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
     with db.transaction() as tx:
         new_ids = db.insert_new_messages(tx, rows)
         new = [e for e in valid.values() if e.id in new_ids]
-        transitions = apply(db, tx, new, received)
+        refused: list = []
+        transitions = apply(db, tx, new, received, min(arrived.values(), default=received),
+                            refused)
+        # A refused message is not kept (its id is free: a redelivery is refused again).
+        tx.executemany("DELETE FROM messages WHERE id = ?", [(e.id,) for e, _, _ in refused])
+        for env, code, detail in refused:
+            done.rejected[code] += 1
+            done.last[code] = Item(0, 0, topics.topic(env.region, env.store, env.kind),
+                                   env, ProtocolError(code, detail), received)
         done.routed = alerts.record(tx, transitions, received) if transitions else 0
         tx.executemany(
             "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
@@ -79,7 +94,7 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
             " last_detail = excluded.last_detail, last_at = excluded.last_at",
             [(code, n, _clean(last[code].topic[:200]), _clean(last[code].error.detail[:200]),
               last[code].received) for code, n in done.rejected.items()])
-    done.stored = len(new)
+    done.stored = len(new) - len(refused)
     done.duplicates = len(valid) - len(new) + sum(1 for i in batch if i.env is not None) \
         - len(valid)
     done.readings = sum(len(e.body["readings"]) for e in new if e.kind == "telemetry")

@@ -13,7 +13,9 @@ import json
 import time
 from typing import Any, Callable, Iterable, Sequence
 
+from edge_protocol.bodies import TS_CACHE
 from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import normalize_ts as _norm_ts
 from hub.errors import NotFound
 from hub.store import Store, Tx
@@ -22,19 +24,31 @@ AT_RISK = ("predicted_failure", "failed")
 SESSION_KINDS = ("birth", "death")  # session messages, not outbox rows: outside seq accounting
 
 
-def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
+def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
+          since: float | None = None, refused: list | None = None) -> list[Envelope]:
     """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order.
 
-    The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
+    `received` is when the batch arrived (its last message), `since` its first message's
+    arrival. A birth or death whose session leaps absurdly far above the store's is not
+    applied and is appended to `refused` as (envelope, reason code, detail), for the writer
+    to count. The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
+    Sessions go first: a birth of a new agent instance restarts the store's seq accounting,
+    and the batch's messages count in the new one.
     """
-    _account(db, tx, envs, received)
     for env in envs:
+        if env.kind in SESSION_KINDS:
+            why = _absurd_session(tx, env)
+            if why:
+                if refused is not None:
+                    refused.append((env, "implausible_session", why))
+                continue
         if env.kind == "birth":
-            _birth(db, tx, env, received)
+            _birth(db, tx, env, received, received if since is None else since)
         elif env.kind == "death":
             _death(db, tx, env, received)
-    _telemetry(tx, [e for e in envs if e.kind == "telemetry"])
-    _decisions(tx, [e for e in envs if e.kind == "decision"])
+    _account(db, tx, envs, received)
+    _telemetry(tx, [e for e in envs if e.kind == "telemetry"], received)
+    _decisions(tx, [e for e in envs if e.kind == "decision"], received)
     return sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
 
 
@@ -62,22 +76,96 @@ def _account(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> No
         [(s, a[0], a[1], a[2], a[3], received) for s, a in sorted(per.items())])
 
 
-def _birth(db: Store, tx: Tx, env: Envelope, received: float) -> None:
-    """A birth brings a store online unless a newer session has been seen (by birth or death)."""
+MAX_SESSION_LEAP = 2**20  # a million connections more than the last one seen: not a store
+
+
+def _absurd_session(tx: Tx, env: Envelope) -> str | None:
+    """Why this birth or death's session is absurd for its store's instance, or None.
+
+    A new instance starts again at its own session (see _birth), so only a leap within the
+    instance the store's sessions count in is judged.
+    """
+    tx.execute("SELECT instance, birth_session, death_session FROM stores WHERE store = ?",
+               (env.store,))
+    row = tx.fetchone()
+    if row is None:
+        return None
+    known, b, d = row
+    instance = env.body.get("instance")
+    if instance is not None and known is not None and instance != known:
+        return None
+    last = max(b, d)
     session = env.body["session"]
+    if last >= 0 and session > last + MAX_SESSION_LEAP:
+        return f"session {session} leaps more than {MAX_SESSION_LEAP} above {last}"
+    return None
+
+
+def _clamped(ts: str, received: float) -> float:
+    """A message's own time as a newest-wins guard: never later than when it arrived.
+
+    A store's clock may run ahead by up to the skew the decoder allows; with its raw ts as the
+    guard, one such message would hide every correct one for that long once the clock is set
+    right. Clamped to its arrival, it counts as "now" and the next message wins.
+    """
+    try:
+        return min(TS_CACHE.epoch(ts), received)
+    except (ProtocolError, OverflowError, OSError, ValueError):  # checked upstream
+        return received
+
+
+def _birth(db: Store, tx: Tx, env: Envelope, received: float, since: float) -> None:
+    """A birth brings a store online unless a newer session has been seen (by birth or death).
+
+    Sessions count within one agent instance (its state database). A birth of another
+    instance whose own time is later than the last accepted birth's (both clamped to their
+    arrival) is a store whose state was lost and that is live again: it is taken back at its
+    session, whatever the old one was, and its seq accounting restarts. An older instance's
+    birth (a late redelivery) changes nothing.
+    """
+    session = env.body["session"]
+    instance = env.body.get("instance")
     agent = {k: v for k, v in env.body.items() if k != "inventory"}
+    at = _clamped(env.ts, received)
+    tx.execute("SELECT instance, birth_at, birth_session, death_session FROM stores"
+               " WHERE store = ?", (env.store,))
+    row = tx.fetchone()
+    if row is not None and instance is not None:
+        known, last_at, b, d = row
+        newer_lineage = instance != known and (known is not None or session < max(b, d))
+        if newer_lineage:
+            if last_at is not None and at <= last_at:
+                return  # a birth of an instance older than the one we follow
+            tx.execute(
+                "UPDATE stores SET region = ?, instance = ?, birth_at = ?, birth_session = ?,"
+                " death_session = -1, online = 1, changed = ?, last_seen = ?, agent = ?,"
+                " first_seq = NULL, max_seq = NULL, received = 0, seq_since = ?, unseen = NULL"
+                " WHERE store = ?",
+                (env.region, instance, at, session, received, received, json.dumps(agent),
+                 since, env.store))
+            _inventory(tx, env)
+            return
     newer = "excluded.birth_session >= stores.birth_session AND " \
             "excluded.birth_session >= stores.death_session"
     tx.execute(
-        "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent,"
+        " instance, birth_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
         f" changed = CASE WHEN {newer} AND stores.online = 0 THEN excluded.changed"
         "            ELSE COALESCE(stores.changed, excluded.changed) END,"
         f" online = CASE WHEN {newer} THEN 1 ELSE stores.online END,"
         " agent = CASE WHEN excluded.birth_session >= stores.birth_session THEN excluded.agent"
         "         ELSE stores.agent END,"
+        f" instance = CASE WHEN {newer} THEN COALESCE(excluded.instance, stores.instance)"
+        "            ELSE stores.instance END,"
+        f" birth_at = CASE WHEN {newer} THEN {db.greatest}(COALESCE(stores.birth_at,"
+        " excluded.birth_at), excluded.birth_at) ELSE stores.birth_at END,"
+        " unseen = NULL,"
         f" birth_session = {db.greatest}(stores.birth_session, excluded.birth_session)",
-        (env.store, env.region, session, received, received, json.dumps(agent)))
+        (env.store, env.region, session, received, received, json.dumps(agent), instance, at))
+    _inventory(tx, env)
+
+
+def _inventory(tx: Tx, env: Envelope) -> None:
     tx.executemany(
         "INSERT INTO devices (store, device, kind) VALUES (?, ?, ?)"
         " ON CONFLICT (store, device) DO UPDATE SET kind = excluded.kind",
@@ -85,58 +173,71 @@ def _birth(db: Store, tx: Tx, env: Envelope, received: float) -> None:
 
 
 def _death(db: Store, tx: Tx, env: Envelope, received: float) -> None:
-    """A death takes a store offline unless its session is older than the last birth's."""
-    current = "excluded.death_session >= stores.birth_session"
+    """A death takes a store offline unless its session is older than the last birth's, or it
+    is another agent instance's than the one the store's sessions now count in."""
+    current = "excluded.death_session >= stores.birth_session AND" \
+              " (excluded.instance IS NULL OR stores.instance IS NULL" \
+              "  OR excluded.instance = stores.instance)"
     tx.execute(
-        "INSERT INTO stores (store, region, death_session, online, changed, last_seen)"
-        " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        "INSERT INTO stores (store, region, death_session, online, changed, last_seen, instance)"
+        " VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
         f" changed = CASE WHEN {current} AND stores.online = 1 THEN excluded.changed"
         "            ELSE stores.changed END,"
         f" online = CASE WHEN {current} THEN 0 ELSE stores.online END,"
-        f" death_session = {db.greatest}(stores.death_session, excluded.death_session)",
-        (env.store, env.region, env.body["session"], received, received))
+        f" death_session = CASE WHEN {current} THEN"
+        f" {db.greatest}(stores.death_session, excluded.death_session)"
+        "  ELSE stores.death_session END",
+        (env.store, env.region, env.body["session"], received, received,
+         env.body.get("instance")))
 
 
-def _telemetry(tx: Tx, envs: Iterable[Envelope]) -> None:
-    """Keep each device's newest reading (by its own timestamp)."""
-    newest: dict[tuple[str, str], tuple[str, dict]] = {}
-    norm: dict[str, str] = {}  # a batch repeats its timestamps: each is checked once
+def _telemetry(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
+    """Keep each device's newest reading (by its own timestamp, clamped to its arrival)."""
+    newest: dict[tuple[str, str], tuple[float, str, str, dict]] = {}
+    norm: dict[str, tuple[float, str]] = {}  # a batch repeats its timestamps: each done once
     for env in envs:
         for r in env.body["readings"]:
-            ts = norm.get(r["ts"])
-            if ts is None:
-                ts = norm[r["ts"]] = _norm_ts(r["ts"])
+            known = norm.get(r["ts"])
+            if known is None:
+                known = norm[r["ts"]] = (_clamped(r["ts"], received), _norm_ts(r["ts"]))
             key = (env.store, r["device"])
-            if key not in newest or ts >= newest[key][0]:
-                newest[key] = (ts, r)
+            if key not in newest or known >= newest[key][:2]:
+                newest[key] = (*known, r)
     latest = [(store, device, r["kind"], ts, json.dumps(r.get("values", {})),
-               int(bool(r.get("stale"))), r.get("reason"))
-              for (store, device), (ts, r) in newest.items()]
+               int(bool(r.get("stale"))), r.get("reason"), at)
+              for (store, device), (at, ts, r) in newest.items()]
     tx.executemany(
-        "INSERT INTO devices (store, device, kind, ts, vals, stale, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        "INSERT INTO devices (store, device, kind, ts, vals, stale, reason, reading_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
         " kind = excluded.kind, ts = excluded.ts, vals = excluded.vals, stale = excluded.stale,"
-        " reason = excluded.reason WHERE devices.ts IS NULL OR excluded.ts >= devices.ts",
+        " reason = excluded.reason, reading_at = excluded.reading_at"
+        " WHERE devices.reading_at IS NULL OR excluded.reading_at > devices.reading_at"
+        " OR (excluded.reading_at = devices.reading_at AND excluded.ts >= devices.ts)",
         latest)
 
 
-def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:
-    """Keep each device's newest decision (by the decision's timestamp)."""
+def _decisions(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
+    """Keep each device's newest decision (by its timestamp, clamped to its arrival)."""
     latest: dict[tuple[str, str], tuple] = {}
     for env in envs:
         b = env.body
         ts = _norm_ts(b["ts"])
+        at = _clamped(b["ts"], received)
         key = (env.store, b["device"])
-        if key not in latest or ts >= latest[key][6]:
+        if key not in latest or (at, ts) >= (latest[key][8], latest[key][6]):
             latest[key] = (env.store, b["device"], b["decision"], b.get("score"),
-                           b.get("threshold"), b.get("model"), ts, json.dumps(b["explanation"]))
+                           b.get("threshold"), b.get("model"), ts, json.dumps(b["explanation"]),
+                           at)
     tx.executemany(
         "INSERT INTO devices (store, device, decision, score, threshold, model, decision_ts,"
-        " explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        " explanation, decision_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (store, device) DO UPDATE SET"
         " decision = excluded.decision, score = excluded.score, threshold = excluded.threshold,"
         " model = excluded.model, decision_ts = excluded.decision_ts,"
-        " explanation = excluded.explanation"
-        " WHERE devices.decision_ts IS NULL OR excluded.decision_ts >= devices.decision_ts",
+        " explanation = excluded.explanation, decision_at = excluded.decision_at"
+        " WHERE devices.decision_at IS NULL OR excluded.decision_at > devices.decision_at"
+        " OR (excluded.decision_at = devices.decision_at"
+        "     AND excluded.decision_ts >= devices.decision_ts)",
         latest.values())
 
 
