@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-
+from dataclasses import dataclass
 from typing import Any
 
 from edge_protocol import envelope, topics
@@ -27,6 +27,7 @@ from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
 from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
 from hub.ingest import Ingest, Settings
+from hub.errors import StoreError
 from hub.store import Store
 
 log = logging.getLogger("hub.serve")
@@ -44,6 +45,50 @@ def open_store(url: str, *, create: bool = True) -> Store:
 def store_detail(db: Store, store: str) -> dict[str, Any]:
     """One store: fleet state, devices, seq gaps and its open alerts."""
     return fleet.store_detail(db, store, open_alerts=alerts.open_alerts)
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the hub keeps what stores sent (seconds; None keeps it forever), and how much
+    one background step may delete (a bounded batch per table, so ingest never waits long)."""
+
+    readings_s: float | None = 7 * 86400.0     # telemetry messages
+    messages_s: float | None = 30 * 86400.0    # every other kind of message
+    feed_s: float | None = 30 * 86400.0        # alert feed rows sent or superseded
+    unseen_s: float | None = 30 * 86400.0      # a store not heard from is marked unseen
+    batch: int = 5000
+    every_s: float = 60.0
+
+
+def retention_step(db: Store, policy: Retention, clock=time.time) -> dict[str, int]:
+    """One bounded round of retention (`serve` runs one every `policy.every_s`): old
+    messages and readings, old feed rows, stores unseen for long marked. Returns the counts;
+    a count equal to `policy.batch` means more is left for the next round."""
+    now = clock()
+    done = {"messages": 0, "feed": 0, "unseen": 0}
+    with db.transaction() as tx:
+        kinds = {} if policy.readings_s is None else {"telemetry": now - policy.readings_s}
+        other = None if policy.messages_s is None else now - policy.messages_s
+        if kinds or other is not None:
+            done["messages"] = fleet.prune_messages(tx, kinds, other, policy.batch)
+        if policy.feed_s is not None:
+            done["feed"] = alerts.prune(tx, now - policy.feed_s, policy.batch)
+        if policy.unseen_s is not None:
+            done["unseen"] = fleet.mark_unseen(tx, now - policy.unseen_s, now)
+    return done
+
+
+def prune_stores(db: Store, unseen_s: float, dry_run: bool = False,
+                 clock=time.time) -> list[dict[str, Any]]:
+    """Remove the stores not heard from for `unseen_s` seconds with their devices, messages,
+    alerts and feed rows (`edge-hub stores prune`); return what was (or would be) removed."""
+    with db.transaction() as tx:
+        gone = fleet.unseen_stores(tx, clock() - unseen_s)
+        names = [g[0] for g in gone]
+        if names and not dry_run:
+            fleet.drop_stores(tx, names)
+            alerts.drop_stores(tx, names)
+    return [{"store": s, "region": r, "last_seen": seen} for s, r, seen in gone]
+
 
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
 
@@ -142,7 +187,7 @@ class Hub:
 
 
 def serve(db: Store, settings: Settings, embedded: bool = False,
-          stats_every: float = 30.0) -> int:
+          stats_every: float = 30.0, retention: Retention | None = Retention()) -> int:
     """Run until SIGTERM or SIGINT; return the exit code."""
     broker = None
     if embedded:
@@ -168,6 +213,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
         last = time.monotonic()
+        pruned_at = float("-inf")
         while not stop.wait(0.5):
             if hub.ingest.failed.is_set():
                 log.error("hub worker failed; exiting for its supervisor to restart it")
@@ -175,6 +221,17 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
             if time.monotonic() - last >= stats_every:
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
+            if retention is not None and time.monotonic() - pruned_at >= retention.every_s:
+                pruned_at = time.monotonic()
+                try:
+                    done = retention_step(db, retention)
+                except StoreError as err:  # the writer's retry and give-up decide for the db
+                    log.warning("retention failed; will try again", extra={"error": str(err)})
+                else:
+                    if any(done.values()):
+                        log.info("retention", extra=done)
+                        if max(done.values()) >= retention.batch:
+                            pruned_at = float("-inf")  # more is left: the next round soon
     finally:
         hub.stop()
         if broker:

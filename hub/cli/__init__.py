@@ -51,6 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the hub CLI; return the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then handled below
+        return code
+    except BrokenPipeError:
+        # `edge-hub store X | head -1`: the reader left. Nothing more to say, to anyone; point
+        # stdout at /dev/null so the interpreter's own flush at exit does not complain either.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:
+        # A byte that is not UTF-8 reaches Python as a lone surrogate (`--region $'\xff'`).
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            print(f"edge-hub: an argument is not valid UTF-8: {shown[:80]}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

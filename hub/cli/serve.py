@@ -31,6 +31,16 @@ def register(sub, add_db) -> None:
     p.add_argument("--commit-give-up", type=float, default=120.0, metavar="SECONDS",
                    help="how long a batch that cannot commit (the database unreachable) is "
                         "retried before the worker exits 1 for its supervisor (default 120)")
+    p.add_argument("--keep-readings", default="7d", metavar="AGE",
+                   help="telemetry kept this long, then pruned in the background (default 7d; "
+                        "0 keeps it forever)")
+    p.add_argument("--keep-messages", default="30d", metavar="AGE",
+                   help="other messages from stores kept this long (default 30d; 0: forever)")
+    p.add_argument("--keep-feed", default="30d", metavar="AGE",
+                   help="alert feed rows sent or superseded kept this long (default 30d)")
+    p.add_argument("--mark-unseen", default="30d", metavar="AGE",
+                   help="a store not heard from this long is marked unseen (default 30d; "
+                        "`edge-hub stores prune` removes such stores)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
@@ -51,6 +61,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--commit-give-up: expected seconds between 0 and a day")
     if not 0 < args.max_skew <= 366 * 86400:
         raise UsageError("--max-skew: expected seconds between 0 and a year")
+    from hub.app import Retention
+    from hub.cli.common import parse_duration
+
+    def keep(text: str, option: str) -> float | None:
+        return parse_duration(text, option, zero=True) or None
+
+    retention = Retention(readings_s=keep(args.keep_readings, "--keep-readings"),
+                          messages_s=keep(args.keep_messages, "--keep-messages"),
+                          feed_s=keep(args.keep_feed, "--keep-feed"),
+                          unseen_s=keep(args.mark_unseen, "--mark-unseen"))
     logs.setup(args.log_format, args.log_level)
     settings = Settings(
         host=host, port=port, client_id=args.client_id or default_client_id(),
@@ -61,4 +81,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flaps=FlapPolicy(max_flaps=args.flap_max, window_s=args.flap_window,
                          stable_s=args.flap_stable),
         skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s))
-    return serve(store_of(args, create=True), settings, embedded=args.embedded_broker)
+    return serve(store_of(args, create=True), settings, embedded=args.embedded_broker,
+                 retention=retention)

@@ -72,7 +72,7 @@ def _account(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> No
         f" max_seq = {hi}(COALESCE(stores.max_seq, excluded.max_seq),"
         "                 COALESCE(excluded.max_seq, stores.max_seq)),"
         " received = stores.received + excluded.received,"
-        f" last_seen = {hi}(COALESCE(stores.last_seen, 0), excluded.last_seen)",
+        f" last_seen = {hi}(COALESCE(stores.last_seen, 0), excluded.last_seen), unseen = NULL",
         [(s, a[0], a[1], a[2], a[3], received) for s, a in sorted(per.items())])
 
 
@@ -245,14 +245,15 @@ def _decisions(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
 
 def _store_row(r: tuple, now: float) -> dict[str, Any]:
     (store, region, online, changed, last_seen, birth_s, death_s, agent, first, mx, received,
-     devices, at_risk, open_alerts) = r
+     devices, at_risk, open_alerts, instance, unseen) = r
     span = 0 if first is None else mx - first + 1
     # A store heard from only through outbox messages (its birth came before this hub
     # started, and was not retained) has an unknown session state: None, not offline.
     known = birth_s >= 0 or death_s >= 0
     return {"store": store, "region": region, "online": bool(online) if known else None,
             "since": changed, "since_age_s": None if changed is None else round(now - changed, 1),
-            "last_seen": last_seen, "session": max(birth_s, death_s),
+            "last_seen": last_seen, "session": max(birth_s, death_s), "instance": instance,
+            "unseen_since": unseen,
             "agent": json.loads(agent) if agent else None,
             "seq": {"first": first, "last": mx, "received": received,
                     "missing": max(0, span - received)},
@@ -266,7 +267,8 @@ _STORES = (
     " (SELECT COUNT(*) FROM devices d WHERE d.store = s.store AND (d.decision IN (?, ?)"
     "   OR EXISTS (SELECT 1 FROM alerts a WHERE a.store = d.store AND a.device = d.device"
     "              AND a.state = 'raised'))),"
-    " (SELECT COUNT(*) FROM alerts a WHERE a.store = s.store AND a.state = 'raised')"
+    " (SELECT COUNT(*) FROM alerts a WHERE a.store = s.store AND a.state = 'raised'),"
+    " s.instance, s.unseen"
     " FROM stores s")
 
 
@@ -295,15 +297,36 @@ def store_detail(db: Store, store: str,
         if row is None:
             raise NotFound(f"unknown store {store!r}")
         out = _store_row(row, now)
+        # Gaps since the seq accounting (re)started; `seq - prev > 1`, not `seq > prev + 1`:
+        # prev + 1 overflows a BIGINT when an old database holds seq 2^63-1 twice.
         tx.execute(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
-            " FROM messages WHERE store = ? AND kind NOT IN ('birth', 'death')) g"
-            " WHERE seq > prev + 1 ORDER BY seq LIMIT 50", (store,))
+            " FROM messages WHERE store = ? AND kind NOT IN ('birth', 'death')"
+            " AND received >= COALESCE((SELECT seq_since FROM stores WHERE store = ?), 0)) g"
+            " WHERE seq - prev > 1 ORDER BY seq LIMIT 50", (store, store))
         out["gaps"] = [[a, b] for a, b in tx.fetchall()]
     out["devices"] = devices(db, store=store)
     if open_alerts is not None:
         out["alerts"] = open_alerts(db, store)
     return out
+
+
+def forget_session(db: Store, store: str, clock: Callable[[], float] = time.time) -> dict:
+    """Forget a store's sessions, agent instance and seq accounting (`edge-hub store STORE
+    --forget-session`): its next birth, whatever its session, brings it online. Returns the
+    state forgotten."""
+    with db.transaction() as tx:
+        tx.execute("SELECT birth_session, death_session, instance, first_seq, max_seq, received"
+                   " FROM stores WHERE store = ?", (store,))
+        row = tx.fetchone()
+        if row is None:
+            raise NotFound(f"unknown store {store!r}")
+        tx.execute("UPDATE stores SET birth_session = -1, death_session = -1, instance = NULL,"
+                   " birth_at = NULL, online = 0, changed = ?, first_seq = NULL,"
+                   " max_seq = NULL, received = 0, seq_since = ? WHERE store = ?",
+                   (clock(), clock(), store))
+    keys = ("birth_session", "death_session", "instance", "first_seq", "max_seq", "received")
+    return dict(zip(keys, row))
 
 
 def _select(db: Store, sql: str, filters: dict[str, Any], order: str) -> list[tuple]:
@@ -359,3 +382,53 @@ def message_count(db: Store, store: str | None = None) -> int:
         else:
             tx.execute("SELECT COUNT(*) FROM messages")
         return tx.fetchone()[0]
+
+
+# Retention ------------------------------------------------------------------------------------
+
+def prune_messages(tx: Tx, kinds_before: dict[str, float], other_before: float | None,
+                   limit: int) -> int:
+    """Delete up to `limit` stored messages older (by arrival) than their kind's cut-off
+    (`kinds_before`: kind -> epoch; the rest: `other_before`, None keeps them); return how many.
+
+    The ids go with them: a redelivery older than the retention would be stored again, so keep
+    messages longer than the broker keeps a hub's session (7 days by default).
+    """
+    removed = 0
+    for kind, before in sorted(kinds_before.items()):
+        removed += _delete_some(tx, "messages WHERE kind = ? AND received < ?", (kind, before),
+                                limit - removed)
+    if other_before is not None and removed < limit:
+        known = sorted(kinds_before)
+        marks = ", ".join("?" for _ in known) or "''"
+        removed += _delete_some(tx, f"messages WHERE kind NOT IN ({marks}) AND received < ?",
+                                (*known, other_before), limit - removed)
+    return removed
+
+
+def _delete_some(tx: Tx, where: str, params: tuple, limit: int) -> int:
+    if limit <= 0:
+        return 0
+    tx.execute(f"DELETE FROM messages WHERE id IN (SELECT id FROM {where} LIMIT ?)",
+               (*params, limit))
+    return max(0, tx.rowcount)
+
+
+def mark_unseen(tx: Tx, before: float, now: float) -> int:
+    """Mark stores not heard from since `before` as unseen (from now); return how many."""
+    tx.execute("UPDATE stores SET unseen = ? WHERE unseen IS NULL"
+               " AND COALESCE(last_seen, 0) < ?", (now, before))
+    return max(0, tx.rowcount)
+
+
+def unseen_stores(tx: Tx, before: float) -> list[tuple[str, str, float | None]]:
+    """(store, region, last seen) of the stores not heard from since `before`."""
+    tx.execute("SELECT store, region, last_seen FROM stores WHERE 1 = 1"
+               " AND COALESCE(last_seen, 0) < ? ORDER BY region, store", (before,))
+    return tx.fetchall()
+
+
+def drop_stores(tx: Tx, stores: Sequence[str]) -> None:
+    """Remove stores with their devices and messages (the fleet's part of a prune)."""
+    for table in ("messages", "devices", "stores"):
+        tx.executemany(f"DELETE FROM {table} WHERE store = ?", [(s,) for s in stores])
