@@ -90,6 +90,25 @@ def prune_stores(db: Store, unseen_s: float, dry_run: bool = False,
     return [{"store": s, "region": r, "last_seen": seen} for s, r, seen in gone]
 
 
+def sd_notify(*fields: str) -> bool:
+    """systemd's notify protocol without libsystemd (READY=1, WATCHDOG=1, STATUS=...): one
+    datagram to $NOTIFY_SOCKET; nothing outside systemd. Never blocks, never raises."""
+    import os
+
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto("\n".join(fields).encode("utf-8", "replace"), address)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
 
 
@@ -214,10 +233,15 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                                        "subscription": hub.ingest.topic_filter})
         last = time.monotonic()
         pruned_at = float("-inf")
+        # Under systemd (Type=notify, WatchdogSec): ready once subscribed, then a ping every
+        # half second while the writer thread lives; a worker that failed exits instead.
+        sd_notify("READY=1", f"STATUS=ingesting as {settings.client_id}")
         while not stop.wait(0.5):
             if hub.ingest.failed.is_set():
                 log.error("hub worker failed; exiting for its supervisor to restart it")
                 return 1
+            if hub.ingest.writer is not None and hub.ingest.writer.is_alive():
+                sd_notify("WATCHDOG=1")
             if time.monotonic() - last >= stats_every:
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
@@ -233,6 +257,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                         if max(done.values()) >= retention.batch:
                             pruned_at = float("-inf")  # more is left: the next round soon
     finally:
+        sd_notify("STOPPING=1")
         hub.stop()
         if broker:
             broker.stop()

@@ -41,6 +41,9 @@ def register(sub, add_db) -> None:
     p.add_argument("--mark-unseen", default="30d", metavar="AGE",
                    help="a store not heard from this long is marked unseen (default 30d; "
                         "`edge-hub stores prune` removes such stores)")
+    p.add_argument("--check", action="store_true",
+                   help="validate these options, say what would run, and exit (0, or 2 with "
+                        "the mistake) without connecting to anything")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
@@ -81,5 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flaps=FlapPolicy(max_flaps=args.flap_max, window_s=args.flap_window,
                          stable_s=args.flap_stable),
         skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s))
+    if args.check:
+        from hub.app import _safe
+        from hub.cli.common import escape
+
+        print(f"edge-hub serve: ok: worker {escape(settings.client_id)}, broker {host}:{port}"
+              f"{' (embedded)' if args.embedded_broker else ''}, database "
+              f"{escape(_safe(args.db))}")
+        return 0
     return serve(store_of(args, create=True), settings, embedded=args.embedded_broker,
                  retention=retention)
