@@ -12,7 +12,7 @@ import edge_protocol as wire
 from conftest import run_cli
 from hub.app import open_store, store_detail
 from hub.bus.consumer import Item
-from hub.domains import fleet
+from hub.domains import fleet, quarantine
 from hub.ingest.writer import commit_batch
 from hubkit import birth_body, decision_body, envelope, now_ts, reading, telemetry
 
@@ -111,11 +111,13 @@ def test_an_absurd_session_is_rejected_by_the_decoder(db, session):
         state(db)  # nothing stored: the store is unknown
 
 
-def test_a_session_leaping_absurdly_far_is_refused_and_counted_not_pinning_the_store(db):
+def test_a_session_leaping_absurdly_far_is_quarantined_not_pinning_the_store(db):
     commit(db, birth(3, OLD))
     done = commit(db, birth(2**30, OLD), death(2**30, OLD))
-    assert done.rejected == {"implausible_session": 2} and done.stored == 0
-    assert fleet.rejects(db)["implausible_session"] == 2
+    assert len(done.quarantined) == 2 and done.stored == 0
+    assert fleet.message_count(db) == 1
+    rows = quarantine.entries(db)
+    assert len(rows) == 2 and all(r["reason"].startswith("implausible_session") for r in rows)
     commit(db, death(3, OLD), birth(4, OLD))
     assert state(db)["online"] is True and state(db)["session"] == 4
 

@@ -14,7 +14,6 @@ from typing import Sequence
 
 from edge_protocol import topics
 from edge_protocol.envelope import Envelope
-from edge_protocol.errors import ProtocolError
 from hub.bus.consumer import Item
 from hub.domains import alerts, fleet, quarantine
 from hub.errors import StoreError
@@ -80,12 +79,18 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
         refused: list = []
         transitions = apply(db, tx, new, received, min(arrived.values(), default=received),
                             refused)
-        # A refused message is not kept (its id is free: a redelivery is refused again).
+        # A message a domain refused (an absurd session) is not kept among the messages: it
+        # is quarantined, with its reason, in the same transaction. Its id is free again, so
+        # the other lane's copy is refused again and only counts another `times` there.
         tx.executemany("DELETE FROM messages WHERE id = ?", [(e.id,) for e, _, _ in refused])
+        if refused:
+            quarantine.add(tx, time.time, [
+                quarantine.Entry(e.id, e.store, e.region, e.kind, e.seq,
+                                 topics.topic(e.region, e.store, e.kind), f"{code}: {detail}",
+                                 raw[e.id]) for e, code, detail in refused])
         for env, code, detail in refused:
-            done.rejected[code] += 1
-            done.last[code] = Item(0, 0, topics.topic(env.region, env.store, env.kind),
-                                   env, ProtocolError(code, detail), received)
+            done.quarantined.append((Item(0, 0, topics.topic(env.region, env.store, env.kind),
+                                          env, None, received), f"{code}: {detail}"))
         done.routed = alerts.record(tx, transitions, received) if transitions else 0
         tx.executemany(
             "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
