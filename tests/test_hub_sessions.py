@@ -192,3 +192,12 @@ def test_a_device_pinned_in_an_old_database_is_released_by_the_next_reading(db):
                    " vals = ?", (json.dumps({"device.status": "error"}),))
     commit(db, envelope("telemetry", telemetry(1), seq=2))
     assert _device(db)["values"]["device.status"] == "ok"
+
+
+def test_a_seq_leaping_absurdly_far_above_the_last_is_quarantined(db):
+    commit(db, envelope("telemetry", telemetry(1), seq=5))
+    done = commit(db, envelope("telemetry", telemetry(1), seq=5 + 2**32 + 1),
+                  envelope("telemetry", telemetry(1), seq=6))
+    assert done.stored == 1 and len(done.quarantined) == 1
+    assert quarantine.entries(db)[0]["reason"].startswith("implausible_seq")
+    assert state(db)["seq"] == {"first": 5, "last": 6, "received": 2, "missing": 0}

@@ -29,8 +29,8 @@ def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
     """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order.
 
     `received` is when the batch arrived (its last message), `since` its first message's
-    arrival. A birth or death whose session leaps absurdly far above the store's is not
-    applied and is appended to `refused` as (envelope, reason code, detail), for the writer
+    arrival. A birth or death whose session, or a message whose seq, leaps absurdly far above
+    the store's is not applied and is appended to `refused` as (envelope, reason code, detail), for the writer
     to count. The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
     Sessions go first: a birth of a new agent instance restarts the store's seq accounting,
     and the batch's messages count in the new one.
@@ -46,6 +46,12 @@ def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
             _birth(db, tx, env, received, received if since is None else since)
         elif env.kind == "death":
             _death(db, tx, env, received)
+    leaps = _absurd_seqs(tx, envs)
+    if leaps:
+        if refused is not None:
+            refused.extend((e, "implausible_seq", why) for e, why in leaps)
+        out = {e.id for e, _ in leaps}
+        envs = [e for e in envs if e.id not in out]
     _account(db, tx, envs, received)
     _telemetry(tx, [e for e in envs if e.kind == "telemetry"], received)
     _decisions(tx, [e for e in envs if e.kind == "decision"], received)
@@ -99,6 +105,27 @@ def _absurd_session(tx: Tx, env: Envelope) -> str | None:
     if last >= 0 and session > last + MAX_SESSION_LEAP:
         return f"session {session} leaps more than {MAX_SESSION_LEAP} above {last}"
     return None
+
+
+MAX_SEQ_LEAP = 2**32  # four billion messages beyond the last one seen: not a store's outbox
+
+
+def _absurd_seqs(tx: Tx, envs: Sequence[Envelope]) -> list[tuple[Envelope, str]]:
+    """The outbox messages whose seq leaps more than MAX_SEQ_LEAP above their store's last
+    (one query a batch; a store without a last seq, new or forgotten, has nothing to leap)."""
+    top: dict[str, int] = {}
+    for env in envs:
+        if env.kind not in SESSION_KINDS and env.seq > top.get(env.store, -1):
+            top[env.store] = env.seq
+    if not top or max(top.values()) <= MAX_SEQ_LEAP:
+        return []  # no seq in this batch could leap that far: skip the query
+    stores = sorted(top)
+    tx.execute("SELECT store, max_seq FROM stores WHERE max_seq IS NOT NULL AND store IN ("
+               + ", ".join("?" for _ in stores) + ")", stores)
+    last = dict(tx.fetchall())
+    return [(env, f"seq {env.seq} leaps more than {MAX_SEQ_LEAP} above {last[env.store]}")
+            for env in envs if env.kind not in SESSION_KINDS and env.store in last
+            and env.seq > last[env.store] + MAX_SEQ_LEAP]
 
 
 def _clamped(ts: str, received: float) -> float:
