@@ -4,6 +4,7 @@
     serve.py    serve
     fleet.py    fleet, store, devices, alerts, ack
     quarantine.py  quarantine list|show|drop
+    stores.py   stores prune, store --forget-session
     demo.py     demo
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
@@ -36,7 +37,7 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import demo, fleet, quarantine, serve
+    from hub.cli import demo, fleet, quarantine, serve, stores
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
     quarantine.register(sub, add_db)
+    stores.register(sub, add_db)
     demo.register(sub).set_defaults(func=demo.run)
     return parser
 

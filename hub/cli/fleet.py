@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 from typing import Any
 
 from hub.cli.common import (EXIT_OK, ago, escape, print_json, state_word, store_of,
                             table)
 from hub.domains import alerts, fleet
-
-log = logging.getLogger("hub.admin")
 
 
 def fleet_view(db, region: str | None = None) -> dict[str, Any]:
@@ -87,24 +84,12 @@ def _alert_rows(alerts: list[dict[str, Any]], with_store: bool = True) -> str:
                         ["ID", "DEVICE", "WHAT", "SEVERITY", "STATE", "SINCE", "ACKED"], rows)
 
 
-def cmd_forget_session(args: argparse.Namespace) -> int:
-    forgotten = fleet.forget_session(store_of(args), args.store)
-    # An admin action: until the audit domain lands it is logged (docs/hub-defences.md).
-    log.warning("store session forgotten", extra={"store": args.store, "by": args.by,
-                                                  **{k: v for k, v in forgotten.items()}})
-    if args.json:
-        print_json({"store": args.store, "forgotten": forgotten})
-    else:
-        print(f"store {escape(args.store)}: session {forgotten['birth_session']}/"
-              f"{forgotten['death_session']} and seq accounting forgotten; its next birth "
-              "brings it online")
-    return EXIT_OK
-
-
 def cmd_store(args: argparse.Namespace) -> int:
     from hub.app import store_detail
 
     if args.forget_session:
+        from hub.cli.stores import cmd_forget_session
+
         return cmd_forget_session(args)
     detail = store_detail(store_of(args), args.store)
     if args.json:
@@ -171,27 +156,6 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 
-def cmd_stores_prune(args: argparse.Namespace) -> int:
-    from hub.app import prune_stores
-    from hub.cli.common import parse_duration
-
-    unseen = parse_duration(args.unseen, "--unseen")
-    gone = prune_stores(store_of(args), unseen, dry_run=args.dry_run)
-    if not args.dry_run and gone:
-        log.warning("stores pruned", extra={"stores": ",".join(g["store"] for g in gone)[:2000],
-                                            "unseen_s": unseen, "by": args.by})
-    if args.json:
-        print_json({"dry_run": args.dry_run, "stores": gone})
-    elif not gone:
-        print(f"no store unseen for {escape(args.unseen)}")
-    else:
-        print(table(("REGION", "STORE", "LAST SEEN"),
-                    [(g["region"], g["store"], ago(g["last_seen"])) for g in gone]))
-        print(f"\n{'would remove' if args.dry_run else 'removed'} {len(gone)} store(s) "
-              "with their devices, messages and alerts")
-    return EXIT_OK
-
-
 def register(sub, add_db) -> None:
     p = sub.add_parser("fleet", help="stores by region: online, offline since, devices at risk")
     p.add_argument("--region", help="only this region")
@@ -207,17 +171,6 @@ def register(sub, add_db) -> None:
                    help="who forgets it (logged)")
     add_db(p)
     p.set_defaults(func=cmd_store)
-
-    p = sub.add_parser("stores", help="the stores themselves: prune those long unseen")
-    ps = p.add_subparsers(dest="stores_command", metavar="ACTION", required=True)
-    q = ps.add_parser("prune", help="remove stores not heard from for --unseen, with their "
-                                    "devices, messages and alerts")
-    q.add_argument("--unseen", required=True, metavar="AGE",
-                   help="not heard from for this long: 90d, 12w, 48h...")
-    q.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
-    q.add_argument("--by", default=os.environ.get("USER") or _user(), help="who (logged)")
-    add_db(q)
-    q.set_defaults(func=cmd_stores_prune)
 
     p = sub.add_parser("devices", help="devices with their latest reading and decision")
     p.add_argument("--at-risk", action="store_true",
