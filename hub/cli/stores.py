@@ -49,9 +49,16 @@ def cmd_stores_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub, add_db) -> None:
-    from hub.cli.fleet import _user
+def _user() -> str:
+    import getpass
 
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry in a container
+        return "unknown"
+
+
+def register(sub, add_db) -> None:
     p = sub.add_parser("stores", help="the stores themselves: prune those long unseen")
     ps = p.add_subparsers(dest="stores_command", metavar="ACTION", required=True)
     q = ps.add_parser("prune", help="remove stores not heard from for --unseen, with their "
