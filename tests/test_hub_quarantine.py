@@ -139,6 +139,14 @@ def test_quarantine_list_show_drop_escape_store_text_and_json_keeps_it(hub_db):
     assert drop.returncode == 0 and "dropped 1" in drop.stdout, drop.stderr
     assert "no quarantined messages" in run_cli("quarantine", "list", "--db", hub_db,
                                                 module="hub").stdout
+    from hub.domains import audit
+    db = open_store(hub_db)
+    try:
+        with db.read() as tx:
+            [entry] = [e for e in audit.entries(tx) if e["action"] == "quarantine.drop"]
+        assert entry["detail"]["ids"] == [env["id"]]
+    finally:
+        db.close()
 
 
 def test_a_running_hub_quarantines_the_breaking_message_and_stores_the_rest(

@@ -78,6 +78,10 @@ def test_unseen_stores_are_marked_and_pruned_with_their_rows(hub_db):
     try:
         assert [s["store"] for s in fleet.stores(db)] == ["here"]
         assert alerts.alerts(db) == [] and fleet.message_count(db, "gone") == 0
+        from hub.domains import audit
+        with db.read() as tx:
+            pruned = [e for e in audit.entries(tx) if e["action"] == "stores.prune"]
+        assert [e["detail"]["stores"] for e in pruned] == [["gone"]]  # the dry run is not
     finally:
         db.close()
     bad = run_cli("stores", "prune", "--unseen", "soon", "--db", hub_db, module="hub")

@@ -128,7 +128,11 @@ def test_forget_session_lets_the_next_birth_in_whatever_its_session(db, hub_db):
     assert state(db)["session"] == 2**30
     out = run_cli("store", "s1", "--forget-session", "--db", hub_db, module="hub")
     assert out.returncode == 0, out.stderr
-    assert "forgotten" in out.stdout and "store session forgotten" in out.stderr
+    assert "forgotten" in out.stdout
+    from hub.domains import audit
+    with db.read() as tx:
+        [entry] = [e for e in audit.entries(tx) if e["action"] == "store.forget_session"]
+    assert entry["object"] == "store:s1" and entry["detail"]["forgotten"]["birth_session"] == 2**30
     commit(db, birth(1, None), envelope("telemetry", telemetry(1), seq=1))
     s = state(db)
     assert s["online"] is True and s["session"] == 1 and s["seq"]["first"] == 1

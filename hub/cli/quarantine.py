@@ -1,22 +1,20 @@
 """`edge-hub quarantine list|show|drop`: messages split out of a batch that would not commit.
 
-Everything here came from a store: the table and `show` print it through escape(); --json
+Drops are recorded in the audit log (local actor, --db). Everything here came from a store: the table and `show` print it through escape(); --json
 prints it as stored.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 
-from hub.cli.common import EXIT_OK, ago, escape, print_json, store_of, table
+from hub.cli import local
+from hub.cli.common import EXIT_OK, ago, escape, print_json, table
 from hub.domains import quarantine
-
-log = logging.getLogger("hub.admin")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = quarantine.entries(store_of(args), store=args.store)
+    rows = quarantine.entries(local.open_db(args), store=args.store)
     if args.json:
         print_json(rows)
     elif not rows:
@@ -29,7 +27,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    row = quarantine.entry(store_of(args), args.id)
+    row = quarantine.entry(local.open_db(args), args.id)
     if args.json:
         print_json(row)
         return EXIT_OK
@@ -45,9 +43,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
 
     if (args.id is None) == (not args.all):
         raise UsageError("quarantine drop: give an ID or --all (not both)")
-    ids = quarantine.drop(store_of(args), None if args.all else args.id)
-    # An admin action: until the audit domain lands, it is logged (docs/hub-defences.md).
-    log.warning("quarantine dropped", extra={"ids": ",".join(ids)[:2000], "by": args.by})
+    ids = quarantine.drop(local.open_db(args), None if args.all else args.id, local.clock,
+                          local.actor(), local.source())
     if args.json:
         print_json({"dropped": ids})
     else:
@@ -57,22 +54,24 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub, add_db) -> None:
-    from hub.cli.fleet import _user
+def _db_args(p) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    local.add_db_args(p, remote=False)
 
+
+def register(sub, add_db=None) -> None:
     q = sub.add_parser("quarantine", help="messages that broke a batch's commit, kept aside")
     qs = q.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     p = qs.add_parser("list", help="quarantined messages, newest first")
     p.add_argument("--store", help="only this store's")
-    add_db(p)
+    _db_args(p)
     p.set_defaults(func=cmd_list)
     p = qs.add_parser("show", help="one quarantined message with its payload and reason")
     p.add_argument("id", help="its message id (or a unique prefix of at least 4 characters)")
-    add_db(p)
+    _db_args(p)
     p.set_defaults(func=cmd_show)
     p = qs.add_parser("drop", help="remove a quarantined message (or all of them)")
     p.add_argument("id", nargs="?", help="its message id (or a unique prefix)")
     p.add_argument("--all", action="store_true", help="remove every quarantined message")
-    p.add_argument("--by", default=_user(), help="who drops it (logged)")
-    add_db(p)
+    _db_args(p)
     p.set_defaults(func=cmd_drop)

@@ -17,6 +17,7 @@ from edge_protocol.bodies import TS_CACHE
 from edge_protocol.envelope import Envelope
 from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import normalize_ts as _norm_ts
+from hub.domains import audit
 from hub.errors import NotFound
 from hub.store import Store, Tx
 
@@ -338,20 +339,27 @@ def store_detail(db: Store, store: str,
     return out
 
 
-def forget_session(db: Store, store: str, clock: Callable[[], float] = time.time) -> dict:
+def forget_session(db: Store, store: str, clock: Callable[[], float] = time.time,
+                   actor: Any = None, source: str | None = None) -> dict:
     """Forget a store's sessions, agent instance and seq accounting (`edge-hub store STORE
-    --forget-session`): its next birth, whatever its session, brings it online. Returns the
-    state forgotten."""
+    --forget-session`): its next birth, whatever its session, brings it online. Recorded in
+    the audit log as `store.forget_session` by `actor` (hub.domains.access.Actor) in the same
+    transaction. Returns the state forgotten."""
+    keys = ("birth_session", "death_session", "instance", "first_seq", "max_seq", "received")
     with db.transaction() as tx:
         tx.execute("SELECT birth_session, death_session, instance, first_seq, max_seq, received"
                    " FROM stores WHERE store = ?", (store,))
         row = tx.fetchone()
         if row is None:
             raise NotFound(f"unknown store {store!r}")
+        now = clock()
         tx.execute("UPDATE stores SET birth_session = -1, death_session = -1, instance = NULL,"
                    " birth_at = NULL, online = 0, changed = ?, first_seq = NULL,"
                    " max_seq = NULL, received = 0, seq_since = ? WHERE store = ?",
-                   (clock(), clock(), store))
+                   (now, now, store))
+        if actor is not None:
+            audit.record(tx, clock, actor, "store.forget_session", f"store:{store}",
+                         {"store": store, "forgotten": dict(zip(keys, row))}, source)
     keys = ("birth_session", "death_session", "instance", "first_seq", "max_seq", "received")
     return dict(zip(keys, row))
 

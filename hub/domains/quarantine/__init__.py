@@ -9,9 +9,12 @@ hub.ingest and kept here with the database's reason, so the rest of the stream c
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from hub.domains import audit
 from hub.errors import NotFound
 from hub.store import Store, Tx
 
@@ -100,8 +103,10 @@ def entry(db: Store, ident: str) -> dict[str, Any]:
     return dict(zip((*_COLUMNS, "payload"), row))
 
 
-def drop(db: Store, ident: str | None) -> list[str]:
-    """Remove one quarantined message (an id or unique prefix), or all with None; return ids."""
+def drop(db: Store, ident: str | None, clock: Callable[[], float] = time.time,
+         actor: Any = None, source: str | None = None) -> list[str]:
+    """Remove one quarantined message (an id or unique prefix), or all with None; return the
+    ids. Recorded in the audit log as `quarantine.drop` by `actor` in the same transaction."""
     with db.transaction() as tx:
         if ident is None:
             tx.execute("SELECT id FROM quarantine ORDER BY id")
@@ -110,6 +115,10 @@ def drop(db: Store, ident: str | None) -> list[str]:
         else:
             ids = [_resolve(tx, ident)]
             tx.execute("DELETE FROM quarantine WHERE id = ?", (ids[0],))
+        if actor is not None and ids:
+            audit.record(tx, clock, actor, "quarantine.drop",
+                         f"quarantine:{ids[0] if ident is not None else '*'}",
+                         {"ids": ids[:1000], "count": len(ids)}, source)
     return ids
 
 
