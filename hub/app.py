@@ -100,6 +100,25 @@ def prune_stores(db: Store, unseen_s: float, dry_run: bool = False,
     return [{"store": s, "region": r, "last_seen": seen} for s, r, seen in gone]
 
 
+def sd_notify(*fields: str) -> bool:
+    """systemd's notify protocol without libsystemd (READY=1, WATCHDOG=1, STATUS=...): one
+    datagram to $NOTIFY_SOCKET; nothing outside systemd. Never blocks, never raises."""
+    import os
+
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto("\n".join(fields).encode("utf-8", "replace"), address)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
 
 

@@ -86,7 +86,7 @@ def test_no_control_or_bidi_character_from_a_store_reaches_the_terminal(dirty_db
 
 
 def test_ack_shows_the_alert_escaped(dirty_db):
-    assert_safe(hub("ack", "a-2", "--by", "me", "--db", dirty_db))
+    assert_safe(hub("ack", "a-2", "--db", dirty_db))
 
 
 def test_json_prints_the_strings_as_stored(dirty_db):
