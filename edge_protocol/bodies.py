@@ -649,7 +649,8 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
     parse_body(kind, body, clock, skew)
 
 
-__all__ = ["MIN_INT", "MAX_INT", "MAX_SESSION", "MAX_SEQ", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES",
+__all__ = ["MIN_INT", "MAX_INT", "MAX_SESSION", "MAX_SEQ", "MAX_TEXT", "DECISIONS",
+           "ALERT_STATES", "SEVERITIES",
            "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
            "check_number", "check_scalar", "check_ts", "clean_text"]

@@ -109,8 +109,9 @@ def test_todays_database_upgrades_and_keeps_its_rows(hub_db):
 def test_a_later_migration_applies_once_and_in_order(hub_db):
     n = _latest()["fleet"]
     extra = (Migration("fleet", n + 1, ("ALTER TABLE stores ADD COLUMN note TEXT",)),
-             Migration("fleet", n + 2, ({"sqlite": "CREATE INDEX stores_note ON stores (note)",
-                                         "postgresql": "CREATE INDEX stores_note ON stores (note)"},)))
+             Migration("fleet", n + 2, ({
+                 "sqlite": "CREATE INDEX stores_note ON stores (note)",
+                 "postgresql": "CREATE INDEX stores_note ON stores (note)"},)))
     db = open_bare(hub_db, create=True, migrations=ALL_MIGRATIONS)
     try:
         assert migrate(db, (*ALL_MIGRATIONS, *extra))["fleet"] == n + 2

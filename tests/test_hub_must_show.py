@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import edge_protocol as wire
 from hub.app import open_store
 from hubkit import (HubProcess, Publisher, alert_body, birth_body, decision_body, envelope,
-                    now_ts, reading, telemetry, wait_for)
+                    reading, telemetry, wait_for)
 from test_hub_quarantine import poison_devices
 
 STORES = ("mx-a", "mx-b", "mx-c")

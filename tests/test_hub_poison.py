@@ -3,8 +3,9 @@
 Each hostile message is published to a real Mosquitto, retained too (a retained poison used to
 kill every new hub), before the hub starts and again while it runs. The hub (a real
 `edge-hub serve` process, on SQLite and on PostgreSQL) must ignore each retained copy (counted
-as `retained`: a store never retains), reject each live one counted by its reason, stay alive, store the valid messages other stores send after it, and do the same after
-a restart with the retained copies still on the broker.
+as `retained`: a store never retains), reject each live one counted by its reason, stay
+alive, store the valid messages other stores send after it, and do the same after a restart
+with the retained copies still on the broker.
 """
 
 from __future__ import annotations

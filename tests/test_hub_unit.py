@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 from conftest import ROOT, agent_env
 from hub.app import open_store

@@ -1,7 +1,7 @@
 """`edge-hub quarantine list|show|drop`: messages split out of a batch that would not commit.
 
-Drops are recorded in the audit log (local actor, --db). Everything here came from a store: the table and `show` print it through escape(); --json
-prints it as stored.
+Drops are recorded in the audit log (local actor, --db). Everything here came from a store:
+the table and `show` print it through escape(); --json prints it as stored.
 """
 
 from __future__ import annotations

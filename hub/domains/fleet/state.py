@@ -31,8 +31,9 @@ def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
 
     `received` is when the batch arrived (its last message), `since` its first message's
     arrival. A birth or death whose session, or a message whose seq, leaps absurdly far above
-    the store's is not applied and is appended to `refused` as (envelope, reason code, detail), for the writer
-    to count. The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
+    the store's is not applied and is appended to `refused` as (envelope, reason code,
+    detail), for the writer to quarantine. The alert envelopes are the alerts domain's to
+    apply (hub.domains.alerts.apply).
     Sessions go first: a birth of a new agent instance restarts the store's seq accounting,
     and the batch's messages count in the new one.
     """
