@@ -28,6 +28,11 @@ from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew, check_plausible, parse_ts
 
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1   # what a database's BIGINT holds
+# An agent counts sessions one a connection and seqs one a message, from 1: beyond these they
+# are absurd (2^31 connections is 68 years at one a second; 2^53 messages 285 years at a
+# million a second), and a session or seq of 2^63-1 would pin a store at the hub for good.
+MAX_SESSION = 2**31 - 1
+MAX_SEQ = 2**53
 MAX_TEXT = 1000          # characters in a free text field (reason, explanation line, version)
 MAX_LIST = 64            # explanation lines
 MAX_MAP = 512            # keys in values / features / extra maps
@@ -433,9 +438,12 @@ class Birth:
     config_hash: Optional[str] = None
     last_seq: Optional[int] = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # capabilities and newer fields
+    # The agent's state database's own id (made once with it): sessions and seqs count within
+    # one instance, so a store whose state was lost comes back as a new instance at session 1.
+    instance: Optional[str] = None
 
     _KNOWN = frozenset(("session", "inventory", "agent_version", "model_version",
-                        "config_hash", "last_seq"))
+                        "config_hash", "last_seq", "instance"))
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
@@ -443,7 +451,7 @@ class Birth:
         if type(data) is not dict:
             raise _fail("bad_body", "body: expected an object")
         get = data.get  # type: ignore[attr-defined]
-        session = check_int(get("session"), "session", 0)
+        session = check_int(get("session"), "session", 0, MAX_SESSION)
         inventory = get("inventory")
         if type(inventory) is not list:
             raise _fail("bad_body", "inventory: missing or of the wrong type")
@@ -463,10 +471,13 @@ class Birth:
         config_hash = check_text(get("config_hash"), "config_hash", optional=True, max_len=200)
         last_seq = get("last_seq")
         if last_seq is not None:
-            check_int(last_seq, "last_seq", 0)
+            check_int(last_seq, "last_seq", 0, MAX_SEQ)
+        instance = get("instance")
+        if instance is not None:
+            check_id(instance, "instance")
         extra = _extra(data, cls._KNOWN, "birth")  # type: ignore[arg-type]
         return cls(session, tuple(items), agent_version, model_version, config_hash, last_seq,
-                   extra)
+                   extra, instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,15 +485,20 @@ class Death:
     """A store's agent went away (its Will, or a clean goodbye)."""
 
     session: int
+    instance: Optional[str] = None  # as in the birth
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
                   skew: Skew = DEFAULT_SKEW) -> "Death":
         if type(data) is not dict:
             raise _fail("bad_body", "body: expected an object")
-        session = check_int(data.get("session"), "session", 0)  # type: ignore[attr-defined]
-        _extra(data, frozenset(("session",)), "death")  # type: ignore[arg-type]
-        return cls(session)
+        session = check_int(data.get("session"), "session", 0,  # type: ignore[attr-defined]
+                            MAX_SESSION)
+        instance = data.get("instance")  # type: ignore[attr-defined]
+        if instance is not None:
+            check_id(instance, "instance")
+        _extra(data, frozenset(("session", "instance")), "death")  # type: ignore[arg-type]
+        return cls(session, instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,7 +687,8 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
     parse_body(kind, body, clock, skew)
 
 
-__all__ = ["MIN_INT", "MAX_INT", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES", "ALERT_FAMILIES", "ALERT_AUDIENCES",
+__all__ = ["MIN_INT", "MAX_INT", "MAX_SESSION", "MAX_SEQ", "MAX_TEXT", "DECISIONS",
+           "ALERT_STATES", "SEVERITIES", "ALERT_FAMILIES", "ALERT_AUDIENCES",
            "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
            "check_number", "check_scalar", "check_ts", "clean_text"]

@@ -183,3 +183,17 @@ class Router:
         with self.db.read() as tx:
             tx.execute("SELECT status, COUNT(*) FROM feed GROUP BY status")
             return dict(tx.fetchall())
+
+
+def prune(tx: Tx, before: float, limit: int) -> int:
+    """Delete up to `limit` feed rows sent or superseded before `before` (epoch); return how
+    many. A pruned row's key is forgotten: keep them longer than a store replays (days)."""
+    tx.execute("DELETE FROM feed WHERE key IN (SELECT key FROM feed WHERE at < ?"
+               " AND status IN ('sent', 'superseded') LIMIT ?)", (before, limit))
+    return max(0, tx.rowcount)
+
+
+def drop_stores(tx: Tx, stores: Sequence[str]) -> None:
+    """Remove stores' alert instances and feed rows (the alerts' part of a prune)."""
+    for table in ("feed", "alerts"):
+        tx.executemany(f"DELETE FROM {table} WHERE store = ?", [(s,) for s in stores])
