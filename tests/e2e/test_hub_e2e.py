@@ -90,7 +90,7 @@ def critical_at_hub(db_url: str, store: str = STORES[0]) -> list[tuple[str, int]
         db.close()
 
 
-# The broker stays down this long, with rows enqueued by hand. tests/test_long_outage.py keeps
+# The broker stays down this long, with rows enqueued by hand. tests/e2e/test_long_outage.py keeps
 # it down 150 s under a real agent whose own policy raises and clears alerts meanwhile, and
 # brings the store back before the hub too.
 OUTAGE_S = 10

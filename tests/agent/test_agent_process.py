@@ -209,7 +209,8 @@ def test_sigterm_exits_0_even_while_a_device_call_is_stuck_in_a_thread_forever(t
     config = tmp_path / "agent.toml"
     config.write_text(host_config(tmp_path / "state", devices=2, interval=0.05,
                                   device_extra="timeout = 0.2"))
-    result = subprocess.run([sys.executable, "-c", HUNG_AGENT, str(config), str(ROOT / "tests")],
+    result = subprocess.run([sys.executable, "-c", HUNG_AGENT, str(config),
+                             str(ROOT / "tests" / "support")],
                             capture_output=True, text=True, timeout=60, env=agent_env())
     assert result.returncode == 0, result.stderr
     assert "agent stopped" in result.stderr

@@ -114,7 +114,7 @@ class Background:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARK}(scenario=cls): run the scenario in a background thread from the "
-        "start of the run; the test (moved last) waits for it (tests/longrun.py)")
+        "start of the run; the test (moved last) waits for it (tests/support/longrun.py)")
     config.stash[RUNS] = {}
 
 

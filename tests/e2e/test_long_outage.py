@@ -34,8 +34,8 @@ Two things the test arranges, and why:
   acknowledges a QoS 1 message before it is on disk, so a SIGKILL can lose one it acknowledged
   and had not yet passed on (docs/sync.md, Known limits): that loss would be the broker's.
   The test checks after the kill that it did not happen (`lost_at_kill`).
-- The store's link (a TCP gate in front of the broker, tests/tcpgate.py) comes back only once
-  the hub has reconnected and subscribed again. The other order is the second test,
+- The store's link (a TCP gate in front of the broker, tests/support/tcpgate.py) comes back
+  only once the hub has reconnected and subscribed again. The other order is the second test,
   test_a_store_back_before_the_hub_after_a_broker_crash_loses_nothing: the retained hub state
   still says online (the broker died, so the hub's Will never went out), and Mosquitto
   (2.0.11 here) passes nothing to a shared subscription restored from its persistence until
@@ -43,8 +43,8 @@ Two things the test arranges, and why:
   meanwhile (this test found it); it now holds its history until the hub answers its birth
   live (docs/protocol.md, "The handshake"), and the test checks it held it and lost nothing.
 
-How it runs alongside the suite (tests/longrun.py, registered in conftest.py): both tests are
-marked `@pytest.mark.background(scenario=...)`. When one is selected, the plugin moves it to
+How it runs alongside the suite (tests/support/longrun.py, registered in conftest.py): both
+tests are marked `@pytest.mark.background(scenario=...)`. When one is selected, the plugin moves it to
 the end of the run and, before the first test, starts `Scenario(folder, stop).run()` in a
 daemon thread with its own folder (tempfile.mkdtemp), its own broker (on a free port below the
 kernel's ephemeral range: the suite's `free_port()` calls cannot take it while the broker is
@@ -589,7 +589,7 @@ class StoreBackFirst(Rig):
         self.start_all()
         self.wait_first_decisions()
         # The hub's retained state (online) must be in the broker's store on disk, as it is
-        # for a hub that has run a while (autosave_interval 1 s in tests/brokers.py).
+        # for a hub that has run a while (autosave_interval 1 s in tests/support/brokers.py).
         self.pause(3.0)
         self.kill_the_broker()
         seq = self.last_seq()

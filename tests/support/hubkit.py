@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from conftest import ROOT, agent_env
+from testenv import ROOT, agent_env
 import edge_protocol as wire
 from edge_agent.outbox import uuid7
 from edge_agent.reading import format_ts

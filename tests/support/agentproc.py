@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import agent_env
+from testenv import agent_env
 
 # Upper bound of every wait: long enough for a loaded 2-core machine, short enough that a bug
 # fails the test instead of hanging it. Never asserted as a speed.

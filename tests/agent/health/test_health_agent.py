@@ -97,7 +97,7 @@ def test_with_scoring_disabled_the_agent_never_imports_onnxruntime_and_status_sa
     path = write_config(tmp_path, enabled=False)
     code = textwrap.dedent(f"""
         import asyncio, sys
-        sys.path.insert(0, "tests")
+        sys.path[:0] = ["tests/agent/health", "tests", "tests/support"]
         from test_health_agent import run_until
         from edge_agent.agent import Agent
         from edge_agent.config import load_config
