@@ -9,13 +9,14 @@ import time
 
 import pytest
 
-from agentproc import AgentProcess, host_config, outbox_rows, wait_until
+from agentproc import AgentProcess, host_config, outbox_rows
 from conftest import run_cli
 from edge_agent.agent import Agent
 from edge_agent.cli import status
 from edge_agent.config import load_config, parse_text
 
 from fakes import Scripted
+from wait import wait_until
 
 
 def readings_by_seq(db_path) -> list[tuple[int, str]]:
@@ -39,7 +40,7 @@ def test_a_stop_signal_exits_0_within_5_s_and_commits_the_buffered_readings(tmp_
     config.write_text(host_config(tmp_path / "state", devices=3, interval=0.05, flush=3600))
     agent = AgentProcess(config, tmp_path / "agent.log")
     try:
-        agent.wait_for_log("agent started")
+        agent.wait_ready()
         # Let it poll a while; nothing is committed yet.
         time.sleep(1.0)
         assert readings_by_seq(tmp_path / "state" / "agent.db") == []
@@ -59,9 +60,9 @@ def test_sighup_adds_removes_and_changes_devices_without_a_restart(tmp_path):
     config.write_text(host_config(state, devices=2, interval=0.05))  # h0, h1
     agent = AgentProcess(config, tmp_path / "agent.log")
     try:
-        agent.wait_for_log("agent started")
+        agent.wait_ready()
         wait_until(lambda: {d for _, d in readings_by_seq(db_path)} == {"h0", "h1"},
-                   "readings of h0 and h1")
+                   what="readings of h0 and h1")
         # h0 removed, h1 changed (interval), h2 added.
         text = host_config(state, devices=3, interval=0.05)
         text = text.replace('id = "h1"\nkind = "host"\ninterval = 0.05',
@@ -71,10 +72,10 @@ def test_sighup_adds_removes_and_changes_devices_without_a_restart(tmp_path):
         agent.signal(signal.SIGHUP)
         reloaded = agent.wait_for_log("config reloaded")[0]
         assert (reloaded["added"], reloaded["removed"], reloaded["changed"]) == ("h2", "h0", "h1")
-        wait_until(lambda: "h2" in {d for _, d in readings_by_seq(db_path)}, "readings of h2")
+        wait_until(lambda: "h2" in {d for _, d in readings_by_seq(db_path)}, what="readings of h2")
         first_h2 = min(seq for seq, d in readings_by_seq(db_path) if d == "h2")
         wait_until(lambda: max(s for s, _ in readings_by_seq(db_path)) > first_h2 + 2,
-                   "more commits")
+                   what="more commits")
         later = {d for s, d in readings_by_seq(db_path) if s > first_h2}
         assert "h0" not in later and {"h1", "h2"} <= later
         assert agent.proc.poll() is None
@@ -93,8 +94,8 @@ def test_sighup_with_a_bad_config_logs_every_problem_keeps_the_old_one_and_keeps
     config.write_text(good)
     agent = AgentProcess(config, tmp_path / "agent.log")
     try:
-        agent.wait_for_log("agent started")
-        wait_until(lambda: readings_by_seq(db_path), "a first reading")
+        agent.wait_ready()
+        wait_until(lambda: readings_by_seq(db_path), what="a first reading")
         config.write_text(good.replace('kind = "host"\ninterval = 0.05',
                                       'kind = "host"\ninterval = 0\ncolour = "red"'))
         agent.signal(signal.SIGHUP)
@@ -105,7 +106,7 @@ def test_sighup_with_a_bad_config_logs_every_problem_keeps_the_old_one_and_keeps
         seq_at_reject = max(s for s, _ in readings_by_seq(db_path))
         wait_until(lambda: any(s > seq_at_reject + 2 and d == "h0"
                                for s, d in readings_by_seq(db_path)),
-                   "h0 still polled after the rejected reload")
+                   what="h0 still polled after the rejected reload")
         assert agent.stop() == 0
     finally:
         agent.kill()
@@ -122,8 +123,8 @@ def test_status_shows_a_device_fresh_while_polled_then_stale_past_max_age_and_wh
                                   device_extra="max_age = 1.0"))
     agent = AgentProcess(config, tmp_path / "agent.log")
     try:
-        agent.wait_for_log("agent started")
-        wait_until(lambda: status_of(config, "h0")["stale"] is False, "h0 shown fresh")
+        agent.wait_ready()
+        wait_until(lambda: status_of(config, "h0")["stale"] is False, what="h0 shown fresh")
         shown = run_cli("status", "--config", str(config), "--json")
         assert shown.returncode == 0, shown.stderr
         doc = json.loads(shown.stdout)
@@ -131,7 +132,7 @@ def test_status_shows_a_device_fresh_while_polled_then_stale_past_max_age_and_wh
         assert agent.stop() == 0
     finally:
         agent.kill()
-    wait_until(lambda: status_of(config, "h0")["stale"], "h0 shown stale")
+    wait_until(lambda: status_of(config, "h0")["stale"], what="h0 shown stale")
     entry = status_of(config, "h0")
     assert "max_age 1s" in entry["reason"] and "the agent is not running" in entry["reason"]
     assert entry["values"]["device.status"] in ("ok", "warning")
@@ -222,7 +223,7 @@ def test_a_second_agent_on_the_same_state_folder_refuses_to_start_and_names_the_
     config.write_text(host_config(tmp_path / "state"))
     agent = AgentProcess(config, tmp_path / "agent.log")
     try:
-        agent.wait_for_log("agent started")
+        agent.wait_ready()
         second = run_cli("run", "--config", str(config))
         assert second.returncode == 1 and "Traceback" not in second.stderr
         assert f"another agent is running on {tmp_path / 'state'} (pid {agent.pid})" \

@@ -13,6 +13,7 @@ from edge_agent.config import DeviceConfig
 from edge_agent.scheduler import DeviceRunner, DeviceState, Scheduler, backoff_delay
 
 from fakes import Counting, HungAsync, HungThread, Raising, Scripted, ThreadCounting
+from wait import until
 
 # Waits in these tests are upper bounds that only turn a bug into a failure instead of a hang.
 PATIENCE_S = 30.0
@@ -21,17 +22,6 @@ PATIENCE_S = 30.0
 def device(dev_id: str = "d1", **kw) -> DeviceConfig:
     kw.setdefault("jitter", 0.0)
     return DeviceConfig(id=dev_id, kind="host", **kw)
-
-
-async def until(predicate, what: str) -> None:
-    """Wait until predicate() holds; fail (not hang) if it never does."""
-    async def wait():
-        while not predicate():
-            await asyncio.sleep(0.005)
-    try:
-        await asyncio.wait_for(wait(), PATIENCE_S)
-    except asyncio.TimeoutError:
-        pytest.fail(f"never happened: {what}")
 
 
 BACKOFF = {
@@ -75,7 +65,7 @@ def test_runner_doubles_its_wait_per_failure_and_resets_on_success():
         runner = DeviceRunner(dev, sink=lambda r, s: None,
                               factory=lambda d: Recording(d, [False] * 6 + [True]))
         task = asyncio.create_task(runner.run())
-        await until(lambda: len(waits) >= 8, "eight polls")
+        await until(lambda: len(waits) >= 8, what="eight polls")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -91,7 +81,7 @@ def test_consecutive_failures_count_up_and_reset_on_success_in_the_readings():
         runner = DeviceRunner(dev, sink=lambda r, s: readings.append(r),
                               factory=lambda d: Scripted(d, [False, False, True, False]))
         task = asyncio.create_task(runner.run())
-        await until(lambda: len(readings) >= 4, "four polls")
+        await until(lambda: len(readings) >= 4, what="four polls")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -114,9 +104,9 @@ def test_a_hung_device_does_not_delay_the_polls_of_the_others():
         # The hung device's poll may take a minute; the fast one polls every 10 ms meanwhile.
         sched.apply((device("hung", interval=0.01, timeout=60.0),
                      device("fast", interval=0.01)))
-        await until(lambda: hung and hung[0].started == 1, "the hung poll starts")
+        await until(lambda: hung and hung[0].started == 1, what="the hung poll starts")
         before = fast[0].polls
-        await until(lambda: fast[0].polls >= before + 50, "fifty polls of the fast device")
+        await until(lambda: fast[0].polls >= before + 50, what="fifty polls of the fast device")
         # All the while, the hung device's first poll never returned.
         assert hung[0].started == 1 and hung[0].returned == 0
         await sched.stop()
@@ -139,17 +129,17 @@ def test_a_device_hung_in_a_thread_holds_one_thread_and_the_others_keep_polling(
         sched = Scheduler(lambda r, s: readings.append(r), factory)
         sched.apply((device("hung", interval=0.01, timeout=0.05, backoff_max=0.02),
                      device("fast", interval=0.01)))
-        await until(lambda: sched.runners["hung"][0].state.failures >= 10, "ten failed polls")
+        await until(lambda: sched.runners["hung"][0].state.failures >= 10, what="ten failed polls")
         fast = made["fast"]
         before = fast.polls
-        await until(lambda: fast.polls >= before + 50, "fifty polls of the fast device")
+        await until(lambda: fast.polls >= before + 50, what="fifty polls of the fast device")
         # Ten timed-out polls, yet the device's blocking call entered a thread only once.
         assert made["hung"].entered == 1
         assert blocking.hung("hung") == 1
         reasons = {r.reason for r in readings if r.device == "hung"}
         assert "a previous call to the device is still hung" in reasons
         release.set()
-        await until(lambda: blocking.hung("hung") == 0, "the stuck call to return")
+        await until(lambda: blocking.hung("hung") == 0, what="the stuck call to return")
         await sched.stop()
 
     try:
@@ -164,7 +154,7 @@ def test_a_collector_that_raises_gives_stale_unknown_readings_and_is_polled_agai
     async def main():
         sched = Scheduler(lambda r, s: readings.append(r), Raising)
         sched.apply((device("buggy", interval=0.001, backoff_max=0.002),))
-        await until(lambda: len(readings) >= 3, "three polls")
+        await until(lambda: len(readings) >= 3, what="three polls")
         await sched.stop()
 
     asyncio.run(main())
@@ -187,7 +177,7 @@ def test_a_collector_that_cannot_be_built_is_retried_until_it_can():
     async def main():
         sched = Scheduler(lambda r, s: readings.append(r), factory)
         sched.apply((device("late", interval=0.001, backoff_max=0.002),))
-        await until(lambda: any(not r.stale for r in readings), "a fresh reading")
+        await until(lambda: any(not r.stale for r in readings), what="a fresh reading")
         await sched.stop()
 
     asyncio.run(main())
@@ -201,7 +191,7 @@ def test_a_timed_out_poll_is_stale_offline_and_counted():
     async def main():
         sched = Scheduler(lambda r, s: readings.append(r), HungAsync)
         sched.apply((device("slow", interval=0.001, timeout=0.01, backoff_max=0.002),))
-        await until(lambda: len(readings) >= 2, "two polls")
+        await until(lambda: len(readings) >= 2, what="two polls")
         await sched.stop()
 
     asyncio.run(main())
@@ -247,7 +237,7 @@ def test_reload_apply_adds_removes_and_restarts_only_what_changed():
         assert sched.runners["a"][1] is task_a, "an unchanged device keeps its task"
         assert sched.runners["b"][0].device.interval == 0.02
         await until(lambda: all(c.polls for c in made if c.device.id in ("a", "d")),
-                    "the new device polls")
+                    what="the new device polls")
         await sched.stop()
 
     asyncio.run(main())

@@ -14,8 +14,9 @@ from conftest import agent_env
 import edge_protocol as wire
 from hub.domains import alerts as alert_domain, fleet
 from hub.app import open_store
-from hubkit import HubProcess, decision_body, wait_for
+from hubkit import HubProcess, decision_body
 from syncrig import STORES, RunningAgent, agent_toml, alert_body, sync_toml
+from wait import wait_until
 
 KEEPALIVE = 5  # the agent's smallest allowed keep-alive: the broker declares it dead at 7.5 s
 HOST_DEVICE = '[[devices]]\nid = "register"\nkind = "host"\ninterval = 1.0\n'
@@ -46,21 +47,21 @@ def test_an_agent_killed_with_sigkill_is_offline_at_the_hub_within_one_and_a_hal
         config.write_text(agent_toml(tmp_path / "state", sync_toml(
             mosquitto, None, keepalive=KEEPALIVE), devices=HOST_DEVICE))
         agents.append(start_agent(tmp_path, config, 1))
-        first = wait_for(lambda: (s := store_row(db)) and s["online"] and s, what="online")
-        wait_for(lambda: fleet_devices(db), what="the register's readings at the hub")
+        first = wait_until(lambda: (s := store_row(db)) and s["online"] and s, what="online")
+        wait_until(lambda: fleet_devices(db), what="the register's readings at the hub")
 
         os.kill(agents[0].pid, signal.SIGKILL)
         killed = time.time()
         agents[0].wait(10)
-        offline = wait_for(lambda: (s := store_row(db)) and s["online"] is False and s,
-                           timeout=6 * KEEPALIVE, what="offline at the hub")
+        offline = wait_until(lambda: (s := store_row(db)) and s["online"] is False and s,
+                             timeout=6 * KEEPALIVE, what="offline at the hub")
         # The broker sends the Will at 1.5 keep-alives; the hub records when it took it in.
         # The slack covers the broker's once-a-second keep-alive check and a loaded machine.
         assert offline["since"] - killed <= 1.5 * KEEPALIVE + 2.0
         assert offline["session"] == first["session"]
 
         agents.append(start_agent(tmp_path, config, 2))
-        back = wait_for(lambda: (s := store_row(db)) and s["online"] and s, what="online again")
+        back = wait_until(lambda: (s := store_row(db)) and s["online"] and s, what="online again")
         assert back["session"] > first["session"]
     finally:
         for a in agents:
@@ -115,7 +116,7 @@ def test_after_a_broker_outage_every_committed_alert_and_decision_reaches_the_hu
             committed.extend(r.id for r in agent.enqueue(items))
 
         commit_some(6, 0)
-        wait_for(lambda: len(critical_at_hub(hub_db)) == 6, what="the first rows at the hub")
+        wait_until(lambda: len(critical_at_hub(hub_db)) == 6, what="the first rows at the hub")
         mosquitto.kill()
         down_until = time.monotonic() + OUTAGE_S
         base = 6
@@ -124,15 +125,15 @@ def test_after_a_broker_outage_every_committed_alert_and_decision_reaches_the_hu
             base += 4
             time.sleep(1)
         mosquitto.start()
-        wait_for(lambda: len(critical_at_hub(hub_db)) >= len(committed), timeout=60,
-                 what="every committed alert and decision at the hub")
+        wait_until(lambda: len(critical_at_hub(hub_db)) >= len(committed), timeout=60,
+                   what="every committed alert and decision at the hub")
         at_hub = critical_at_hub(hub_db)
         assert [i for i, _ in at_hub] == committed  # each once, none missing
         seqs = [s for _, s in at_hub]
         assert seqs == sorted(seqs), "alerts and decisions arrive in seq order"
         # Telemetry too, though not before the alerts: those overtake it on the priority lane.
-        wait_for(lambda: any(d["device"] == "register" for d in fleet_devices(hub_db)),
-                 what="the register's readings at the hub")
+        wait_until(lambda: any(d["device"] == "register" for d in fleet_devices(hub_db)),
+                   what="the register's readings at the hub")
     finally:
         if agent is not None:
             agent.stop()

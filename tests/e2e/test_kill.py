@@ -7,7 +7,8 @@ import os
 import random
 import time
 
-from agentproc import AgentProcess, host_config, outbox_rows, read_only, wait_until
+from agentproc import AgentProcess, host_config, outbox_rows, read_only
+from wait import wait_until
 
 KILLS = 50
 
@@ -34,7 +35,7 @@ def test_sigkill_at_fifty_random_instants_keeps_every_committed_row_and_never_re
                 # commit...
                 previous_max = max(known, default=0)
                 wait_until(lambda: max(outbox_rows(db_path), default=0) > previous_max,
-                           f"{where}: a commit")
+                           what=f"{where}: a commit")
                 time.sleep(rng.uniform(0.0, 0.3))
             else:
                 # ...half anywhere from start-up (imports, migration, first commit) on.

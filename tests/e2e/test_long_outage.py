@@ -65,6 +65,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -200,8 +201,9 @@ class ScenarioHub(HubProcess):
 
     def start(self) -> "ScenarioHub":
         self.err = open(self.log_path, "ab")
+        self.out = tempfile.TemporaryFile()  # the READY line (HubProcess.wait_connected)
         self.proc = subprocess.Popen(self.args, env=agent_env(), cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=self.err)
+                                     stdout=self.out, stderr=self.err)
         return self
 
     def kill(self) -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from testenv import agent_env
-
-# Upper bound of every wait: long enough for a loaded 2-core machine, short enough that a bug
-# fails the test instead of hanging it. Never asserted as a speed.
-PATIENCE_S = 30.0
+import wait
+from wait import PATIENCE_S
 
 
 def host_config(state_dir: Path, devices: int = 1, interval: float = 0.05,
@@ -29,17 +28,45 @@ def host_config(state_dir: Path, devices: int = 1, interval: float = 0.05,
 
 
 class AgentProcess:
-    """One `edge-agent run` process with its stderr (JSON log lines) in a file."""
+    """One `edge-agent run` process with its stderr (JSON log lines) in a file.
+
+    Readiness comes from the agent's own signal, not its log: the process runs with
+    NOTIFY_SOCKET naming a datagram socket of this object's (an abstract one), and the agent
+    sends systemd's READY=1 there once its database, recorder and services are up
+    (edge_agent/service/notify.py).
+    """
 
     def __init__(self, config: Path, log: Path):
         self.config = Path(config)
         self.log_path = Path(log)
         self._log = open(self.log_path, "ab")
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"edge-agent-test-{os.getpid()}-{id(self)}"
+        self._notify.bind("\0" + name)
+        self._notify.setblocking(False)
+        self.notes: list[str] = []  # every notify-protocol field received, in order
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "run", "--config", str(config),
              "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self._log, env=agent_env())
+            stdout=subprocess.DEVNULL, stderr=self._log, env=agent_env(NOTIFY_SOCKET="@" + name))
         self.pid = self.proc.pid
+
+    def _read_notes(self) -> list[str]:
+        while True:
+            try:
+                data = self._notify.recv(4096)
+            except (BlockingIOError, OSError):
+                return self.notes
+            self.notes.extend(data.decode(errors="replace").splitlines())
+
+    def wait_ready(self, timeout: float = PATIENCE_S) -> None:
+        """Wait for the agent's READY=1 (its database open, polling and services started)."""
+        wait.wait_until(lambda: "READY=1" in self._read_notes(), timeout, "the agent's READY=1",
+                   gone=self._gone, detail=lambda: self.log_path.read_text()[-3000:])
+
+    def _gone(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"the agent exited with code {code}"
 
     def lines(self) -> list[dict]:
         """Every JSON log line written so far."""
@@ -52,16 +79,15 @@ class AgentProcess:
         return out
 
     def wait_for_log(self, msg: str, count: int = 1, timeout: float = PATIENCE_S) -> list[dict]:
-        """Wait until `count` log lines with message `msg` were written; return them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.lines() if line.get("msg") == msg]
-            if len(found) >= count:
-                return found
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {msg!r} log line; agent exit code {self.proc.poll()}; "
-                                     f"log:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.02)
+        """Wait until `count` JSON log lines with exactly this message were written; return
+        them. For events whose log line is what the test checks (a reload's added/removed
+        devices); readiness is wait_ready()."""
+        def found():
+            lines = [line for line in self.lines() if line.get("msg") == msg]
+            return lines if len(lines) >= count else None
+
+        return wait.wait_until(found, timeout, f"{count} {msg!r} log line(s)", gone=self._gone,
+                          detail=lambda: self.log_path.read_text()[-3000:])
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
@@ -74,7 +100,11 @@ class AgentProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=PATIENCE_S)
+        self._close()
+
+    def _close(self) -> None:
         self._log.close()
+        self._notify.close()
 
     def stop(self) -> int:
         """SIGTERM the agent (SIGKILL if it does not stop) and return its exit code."""
@@ -86,7 +116,7 @@ class AgentProcess:
             self.kill()
             raise
         finally:
-            self._log.close()
+            self._close()
 
 
 def read_only(db_path: Path) -> sqlite3.Connection:
@@ -108,10 +138,8 @@ def outbox_rows(db_path: Path) -> dict[int, tuple[str, bytes]]:
         db.close()
 
 
-def wait_until(predicate, what: str, timeout: float = PATIENCE_S) -> None:
-    """Wait until predicate() holds; raise AssertionError naming `what` if it never does."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
+def wait_until(predicate, what: str, timeout: float = PATIENCE_S):
+    """Kept for tests written before tests/support/wait.py, in their argument order
+    (predicate, what, timeout); new tests import wait_until from wait, whose order is
+    (predicate, timeout, what). Remove once no test imports it from here."""
+    return wait.wait_until(predicate, timeout, what)

@@ -7,16 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from testenv import ROOT, agent_env
+from wait import wait_until
 import edge_protocol as wire
 from edge_agent.outbox import uuid7
 from edge_agent.reading import format_ts
@@ -136,16 +138,9 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until check() is truthy and return it; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(0.05)
+# The name tests wrote before tests/support/wait.py (same arguments); new tests import
+# wait_until from wait. Remove once no test imports it from here.
+wait_for = wait_until
 
 
 RUNNING: list["HubProcess"] = []  # killed after each test (conftest), even one that failed
@@ -164,20 +159,28 @@ class HubProcess:
 
     def start(self) -> "HubProcess":
         self.err = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        # stdout carries the readiness line (hub.app.ready_line); a file, so nothing blocks.
+        self.out = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.args, env=agent_env(), cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=self.err)
+                                     stdout=self.out, stderr=self.err)
         RUNNING.append(self)
         return self
 
-    def wait_connected(self, timeout: float = 20.0) -> None:
-        # "subscribed" (the SUBACK), not "connected": a worker whose subscription the broker has
-        # not yet taken would miss a stream published right away.
-        wait_for(lambda: '"msg": "subscribed"' in self.log() or self._dead(), timeout,
-                 "the hub to connect and subscribe")
-        assert self.proc.poll() is None, f"hub exited: {self.log()}"
+    def ready_lines(self) -> list[str]:
+        """The READY lines this process printed (one per start: each worker says it once)."""
+        self.out.seek(0)
+        return [line for line in self.out.read().decode(errors="replace").splitlines()
+                if line.startswith("READY edge-hub ")]
 
-    def _dead(self) -> bool:
-        return self.proc.poll() is not None
+    def wait_connected(self, timeout: float = 20.0) -> None:
+        """Wait for the hub's READY line: every lane subscribed (SUBACK), so a stream published
+        from now on reaches it."""
+        wait_until(self.ready_lines, timeout, "the hub's READY line", gone=self._gone,
+                   detail=lambda: f"hub log:\n{self.log()[-3000:]}")
+
+    def _gone(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"the hub exited with code {code}"
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""

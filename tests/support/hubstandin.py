@@ -6,27 +6,19 @@ import collections
 import json
 import ssl
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import edge_protocol as wire
+from wait import wait_until
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll until predicate() is truthy; fail the test with `what` if it never is."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+# Re-exported for tests written before tests/support/wait.py; new tests import it from wait.
+__all__ = ["HubStandIn", "tls_context", "wait_until"]
 
 
 def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:

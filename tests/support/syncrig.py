@@ -11,7 +11,8 @@ from typing import Any
 
 from brokers import BrokerTLS, Mosquitto, store_acl
 from certs import Authority
-from hubstandin import tls_context, wait_until
+from hubstandin import tls_context
+from wait import wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config

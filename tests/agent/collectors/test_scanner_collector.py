@@ -15,6 +15,7 @@ from edge_agent.collectors.scanner.collector import ScannerCollector
 from edge_agent.errors import DeviceError
 from edge_agent.reading import validate
 from edge_agent.simulators.scanner import GOOD_CODE, ScannerSimulator
+from wait import until
 
 # Fast heartbeats so the tests run quickly; the waits below are caps, not timed assertions.
 FAST = "&heartbeat_interval=0.05&heartbeat_timeout=0.3"
@@ -22,15 +23,6 @@ FAST = "&heartbeat_interval=0.05&heartbeat_timeout=0.3"
 
 def scanner_device(path: str, vendor: str = "none", extra: str = ""):
     return collectors.device_from_url(f"scanner+serial://{path}?heartbeat={vendor}{FAST}{extra}")
-
-
-async def until(condition, cap: float = 10.0) -> None:
-    """Wait until condition() is true; fail if it never becomes true within the cap."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + cap
-    while not condition():
-        assert loop.time() < end, "condition never became true"
-        await asyncio.sleep(0.01)
 
 
 def scenario(vendor: str = "none", link: bool = False, extra: str = ""):

@@ -13,12 +13,12 @@ import logging
 import sqlite3
 import sys
 import threading
-import time
 import types
 
 import pytest
 
 from edge_agent.service import windows
+from wait import wait_until
 
 CONFIG = """
 [agent]
@@ -91,20 +91,12 @@ def start_service(tmp_path, monkeypatch, text=CONFIG):
     return svc, thread, errors
 
 
-def wait_until(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_the_service_runs_the_agent_and_stops_it_cleanly_when_the_scm_asks(
         tmp_path, monkeypatch, pywin32):
     svc, thread, errors = start_service(tmp_path, monkeypatch)
     try:
         wait_until(lambda: svc.agent is not None and svc.agent.recorder is not None
-                   and svc.agent.recorder.committed_rows > 0, "a committed reading")
+                   and svc.agent.recorder.committed_rows > 0, what="a committed reading")
         assert windows.EdgeAgentService is type(svc)  # pythonservice.exe finds it by name.
         svc.SvcStop()  # From this thread, as the SCM's handler thread would.
     finally:

@@ -12,8 +12,9 @@ import textwrap
 import pytest
 
 from conftest import agent_env, run_cli
-from hubstandin import HubStandIn, wait_until
+from hubstandin import HubStandIn
 from syncrig import STORES, agent_toml, hub_tls, make_pki, sync_toml, tls_broker
+from wait import wait_until
 
 
 @pytest.fixture

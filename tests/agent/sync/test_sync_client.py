@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from certs import Identity
-from hubstandin import HubStandIn, tls_context, wait_until
+from hubstandin import HubStandIn, tls_context
 from mqttproxy import Proxy
 from syncrig import (REGION, STORES, RunningAgent, agent_toml, alert_body, hub_tls, make_pki,
                      sync_toml, tls_broker)
@@ -18,6 +18,7 @@ from syncrig import (REGION, STORES, RunningAgent, agent_toml, alert_body, hub_t
 import edge_protocol as wire
 from edge_agent import __version__, collectors
 from edge_agent.sync import state as sync_state
+from wait import wait_until
 
 TELEMETRY = ("telemetry", {"readings": []})
 

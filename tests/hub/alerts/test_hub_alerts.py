@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import edge_protocol as wire
-from hubkit import HubProcess, Publisher, Subscriber, alert_body, envelope, now_ts, wait_for
+from hubkit import HubProcess, Publisher, Subscriber, alert_body, envelope, now_ts
+from wait import wait_until
 
 
 def feed_of(sub: Subscriber, alert: str) -> list[dict]:
@@ -24,14 +25,14 @@ def test_a_raised_and_cleared_alert_reaches_the_regional_feed_once_each_even_whe
         pub.send(env)
     # The agent restarted and raised the same alert again under a new id.
     pub.send(envelope("alert", alert_body("raised", since=since), seq=3))
-    wait_for(lambda: len(feed_of(feed, "p1:paper_out")) >= 2, what="raise and clear on the feed")
+    wait_until(lambda: len(feed_of(feed, "p1:paper_out")) >= 2, what="raise and clear on the feed")
 
     # The hub restarts: nothing it already sent is sent again. A marker alert proves the
     # restarted hub routed everything pending before we look.
     assert hub.terminate() == 0
     hub = HubProcess(mosquitto, hub_db, "hub-feed", log_path=log).start()
     pub.send(envelope("alert", alert_body("raised", device="p2"), seq=4))
-    wait_for(lambda: feed_of(feed, "p2:paper_out"), what="the marker alert")
+    wait_until(lambda: feed_of(feed, "p2:paper_out"), what="the marker alert")
     assert hub.terminate() == 0
     pub.close()
     feed.close()
@@ -59,10 +60,10 @@ def test_a_flapping_alert_is_held_back_until_stable_then_sent_once_in_its_latest
         since = now_ts(-100 + (seq + 1) // 2)
         pub.send(envelope("alert", alert_body(state, device="p9", since=since,
                                               ts=now_ts(-100 + seq)), seq=seq))
-    wait_for(lambda: any(b["flapping"] for b in feed_of(feed, "p9:paper_out")),
-             what="the held alert once stable")
+    wait_until(lambda: any(b["flapping"] for b in feed_of(feed, "p9:paper_out")),
+               what="the held alert once stable")
     pub.send(envelope("alert", alert_body("raised", device="p2"), seq=len(states) + 1))
-    wait_for(lambda: feed_of(feed, "p2:paper_out"), what="a later, steady alert")
+    wait_until(lambda: feed_of(feed, "p2:paper_out"), what="a later, steady alert")
     assert hub.terminate() == 0
     pub.close()
     feed.close()

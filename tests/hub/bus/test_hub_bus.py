@@ -7,7 +7,7 @@ import pytest
 from hub.bus.publisher import Publisher
 from hub.bus.subscriber import Subscriber
 from hub.errors import BrokerError
-from hubkit import wait_for
+from wait import wait_until
 
 
 def test_a_published_message_reaches_a_subscriber_and_a_retained_one_a_late_one(mosquitto):
@@ -17,9 +17,9 @@ def test_a_published_message_reaches_a_subscriber_and_a_retained_one_a_late_one(
     sub.connect()
     pub = Publisher(mosquitto.host, mosquitto.port).connect()
     try:
-        wait_for(lambda: sub.client.is_connected(), what="the subscriber to connect")
-        wait_for(lambda: (pub.publish("edge/v1/r1/s1/cmd", b"ping") or True) and seen,
-                 what="the message at the subscriber")
+        wait_until(lambda: sub.client.is_connected(), what="the subscriber to connect")
+        wait_until(lambda: (pub.publish("edge/v1/r1/s1/cmd", b"ping") or True) and seen,
+                   what="the message at the subscriber")
         assert seen[0] == ("edge/v1/r1/s1/cmd", b"ping")
         pub.publish("edge/v1/r1/s1/config", b"cfg", retain=True)
         late: list[tuple[str, bytes]] = []
@@ -27,7 +27,7 @@ def test_a_published_message_reaches_a_subscriber_and_a_retained_one_a_late_one(
                           lambda t, p: late.append((t, p)))
         sub2.connect()
         try:
-            wait_for(lambda: late, what="the retained config for a late subscriber")
+            wait_until(lambda: late, what="the retained config for a late subscriber")
             assert late[0] == ("edge/v1/r1/s1/config", b"cfg")
         finally:
             sub2.stop()

@@ -12,8 +12,8 @@ import pytest
 import edge_protocol as wire
 from hub.domains import alerts as alert_domain, fleet
 from hub.app import open_store
-from hubkit import (HubProcess, Publisher, Subscriber, birth_body, envelope, telemetry,
-                    wait_for)
+from hubkit import HubProcess, Publisher, Subscriber, birth_body, envelope, telemetry
+from wait import wait_until
 
 
 def stream(stores: int, per_store: int, start_seq: int = 1) -> list[dict]:
@@ -49,7 +49,7 @@ def test_two_workers_on_one_shared_subscription_split_the_stream_without_loss_or
     pub.send_many(envs)
     pub.send_many(envs[:300])  # redelivered by a store: must not be stored twice
     pub.close()
-    wait_for(lambda: count(hub_db) >= len(envs), what="every message stored")
+    wait_until(lambda: count(hub_db) >= len(envs), what="every message stored")
     for h in hubs:
         assert h.terminate() == 0
     stored = [h.stats()["stored"] for h in hubs]
@@ -68,14 +68,14 @@ def test_a_hub_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_noth
     pub = Publisher(mosquitto)
     sender = threading.Thread(target=pub.send_many, args=(envs,))
     sender.start()
-    wait_for(lambda: count(hub_db) > 500, what="ingest under way")
+    wait_until(lambda: count(hub_db) > 500, what="ingest under way")
     hub.kill()
     at_kill = count(hub_db)
     sender.join()
     pub.close()
     assert 0 < at_kill < len(envs), "the kill must land mid-stream"
     hub = HubProcess(mosquitto, hub_db, "hub-restart", log_path=log).start()
-    wait_for(lambda: count(hub_db) >= len(envs), what="the rest after the restart")
+    wait_until(lambda: count(hub_db) >= len(envs), what="the rest after the restart")
     assert hub.terminate() == 0
     assert count(hub_db) == len(envs)
     assert every_store_complete(hub_db, 3000) == \
@@ -138,8 +138,8 @@ def test_malformed_and_hostile_messages_are_rejected_and_counted_while_ingest_go
         finally:
             db.close()
 
-    counted = wait_for(rejects, what="every hostile message counted")
-    wait_for(lambda: count(hub_db) >= len(good), what="the good messages stored")
+    counted = wait_until(rejects, what="every hostile message counted")
+    wait_until(lambda: count(hub_db) >= len(good), what="the good messages stored")
     assert hub.terminate() == 0
     assert counted == dict(Counter(code for _, _, code in HOSTILE.values()))
     assert count(hub_db) == len(good)
@@ -154,17 +154,17 @@ def test_the_hub_says_online_retained_and_offline_when_stopped_or_killed(mosquit
     hub = HubProcess(mosquitto, db, "hub-state", log_path=tmp_path / "hub.log").start()
     hub.wait_connected()
     state = Subscriber(mosquitto, wire.hub_state_topic())
-    wait_for(lambda: any(b["online"] for b in state.bodies()), what="online state")
+    wait_until(lambda: any(b["online"] for b in state.bodies()), what="online state")
     assert hub.terminate() == 0
-    wait_for(lambda: state.bodies()[-1]["online"] is False, what="offline on SIGTERM")
+    wait_until(lambda: state.bodies()[-1]["online"] is False, what="offline on SIGTERM")
     hub = HubProcess(mosquitto, db, "hub-state", "--keepalive", "2",
                      log_path=tmp_path / "hub.log").start()
-    wait_for(lambda: state.bodies()[-1]["online"] is True, what="online again")
+    wait_until(lambda: state.bodies()[-1]["online"] is True, what="online again")
     hub.kill()
-    wait_for(lambda: state.bodies()[-1]["online"] is False, what="the Will after SIGKILL")
+    wait_until(lambda: state.bodies()[-1]["online"] is False, what="the Will after SIGKILL")
     state.close()
     late = Subscriber(mosquitto, wire.hub_state_topic())
-    wait_for(lambda: late.bodies(), what="the retained state for a late subscriber")
+    wait_until(lambda: late.bodies(), what="the retained state for a late subscriber")
     assert late.messages[0][2] is True and late.bodies()[0]["online"] is False
     late.close()
 
@@ -184,10 +184,10 @@ def test_birth_and_death_through_the_broker_set_the_store_online_then_offline(
             db.close()
 
     pub.send(envelope("birth", birth_body(7), seq=0))
-    wait_for(lambda: online() is True, what="online after birth")
+    wait_until(lambda: online() is True, what="online after birth")
     pub.send(envelope("death", {"session": 6}, seq=0))  # an older session's Will, late
     pub.send(envelope("death", {"session": 7}, seq=0))
-    wait_for(lambda: online() is False, what="offline after the current session's death")
+    wait_until(lambda: online() is False, what="offline after the current session's death")
     pub.close()
     assert hub.terminate() == 0
     assert json.loads(hub.log().splitlines()[-1])["stored"] == 3
@@ -216,7 +216,7 @@ def test_a_worker_whose_writer_fails_on_a_bug_exits_1_and_loses_nothing(mosquitt
     db = open_store(db_path)
     hub = Hub(db, settings).start()  # the restarted worker gets the unacknowledged message
     try:
-        wait_for(lambda: hub.ingest.counts["stored"] == 1, what="the message redelivered")
+        wait_until(lambda: hub.ingest.counts["stored"] == 1, what="the message redelivered")
     finally:
         hub.stop()
         db.close()
@@ -240,7 +240,7 @@ def test_the_hub_answers_births_with_its_state_live_at_most_once_a_second(mosqui
     watcher.subscribe(wire.hub_state_topic(), qos=1)
     watcher.loop_start()
     try:
-        wait_for(lambda: seen, what="the hub's state")
+        wait_until(lambda: seen, what="the hub's state")
         time.sleep(1.2)
         before = len(seen)
         pub = Publisher(mosquitto)
@@ -248,7 +248,7 @@ def test_the_hub_answers_births_with_its_state_live_at_most_once_a_second(mosqui
         for i in range(30):  # thirty stores connecting at once
             pub.send(envelope("birth", birth_body(1), store=f"b{i}"))
         pub.close()
-        wait_for(lambda: len(seen) > before, what="the hub's state, live, after the births")
+        wait_until(lambda: len(seen) > before, what="the hub's state, live, after the births")
         time.sleep(2.5)
         answers = seen[before:]
         assert all(not retained for _, retained in answers), "delivered live, not retained"
