@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-store demo-chain test system-deps bench clean dist model
+.PHONY: demo demo-store demo-chain test test-stress system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ system-deps:
 ## Run the whole test suite.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+## Run the whole suite RUNS times (default 5), then RUNS times under `stress-ng --cpu 2`
+## (installed if missing), printing each run's verdict and duration (scripts/test-stress.sh).
+RUNS ?= 5
+test-stress: $(STAMP) system-deps
+	bash scripts/test-stress.sh $(RUNS)
 
 ## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
 ## copies in edge_agent/health/model/, and docs/model.md (about a minute on 2 cores).
