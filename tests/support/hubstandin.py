@@ -7,7 +7,6 @@ import json
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
