@@ -59,6 +59,7 @@ every 2 s, so the scenario takes a few percent of one core while the suite runs.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import socket
@@ -211,10 +212,44 @@ class ScenarioHub(HubProcess):
         if hasattr(self, "err"):
             self.err.close()
 
-    def subscriptions(self) -> int:
-        """How many times the hub has subscribed (its SUBACK), over its restarts and
-        reconnects."""
-        return self.log().count('"msg": "subscribed"')
+
+
+class HubStateWatch:
+    """The hub's state topic, watched straight on the broker (no gate): each time the hub
+    (re)connects it subscribes, then publishes online with its own timestamp
+    (hub.app.Hub._connected), so a fresh online says it is subscribed again. The stale
+    retained copy restored with the broker is older than the kill and does not count."""
+
+    def __init__(self, broker: Mosquitto):
+        import paho.mqtt.client as mqtt
+
+        self.onlines: list[float] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"state-watch-{os.getpid()}", protocol=mqtt.MQTTv5)
+        self.client.reconnect_delay_set(0.1, 1.0)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edge/v1/hub/state", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, 10)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            body = json.loads(msg.payload)
+            at = datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if body.get("online") is True:
+            with self.lock:
+                self.onlines.append(at)
+
+    def online_since(self, t: float) -> bool:
+        with self.lock:
+            return any(at > t for at in self.onlines)
+
+    def kill(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def agent_toml(state_dir: Path, port: int, printers: dict[str, int]) -> str:
@@ -290,6 +325,7 @@ class Rig:
         self.store_link = self._started(Gate(upstream, quiet_port())).open()
         self.hub_link = self._started(Gate(upstream, quiet_port())).open() \
             if self.hub_gated else self.broker
+        self.hub_state = self._started(HubStateWatch(self.broker))
         self.hub = self._started(ScenarioHub(self.hub_link, self.hub_db, "hub-long-outage",
                                              log_path=self.folder / "hub.log"))
         self.hub.start()
@@ -432,7 +468,6 @@ class Rig:
         self.store_link.shut()
         if self.hub_link is not self.broker:
             self.hub_link.shut()
-        self.hub_subscribed_at_kill = self.hub.subscriptions()  # it cannot subscribe now
         # What the agent saw acknowledged (deleted from its outbox) must all be at the hub.
         self.pause(1.0)
         last, held = self.last_seq(), set(self.outbox())
@@ -456,8 +491,8 @@ class Rig:
         if who == "hub":
             if link is not self.broker:
                 link.open()
-            self.wait(lambda: self.hub.subscriptions() > self.hub_subscribed_at_kill,
-                      "the hub subscribed again")
+            self.wait(lambda: self.hub_state.online_since(self.facts["kill"]),
+                      "the hub subscribed again (a fresh online on its state topic)")
         else:
             before = link.connections
             link.open()
