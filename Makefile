@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-store demo-chain test test-stress system-deps bench clean dist model
+.PHONY: demo demo-store demo-chain test system-deps bench clean dist model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,7 @@ test: $(STAMP) system-deps
 ## Run the whole suite RUNS times (default 5), then RUNS times under `stress-ng --cpu 2`
 ## (installed if missing), printing each run's verdict and duration (scripts/test-stress.sh).
 RUNS ?= 5
+.PHONY: test-stress
 test-stress: $(STAMP) system-deps
 	bash scripts/test-stress.sh $(RUNS)
 
