@@ -7,11 +7,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from testenv import free_port
+from wait import wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -90,23 +90,28 @@ class Mosquitto:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 30.0) -> "Mosquitto":
         if not os.path.exists(MOSQUITTO):
             raise RuntimeError("mosquitto is not installed: run `make system-deps`")
         conf = self.write_config()
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}"
-                                   f"\n{self.log()}")
+
+        def listening() -> bool:  # ready: its port takes a connection
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log()}")
+                return False
+
+        def gone() -> str | None:
+            if self.proc.poll() is None:
+                return None
+            return f"mosquitto exited: {self.proc.stderr.read().decode()}"
+
+        wait_until(listening, timeout, f"mosquitto to listen on {self.port}", interval=0.05,
+                   gone=gone, detail=self.log)
+        return self
 
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL): no goodbye to clients, no final save."""
