@@ -327,9 +327,7 @@ def test_version_does_not_import_the_heavy_libraries():
 
 def test_the_installed_agent_runs_and_an_upgrade_keeps_its_outbox_and_seq(installed):
     """Run the agent from the wheel, reinstall the wheel (an upgrade), run again: state stays."""
-    import signal
     import sqlite3
-    import time
 
     tmp, env = installed["tmp"], installed["env"]
     state = tmp / "store-state"
@@ -341,14 +339,9 @@ def test_the_installed_agent_runs_and_an_upgrade_keeps_its_outbox_and_seq(instal
         proc = subprocess.Popen([installed["bin"] / "edge-agent", "run", "--config", config],
                                 cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                seq = last_seq()
-                if seq > more_than:
-                    break
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.monotonic() < deadline, "no commit from the installed agent"
-                time.sleep(0.1)
+            wait_until(lambda: last_seq() > more_than, 60, "a commit from the installed agent",
+                       interval=0.1, gone=lambda: proc.poll() is not None and
+                       f"the agent exited {proc.poll()}: {proc.stderr.read()}")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
         finally:
