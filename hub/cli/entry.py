@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 
 # Top-level modules of the hub extra's libraries (pyproject.toml, [hub]).
-HUB_MODULES = frozenset({"paho", "psycopg", "amqtt", "orjson", "cryptography"})
+HUB_MODULES = frozenset({"paho", "psycopg", "amqtt", "orjson", "cryptography", "starlette",
+                         "uvicorn"})
 
 
 def main() -> int:

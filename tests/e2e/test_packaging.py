@@ -5,7 +5,8 @@ isolation), the sdist is turned into the wheel, so a file missing from the sdist
 The wheel goes into two fresh virtual environments made without pip and without system
 packages, one for each install a user makes (pyproject.toml):
 
-    pip install 'retail-edge[agent]'    the agent: here without psycopg, amqtt and orjson
+    pip install 'retail-edge[agent]'    the agent: here without psycopg, amqtt, orjson, starlette
+                                        and uvicorn
     pip install 'retail-edge[hub]'      the hub: here without pysnmp, pyserial, onnxruntime
                                         and python-escpos
 
@@ -43,7 +44,7 @@ STAND_IN_CARD = {"version": "stand-in-0", "sha256": "0" * 64}
 
 # The distributions each install must do without, and the modules that show they are absent.
 HUB_ONLY = {"psycopg": "psycopg", "psycopg-binary": "psycopg_binary", "amqtt": "amqtt",
-            "orjson": "orjson"}
+            "orjson": "orjson", "starlette": "starlette", "uvicorn": "uvicorn"}
 # (psutil stays: amqtt, the hub's embedded broker, requires it.)
 AGENT_ONLY = {"pysnmp": "pysnmp", "pyserial": "serial", "onnxruntime": "onnxruntime",
               "python-escpos": "escpos"}

@@ -283,7 +283,7 @@ def test_scoped_readers_see_only_entries_filed_under_their_scope(db):
 
 WORKER = """
 import sys
-sys.path.insert(0, 'tests')
+sys.path.insert(0, 'tests/support')
 from accesskit import migrated
 from hub.domains import audit
 from hub.domains.access import Actor

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT, agent_env, free_port
+from testenv import ROOT, agent_env, free_port
+from wait import wait_until
 
 
 class ApiProcess:
@@ -31,22 +31,24 @@ class ApiProcess:
                     "--db", db, "--config", str(self.config)]
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "ApiProcess":
+    def start(self, timeout: float = 30.0) -> "ApiProcess":
         import ssl
 
         self.proc = subprocess.Popen(self.cmd, env=agent_env(), cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         ctx = ssl.create_default_context(cafile=self.ca) if self.ca else None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the API exited: {self.log.read_text()}")
+
+        def healthy() -> bool:  # ready: /v1/health answers
             try:
                 with urllib.request.urlopen(self.url + "/v1/health", timeout=1, context=ctx):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the API did not answer: {self.log.read_text()}")
+                return False
+
+        wait_until(healthy, timeout, "the API's /v1/health", interval=0.1,
+                   gone=lambda: self.proc.poll() is not None and
+                   f"the API exited {self.proc.poll()}", detail=self.log.read_text)
+        return self
 
     def stop(self) -> int:
         if self.proc and self.proc.poll() is None:

@@ -15,7 +15,8 @@ import pytest
 from apiproc import ApiProcess, cli
 from conftest import run_cli
 from hubkit import (HubProcess, Publisher, alert_body, birth_body, create_pg_database,
-                    drop_pg_database, envelope, pg_reachable, wait_for)
+                    drop_pg_database, envelope, pg_reachable)
+from wait import wait_until
 
 STORES = {"n1": "north", "n2": "north", "s1": "south"}
 
@@ -62,8 +63,8 @@ def test_roles_and_scopes_end_to_end(mosquitto, pg, tmp_path):
             tokens[name] = json.loads(out.stdout)["token"]
         server = ApiProcess(pg, tmp_path / "api").start()
         url = server.url
-        wait_for(lambda: len(api(url, tokens["admin"], "/v1/alerts")[1]) == 3, 30,
-                 "the three alerts at the hub")
+        wait_until(lambda: len(api(url, tokens["admin"], "/v1/alerts")[1]) == 3, 30,
+                   "the three alerts at the hub")
 
         # The regional manager, through the API and the CLI: its region only.
         status, view = api(url, tokens["rm"], "/v1/fleet?all=true")
@@ -136,15 +137,15 @@ def test_serve_with_api_and_signed_checkpoints_to_a_file_and_a_retained_topic(mo
     try:
         hub.wait_connected()
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: cp_file.exists(), 20, "the checkpoint file")
-        status, me = wait_for(lambda: _try(api, url, token, "/v1/me"), 20, "the API")
+        wait_until(lambda: cp_file.exists(), 20, "the checkpoint file")
+        status, me = wait_until(lambda: _try(api, url, token, "/v1/me"), 20, "the API")
         assert status == 200 and me["role"] == "auditor"
-        got = wait_for(lambda: feed.messages, 20, "the checkpoint on its topic")
+        got = wait_until(lambda: feed.messages, 20, "the checkpoint on its topic")
         topic, payload, _ = got[0]
         assert topic == "edge/v1/hub/audit" and payload["sig"]["kid"] == ring.sign(b"")["kid"]
         # The checkpoint is retained: a subscriber arriving later gets it at once.
         late = Subscriber(mosquitto, "edge/v1/hub/audit")
-        assert wait_for(lambda: late.messages, 10, "the retained checkpoint")[0][2] is True
+        assert wait_until(lambda: late.messages, 10, "the retained checkpoint")[0][2] is True
         late.close()
     finally:
         feed.close()
