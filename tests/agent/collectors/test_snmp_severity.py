@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from edge_agent.collectors import device_from_url, snmp
 from edge_agent.collectors.snmp import protocol
 from edge_agent.health.policy import DeviceHealth, Thresholds, decide, note_reading
 from edge_agent.reading import validate
 from edge_agent.simulators.snmp import SnmpSimulator
 
-CORPUS = Path(__file__).parent / "fixtures" / "snmp"
+CORPUS = ROOT / "tests" / "fixtures" / "snmp"
 
 
 def test_the_konica_c250i_recording_is_a_warning_not_an_unrecoverable_error():

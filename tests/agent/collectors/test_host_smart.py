@@ -7,16 +7,16 @@ import json
 import os
 import stat
 from collections import namedtuple
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import ROOT
 from edge_agent.collectors.host import smart
 from edge_agent.collectors.host.collector import slowest_fan
 from edge_protocol.vocabulary import check_value
 
-FIX = Path(__file__).parent / "fixtures" / "smart"
+FIX = ROOT / "tests" / "fixtures" / "smart"
 
 
 def test_an_ata_disk_that_is_failing_reports_its_sectors_by_attribute_id():
