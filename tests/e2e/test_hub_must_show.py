@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import edge_protocol as wire
 from hub.app import open_store
 from hubkit import (HubProcess, Publisher, alert_body, birth_body, decision_body, envelope,
-                    reading, telemetry, wait_for)
-from test_hub_quarantine import poison_devices
+                    reading, telemetry)
+from poisondb import poison_devices
+from wait import wait_until
 
 STORES = ("mx-a", "mx-b", "mx-c")
 SESSION0 = 10
@@ -128,7 +129,7 @@ def test_a_random_mix_of_valid_and_hostile_messages_from_several_stores(
         pub.send_many([envelope("birth", birth_body(SESSION0), store=s, seq=0) for s in STORES]
                       + [envelope("telemetry", telemetry(1), store=s, seq=next(SEQ))
                          for s in STORES])
-        wait_for(lambda: tally(hub_db)[0] == 2 * len(STORES), what="the stores' first messages")
+        wait_until(lambda: tally(hub_db)[0] == 2 * len(STORES), what="the stores' first messages")
 
         @settings(max_examples=25, deadline=None, derandomize=False,
                   suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -145,9 +146,9 @@ def test_a_random_mix_of_valid_and_hostile_messages_from_several_stores(
                 else:
                     sent.append(HOSTILE[name](store))
             pub.publish_all(sent)
-            after = wait_for(lambda: (t := tally(hub_db)) and sum(t) - sum(before) == len(sent)
-                             and t, timeout=60,
-                             what=f"the hub to account for {len(sent)} messages")
+            after = wait_until(lambda: (t := tally(hub_db)) and sum(t) - sum(before) == len(sent)
+                               and t, timeout=60,
+                               what=f"the hub to account for {len(sent)} messages")
             hostile = [name for what, name, _ in plan if what == "hostile"]
             assert after[0] - before[0] == len(good)
             assert after[2] - before[2] == sum(n in QUARANTINED for n in hostile)

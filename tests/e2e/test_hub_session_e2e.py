@@ -8,7 +8,8 @@ import shutil
 
 from agentproc import AgentProcess
 from hub.app import open_store, store_detail
-from hubkit import HubProcess, wait_for
+from hubkit import HubProcess
+from wait import wait_until
 
 STORE, REGION = "store-lost", "r1"
 
@@ -41,23 +42,23 @@ def test_a_store_whose_state_database_was_lost_comes_back_online(mosquitto, tmp_
         hub.wait_connected()
         agent = AgentProcess(config, tmp_path / "a1.log")
         try:
-            first = wait_for(lambda: (d := detail()) and d["online"] and d["seq"]["received"]
-                             >= 3 and d, what="the store online with messages")
+            first = wait_until(lambda: (d := detail()) and d["online"] and d["seq"]["received"]
+                               >= 3 and d, what="the store online with messages")
             # More connections, so the lost state's session is above 1.
             mosquitto.restart()
-            wait_for(lambda: (d := detail()) and d["session"] > first["session"] and d["online"],
-                     what="a later session")
+            wait_until(lambda: (d := detail()) and d["session"] > first["session"] and d["online"],
+                       what="a later session")
         finally:
             assert agent.stop() == 0
-        old = wait_for(lambda: (d := detail()) and d["online"] is False and d,
-                       what="the store offline after its agent stopped")
+        old = wait_until(lambda: (d := detail()) and d["online"] is False and d,
+                         what="the store offline after its agent stopped")
         assert old["session"] >= 2
         shutil.rmtree(state)  # the state database is lost
         agent = AgentProcess(config, tmp_path / "a2.log")
         try:
-            new = wait_for(lambda: (d := detail()) and d["online"] and d["session"] == 1
-                           and d["seq"]["received"] >= 2 and d,
-                           what="the store back online at session 1")
+            new = wait_until(lambda: (d := detail()) and d["online"] and d["session"] == 1
+                             and d["seq"]["received"] >= 2 and d,
+                             what="the store back online at session 1")
             assert new["instance"] != old["instance"] and new["instance"]
             assert new["seq"]["first"] == 1 and new["gaps"] == []
         finally:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import edge_protocol as wire
-from hubkit import HubProcess, Publisher, Subscriber, alert_body, envelope, wait_for
+from hubkit import HubProcess, Publisher, Subscriber, alert_body, envelope
+from wait import wait_until
 
 
 def test_store_attention_stays_off_the_regional_feed_and_failures_and_escalations_reach_it(
@@ -26,7 +27,7 @@ def test_store_attention_stays_off_the_regional_feed_and_failures_and_escalation
                                                  "lead_s": 7200.0})
     for seq, body in enumerate(roll + [escalated, failed], 1):
         pub.send(envelope("alert", body, seq=seq))
-    wait_for(lambda: len(feed.bodies()) >= 2, what="the escalation and the failure")
+    wait_until(lambda: len(feed.bodies()) >= 2, what="the escalation and the failure")
     assert hub.terminate() == 0
     pub.close()
     feed.close()

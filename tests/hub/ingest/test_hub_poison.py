@@ -17,7 +17,8 @@ import pytest
 import edge_protocol as wire
 from hub.app import open_store
 from hub.domains import fleet
-from hubkit import HubProcess, Publisher, envelope, now_ts, telemetry, wait_for
+from hubkit import HubProcess, Publisher, envelope, now_ts, telemetry
+from wait import wait_until
 
 
 def _raw(kind: str, body: dict, store: str = "store-p", v: object = 1) -> bytes:
@@ -103,12 +104,12 @@ def test_poison_messages_are_rejected_and_counted_while_other_stores_are_stored(
             good = [envelope("telemetry", telemetry(2, device=f"p{i}"), store=f"store-ok{i % 3}",
                              seq=i + 1) for i in range(30)]
             pub.send_many(good)
-            wait_for(lambda: sum(v for k, v in _counts(hub_db)[1].items()
-                                 if k.startswith("store-ok")) == 30,
-                     what="the 30 valid messages from other stores")
+            wait_until(lambda: sum(v for k, v in _counts(hub_db)[1].items()
+                                   if k.startswith("store-ok")) == 30,
+                       what="the 30 valid messages from other stores")
             # The retained copies are ignored as retained (a store never retains), the live
             # ones rejected by their own reason.
-            rejects = wait_for(lambda: (r := _counts(hub_db)[0]) and all(
+            rejects = wait_until(lambda: (r := _counts(hub_db)[0]) and all(
                 r.get(reason, 0) >= n for reason, n in expected.items())
                 and r.get("retained", 0) >= len(cases) and r,
                 what="each poison rejected live and its retained copy ignored")
@@ -128,10 +129,10 @@ def test_poison_messages_are_rejected_and_counted_while_other_stores_are_stored(
         try:
             again.wait_connected()
             pub.send(envelope("telemetry", telemetry(1), store="store-ok9", seq=1))
-            wait_for(lambda: _counts(hub_db)[1].get("store-ok9") == 1,
-                     what="a valid message after the restart")
-            wait_for(lambda: _counts(hub_db)[0].get("retained", 0) >= 2 * len(cases),
-                     what="the retained poison ignored again after the restart")
+            wait_until(lambda: _counts(hub_db)[1].get("store-ok9") == 1,
+                       what="a valid message after the restart")
+            wait_until(lambda: _counts(hub_db)[0].get("retained", 0) >= 2 * len(cases),
+                       what="the retained poison ignored again after the restart")
             assert again.proc.poll() is None, again.log()
         finally:
             again.kill()

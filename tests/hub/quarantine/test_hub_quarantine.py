@@ -20,24 +20,9 @@ from hub.bus.consumer import Item
 from hub.domains import fleet, quarantine
 from hub.errors import StoreError
 from hub.ingest.writer import commit_or_split
-from hubkit import HubProcess, Publisher, envelope, reading, telemetry, wait_for
-
-SQLITE_TRIGGER = ("CREATE TRIGGER poison BEFORE INSERT ON devices WHEN NEW.device = 'boom'"
-                  " BEGIN SELECT RAISE(ABORT, 'poisoned device'); END")
-PG_TRIGGER = (
-    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.device = 'boom' THEN"
-    " RAISE EXCEPTION 'poisoned device'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER poison BEFORE INSERT ON devices FOR EACH ROW EXECUTE FUNCTION poison()")
-
-
-def poison_devices(url: str) -> None:
-    db = open_store(url)
-    try:
-        with db.transaction() as tx:
-            for sql in (PG_TRIGGER if db.dialect == "postgresql" else (SQLITE_TRIGGER,)):
-                tx.execute(sql)
-    finally:
-        db.close()
+from hubkit import HubProcess, Publisher, envelope, reading, telemetry
+from poisondb import poison_devices
+from wait import wait_until
 
 
 def item(env: dict) -> Item:
@@ -168,7 +153,7 @@ def test_a_running_hub_quarantines_the_breaking_message_and_stores_the_rest(
             finally:
                 db.close()
 
-        wait_for(seen, what="60 messages stored and one quarantined")
+        wait_until(seen, what="60 messages stored and one quarantined")
         assert hub.proc.poll() is None, hub.log()
         assert hub.terminate() == 0
         assert hub.stats()["quarantined"] == 1
