@@ -31,3 +31,11 @@ class BrokerError(HubError):
 
 class NotFound(HubError):
     """An unknown store or alert id."""
+
+
+class Forbidden(HubError):
+    """The actor's role or scope does not allow the action (hub.domains.access.authorize)."""
+
+
+class Conflict(HubError):
+    """A request that contradicts the current state (an approval already decided, expired...)."""

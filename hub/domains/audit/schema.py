@@ -1,0 +1,16 @@
+"""STAND-IN (helper K): a plain audit table until helper U's hash-chained log is merged."""
+
+from hub.store.migrate import Migration
+
+MIGRATIONS = (
+    Migration("audit", 1, (
+        {"sqlite": "CREATE TABLE IF NOT EXISTS audit_standin (seq INTEGER PRIMARY KEY"
+                   " AUTOINCREMENT, ts DOUBLE PRECISION NOT NULL, actor_kind TEXT NOT NULL,"
+                   " actor TEXT NOT NULL, role TEXT, action TEXT NOT NULL, obj TEXT NOT NULL,"
+                   " detail TEXT, source TEXT)",
+         "postgresql": "CREATE TABLE IF NOT EXISTS audit_standin (seq BIGSERIAL PRIMARY KEY,"
+                       " ts DOUBLE PRECISION NOT NULL, actor_kind TEXT NOT NULL,"
+                       " actor TEXT NOT NULL, role TEXT, action TEXT NOT NULL, obj TEXT NOT NULL,"
+                       " detail TEXT, source TEXT)"},
+    )),
+)
