@@ -106,7 +106,7 @@ def approve(tx, clock: Clock, actor: Actor, request_id: int, seen_hash: str,
     differs from the one seen or from the payload stored, a second vote), NotFound.
     """
     r = _row(tx, request_id)
-    if actor.kind != "user":
+    if actor.kind not in ("user", "local"):
         raise Forbidden("only a person approves an action")
     if actor.name == r["requester"]:
         raise Forbidden(f"{actor.name} requested this action and cannot approve it")
