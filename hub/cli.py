@@ -67,14 +67,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.batch_max < 1 or args.batch_ms < 1:
         raise UsageError("--batch-max and --batch-ms must be >= 1")
     logs.setup(args.log_format, args.log_level)
+    from hub import ticketing
+
+    tickets = ticketing.load_policy(args.tickets)
+    db = _store(args, create=True)
+    if tickets.enabled:
+        ticketing.ensure_schema(db)
+        ticketing.build_connectors(tickets)   # settings and secrets checked before starting
     settings = Settings(
         host=host, port=port, client_id=args.client_id or default_client_id(),
         group=args.group, prefix=args.prefix, shared=not args.embedded_broker,
         mqtt5=not args.embedded_broker, keepalive=args.keepalive,
         batch_max=args.batch_max, batch_s=args.batch_ms / 1000.0,
         flaps=FlapPolicy(max_flaps=args.flap_max, window_s=args.flap_window,
-                         stable_s=args.flap_stable))
-    return serve(_store(args, create=True), settings, embedded=args.embedded_broker)
+                         stable_s=args.flap_stable),
+        tickets=tickets if tickets.enabled else None)
+    return serve(db, settings, embedded=args.embedded_broker)
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -232,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flap-window", type=float, default=300.0, help="seconds")
     p.add_argument("--flap-stable", type=float, default=60.0,
                    help="seconds a flapping alert must be stable before it is sent")
+    p.add_argument("--tickets", metavar="FILE",
+                   help="a TOML file with the [tickets] policy and connectors (docs/tickets.md)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
@@ -264,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default=os.environ.get("USER") or _user(), help="who acknowledges")
     common(p)
     p.set_defaults(func=cmd_ack)
+
+    from hub import ticket_cli
+
+    ticket_cli.register(sub, common)
 
     from hub import demo
 

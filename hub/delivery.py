@@ -24,29 +24,21 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from hub.connectors.base import AuthFailed, ConnectorError, Permanent, Retryable
 from hub.domains.tickets import outbox, rules
-from hub.domains.tickets.policy import TicketPolicy
+from hub.domains.tickets.policy import DeliveryPolicy, TicketPolicy
 from hub.errors import StoreError
 from hub.store import Store
 
 log = logging.getLogger("hub.delivery")
 
 
-@dataclass(frozen=True)
-class DeliverySettings:
-    lease_s: float = 120.0
-    batch: int = 10
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 300.0
-    jitter: float = 0.2              # +- this fraction of each backoff
-    breaker_failures: int = 5
-    breaker_open_s: float = 30.0
-    idle_s: float = 0.2              # sleep when nothing was due
-    tick_every_s: float = 5.0        # how often the resolve-after-hold rule runs
+# The settings are the policy's [tickets.delivery] table: lease_s, batch, backoff_base_s,
+# backoff_max_s, jitter (+- this fraction of each backoff), breaker_failures, breaker_open_s,
+# idle_s (sleep when nothing was due), tick_every_s (how often resolve-after-hold runs).
+DeliverySettings = DeliveryPolicy
 
 
 class Breaker:

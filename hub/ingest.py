@@ -51,6 +51,7 @@ class Settings:
     queue_max: int = 4000
     queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
     flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
+    tickets: object = None       # a TicketPolicy: alert transitions make ticket intents
     route_every_s: float = 0.25
 
 
@@ -436,6 +437,11 @@ class Ingest:
             new = [e for e in valid.values() if e.id in new_ids]
             transitions = fleet.apply(self.db, tx, new, received)
             routed = alerts.record(tx, transitions, received) if transitions else 0
+            if transitions and self.s.tickets is not None:
+                from hub import ticketing  # intents commit with the alerts that made them
+
+                self.counts["ticket_intents"] += ticketing.on_transitions(
+                    tx, time.time, self.s.tickets, transitions)
             tx.executemany(
                 "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reason) DO UPDATE SET"

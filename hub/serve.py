@@ -125,6 +125,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
+    service = None
     try:
         hub.start()
     except BaseException:
@@ -134,18 +135,32 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         raise
+    if settings.tickets is not None and settings.tickets.enabled:
+        from hub.ticketing import TicketService
+
+        def publish(topic: str, payload: bytes) -> None:
+            hub.ingest.feed_client.publish(topic, payload, qos=1)
+        from hub.store import open_store
+
+        tickets_db = open_store(db.url, create=False)   # its own connection
+        service = TicketService(tickets_db, settings.tickets, settings.client_id, publish,
+                                settings.prefix).start()
     try:
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
         last = time.monotonic()
         while not stop.wait(0.5):
-            if hub.ingest.failed.is_set():
+            if hub.ingest.failed.is_set() or (service and service.failed.is_set()):
                 log.error("hub worker failed; exiting for its supervisor to restart it")
                 return 1
             if time.monotonic() - last >= stats_every:
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
     finally:
+        if service is not None:
+            service.stop()
+            service.db.close()
+            log.info("ticket delivery stopped", extra=service.stats())
         hub.stop()
         if broker:
             broker.stop()

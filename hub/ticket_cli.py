@@ -68,8 +68,10 @@ def _id(text: str) -> int:
 def cmd_tickets(args: argparse.Namespace) -> int:
     from hub.cli import _store
     from hub.domains.tickets import rules
+    from hub.ticketing import ensure_schema
 
     db = _store(args)
+    ensure_schema(db)   # a hub that never ran with --tickets has no ticket tables yet
     if args.tickets_cmd == "list":
         with db.read() as tx:
             rows = rules.list_tickets(tx, open_only=args.open, store=args.store)
@@ -129,8 +131,10 @@ def _approval_line(r: dict[str, Any]) -> tuple:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from hub.cli import UsageError, _store
     from hub.domains import approvals
+    from hub.ticketing import ensure_schema
 
     db = _store(args)
+    ensure_schema(db)
     with db.transaction() as tx:
         approvals.expire(tx, time.time)   # an expired request says so, and is audited
     if args.approvals_cmd == "list":

@@ -32,6 +32,43 @@ log = logging.getLogger("hub.tickets")
 CHAIN = "_chain"   # the approvals topic's region for chain-wide requests
 
 
+def ensure_schema(db: Store) -> None:
+    """Apply the tickets, approvals (and stand-in audit) migrations.
+
+    Until the migrations runner of hub/store/migrate.py is merged; it then takes over."""
+    from hub.domains.approvals.schema import MIGRATIONS as APPROVALS
+    from hub.domains.audit.schema import MIGRATIONS as AUDIT
+    from hub.domains.tickets.schema import MIGRATIONS as TICKETS
+
+    dialect = "postgresql" if db.least == "LEAST" else "sqlite"
+    with db.transaction() as tx:
+        if dialect == "postgresql":   # two workers starting together
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (0x4B544B54,))
+        for m in sorted((*TICKETS, *APPROVALS, *AUDIT), key=lambda m: (m.domain, m.version)):
+            for st in m.statements:
+                tx.execute(st[dialect] if isinstance(st, dict) else st)
+
+
+def load_policy(path: str | None) -> TicketPolicy:
+    """The [tickets] table of a TOML file (until the hub config file holds it)."""
+    if not path:
+        return TicketPolicy(enabled=False)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"--tickets: cannot read {path}: {err.strerror or err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--tickets: {path}: {err}") from err
+    from hub.domains.tickets.policy import parse
+
+    return parse(data.get("tickets", {}))
+
+
 def approvals_topic(region: str | None, prefix: str = "edge/v1") -> str:
     return f"{prefix}/approvals/{region or CHAIN}"
 
@@ -99,7 +136,7 @@ class TicketService:
 
     def __init__(self, db: Store, policy: TicketPolicy, owner: str,
                  publish: Callable[[str, bytes], None] | None = None,
-                 prefix: str = "edge/v1", settings: DeliverySettings = DeliverySettings(),
+                 prefix: str = "edge/v1", settings: DeliverySettings | None = None,
                  connectors: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.time):
         self.db = db
@@ -108,7 +145,8 @@ class TicketService:
         self.prefix = prefix
         self.clock = clock
         self.worker = Worker(db, policy, connectors if connectors is not None
-                             else build_connectors(policy), owner, settings, clock)
+                             else build_connectors(policy), owner,
+                             settings or policy.delivery, clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

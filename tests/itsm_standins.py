@@ -12,6 +12,7 @@ fault one of
     ("status", 401|429|500|503, retry_after or None)   answer that status
     ("timeout", seconds)                              hold the request, then drop it unanswered
     ("lost",)                                         do the work, then drop the answer
+    ("slow", seconds)                                 do the work, wait, then answer
 Every request is recorded in `server.log` as (method, path, json body or None, headers).
 """
 
@@ -123,6 +124,8 @@ class StandIn:
             status, answer, extra = self.route(h.command, parts.path, query, body, raw, headers)
             if fault and fault[0] == "lost":
                 raise _Drop
+            if fault and fault[0] == "slow":
+                time.sleep(fault[1])
             self._send(h, status, answer, extra)
         except _Drop:
             h.close_connection = True

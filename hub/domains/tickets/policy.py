@@ -94,6 +94,27 @@ class ConnectorSpec:
     settings: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
 
 
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """[tickets.delivery]: how the delivery worker leases, retries and breaks circuits."""
+
+    lease_s: float = 120.0
+    batch: int = 10
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    jitter: float = 0.2
+    breaker_failures: int = 5
+    breaker_open_s: float = 30.0
+    idle_s: float = 0.2
+    tick_every_s: float = 5.0
+
+
+_DELIVERY_LIMITS = {"lease_s": (5, 3600), "batch": (1, 500), "backoff_base_s": (0.01, 600),
+                    "backoff_max_s": (0.1, 86400), "jitter": (0, 1),
+                    "breaker_failures": (1, 1000), "breaker_open_s": (0.1, 3600),
+                    "idle_s": (0.01, 10), "tick_every_s": (0.1, 3600)}
+
+
 DEFAULT_FAMILIES = (
     FamilyRule("failed", "incident", "high", ("failed",)),
     FamilyRule("predicted_failure", "maintenance", "low", ("predicted_failure",)),
@@ -128,6 +149,7 @@ class TicketPolicy:
     reopen_within_s: float = 7 * 86400.0
     max_attempts_age_s: float = 3 * 86400.0   # an intent undelivered this long is given up
     store_hints: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
     def rule_for(self, what: str) -> FamilyRule | None:
         for rule in self.families:
@@ -210,7 +232,8 @@ def parse(data: Mapping[str, Any] | None, path: str = "tickets") -> TicketPolicy
         return TicketPolicy()
     t = _table(data, path, ("enabled", "families", "routes", "actions", "connectors",
                             "repeat_comment_s", "resolve_on_clear", "resolve_after_s",
-                            "reopen_within_s", "max_attempts_age_s", "store_hints"))
+                            "reopen_within_s", "max_attempts_age_s", "store_hints",
+                            "delivery"))
     kw: dict[str, Any] = {}
     if "enabled" in t:
         kw["enabled"] = _bool(t["enabled"], f"{path}.enabled")
@@ -279,4 +302,12 @@ def parse(data: Mapping[str, Any] | None, path: str = "tickets") -> TicketPolicy
         hints = {k: _str(v, f"{path}.store_hints.{k}")
                  for k, v in _table(t["store_hints"], f"{path}.store_hints", None).items()}
         kw["store_hints"] = types.MappingProxyType(hints)
+    if "delivery" in t:
+        d = _table(t["delivery"], f"{path}.delivery", tuple(_DELIVERY_LIMITS))
+        vals: dict[str, Any] = {}
+        for key, (lo, hi) in _DELIVERY_LIMITS.items():
+            if key in d:
+                v = _num(d[key], f"{path}.delivery.{key}", lo, hi)
+                vals[key] = int(v) if key in ("batch", "breaker_failures") else v
+        kw["delivery"] = DeliveryPolicy(**vals)
     return TicketPolicy(**kw)
