@@ -1,7 +1,7 @@
 """Benchmark: ticket delivery.
 
 1. Throughput: N ticket intents (creates, one problem each) waiting in the hub database, then
-   delivered by W delivery workers (hub/delivery.py, each with its own database connection and
+   delivered by W delivery workers (hub/ticketing/delivery.py, each with its own database connection and
    HTTP client) to a local connector server: the ServiceNow stand-in of tests/itsm_standins.py
    (a Python ThreadingHTTPServer in this process, so its own cost is in the figure) and the
    generic webhook receiver. Intents per second = N over the wall time to deliver them all.
@@ -32,10 +32,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from brokers import Mosquitto  # noqa: E402
 from hub.connectors import build  # noqa: E402
-from hub.delivery import Worker  # noqa: E402
+from hub.ticketing.delivery import Worker  # noqa: E402
 from hub.domains.tickets import policy as pol, rules  # noqa: E402
-from hub.store import open_store  # noqa: E402
-from hub.ticketing import ensure_schema  # noqa: E402
+from hub.app import open_store  # noqa: E402
 from hubkit import (HubProcess, Publisher, alert_body, create_pg_database,  # noqa: E402
                     drop_pg_database, envelope, now_ts, pg_reachable)
 from itsm_standins import ServiceNowStandIn, WebhookReceiver  # noqa: E402
@@ -69,7 +68,6 @@ def throughput(kind: str, n: int, workers: int, target: str, tmp: Path) -> float
                                                           tick_every_s=3600))
     url, drop = new_db(kind, tmp)
     db = open_store(url)
-    ensure_schema(db)
     with db.transaction() as tx:
         for i in range(n):
             rules.on_alert(tx, time.time, policy, rules.AlertEvent(

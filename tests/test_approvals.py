@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from domainkit import Clock, domain_store
-from hub import actions
+from hub.ticketing import actions
 from hub.domains import approvals, audit
 from hub.domains.access import Actor
 from hub.domains.approvals.schema import MIGRATIONS as APPROVALS

@@ -12,11 +12,11 @@ import pytest
 
 from domainkit import Clock, domain_store
 from hub.connectors import build
-from hub.delivery import Breaker, DeliverySettings, Worker
+from hub.ticketing.delivery import Breaker, DeliverySettings, Worker
 from hub.domains.audit.schema import MIGRATIONS as AUDIT
 from hub.domains.tickets import outbox, policy as pol, rules
 from hub.domains.tickets.schema import MIGRATIONS as TICKETS
-from hub.store import open_store
+from hub.app import open_store
 from itsm_standins import ServiceNowStandIn
 
 FAST = DeliverySettings(lease_s=60, batch=10, backoff_base_s=1, backoff_max_s=60, jitter=0,

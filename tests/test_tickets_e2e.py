@@ -11,8 +11,7 @@ import time
 import pytest
 
 from conftest import run_cli
-from edge_agent import wire
-from hub.store import open_store
+from hub.app import open_store
 from hubkit import (HubProcess, Publisher, Subscriber, alert_body, birth_body, create_pg_database,
                     drop_pg_database, envelope, now_ts, pg_reachable, wait_for)
 from itsm_standins import ServiceNowStandIn

@@ -7,6 +7,8 @@
     pagerduty.py   Events API v2 by dedup_key
     webhook.py     JSON, HMAC-signed
 `build(spec)` makes the connector a [tickets.connectors.NAME] table names and runs its init().
+A connector imports httpx and hub.errors only (it sits beside hub.store and hub.bus): the
+intent it delivers is duck-typed (hub.domains.tickets.outbox.Claimed).
 """
 
 from __future__ import annotations

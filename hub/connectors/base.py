@@ -181,6 +181,15 @@ def retry_after(resp: httpx.Response) -> float | None:
     return max(0.0, min(when - time.time(), MAX_RETRY_AFTER_S))
 
 
+def plain(text: Mapping[str, Any]) -> str:
+    """A ticket text's sections ({"summary", "sections": [[title, [lines]]]}) as plain text."""
+    out = []
+    for title, lines in text["sections"]:
+        out.append(f"{title}:")
+        out.extend(f"  {line}" for line in lines)
+    return "\n".join(out)
+
+
 def excerpt(resp: httpx.Response) -> str:
     """A short, printable piece of an error answer (for last_error; never a secret of ours)."""
     try:

@@ -135,7 +135,7 @@ class Jira(HttpConnector):
         b = intent.body
         labels = [intent.correlation] + [_label(t) for t in b.get("tags", [])][:10]
         if self.flavour == "jsm":
-            from hub.domains.tickets.text import plain
+            from hub.connectors.base import plain
             resp = self.request("POST", f"{self.url}/rest/servicedeskapi/request", ok=(200, 201),
                                 json={"serviceDeskId": self.service_desk,
                                       "requestTypeId": self.request_type,

@@ -24,8 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from hub.connectors.base import (ConfigError, HttpConnector, Permanent, Result, Retryable,
-                                 base_url, field, read_secret, setting, text_field)
-from hub.domains.tickets.text import plain
+                                 base_url, field, plain, read_secret, setting, text_field)
 
 SYS_ID = r"[0-9a-f]{32}"
 NUMBER = r"[A-Z]{2,10}[0-9]{4,12}"

@@ -20,9 +20,8 @@ from typing import Any
 
 import httpx
 
-from hub.connectors.base import (HttpConnector, Result, base_url, field, read_secret, setting,
-                                 text_field)
-from hub.domains.tickets.text import plain
+from hub.connectors.base import (HttpConnector, Result, base_url, field, plain, read_secret,
+                                 setting, text_field)
 
 ID = r"[0-9]{1,20}"
 STATUS = r"new|open|pending|hold|solved|closed"

@@ -11,7 +11,7 @@ approve():
   region); a chain-wide action needs a chain-wide role;
 - a chain-wide action needs two distinct approvers; anything else one. One denial denies.
 Every request, approval, denial, expiry and outcome is written to the audit log in the same
-transaction. Running an approved action is the app's business (hub/actions.py): it takes
+transaction. Running an approved action is the app's business (hub/ticketing/actions.py): it takes
 `runnable()` rows, checks the hash again, runs, then calls `record_outcome()`.
 """
 

@@ -6,7 +6,7 @@
     outbox.py   claim(), release(): the intents leased to a delivery worker, in order per problem
     text.py     what a ticket says (device, provenance, likely cause and part, store hint)
 
-No HTTP here: hub/connectors/ speak to the outside systems, hub/delivery.py runs them.
+No HTTP here: hub/connectors/ speak to the outside systems, hub/ticketing/ runs them.
 """
 
 from hub.domains.tickets.policy import TicketPolicy, correlation, fingerprint, parse

@@ -1,5 +1,5 @@
-"""Actions that need approval, and running them once approved (the app layer: it joins the
-approvals domain to the domains that act).
+"""Actions that need approval, and running them once approved (above the domains: it joins
+the approvals domain to the domains that act).
 
     request_for_ticket(tx, clock, ask)   an action a ticket's cause table names, at tier
                                          "approval", becomes an approval request

@@ -1,5 +1,8 @@
-"""Tickets and approvals inside a hub worker (the app layer: it joins fleet, tickets, approvals
-and the connectors).
+"""Tickets and approvals inside a hub worker: the layer between ingest and hub.app that joins
+the tickets and approvals domains, the connectors and the delivery worker.
+
+    delivery.py   the delivery worker (leases, backoff, Retry-After, breaker, catch-up)
+    actions.py    approval requests for ticket actions, and running them once approved
 
     on_transitions(tx, clock, policy, transitions)   called by ingest in the transaction that
                                                      stores the alerts: their intents (and
@@ -17,9 +20,9 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from hub import actions
 from hub.connectors import ConfigError, build
-from hub.delivery import DeliverySettings, Worker
+from hub.ticketing import actions
+from hub.ticketing.delivery import DeliverySettings, Worker
 from hub.domains import approvals
 from hub.domains.tickets import rules
 from hub.domains.tickets.policy import TicketPolicy
@@ -30,23 +33,6 @@ from hub.store import Store
 log = logging.getLogger("hub.tickets")
 
 CHAIN = "_chain"   # the approvals topic's region for chain-wide requests
-
-
-def ensure_schema(db: Store) -> None:
-    """Apply the tickets, approvals (and stand-in audit) migrations.
-
-    Until the migrations runner of hub/store/migrate.py is merged; it then takes over."""
-    from hub.domains.approvals.schema import MIGRATIONS as APPROVALS
-    from hub.domains.audit.schema import MIGRATIONS as AUDIT
-    from hub.domains.tickets.schema import MIGRATIONS as TICKETS
-
-    dialect = "postgresql" if db.least == "LEAST" else "sqlite"
-    with db.transaction() as tx:
-        if dialect == "postgresql":   # two workers starting together
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (0x4B544B54,))
-        for m in sorted((*TICKETS, *APPROVALS, *AUDIT), key=lambda m: (m.domain, m.version)):
-            for st in m.statements:
-                tx.execute(st[dialect] if isinstance(st, dict) else st)
 
 
 def load_policy(path: str | None) -> TicketPolicy:
@@ -121,6 +107,13 @@ def on_transitions(tx, clock: Callable[[], float], policy: TicketPolicy,
             if policy.tier(ask["action"]) == "approval":
                 actions.request_for_ticket(tx, clock, ask)
     return made
+
+
+def hook(policy: TicketPolicy) -> Callable[[Any, Sequence[Any]], int]:
+    """The ingest writer's on_transitions for this policy (runs in the batch's transaction)."""
+    def on(tx, transitions):
+        return on_transitions(tx, time.time, policy, transitions)
+    return on
 
 
 def build_connectors(policy: TicketPolicy) -> dict[str, Any]:
