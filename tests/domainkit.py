@@ -25,3 +25,20 @@ class Clock:
     def advance(self, s: float) -> float:
         self.t += s
         return self.t
+
+
+def trail(tx, prefix: str) -> list[dict]:
+    """Audit entries whose object starts with prefix, oldest first, detail as a dict (works on
+    the audit stand-in and on helper U's hash-chained log alike)."""
+    import json
+
+    from hub.domains import audit
+
+    out = []
+    for e in audit.entries(tx, limit=100_000):
+        if str(e.get("object", "")).startswith(prefix):
+            e = dict(e)
+            if isinstance(e.get("detail"), str):
+                e["detail"] = json.loads(e["detail"])
+            out.append(e)
+    return out

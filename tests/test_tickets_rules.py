@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from domainkit import Clock, domain_store
-from hub.domains import audit
+from domainkit import Clock, domain_store, trail
 from hub.domains.audit.schema import MIGRATIONS as AUDIT
 from hub.domains.tickets import outbox, policy as pol, rules
 from hub.domains.tickets.schema import MIGRATIONS as TICKETS
@@ -227,7 +226,7 @@ def test_every_change_is_audited_with_the_decision_that_caused_it(db):
                 "explanation": ["cutter errors 12 in 1 h"], "features": {"cut_err_rate": 0.4}}
     apply(db, clock, ev("raised", 1, decision=decision))
     with db.read() as tx:
-        (entry,) = audit.entries(tx, "ticket:")
+        (entry,) = trail(tx, "ticket:")
     assert entry["action"] == "ticket.open" and entry["actor_kind"] == "system"
     d = entry["detail"]
     assert (d["store"], d["device"], d["model"], d["score"], d["threshold"]) == \

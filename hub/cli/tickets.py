@@ -17,7 +17,7 @@ from hub.cli.common import UsageError, ago, escape, print_json, store_of, table
 
 
 def local_actor(args: argparse.Namespace):
-    from hub.domains.access import Actor
+    from hub.domains.access import local_actor as make
 
     name = getattr(args, "as_user", None) or os.environ.get("USER")
     if not name:
@@ -25,7 +25,7 @@ def local_actor(args: argparse.Namespace):
             name = getpass.getuser()
         except (OSError, KeyError):
             name = "unknown"
-    return Actor("local", f"local:{name}", "hq-admin")
+    return make(f"local:{name}")
 
 
 def parse_id(text: str) -> int:

@@ -18,9 +18,11 @@ import logging
 from typing import Any, Callable, Mapping
 
 from hub.domains import approvals
-from hub.domains.access import SYSTEM
+from hub.domains.access import system_actor
 from hub.domains.tickets import rules as tickets
 from hub.errors import NotFound
+
+SYSTEM = system_actor()   # the hub acting on its own
 from hub.store import Store
 
 log = logging.getLogger("hub.actions")

@@ -22,8 +22,10 @@ import json
 from typing import Any, Callable, Mapping
 
 from hub.domains import audit
-from hub.domains.access import SYSTEM, Actor, authorize
+from hub.domains.access import Actor, authorize, system_actor
 from hub.errors import Conflict, Forbidden, NotFound
+
+SYSTEM = system_actor()   # the hub acting on its own
 
 Clock = Callable[[], float]
 DEFAULT_TTL_S = 24 * 3600.0
@@ -59,7 +61,7 @@ def request(tx, clock: Clock, actor: Actor, action: str, payload: Mapping[str, A
         raise ValueError("action: letters, digits, '_' and '.' only, at most 100")
     if not chain_wide and store is None and region is None:
         raise ValueError("a request names its store or region, or is chain_wide")
-    authorize(actor, "approvals.request", store=store, region=region)
+    authorize(actor, "devices.act", store=store, region=region)   # may ask for it at all
     blob = canonical(action, payload)
     if len(blob) > MAX_PAYLOAD:
         raise ValueError(f"payload: at most {MAX_PAYLOAD} bytes")
@@ -225,9 +227,9 @@ def visible_to(actor: Actor, r: Mapping[str, Any]) -> bool:
     """Whether an actor may see a request (its read scope covers the store or region)."""
     try:
         if r["chain_wide"]:
-            authorize(actor, "approvals.read")
+            authorize(actor, "tickets.read")
         else:
-            authorize(actor, "approvals.read", store=r["store"], region=r["region"])
+            authorize(actor, "tickets.read", store=r["store"], region=r["region"])
     except Forbidden:
         return False
     return True

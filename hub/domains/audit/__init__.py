@@ -23,11 +23,11 @@ def record(tx, clock, actor: Actor, action: str, obj: str, detail: Any = None,
     return int(tx.fetchone()[0])
 
 
-def entries(tx, obj_prefix: str = "") -> list[dict[str, Any]]:
-    """The entries (of objects starting with obj_prefix), oldest first (tests read them)."""
+def entries(tx, *, after: int = 0, limit: int = 1000, **_filters: Any) -> list[dict[str, Any]]:
+    """Entries in seq order after `after` (U's signature; its other filters are ignored)."""
     tx.execute("SELECT seq, actor_kind, actor, role, action, obj, detail FROM audit_standin"
-               " WHERE obj LIKE ? ORDER BY seq", (obj_prefix + "%",))
-    keys = ("seq", "actor_kind", "actor", "role", "action", "obj", "detail")
+               " WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+    keys = ("seq", "actor_kind", "actor", "role", "action", "object", "detail")
     out = [dict(zip(keys, r)) for r in tx.fetchall()]
     for e in out:
         e["detail"] = json.loads(e["detail"]) if e["detail"] else None

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from hub.domains import audit
-from hub.domains.access import SYSTEM, Actor
+from hub.domains.access import Actor, system_actor
 from hub.domains.tickets.policy import TicketPolicy, correlation, fingerprint
 from hub.domains.tickets.text import DeviceFacts, render, scrub
 from hub.errors import NotFound
+
+SYSTEM = system_actor()   # the hub acting on its own
 
 Clock = Callable[[], float]
 
