@@ -165,3 +165,17 @@ def test_a_ticket_whose_cause_needs_approval_asks_for_it_and_pending_ones_are_pu
     assert pub["id"] == rid and pub["region"] == "north" and pub["action"] == "replace_device"
     # The system asked; a person approves.
     assert approve(db, clock, DORA, rid, pub["payload_hash"])["status"] == "approved"
+
+
+def test_decided_requests_are_forgotten_after_a_while_and_pending_ones_never(db):
+    clock = Clock()
+    old, h = ask(db, clock)
+    with db.transaction() as tx:
+        approvals.deny(tx, clock, DORA, old, "no")
+    pending, _ = ask(db, clock)
+    clock.advance(actions.KEEP_DECIDED_S + 1)
+    actions.run_approved(db, clock)               # expires `pending`, prunes the old denial
+    with db.read() as tx:
+        assert [(r["id"], r["status"]) for r in approvals.list_requests(tx)] == \
+            [(pending, "expired")]
+        assert [e["action"] for e in trail(tx, f"approval:{old}")][-1] == "approval.deny"

@@ -98,18 +98,26 @@ def test_a_printer_flapping_20_times_in_an_hour_opens_exactly_one_ticket(
              what="all 40 transitions applied")
     wait_for(lambda: settled(pg), what="every intent delivered")
     wait_for(lambda: feed.bodies(), what="the pending approval on the regional feed")
+    (inc,) = sn.incidents.values()
+    assert inc["work_notes"] == []                # flapping within the hour: no notes yet
+    # A person approves the replacement the ticket asks for; the hub writes it in the ticket.
+    (approval,) = feed.bodies()
+    ok = run_cli("approvals", "approve", str(approval["id"]), "--hash", approval["hash"],
+                 "--as", "alice", "--db", pg, module="hub")
+    assert ok.returncode == 0, ok.stderr
+    wait_for(lambda: inc["work_notes"], what="the approved action noted in the incident")
     assert h.terminate() == 0
     pub.close()
     feed.close()
     assert len(sn.incidents) == 1
-    (inc,) = sn.incidents.values()
+    assert "Replace the device" in inc["work_notes"][0]
+    assert "Approved by local:alice" in inc["work_notes"][0]
     assert inc["assignment_group"] == "Store IT" and inc["urgency"] == "1"
     assert "escpos" in inc["short_description"]
     listed = run_cli("tickets", "list", "--json", "--db", pg, module="hub")
     assert listed.returncode == 0, listed.stderr
     (t,) = json.loads(listed.stdout)
     assert t["external_key"] == inc["number"] and t["state"] == "cleared"
-    (approval,) = feed.bodies()
     assert feed.messages[0][0] == "edge/v1/approvals/r1"
     assert approval["action"] == "replace_device" and approval["store"] == "s1"
     shown = run_cli("approvals", "show", str(approval["id"]), "--db", pg, module="hub")

@@ -332,3 +332,16 @@ def test_policy_parse_names_the_key_path_of_a_mistake():
             ({"colour": "red"}, "tickets.colour")):
         with pytest.raises(pol.PolicyError, match=rf"^{where.replace('[', '.').replace(']', '.')}"):
             pol.parse(bad)
+
+
+def test_delivered_intents_are_forgotten_after_keep_done_s_and_waiting_ones_never(db):
+    clock = Clock()
+    p = pol.TicketPolicy(routes=POLICY.routes, connectors=POLICY.connectors,
+                         keep_done_s=86400, repeat_comment_s=0)
+    apply(db, clock, ev("raised", 1), p)
+    deliver_all(db, clock)
+    apply(db, clock, ev("raised", 2), p)          # a comment, left waiting
+    clock.advance(86401)
+    tick(db, clock, p)
+    assert [i[1:] for i in intents(db)] == [("comment", "pending")]
+    assert tickets(db)[0]["external_key"]          # the ticket keeps its ITSM key

@@ -28,6 +28,7 @@ from hub.store import Store
 log = logging.getLogger("hub.actions")
 
 Clock = Callable[[], float]
+KEEP_DECIDED_S = 90 * 86400.0   # decided requests kept this long (the audit log keeps all)
 
 _WORDS = {"dispatch_technician": "Dispatch a technician",
           "replace_device": "Replace the device",
@@ -62,6 +63,7 @@ def run_approved(db: Store, clock: Clock) -> int:
     """Run approved actions; return how many ran (or failed, each recorded with its outcome)."""
     with db.transaction() as tx:
         approvals.expire(tx, clock)
+        approvals.prune(tx, clock() - KEEP_DECIDED_S)
         ready = approvals.runnable(tx)
     n = 0
     for r in ready:

@@ -178,6 +178,17 @@ def expire(tx, clock: Clock) -> list[int]:
     return ids
 
 
+def prune(tx, before: float) -> int:
+    """Forget requests decided (denied, expired, executed, failed) before `before`; the audit
+    log keeps what happened. Keeps the tables bounded."""
+    tx.execute("DELETE FROM approval_votes WHERE request_id IN (SELECT id FROM"
+               " approval_requests WHERE status IN ('denied', 'expired', 'executed', 'failed')"
+               " AND decided < ?)", (before,))
+    tx.execute("DELETE FROM approval_requests WHERE status IN ('denied', 'expired', 'executed',"
+               " 'failed') AND decided < ?", (before,))
+    return tx.rowcount
+
+
 def runnable(tx, limit: int = 100) -> list[dict[str, Any]]:
     """Approved requests whose action has not run yet, oldest first."""
     tx.execute(f"SELECT {', '.join(_COLS)} FROM approval_requests WHERE status = 'approved'"
@@ -248,5 +259,5 @@ def to_publish(tx, clock: Clock, limit: int = 200) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["request", "approve", "deny", "expire", "runnable", "record_outcome", "show",
+__all__ = ["request", "approve", "deny", "expire", "prune", "runnable", "record_outcome", "show",
            "list_requests", "action_hash", "canonical", "to_publish", "visible_to"]

@@ -148,6 +148,7 @@ class TicketPolicy:
     resolve_after_s: float = 900.0
     reopen_within_s: float = 7 * 86400.0
     max_attempts_age_s: float = 3 * 86400.0   # an intent undelivered this long is given up
+    keep_done_s: float = 30 * 86400.0         # delivered or cancelled intents kept this long
     store_hints: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
@@ -232,13 +233,15 @@ def parse(data: Mapping[str, Any] | None, path: str = "tickets") -> TicketPolicy
         return TicketPolicy()
     t = _table(data, path, ("enabled", "families", "routes", "actions", "connectors",
                             "repeat_comment_s", "resolve_on_clear", "resolve_after_s",
-                            "reopen_within_s", "max_attempts_age_s", "store_hints",
+                            "reopen_within_s", "max_attempts_age_s", "keep_done_s",
+                            "store_hints",
                             "delivery"))
     kw: dict[str, Any] = {}
     if "enabled" in t:
         kw["enabled"] = _bool(t["enabled"], f"{path}.enabled")
     for key, hi in (("repeat_comment_s", 30 * 86400.0), ("resolve_after_s", 30 * 86400.0),
-                    ("reopen_within_s", 365 * 86400.0), ("max_attempts_age_s", 30 * 86400.0)):
+                    ("reopen_within_s", 365 * 86400.0), ("max_attempts_age_s", 30 * 86400.0),
+                    ("keep_done_s", 3650 * 86400.0)):
         if key in t:
             kw[key] = _num(t[key], f"{path}.{key}", 0, hi)
     if "resolve_on_clear" in t:

@@ -265,7 +265,16 @@ def tick(tx, clock: Clock, policy: TicketPolicy, actor: Actor = SYSTEM,
     for tid, fp in tx.fetchall():
         tx.execute("UPDATE ticket_problems SET touched = ? WHERE fingerprint = ?", (now, fp))
         made.extend(_resolve(tx, now, policy, tid, actor))
+    prune(tx, now - policy.keep_done_s)
     return made
+
+
+def prune(tx, before: float) -> int:
+    """Forget intents delivered or cancelled before `before` (the table stays bounded; the
+    ticket keeps its ITSM key and the audit log keeps what happened)."""
+    tx.execute("DELETE FROM ticket_intents WHERE status IN ('done', 'cancelled')"
+               " AND COALESCE(done_at, created) < ?", (before,))
+    return tx.rowcount
 
 
 def add_note(tx, clock: Clock, ticket_id: int, text: str, actor: Actor) -> int:
