@@ -54,7 +54,7 @@ def new_db(kind: str, tmp: Path) -> tuple[str, callable]:
     return str(tmp / f"bench-{time.monotonic_ns()}.db"), lambda: None
 
 
-def throughput(kind: str, n: int, workers: int, target: str, tmp: Path) -> float:
+def throughput(kind: str, n: int, workers: int, target: str, tmp: Path) -> tuple[float, float]:
     if target == "servicenow":
         server = ServiceNowStandIn().start()
         spec = pol.ConnectorSpec("c", "servicenow", types.MappingProxyType({
@@ -81,12 +81,13 @@ def throughput(kind: str, n: int, workers: int, target: str, tmp: Path) -> float
         while w.run_once():
             pass
     threads = [threading.Thread(target=drain, args=(w,)) for w in ws]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0   # workers and the stand-in server (this process)
     delivered = sum(w.counts["delivered"] for w in ws)
     assert delivered == n, (delivered, n)
     for w in ws:
@@ -95,7 +96,7 @@ def throughput(kind: str, n: int, workers: int, target: str, tmp: Path) -> float
         s.close()
     server.stop()
     drop()
-    return n / elapsed
+    return n / elapsed, cpu / n
 
 
 def latency(kind: str, alerts: int, gap: float, tmp: Path) -> tuple[list, list]:
@@ -161,10 +162,11 @@ def main() -> int:
         for kind in kinds:
             for target in ("servicenow", "webhook"):
                 for w in (int(x) for x in args.workers.split(",")):
-                    rate = throughput(kind, args.intents, w, target, tmp)
+                    rate, cpu = throughput(kind, args.intents, w, target, tmp)
                     print(f"throughput {kind:10s} {target:10s} workers={w}: "
-                          f"{rate:7.0f} intents/s ({rate / w:.0f} per worker)")
-        for kind in kinds:
+                          f"{rate:7.0f} intents/s ({rate / w:.0f} per worker), "
+                          f"{cpu * 1000:.2f} ms CPU an intent (workers + server)")
+        for kind in kinds if args.alerts else ():
             c, p = latency(kind, args.alerts, args.gap, tmp)
             if not c:
                 print(f"latency {kind}: no incidents made")
