@@ -84,7 +84,7 @@ def failed_alert(state: str, seq: int, since: str, ts: str, device="p1") -> dict
 def test_a_printer_flapping_20_times_in_an_hour_opens_exactly_one_ticket(
         mosquitto, pg, sn, tmp_path):
     h = hub(mosquitto, pg, tickets_toml(tmp_path, sn), tmp_path)
-    feed = Subscriber(mosquitto, "edge/v1/approvals/+")
+    feed = Subscriber(mosquitto, "edge/v1/approvals/r1/#")   # a regional manager's view
     pub = Publisher(mosquitto)
     pub.send(envelope("birth", birth_body(1, ("p1",)), seq=0))
     seq = 0
@@ -118,7 +118,7 @@ def test_a_printer_flapping_20_times_in_an_hour_opens_exactly_one_ticket(
     assert listed.returncode == 0, listed.stderr
     (t,) = json.loads(listed.stdout)
     assert t["external_key"] == inc["number"] and t["state"] == "cleared"
-    assert feed.messages[0][0] == "edge/v1/approvals/r1"
+    assert feed.messages[0][0] == "edge/v1/approvals/r1/s1"
     assert approval["action"] == "replace_device" and approval["store"] == "s1"
     shown = run_cli("approvals", "show", str(approval["id"]), "--db", pg, module="hub")
     assert approval["hash"] in shown.stdout

@@ -9,7 +9,7 @@ the tickets and approvals domains, the connectors and the delivery worker.
                                                      approval requests) commit with them
     TicketService(db, policy, owner, publish)        the delivery worker thread, approved
                                                      actions, and pending approvals published
-                                                     on {prefix}/approvals/{region}
+                                                     on {prefix}/approvals/{region}/{store}
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
+from edge_protocol import topics
 from hub.connectors import ConfigError, build
 from hub.ticketing import actions
 from hub.ticketing.delivery import DeliverySettings, Worker
@@ -32,7 +33,7 @@ from hub.store import Store
 
 log = logging.getLogger("hub.tickets")
 
-CHAIN = "_chain"   # the approvals topic's region for chain-wide requests
+CHAIN = "_chain"   # the approvals feed's region and store for chain-wide requests
 
 
 def load_policy(path: str | None) -> TicketPolicy:
@@ -55,8 +56,10 @@ def load_policy(path: str | None) -> TicketPolicy:
     return parse(data.get("tickets", {}))
 
 
-def approvals_topic(region: str | None, prefix: str = "edge/v1") -> str:
-    return f"{prefix}/approvals/{region or CHAIN}"
+def approvals_topic(region: str | None, store: str | None, prefix: str = "edge/v1") -> str:
+    """{prefix}/approvals/{region}/{store} (edge_protocol.topics); chain-wide requests go to
+    {prefix}/approvals/_chain/_chain. A regional manager subscribes to .../approvals/REGION/#."""
+    return topics.approvals_feed_topic(region or CHAIN, store or CHAIN, prefix)
 
 
 def _facts(tx, store: str, device: str) -> DeviceFacts:
@@ -156,7 +159,7 @@ class TicketService:
         with self.db.transaction() as tx:
             pending = approvals.to_publish(tx, self.clock)
         for r in pending:
-            self.publish(approvals_topic(r["region"], self.prefix), json.dumps({
+            self.publish(approvals_topic(r["region"], r["store"], self.prefix), json.dumps({
                 "v": 1, "id": r["id"], "action": r["action"], "store": r["store"],
                 "region": r["region"], "chain_wide": bool(r["chain_wide"]),
                 "required": r["required"], "hash": r["payload_hash"],

@@ -247,7 +247,7 @@ def visible_to(actor: Actor, r: Mapping[str, Any]) -> bool:
 
 
 def to_publish(tx, clock: Clock, limit: int = 200) -> list[dict[str, Any]]:
-    """Pending requests not yet published (for edge/v1/approvals/{region}); marks them."""
+    """Pending requests not yet published (for edge/v1/approvals/{region}/{store}); marks them."""
     tx.execute(f"SELECT {', '.join(_COLS)} FROM approval_requests WHERE status = 'pending'"
                " AND published IS NULL ORDER BY id LIMIT ?", (limit,))
     out = [dict(zip(_COLS, r)) for r in tx.fetchall()]
