@@ -179,3 +179,38 @@ def test_decided_requests_are_forgotten_after_a_while_and_pending_ones_never(db)
         assert [(r["id"], r["status"]) for r in approvals.list_requests(tx)] == \
             [(pending, "expired")]
         assert [e["action"] for e in trail(tx, f"approval:{old}")][-1] == "approval.deny"
+
+
+def test_two_hub_workers_run_an_approved_action_once_and_publish_it_once(db, hub_db):
+    from hub.app import open_store
+
+    clock = Clock()
+    p = pol.TicketPolicy(routes=(pol.Route("sn"),), connectors=(pol.ConnectorSpec("sn",
+                                                                                  "servicenow"),))
+    with db.transaction() as tx:
+        out = rules.on_alert(tx, clock, p, rules.AlertEvent(
+            "s1", "north", "p1", "failed", "raised", "2026-12-05T07:00:00.000Z",
+            "2026-12-05T07:00:00.000Z", 1, "critical", facts=DeviceFacts(kind="escpos")))
+        rid = actions.request_for_ticket(tx, clock, out.approvals[0])
+    other = open_store(hub_db)
+    try:
+        # Both workers ask in turn (their UPDATE is conditional, for the interleaved case).
+        with db.transaction() as a_tx:
+            first = approvals.to_publish(a_tx, clock)
+        with other.transaction() as b_tx:
+            second = approvals.to_publish(b_tx, clock)
+        assert len(first) + len(second) == 1
+        approve(db, clock, DORA, rid, approvals.action_hash(
+            "replace_device", first[0]["payload"] if first else second[0]["payload"]))
+        with db.read() as tx:
+            ready = approvals.runnable(tx)
+        # Worker B saw it runnable too; A runs it first, B's start_run finds it taken.
+        assert actions.run_approved(db, clock) == 1
+        with other.transaction() as tx:
+            assert not approvals.start_run(tx, ready[0]["id"])
+        assert actions.run_approved(other, clock) == 0
+    finally:
+        other.close()
+    with db.read() as tx:
+        t = rules.show(tx, out.ticket_id)
+    assert [i["action"] for i in t["intents"]].count("comment") == 1

@@ -68,6 +68,8 @@ def run_approved(db: Store, clock: Clock) -> int:
     n = 0
     for r in ready:
         with db.transaction() as tx:
+            if not approvals.start_run(tx, r["id"]):
+                continue   # another hub worker runs it
             if not r["intact"]:
                 approvals.record_outcome(tx, clock, r["id"], False,
                                          "the stored action does not match its hash")

@@ -200,10 +200,18 @@ def runnable(tx, limit: int = 100) -> list[dict[str, Any]]:
     return out
 
 
+def start_run(tx, request_id: int) -> bool:
+    """Take an approved request for running (in the transaction that runs it): False if
+    another hub worker took it first, so an action runs once however many workers there are."""
+    tx.execute("UPDATE approval_requests SET status = 'running' WHERE id = ?"
+               " AND status = 'approved'", (request_id,))
+    return tx.rowcount == 1
+
+
 def record_outcome(tx, clock: Clock, request_id: int, ok: bool, detail: Any,
                    actor: Actor = SYSTEM) -> None:
     tx.execute("UPDATE approval_requests SET status = ?, outcome = ? WHERE id = ?"
-               " AND status = 'approved'",
+               " AND status IN ('approved', 'running')",
                ("executed" if ok else "failed", json.dumps(detail, default=str)[:2000],
                 request_id))
     if tx.rowcount:
@@ -250,14 +258,17 @@ def to_publish(tx, clock: Clock, limit: int = 200) -> list[dict[str, Any]]:
     """Pending requests not yet published (for edge/v1/approvals/{region}/{store}); marks them."""
     tx.execute(f"SELECT {', '.join(_COLS)} FROM approval_requests WHERE status = 'pending'"
                " AND published IS NULL ORDER BY id LIMIT ?", (limit,))
-    out = [dict(zip(_COLS, r)) for r in tx.fetchall()]
     now = clock()
-    tx.executemany("UPDATE approval_requests SET published = ? WHERE id = ?",
-                   [(now, r["id"]) for r in out])
-    for r in out:
-        r["payload"] = json.loads(r["payload"])
+    out = []
+    for r in [dict(zip(_COLS, row)) for row in tx.fetchall()]:
+        # Conditional: of two hub workers, one publishes each request.
+        tx.execute("UPDATE approval_requests SET published = ? WHERE id = ?"
+                   " AND published IS NULL", (now, r["id"]))
+        if tx.rowcount == 1:
+            r["payload"] = json.loads(r["payload"])
+            out.append(r)
     return out
 
 
-__all__ = ["request", "approve", "deny", "expire", "prune", "runnable", "record_outcome", "show",
+__all__ = ["request", "approve", "deny", "expire", "prune", "runnable", "start_run", "record_outcome", "show",
            "list_requests", "action_hash", "canonical", "to_publish", "visible_to"]
