@@ -77,3 +77,22 @@ def test_approvals_show_approve_and_deny(db_url):
     assert done["status"] == "approved" and done["votes"][0]["approver"] == "local:alice"
     r = hub("approvals", "approve", str(req["id"]), "--as", "bob", "--db", db_url)
     assert r.returncode == 1 and "approved, not pending" in r.stderr
+
+
+def test_serve_refuses_a_bad_tickets_file_naming_the_key_before_connecting(tmp_path):
+    bad = tmp_path / "t.toml"
+    bad.write_text('[tickets]\n[[tickets.families]]\nwhat = "failed"\npriority = "urgent"\n')
+    r = hub("serve", "--tickets", str(bad), "--broker", "127.0.0.1:1", "--db",
+            str(tmp_path / "h.db"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "tickets.families[0].priority: 'urgent' is not one of" in r.stderr
+    secretless = tmp_path / "s.toml"
+    secretless.write_text('[tickets]\n[tickets.connectors.sn]\ntype = "servicenow"\n'
+                          'url = "https://x.service-now.com"\nusername = "hub"\n'
+                          'password = "hunter2"\n')
+    r = hub("serve", "--tickets", str(secretless), "--broker", "127.0.0.1:1", "--db",
+            str(tmp_path / "h.db"))
+    assert r.returncode == 1 and "secrets are not written in the config" in r.stderr
+    assert "hunter2" not in r.stderr
+    r = hub("serve", "--tickets", str(tmp_path / "missing.toml"), "--db", str(tmp_path / "h.db"))
+    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
