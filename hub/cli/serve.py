@@ -52,8 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hub import ticketing
 
     policy = ticketing.load_policy(args.tickets)
-    if policy.enabled:
-        ticketing.build_connectors(policy)   # settings and secrets checked before starting
+    if policy.enabled:   # settings and secrets checked before starting (the worker makes its own)
+        for connector in ticketing.build_connectors(policy).values():
+            connector.cleanup()
     settings = Settings(
         host=host, port=port, client_id=args.client_id or default_client_id(),
         group=args.group, prefix=args.prefix, shared=not args.embedded_broker,

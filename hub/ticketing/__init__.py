@@ -18,16 +18,16 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from edge_protocol import topics
 from hub.connectors import ConfigError, build
-from hub.ticketing import actions
-from hub.ticketing.delivery import DeliverySettings, Worker
 from hub.domains import approvals
 from hub.domains.tickets import rules
 from hub.domains.tickets.policy import TicketPolicy
 from hub.domains.tickets.text import DeviceFacts
+from hub.ticketing import actions
+from hub.ticketing.delivery import DeliverySettings, Worker
 from hub.errors import HubError, StoreError
 from hub.store import Store
 
