@@ -186,8 +186,8 @@ def test_a_connector_down_for_a_while_receives_everything_afterwards_in_order(
         time.sleep(0.3)
     wait_for(lambda: db_rows(pg, "SELECT COUNT(*) FROM tickets")[0][0] == 10,
              what="ten tickets waiting")
-    # Down long enough for the backoff to grow and the breaker to open and probe (scaled
-    # down from the 10 minutes: the unit test runs 10 minutes on a settable clock).
+    # Down long enough for the backoff to grow and the breaker to open and probe (seconds
+    # here; tests/test_tickets_outage.py keeps the connector down for the 10 minutes).
     wait_for(lambda: len(sn.requests()) >= 6, what="several refused attempts")
     refused = len(sn.requests())
     sn.down = False
