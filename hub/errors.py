@@ -4,7 +4,9 @@
     ├── StoreError        the fleet database cannot be opened, reached or written
     │   └── NoDatabase    a SQLite fleet database that does not exist yet (read commands)
     ├── BrokerError       the MQTT broker cannot be reached
-    └── NotFound          an unknown store or alert id asked for on the command line
+    ├── NotFound          an unknown store or alert id asked for on the command line
+    ├── Forbidden         the actor's role or scope does not allow the action
+    └── Conflict          the request contradicts the current state (an approval decided)
 
 Library errors (sqlite3, psycopg, socket) are translated into these at one boundary: the
 store adapters for databases, hub/bus for the broker.
