@@ -45,6 +45,11 @@ class Retryable(ConnectorError):
         self.retry_after = retry_after
 
 
+class NotYet(Retryable):
+    """The outside system answered, but not what we need yet (a search that has not caught
+    up): try again later; not a failure of the connector (its circuit breaker ignores it)."""
+
+
 class AuthFailed(Retryable):
     """The outside system refused our credentials (401/403)."""
 
@@ -274,7 +279,7 @@ class HttpConnector:
         if ref is None:
             found = self.find(intent.correlation, intent)
             if found is None or found.ref is None:
-                raise Retryable("the ticket is not known on the ITSM side yet", 60)
+                raise NotYet("the ticket is not known on the ITSM side yet", 60)
             ref = found.ref
         if action == "comment":
             return self.comment(intent, ref)

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hub.connectors.base import (ConfigError, HttpConnector, Permanent, Result, Retryable,
+from hub.connectors.base import (ConfigError, HttpConnector, NotYet, Permanent, Result,
                                  base_url, field, read_secret, setting, text_field)
 
 KEY = r"[A-Z][A-Z0-9_]{0,20}-[0-9]{1,12}"
@@ -118,8 +118,8 @@ class Jira(HttpConnector):
             if intent is not None and intent.action == "create" \
                     and intent.attempts <= self.lookup_rounds:
                 # Search is eventually consistent: a fresh issue may be missing from it yet.
-                raise Retryable(f"{self.name}: not found by its label yet; looking again "
-                                "before creating it again", self.settle_s)
+                raise NotYet(f"{self.name}: not found by its label yet; looking again "
+                             "before creating it again", self.settle_s)
             return None
         key = text_field(issues[0], "key", KEY, "find.issues[0]")
         return self._res(key, self._status(issues[0], "find.issues[0]"))

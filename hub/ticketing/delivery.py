@@ -9,6 +9,8 @@ the lease. What goes wrong decides what follows:
   jitter (base * 2^(attempt-1), capped at backoff_max_s), or the server's Retry-After if longer;
   given up (status `failed`) once the intent is older than the policy's max_attempts_age_s;
 - AuthFailed (401/403): as Retryable, at least 5 minutes apart;
+- NotYet (a search that has not caught up with a fresh ticket): retried, without counting
+  against the connector's circuit breaker;
 - Permanent: `failed` at once, holding its problem's later intents until `tickets retry`;
 - a create retried after any failure first looks the ticket up by its correlation key
   (connectors/base.py), so an answer lost after the ticket was made does not make two.
@@ -26,7 +28,7 @@ import threading
 import time
 from typing import Callable, Mapping
 
-from hub.connectors.base import AuthFailed, ConnectorError, Permanent, Retryable
+from hub.connectors.base import AuthFailed, ConnectorError, NotYet, Permanent, Retryable
 from hub.domains.tickets import outbox, rules
 from hub.domains.tickets.policy import DeliveryPolicy, TicketPolicy
 from hub.errors import StoreError
@@ -165,6 +167,9 @@ class Worker:
         except Permanent as err:
             breaker.success()
             self._failed(c, str(err))
+            return
+        except NotYet as err:        # the system answered: not a failure of the connector
+            self._retry(c, err)
             return
         except Retryable as err:
             breaker.failure(self.clock())
