@@ -1,6 +1,6 @@
 """End to end with a real agent: a simulated ESC/POS printer whose cover is opened and closed
 again and again, `edge-agent run` deciding failed/ok and syncing over real Mosquitto, an
-`edge-hub serve --tickets` on PostgreSQL, and the ServiceNow stand-in (tests/itsm_standins.py,
+`edge-hub serve --tickets` on PostgreSQL, and the ServiceNow stand-in (tests/support/itsm_standins.py,
 written from ServiceNow's documented Table API): one incident for the whole flapping."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from agentproc import AgentProcess
 from test_long_outage import PrinterSim
 from test_tickets_e2e import db_rows, hub, pg, settled, sn, tickets_toml  # noqa: F401 (fixtures)
-from hubkit import wait_for
+from wait import wait_until
 
 PATIENCE_S = 90.0  # an upper bound on a loaded machine, never a speed
 
@@ -42,16 +42,16 @@ def test_a_real_agents_printer_flapping_between_failed_and_ok_opens_one_incident
         flaps = 4
         for i in range(flaps):
             printer.command("cover open")
-            wait_for(lambda: db_rows(pg, "SELECT COUNT(*) FROM alerts WHERE what = 'failed'"
-                                         " AND state = 'raised'")[0][0] == 1,
-                     PATIENCE_S, f"failed raised at the hub ({i + 1})")
+            wait_until(lambda: db_rows(pg, "SELECT COUNT(*) FROM alerts WHERE what = 'failed'"
+                                           " AND state = 'raised'")[0][0] == 1,
+                       PATIENCE_S, f"failed raised at the hub ({i + 1})")
             printer.command("cover closed")
-            wait_for(lambda: db_rows(pg, "SELECT COUNT(*) FROM alerts WHERE what = 'failed'"
-                                         " AND state = 'cleared'")[0][0] == i + 1,
-                     PATIENCE_S, f"failed cleared at the hub ({i + 1})")
-        wait_for(lambda: db_rows(pg, "SELECT events FROM tickets") == [(2 * flaps,)],
-                 PATIENCE_S, "every transition applied to the ticket")
-        wait_for(lambda: settled(pg), PATIENCE_S, "every intent delivered")
+            wait_until(lambda: db_rows(pg, "SELECT COUNT(*) FROM alerts WHERE what = 'failed'"
+                                           " AND state = 'cleared'")[0][0] == i + 1,
+                       PATIENCE_S, f"failed cleared at the hub ({i + 1})")
+        wait_until(lambda: db_rows(pg, "SELECT events FROM tickets") == [(2 * flaps,)],
+                   PATIENCE_S, "every transition applied to the ticket")
+        wait_until(lambda: settled(pg), PATIENCE_S, "every intent delivered")
     finally:
         if agent is not None:
             agent.stop()

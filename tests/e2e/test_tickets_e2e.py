@@ -1,5 +1,5 @@
 """End to end: a real MQTT publisher (the agent's wire format), real Mosquitto, `edge-hub serve`
-processes on PostgreSQL, and the ServiceNow stand-in (tests/itsm_standins.py: a local server
+processes on PostgreSQL, and the ServiceNow stand-in (tests/support/itsm_standins.py: a local server
 written from ServiceNow's documented Table API, since the real service cannot be reached)."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 from conftest import run_cli
 from hub.app import open_store
 from hubkit import (HubProcess, Publisher, Subscriber, alert_body, birth_body, create_pg_database,
-                    drop_pg_database, envelope, now_ts, pg_reachable, wait_for)
+                    drop_pg_database, envelope, now_ts, pg_reachable)
 from itsm_standins import ServiceNowStandIn
+from wait import wait_until
 
 
 @pytest.fixture
@@ -94,10 +95,10 @@ def test_a_printer_flapping_20_times_in_an_hour_opens_exactly_one_ticket(
         pub.send(failed_alert("raised", seq, since, since))
         seq += 1
         pub.send(failed_alert("cleared", seq, since, now_ts(-3600 + i * 180 + 90)))
-    wait_for(lambda: db_rows(pg, "SELECT SUM(events) FROM tickets")[0][0] == 40,
-             what="all 40 transitions applied")
-    wait_for(lambda: settled(pg), what="every intent delivered")
-    wait_for(lambda: feed.bodies(), what="the pending approval on the regional feed")
+    wait_until(lambda: db_rows(pg, "SELECT SUM(events) FROM tickets")[0][0] == 40,
+               what="all 40 transitions applied")
+    wait_until(lambda: settled(pg), what="every intent delivered")
+    wait_until(lambda: feed.bodies(), what="the pending approval on the regional feed")
     (inc,) = sn.incidents.values()
     assert inc["work_notes"] == []                # flapping within the hour: no notes yet
     # A person approves the replacement the ticket asks for; the hub writes it in the ticket.
@@ -105,7 +106,7 @@ def test_a_printer_flapping_20_times_in_an_hour_opens_exactly_one_ticket(
     ok = run_cli("approvals", "approve", str(approval["id"]), "--hash", approval["hash"],
                  "--as", "alice", "--db", pg, module="hub")
     assert ok.returncode == 0, ok.stderr
-    wait_for(lambda: inc["work_notes"], what="the approved action noted in the incident")
+    wait_until(lambda: inc["work_notes"], what="the approved action noted in the incident")
     assert h.terminate() == 0
     pub.close()
     feed.close()
@@ -130,15 +131,15 @@ def test_a_failure_that_clears_and_returns_within_reopen_within_reopens_its_tick
     pub = Publisher(mosquitto)
     t0 = now_ts(-60)
     pub.send(failed_alert("raised", 1, t0, t0))
-    wait_for(lambda: sn.incidents, what="the incident")
+    wait_until(lambda: sn.incidents, what="the incident")
     (inc,) = sn.incidents.values()
     pub.send(failed_alert("cleared", 2, t0, now_ts(-30)))
-    wait_for(lambda: inc["state"] == "6", what="the incident resolved")
+    wait_until(lambda: inc["state"] == "6", what="the incident resolved")
     assert inc["close_code"] and inc["close_notes"]
     t1 = now_ts()
     pub.send(failed_alert("raised", 3, t1, t1))
-    wait_for(lambda: inc["state"] == "2", what="the incident reopened")
-    wait_for(lambda: settled(pg), what="every intent delivered")
+    wait_until(lambda: inc["state"] == "2", what="the incident reopened")
+    wait_until(lambda: settled(pg), what="every intent delivered")
     assert h.terminate() == 0
     pub.close()
     assert len(sn.incidents) == 1
@@ -153,17 +154,17 @@ def test_two_hub_workers_and_a_restart_mid_delivery_give_one_ticket(
     pub = Publisher(mosquitto)
     t0 = now_ts()
     pub.send(failed_alert("raised", 1, t0, t0))
-    owner = wait_for(lambda: db_rows(pg, "SELECT lease_owner FROM ticket_intents"
-                                         " WHERE status = 'sending'"), what="a lease")[0][0]
-    wait_for(lambda: sn.incidents, what="the incident made on the ITSM side")
+    owner = wait_until(lambda: db_rows(pg, "SELECT lease_owner FROM ticket_intents"
+                                           " WHERE status = 'sending'"), what="a lease")[0][0]
+    wait_until(lambda: sn.incidents, what="the incident made on the ITSM side")
     workers[owner].kill()                     # dies before the answer comes back
-    wait_for(lambda: settled(pg), timeout=60, what="the other worker to take over")
+    wait_until(lambda: settled(pg), timeout=60, what="the other worker to take over")
     workers[owner] = hub(mosquitto, pg, toml, tmp_path, owner)   # and it comes back
     pub.send(failed_alert("cleared", 2, t0, now_ts()))
-    wait_for(lambda: db_rows(pg, "SELECT COUNT(*) FROM ticket_intents")[0][0] >= 1
-             and db_rows(pg, "SELECT state FROM tickets") == [("cleared",)],
-             what="the clear applied")
-    wait_for(lambda: settled(pg), what="every intent delivered")
+    wait_until(lambda: db_rows(pg, "SELECT COUNT(*) FROM ticket_intents")[0][0] >= 1
+               and db_rows(pg, "SELECT state FROM tickets") == [("cleared",)],
+               what="the clear applied")
+    wait_until(lambda: settled(pg), what="every intent delivered")
     for w in workers.values():
         w.terminate()
     pub.close()
@@ -184,14 +185,14 @@ def test_a_connector_down_for_a_while_receives_everything_afterwards_in_order(
         t = now_ts()
         pub.send(failed_alert("raised", i + 1, t, t, device=f"p{i:02d}"))
         time.sleep(0.3)
-    wait_for(lambda: db_rows(pg, "SELECT COUNT(*) FROM tickets")[0][0] == 10,
-             what="ten tickets waiting")
+    wait_until(lambda: db_rows(pg, "SELECT COUNT(*) FROM tickets")[0][0] == 10,
+               what="ten tickets waiting")
     # Down long enough for the backoff to grow and the breaker to open and probe (seconds
-    # here; tests/test_tickets_outage.py keeps the connector down for the issue's 10 minutes).
-    wait_for(lambda: len(sn.requests()) >= 6, what="several refused attempts")
+    # here; tests/e2e/test_tickets_outage.py keeps the connector down for the issue's 10 minutes).
+    wait_until(lambda: len(sn.requests()) >= 6, what="several refused attempts")
     refused = len(sn.requests())
     sn.down = False
-    wait_for(lambda: settled(pg), timeout=60, what="the backlog delivered")
+    wait_until(lambda: settled(pg), timeout=60, what="the backlog delivered")
     assert h.terminate() == 0
     pub.close()
     made = sorted(sn.incidents.values(), key=lambda r: r["number"])

@@ -1,7 +1,7 @@
 """A connector down for 10 minutes receives everything afterwards, in order (issue 13).
 
 Run beside the suite by the longrun plugin (tests/longrun.py): the ServiceNow stand-in
-(tests/itsm_standins.py, written from ServiceNow's documented Table API) answers 503 to
+(tests/support/itsm_standins.py, written from ServiceNow's documented Table API) answers 503 to
 everything for 10 minutes while a real `edge-hub serve --tickets` on PostgreSQL, with the
 default delivery settings (backoff up to 300 s, breaker open 30 s), receives a `failed` alert
 for a new printer every minute and the clear of the previous one; then the stand-in comes back.

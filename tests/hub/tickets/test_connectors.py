@@ -1,7 +1,7 @@
-"""Each connector against its stand-in server (tests/itsm_standins.py: local HTTP servers written
-from the vendors' documentation, since the real services cannot be reached from here): create,
-look-up by correlation key, comment, transition or status change, 401, 429 with Retry-After,
-5xx, a timeout, and an answer lost after the ticket was created."""
+"""Each connector against its stand-in server (tests/support/itsm_standins.py: local HTTP
+servers written from the vendors' documentation, since the real services cannot be reached
+from here): create, look-up by correlation key, comment, transition or status change, 401, 429
+with Retry-After, 5xx, a timeout, and an answer lost after the ticket was created."""
 
 from __future__ import annotations
 

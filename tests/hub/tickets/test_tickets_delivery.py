@@ -1,5 +1,5 @@
-"""The delivery worker against stand-in ITSM servers (tests/itsm_standins.py, written from the
-vendors' documentation) and the hub database on SQLite and PostgreSQL: leases, lost answers,
+"""The delivery worker against stand-in ITSM servers (tests/support/itsm_standins.py, written
+from the vendors' documentation) and the hub database on SQLite and PostgreSQL: leases, lost answers,
 Retry-After, backoff, the circuit breaker and in-order catch-up."""
 
 from __future__ import annotations
