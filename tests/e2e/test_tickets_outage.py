@@ -1,6 +1,6 @@
 """A connector down for 10 minutes receives everything afterwards, in order (issue 13).
 
-Run beside the suite by the longrun plugin (tests/longrun.py): the ServiceNow stand-in
+Run beside the suite by the longrun plugin (tests/support/longrun.py): the ServiceNow stand-in
 (tests/support/itsm_standins.py, written from ServiceNow's documented Table API) answers 503 to
 everything for 10 minutes while a real `edge-hub serve --tickets` on PostgreSQL, with the
 default delivery settings (backoff up to 300 s, breaker open 30 s), receives a `failed` alert
