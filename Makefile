@@ -33,6 +33,13 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
+## Run the whole suite RUNS times (default 5), then RUNS times under `stress-ng --cpu 2`
+## (installed if missing), printing each run's verdict and duration (scripts/test-stress.sh).
+RUNS ?= 5
+.PHONY: test-stress
+test-stress: $(STAMP) system-deps
+	bash scripts/test-stress.sh $(RUNS)
+
 ## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
 ## copies in edge_agent/health/model/, and docs/model.md (about 4 CPU-minutes, plus about 15
 ## minutes on a loaded 2-core machine to replay the held-out fleet through `edge-agent replay`
