@@ -58,3 +58,9 @@ dist: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .edge-demo .edge-demo-chain build dist *.egg-info
+
+## The long versions of the outage tests: the ticket connector down the issue's full 10 minutes
+## (make test runs 4), beside the rest of the suite.
+.PHONY: test-long
+test-long: $(STAMP) system-deps
+	EDGE_TEST_CONNECTOR_OUTAGE_S=600 $(BIN)/python -m pytest -q tests/e2e/test_tickets_outage.py

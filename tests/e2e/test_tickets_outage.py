@@ -1,10 +1,10 @@
-"""A connector down for 10 minutes receives everything afterwards, in order (issue 13).
+"""A connector down for minutes receives everything afterwards, in order (issue 13).
 
 Run beside the suite by the longrun plugin (tests/support/longrun.py): the ServiceNow stand-in
 (tests/support/itsm_standins.py, written from ServiceNow's documented Table API) answers 503 to
-everything for 10 minutes while a real `edge-hub serve --tickets` on PostgreSQL, with the
+everything for OUTAGE_S (4 minutes in `make test`, 10 with `make test-long`) while a real `edge-hub serve --tickets` on PostgreSQL, with the
 default delivery settings (backoff up to 300 s, breaker open 30 s), receives a `failed` alert
-for a new printer every minute and the clear of the previous one; then the stand-in comes back.
+for a new printer every tenth of the outage and the clear of the previous one; then the stand-in comes back.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from hubkit import (Publisher, alert_body, create_pg_database, drop_pg_database,
 from itsm_standins import ServiceNowStandIn
 from test_long_outage import ScenarioHub
 
-OUTAGE_S = 600.0
-EVERY_S = 60.0
+# `make test` runs a 4-minute outage so the suite stays under ten minutes; the issue's full ten
+# minutes is EDGE_TEST_CONNECTOR_OUTAGE_S=600 (`make test-long`), recorded in docs/tickets.md.
+OUTAGE_S = float(os.environ.get("EDGE_TEST_CONNECTOR_OUTAGE_S", "240"))
+EVERY_S = OUTAGE_S / 10
 CATCH_UP_PATIENCE_S = 600.0   # upper bound of the wait after the stand-in is back; not a speed
 
 
@@ -126,7 +128,7 @@ class ConnectorOutage:
 
 
 @pytest.mark.background(scenario=ConnectorOutage)
-def test_a_connector_down_for_ten_minutes_receives_everything_afterwards_in_order(background):
+def test_a_connector_down_for_minutes_receives_everything_afterwards_in_order(background):
     f = background.result(timeout=OUTAGE_S + CATCH_UP_PATIENCE_S + 300)
     if f.get("skip"):
         pytest.skip(f["skip"])
