@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from edge_common.output import escape
 from edge_protocol import envelope, topics
 from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import format_ts, utcnow
@@ -27,9 +28,11 @@ from hub.domains import alerts, audit, fleet
 from hub.domains.access import Actor, Scope, authorize, scope
 from hub.domains.access.schema import MIGRATIONS as _ACCESS
 from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
+from hub.domains.approvals.schema import MIGRATIONS as _APPROVALS
 from hub.domains.audit.schema import MIGRATIONS as _AUDIT
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
 from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
+from hub.domains.tickets.schema import MIGRATIONS as _TICKETS
 from hub.errors import HubError, NotFound, StoreError
 from hub.ingest import Ingest, Settings
 from hub.store import Store
@@ -37,7 +40,7 @@ from hub.store import Store
 log = logging.getLogger("hub.serve")
 
 # Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
-ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE)
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_TICKETS, *_APPROVALS)
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
@@ -237,6 +240,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
+    tickets = None
     try:
         hub.start()
     except BaseException:
@@ -247,6 +251,14 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
             signal.signal(sig, handler)
         raise
     started: list[Any] = []
+    if settings.tickets is not None and settings.tickets.enabled:
+        # Ticket delivery and approvals: a thread of this worker on its own connection.
+        from hub.ticketing import TicketService
+
+        def publish(topic: str, payload: bytes) -> None:
+            hub.ingest.feed_client.publish(topic, payload, qos=1)
+        tickets = TicketService(open_store(db.url, create=False), settings.tickets,
+                                settings.client_id, publish, settings.prefix).start()
     try:
         for service in services:
             service.start()
@@ -257,13 +269,17 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                 topic, payload, qos=1, retain=True)
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
+        while not (stop.is_set() or hub.ingest.failed.is_set()):
+            if hub.ingest.ready.wait(0.1):
+                print(ready_line(settings.client_id), flush=True)
+                break
         last = time.monotonic()
         pruned_at = float("-inf")
         # Under systemd (Type=notify, WatchdogSec): ready once subscribed, then a ping every
         # half second while the writer thread lives; a worker that failed exits instead.
         sd_notify("READY=1", f"STATUS=ingesting as {settings.client_id}")
         while not stop.wait(0.5):
-            if hub.ingest.failed.is_set():
+            if hub.ingest.failed.is_set() or (tickets and tickets.failed.is_set()):
                 log.error("hub worker failed; exiting for its supervisor to restart it")
                 return 1
             if hub.ingest.writer is not None and hub.ingest.writer.is_alive():
@@ -288,6 +304,10 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         sd_notify("STOPPING=1")
         for service in reversed(started):
             service.stop()
+        if tickets is not None:
+            tickets.stop()
+            tickets.db.close()
+            log.info("ticket delivery stopped", extra=tickets.stats())
         hub.stop()
         if broker:
             broker.stop()
@@ -296,6 +316,13 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def ready_line(worker: str) -> str:
+    """The one line `edge-hub serve` prints on stdout once every lane's subscription is
+    acknowledged, so what stores send from then on reaches this worker (docs/architecture.md,
+    "Readiness"): `READY edge-hub worker=<client id>`. Tests and supervisors wait for it."""
+    return f"READY edge-hub worker={escape(worker)}"
 
 
 def _safe(url: str) -> str:
