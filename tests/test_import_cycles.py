@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from testenv import ROOT
 
 # The agent, and the packages it shares with the hub once they exist (issue 11's layout).
 PACKAGES = tuple(p for p in ("edge_agent", "edge_protocol", "edge_common")

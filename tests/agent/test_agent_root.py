@@ -6,6 +6,8 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from wait import until
+
 from edge_agent.config import DeviceConfig, ScoringSection, TelemetrySection
 from edge_agent.health.service import META_KEY, health_service
 from edge_agent.outbox import Outbox
@@ -14,14 +16,6 @@ from edge_agent.recorder import Recorder
 from edge_agent.scheduler import DeviceState
 from edge_agent.services import Parts
 from edge_agent.state import db as statedb
-
-
-async def until(condition, what: str, limit_s: float = 30.0) -> None:
-    for _ in range(int(limit_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_health_service_runs_on_parts_alone_and_reads_the_devices_at_each_cycle(tmp_path):
@@ -41,17 +35,17 @@ def test_the_health_service_runs_on_parts_alone_and_reads_the_devices_at_each_cy
         service = health_service(ScoringSection(enabled=False, interval=0.05),
                                  lambda: configured, on_engine=engines.append)
         task = loop.create_task(service(parts))
-        await until(lambda: engines and recorder.observers, "the engine to listen")
+        await until(lambda: engines and recorder.observers, what="the engine to listen")
         engine = engines[0]
         state = DeviceState(configured[0])
         recorder.submit(Reading("register", "host", utcnow(), {"poll.errors": 0}), state)
         assert "register" in engine.last, "the engine observes what the recorder takes"
-        await until(lambda: engine.cycles >= 2, "two cycles")
+        await until(lambda: engine.cycles >= 2, what="two cycles")
         assert "register" in engine.last
         # A reload changes the devices: the next cycle reads the getter again and forgets it.
         configured.clear()
         cycles = engine.cycles
-        await until(lambda: engine.cycles > cycles + 1, "a cycle after the reload")
+        await until(lambda: engine.cycles > cycles + 1, what="a cycle after the reload")
         assert "register" not in engine.last
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -67,7 +61,7 @@ def test_the_health_service_runs_on_parts_alone_and_reads_the_devices_at_each_cy
 
 def test_the_sync_service_runs_on_parts_alone_and_its_machine_ends_stopped(tmp_path):
     # No broker on the port: each attempt goes connecting -> disconnected; a stop ends it.
-    from conftest import free_port
+    from testenv import free_port
     from edge_agent import sync
     from edge_agent.config import parse_text
     from edge_agent.sync.machine import Event, State
@@ -92,7 +86,7 @@ def test_the_sync_service_runs_on_parts_alone_and_its_machine_ends_stopped(tmp_p
         task = loop.create_task(service(parts))
         await until(lambda: clients and sum(
             1 for t in clients[0].machine.history if t.event is Event.ATTEMPT) >= 2,
-            "two connection attempts")
+            what="two connection attempts")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return clients[0]

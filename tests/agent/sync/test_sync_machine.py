@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, agent_env
+from testenv import ROOT, agent_env
 from edge_agent.sync import machine as M
 from edge_agent.sync.machine import Event, IllegalTransition, Machine, State
 
