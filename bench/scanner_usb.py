@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge_agent import collectors  # noqa: E402
 from edge_agent.collectors.scanner import protocol  # noqa: E402
 from edge_agent.collectors.scanner.collector import ScannerCollector  # noqa: E402
 from edge_agent.collectors.usb.collector import UsbCollector  # noqa: E402
+from edge_agent.config import device_from_url  # noqa: E402
 from edge_agent.simulators.scanner import GOOD_CODE, ScannerSimulator  # noqa: E402
 
 FRAMES = 100_000
@@ -47,7 +47,7 @@ def bench_framers() -> None:
 async def bench_pty(frames: int = 20_000, idle_s: float = 5.0) -> None:
     sim = ScannerSimulator("honeywell")
     path = await sim.start()
-    device = collectors.device_from_url(
+    device = device_from_url(
         f"scanner+serial://{path}?heartbeat=honeywell&heartbeat_interval=1")
     collector = ScannerCollector(device)
     await collector.open()
@@ -81,7 +81,7 @@ async def bench_usb(devices: int = 50, polls: int = 200) -> None:
             (folder / "idVendor").write_text("0c2e\n" if i == devices - 1 else "1d6b\n")
             (folder / "idProduct").write_text("0b61\n")
             (folder / "serial").write_text(f"SN{i}\n")
-        collector = UsbCollector(collectors.device_from_url("usb://0c2e:0b61"), sysfs_root=tmp)
+        collector = UsbCollector(device_from_url("usb://0c2e:0b61"), sysfs_root=tmp)
         await collector.open()
         start = cpu()
         for _ in range(polls):

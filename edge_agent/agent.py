@@ -1,5 +1,8 @@
 """The running agent: state database, recorder, scheduler and services, with signal handling.
 
+This is the agent's composition root: it builds the parts (database thread, outbox, recorder,
+scheduler) and hands each service what it needs (edge_agent.services); no service sees the Agent.
+
 SIGTERM and SIGINT stop it cleanly (in-flight polls cancelled, buffers committed, exit 0 within
 5 s); SIGHUP reloads the config file, applying device changes without a restart and keeping the
 old config when the new one is invalid.
@@ -14,23 +17,22 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from edge_agent import blocking
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent import sync
 from edge_agent.health.service import health_service
 from edge_agent.outbox import Budget, Outbox
 from edge_agent.recorder import Recorder, forget_devices
 from edge_agent.scheduler import Factory, Scheduler, default_factory
-from edge_agent.service.notify import systemd_notifier
+from edge_agent.service import notify
+from edge_agent.services import Parts, Service
 from edge_agent.state import db as statedb
 
 log = logging.getLogger(__name__)
 
-# A service is a long-running coroutine started with the agent (sync client, health cycle,
-# watchdog notifier). It gets the agent and runs until cancelled.
-Service = Callable[["Agent"], Awaitable[None]]
 SHUTDOWN_GRACE_S = 2.0
 
 
@@ -47,20 +49,49 @@ class Agent:
         self.outbox: Outbox | None = None
         self.recorder: Recorder | None = None
         self.scheduler: Scheduler | None = None
-        self.services: list[Service] = []
-        # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
-        self.services.append(systemd_notifier)
-        self.health: Any = None  # the HealthEngine, set by health_service
-        self.services.append(health_service)
+        self.health: Any = None       # the HealthEngine, once the health service made it
+        self.sync_client: Any = None  # the SyncClient, once the sync service made it
+        self.model_version: str | None = None  # overrides the engine's model (tests)
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
         self.started_at = time.monotonic()
         self.last_progress = time.monotonic()
         self.reloads = 0
+        # Each service gets what it needs here, and the started parts when it runs.
+        self.services: list[Service] = [
+            # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
+            self._notifier(),
+            health_service(config.scoring, lambda: self.config.devices,
+                           on_engine=self._use_engine),
+        ]
         if config.sync.enabled:
-            from edge_agent.sync import sync  # imports paho only when the service starts
+            # paho is imported when this service starts, not before.
+            self.services.append(sync.service(
+                config.sync, lambda: self.config,
+                base_dir=self.config_path.parent if self.config_path else None,
+                model_version=self.current_model_version,
+                on_client=self._use_sync_client))
 
-            self.services.append(sync)
+    def _notifier(self) -> Service:
+        async def systemd_notifier(parts: Parts) -> None:
+            # The watchdog judges the agent as a whole: its devices, progress and database.
+            await notify.systemd_notifier(self)
+
+        return systemd_notifier
+
+    def _use_engine(self, engine: Any) -> None:
+        """Keep the engine the health service made (births, summaries, tests)."""
+        self.health = engine
+
+    def _use_sync_client(self, client: Any) -> None:
+        """Keep the client the sync service made (summaries, tests)."""
+        self.sync_client = client
+
+    def current_model_version(self) -> str | None:
+        """The model version births announce: the health engine's loaded model, if any."""
+        if self.model_version:
+            return self.model_version
+        return self.health.model_version if self.health is not None else None
 
     async def _db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
@@ -78,8 +109,10 @@ class Agent:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(loop.create_task(self._budget_loop(), name="outbox-budget"))
+        parts = Parts(db=self._db, conn=self.db, outbox=self.outbox, recorder=self.recorder)
         for service in self.services:
-            self._tasks.append(loop.create_task(self._guard(service), name=service.__name__))
+            self._tasks.append(loop.create_task(self._guard(service, parts),
+                                                name=service.__name__))
         log.info("agent started", extra={"store": cfg.agent.store, "devices": len(cfg.devices),
                                          "state": str(cfg.state_path)})
 
@@ -87,11 +120,11 @@ class Agent:
         self.last_progress = time.monotonic()
         self.recorder.submit(reading, state)
 
-    async def _guard(self, service: Service) -> None:
+    async def _guard(self, service: Service, parts: Parts) -> None:
         """Run a service; log and restart it after a pause if it fails, so polling goes on."""
         while True:
             try:
-                await service(self)
+                await service(parts)
                 return
             except asyncio.CancelledError:
                 raise

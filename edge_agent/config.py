@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -286,6 +287,25 @@ def load_device(data: Any, path: str, problems: list[Problem]) -> DeviceConfig |
     if len(problems) > start or device is None:
         return None
     return dataclasses.replace(device, options=options)
+
+
+def device_from_url(url: str, **common: object) -> DeviceConfig:
+    """Build a DeviceConfig from a probe URL such as `host://` or `snmp://public@10.0.0.5`.
+
+    The collector that handles the URL's scheme builds its own table from the URL; `common`
+    sets DeviceConfig fields (id, interval, timeout...). Raises ConfigError naming the problem.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # "Invalid IPv6 URL" for an unbalanced bracket
+        raise ConfigError(Problem("url", f"{url!r} is not a URL: {err}")) from err
+    if not parts.scheme:
+        raise ConfigError(Problem("url", f"{url!r} has no scheme (such as host://)"))
+    module = collectors.for_scheme(parts.scheme)
+    options = module.config_from_url(parts)
+    kind = module.__name__.rsplit(".", 1)[1]
+    device = DeviceConfig(id=common.pop("id", None) or kind, kind=kind)
+    return dataclasses.replace(device, options=options, **common)
 
 
 def parse_config(data: dict[str, Any], source: str = "") -> AgentConfig:

@@ -54,6 +54,19 @@ class Recorder:
             except Exception:
                 log.exception("reading observer failed", extra={"device": reading.device})
 
+    def observe(self, fn: Callable[[Reading], None]) -> Callable[[], None]:
+        """Call `fn(reading)` for every reading taken (cheap, never blocking); return a function
+        that stops it."""
+        self.observers.append(fn)
+
+        def stop() -> None:
+            try:
+                self.observers.remove(fn)
+            except ValueError:
+                pass
+
+        return stop
+
     def publish(self, kind: str, body: Mapping[str, Any]) -> None:
         """Queue an envelope (alert, decision, event) for the next commit."""
         self._envelopes.append((kind, body))

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 
 from edge_agent import collectors
+from edge_agent.config import device_from_url
 from edge_agent.cli.output import print_json, table
 from edge_agent.scheduler import DeviceRunner
 
@@ -26,7 +27,7 @@ def run(args) -> int:
         from edge_agent.errors import ConfigError
 
         raise ConfigError("--timeout: must be > 0")
-    device = collectors.device_from_url(args.url)
+    device = device_from_url(args.url)
     device = dataclasses.replace(device, timeout=args.timeout)
     reading = asyncio.run(_probe(device))
     if args.json:

@@ -8,7 +8,9 @@ Each collector package exposes, from an `__init__.py` that imports nothing heavy
     create(device) -> Collector       imports the protocol library only when called
     config_from_url(parts) -> Config  builds its table from a probe URL (raises ConfigError)
 So validating a config never imports pysnmp, python-escpos or onnxruntime, and the agent imports
-only what its configured devices need.
+only what its configured devices need. The registry sits below the config (config.py reads each
+collector's table through it), so it never imports edge_agent.config; building a DeviceConfig
+from a probe URL is config.device_from_url.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 from types import ModuleType
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from edge_agent.errors import ConfigError, Problem
 
@@ -61,25 +63,6 @@ def for_scheme(scheme: str) -> ModuleType:
             return module
     known = sorted(s for k in _names() for s in getattr(get(k), "SCHEMES", ()))
     raise ConfigError(Problem("url", f"unknown scheme {scheme!r}; known: {', '.join(known)}"))
-
-
-def device_from_url(url: str, **common: object):
-    """Build a DeviceConfig from a probe URL such as `host://` or `snmp://public@10.0.0.5`."""
-    import dataclasses
-
-    from edge_agent.config import DeviceConfig
-
-    try:
-        parts = urlsplit(url)
-    except ValueError as err:  # "Invalid IPv6 URL" for an unbalanced bracket
-        raise ConfigError(Problem("url", f"{url!r} is not a URL: {err}")) from err
-    if not parts.scheme:
-        raise ConfigError(Problem("url", f"{url!r} has no scheme (such as host://)"))
-    module = for_scheme(parts.scheme)
-    options = module.config_from_url(parts)
-    device = DeviceConfig(id=common.pop("id", None) or module.__name__.rsplit(".", 1)[1],
-                          kind=module.__name__.rsplit(".", 1)[1])
-    return dataclasses.replace(device, options=options, **common)
 
 
 def query(parts) -> dict[str, str]:

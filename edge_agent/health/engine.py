@@ -43,6 +43,11 @@ class HealthEngine:
         self.last_cycle: float | None = None
         self._zone: tuple | None = None
 
+    @property
+    def model_version(self) -> str | None:
+        """The version of the model scoring now (None: not scoring)."""
+        return self.scorer.version
+
     def observe(self, reading: Reading) -> None:
         """Take one reading (a Recorder observer: cheap, never blocks)."""
         self.features.observe(reading)

@@ -12,9 +12,10 @@ import logging
 import os
 import sqlite3
 import time
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from edge_agent.health.engine import HealthEngine
+from edge_agent.services import Parts, Service
 
 log = logging.getLogger(__name__)
 META_KEY = "scoring"
@@ -62,20 +63,33 @@ def model_stamp(path: str) -> tuple[float, int] | None:
     return (st.st_mtime, st.st_size)
 
 
-async def health_service(agent) -> None:
+def health_service(settings: Any, devices: Callable[[], Iterable[Any]],
+                   on_engine: Callable[[HealthEngine], None] = lambda engine: None) -> Service:
+    """Build the agent's health service: `settings` is the `[scoring]` section, `devices()`
+    the devices configured now (a reload changes them), `on_engine` learns each engine made.
+    """
+
+    async def health(parts: Parts) -> None:
+        await run_health(settings, devices, on_engine, parts)
+
+    return health
+
+
+async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
+                     on_engine: Callable[[HealthEngine], None], parts: Parts) -> None:
     """Run the health cycle every `[scoring].interval` seconds until cancelled.
 
     When the model file changes (a new model dropped in place), it is loaded before the next
     cycle; a bad new file is refused and the last good model goes on scoring.
     """
-    settings = agent.config.scoring
     engine = HealthEngine(settings)
-    agent.health = engine
+    on_engine(engine)
+    db, conn, recorder = parts.db, parts.conn, parts.recorder
     loop = asyncio.get_running_loop()
     # Restore the saved windows first, then listen, so no reading is lost or overwritten;
     # only then load the model (it takes a moment and needs no readings).
-    restored = await agent.recorder.db(engine.load, agent.db)
-    agent.recorder.observers.append(engine.observe)
+    restored = await db(engine.load, conn)
+    stop_observing = recorder.observe(engine.observe)
     try:
         stamp = None
         if settings.enabled:
@@ -86,30 +100,27 @@ async def health_service(agent) -> None:
             log.info("health scoring disabled; rule alerts only")
         log.info("health service started", extra={"model": engine.scorer.version or "none",
                                                    "restored_devices": restored})
-        await agent.recorder.db(save_state, agent.db, engine, time.time())
+        await db(save_state, conn, engine, time.time())
         while True:
             await asyncio.sleep(settings.interval)
             if settings.enabled and model_stamp(settings.model) != stamp:
                 stamp = model_stamp(settings.model)
                 await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
-            engine.forget({d.id for d in agent.config.devices})
+            engine.forget({d.id for d in devices()})
             now = time.time()
             decisions, alerts = engine.cycle(now)
             for body in decisions:
-                agent.recorder.publish("decision", body)
+                recorder.publish("decision", body)
             for body in alerts:
-                agent.recorder.publish("alert", body)
+                recorder.publish("alert", body)
             if decisions or alerts:
                 log.info("health cycle", extra={"decisions": len(decisions),
                                                 "alerts": len(alerts)})
-            await agent.recorder.db(save_state, agent.db, engine, now)
+            await db(save_state, conn, engine, now)
     finally:
-        try:
-            agent.recorder.observers.remove(engine.observe)
-        except ValueError:
-            pass
+        stop_observing()
         # Keep the readings since the last cycle: the agent closes the database after us.
         try:
-            await agent.recorder.db(save_state, agent.db, engine, time.time())
+            await db(save_state, conn, engine, time.time())
         except Exception:
             log.exception("could not save the health windows at stop")

@@ -3,21 +3,40 @@
     state.py    session counter and the sync status kept in the state database's meta table
     birth.py    the birth message: inventory, capabilities, versions, config hash
     backoff.py  reconnect delays (exponential, bounded, jittered)
+    machine.py  the link's states: an enum, a transition table, one locked fire(event)
     client.py   the MQTT client: connect, birth and Will, drain the outbox at QoS 1, acks
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edge_agent.config import AgentConfig, SyncSection
+from edge_agent.services import Parts, Service
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge_agent.agent import Agent
-
-
-async def sync(agent: "Agent") -> None:
-    """The agent service: run the sync client until cancelled."""
     from edge_agent.sync.client import SyncClient
 
-    client = SyncClient.for_agent(agent)
-    agent.sync_client = client  # for summaries and tests
-    await client.run()
+
+def service(settings: SyncSection, config: Callable[[], AgentConfig], *,
+            base_dir: Path | None = None,
+            model_version: Callable[[], str | None] = lambda: None,
+            on_client: Callable[["SyncClient"], Any] = lambda client: None) -> Service:
+    """Build the agent's sync service.
+
+    `config()` is the running config (for births), `base_dir` the folder relative TLS paths
+    start from, `model_version()` the model the health engine has loaded (None: read it from
+    the state database), `on_client` learns the client once it exists (for summaries, tests).
+    """
+
+    async def sync(parts: Parts) -> None:
+        """Run the sync client until cancelled."""
+        from edge_agent.sync.client import SyncClient  # paho is imported here, not before
+
+        client = SyncClient(settings, config, parts.outbox, parts.db, base_dir=base_dir,
+                            model_version=model_version)
+        on_client(client)
+        await client.run()
+
+    return sync

@@ -8,6 +8,11 @@ and its 16-bit message ids never wrap over a pending message (PROTOCOLS.md, sect
 outbox, not paho, holds a backlog. Each connection uses a fresh paho client, so nothing paho
 kept from a lost connection is resent behind our back: after a reconnect the client reads the
 unacknowledged rows from the outbox again (a redelivery carries the same envelope id).
+
+The link's state (connecting, waiting for the hub, the handshake, draining, stopping) is a
+`machine.Machine`: paho's thread fires CONNACK, the link lost and the hub's states into it
+directly, the event loop fires attempts, births and the stop; the loop then reacts (births,
+status, logs) to the transitions paho's thread made.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import random
 import ssl
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -31,14 +36,12 @@ from edge_agent.blocking import run_blocking
 from edge_agent.config import AgentConfig, SyncSection
 from edge_agent.outbox import ENVELOPE_VERSION, Outbox, Row, uuid7
 from edge_agent.reading import format_ts, utcnow
+from edge_agent.services import DbCall
 from edge_agent.sync import backoff, birth, state
-
-if TYPE_CHECKING:  # pragma: no cover
-    from edge_agent.agent import Agent
+from edge_agent.sync.machine import Event, IllegalTransition, Machine, State, Transition
 
 log = logging.getLogger(__name__)
 
-DbCall = Callable[..., Awaitable[Any]]
 # An idle client compares outbox.last_seq (a Python int, no SQL) with what it has read this often.
 IDLE_CHECK_S = 0.2
 # The status row is rewritten at most this often while acks stream in (one fsync each).
@@ -49,30 +52,29 @@ WITH_WILL = 4  # MQTT v5 DISCONNECT reason "Disconnect with Will Message"
 
 
 class Connection:
-    """One connection attempt: its paho client and what is in flight on it."""
+    """One connection attempt: its paho client and what is in flight on it.
+
+    Whether it is up, whether the hub is online, answered live and has our birth is the
+    client's Machine (its session is this connection's); what is left here is bookkeeping.
+    """
 
     def __init__(self, session: int, instance: str | None = None):
         self.session = session
         self.instance = instance  # the state database's id (edge_agent.sync.state)
         self.mqtt: mqtt.Client | None = None
         self.connack: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-        self.lost = asyncio.Event()
-        self.lost_reason = ""
-        self.connected = False
-        self.hub_online = False
-        # A hub state delivered live (not as the retained copy on subscribing): the hub is
-        # subscribed on this broker now. After a broker crash the retained "online" is stale,
-        # and the broker drops what a store sends until the hub subscribes again.
-        self.hub_live = False
+        # Why paho's link ended (None while it may be open): set by paho's thread when the link
+        # drops, or by us when we leave; a link still open at teardown is closed then.
+        self.down: str | None = None
         self.inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self.cursors: dict[int, int] = {}   # priority class -> highest seq read on this connection
         self.known_seq = 0                  # every row up to this seq was read (or acked)
         self.more = True                    # the last read was full: there may be more rows
+        # PUBACKs handed over by paho's thread; one loop wake-up is scheduled at a time.
         self.acks: collections.deque[tuple[int, int]] = collections.deque()
         self.ack_scheduled = False
-        self.birth_mid: int | None = None
         self.birth_model: str | None = None  # the model version the last birth announced
-        self.birth_pending = False           # a birth is being built (hub came back)
+        self.birth_pending = False           # a spawned birth is being built (not re-entered)
         self.will = b""
 
 
@@ -96,6 +98,7 @@ class SyncClient:
         self.v5 = settings.mqtt_version == "5"
         self._topics: dict[str, str] = {}
         self._conn: Connection | None = None
+        self.machine = Machine()
         self._to_delete: list[int] = []
         self._ack_task: asyncio.Task | None = None
         self._kick = asyncio.Event()
@@ -113,18 +116,6 @@ class SyncClient:
         self.max_inflight = 0
         self.connects = 0
         self.bad_hub_states = 0
-
-    @classmethod
-    def for_agent(cls, agent: "Agent") -> "SyncClient":
-        """Build the client of a running agent (its outbox, database thread and config)."""
-        base = agent.config_path.parent if agent.config_path else None
-        def model_version() -> str | None:
-            # The health engine (agent.health, set by its service) knows the loaded model.
-            scorer = getattr(getattr(agent, "health", None), "scorer", None)
-            return getattr(agent, "model_version", None) or getattr(scorer, "version", None)
-
-        return cls(agent.config.sync, lambda: agent.config, agent.outbox, agent._db,
-                   base_dir=base, model_version=model_version)
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -153,6 +144,7 @@ class SyncClient:
         conn = Connection(session)
         conn.instance = await self.db(state.instance_id, self.outbox.db)
         self._conn = conn
+        self.machine.fire(Event.ATTEMPT, session)
         try:
             try:
                 await run_blocking(self._open, conn)
@@ -171,54 +163,57 @@ class SyncClient:
                 await self._save_status(connected=False, last_error=f"refused: {why}",
                                         force=True)
                 return False
-            conn.connected = True
-            conn.hub_online = conn.hub_online or not self.s.wait_for_hub
-            conn.hub_live = conn.hub_live or not self.s.wait_for_hub
+            # paho's thread has fired CONNACK. Without the gate, the connection itself counts
+            # as the hub's live answer.
+            if not self.s.wait_for_hub:
+                self.machine.fire(Event.HUB_LIVE, session)
             self.connects += 1
             log.info("sync connected", extra={"broker": self._status["broker"],
                                               "session": session, "session_present": present})
             # A hub state queued in our session may already have arrived: keep what it said.
             await self._save_status(connected=True, since=_now(), session=session,
-                                    hub_online=conn.hub_online, last_error=None, force=True)
+                                    hub_online=self.machine.hub_online(), last_error=None,
+                                    force=True)
             conn.mqtt.subscribe(self.hub_topic, qos=1)
             if not self.s.wait_for_hub:
                 await self._send_birth(conn)
             await self._pump(conn)
             return True
         except asyncio.CancelledError:
-            await self._leave(conn)
+            linked = self.machine.linked(session)
+            self.machine.fire(Event.STOP)
+            await self._leave(conn, linked)
             raise
         finally:
             await self._teardown(conn)
 
     async def _pump(self, conn: Connection) -> None:
         """Fill the in-flight window from the outbox until the connection is lost."""
-        while not conn.lost.is_set():
+        while self.machine.linked(conn.session):
             # Cleared before filling, so acks that arrive while a read is running wake us at once.
             self._kick.clear()
-            if (conn.birth_mid is not None and not conn.birth_pending
+            if (self.machine.has_birth(conn.session) and not conn.birth_pending
                     and self.model_version() != conn.birth_model):
                 # A model loaded (or replaced) after the birth: tell the hub with a new one.
                 await self._send_birth(conn)
             await self._fill(conn)
-            if conn.lost.is_set():
+            if not self.machine.linked(conn.session):
                 break
             try:
                 await asyncio.wait_for(self._kick.wait(), IDLE_CHECK_S)
             except asyncio.TimeoutError:
                 pass
-        log.warning("sync connection lost", extra={"reason": conn.lost_reason,
+        log.warning("sync connection lost", extra={"reason": conn.down or "",
                                                    "unacked": len(conn.inflight)})
         await self._save_status(connected=False, since=_now(), hub_online=False,
-                                last_error=conn.lost_reason, force=True)
+                                last_error=conn.down or "", force=True)
 
     async def _fill(self, conn: Connection) -> None:
         """Publish rows while the window has room, the hub is online and rows are waiting."""
         window = self.s.inflight
         # History waits for the hub (its state online, seen live on this connection) and for
-        # this connection's birth.
-        while (conn.connected and conn.hub_online and conn.hub_live
-               and conn.birth_mid is not None and not conn.lost.is_set()):
+        # this connection's birth: the machine's DRAINING.
+        while self.machine.draining(conn.session):
             room = window - len(conn.inflight)
             # Refill in chunks (a quarter window) rather than one row per PUBACK: fewer queries.
             if room < max(1, window // 4) and conn.inflight:
@@ -227,7 +222,9 @@ class SyncClient:
                 return
             snapshot = self.outbox.last_seq
             rows: list[Row] = await self.db(self.outbox.rows_after, dict(conn.cursors), room)
-            if conn.lost.is_set():
+            if not self.machine.draining(conn.session):
+                # Lost, or the hub went offline during the read: these rows wait (the cursors
+                # and known_seq have not moved, so the next fill reads them again).
                 return
             conn.more = len(rows) >= room
             if not conn.more:
@@ -288,10 +285,11 @@ class SyncClient:
         body = birth.birth_body(cfg, conn.session, model_version=model,
                                 config_digest=await run_blocking(birth.config_hash, cfg),
                                 last_seq=self.outbox.last_seq, instance=conn.instance)
-        if conn.lost.is_set():
+        if not self.machine.linked(conn.session):
             return
-        info = conn.mqtt.publish(self._topic("birth"), self._envelope("birth", body), qos=1)
-        conn.birth_mid, conn.birth_model = info.mid, known
+        conn.mqtt.publish(self._topic("birth"), self._envelope("birth", body), qos=1)
+        conn.birth_model = known
+        self.machine.fire(Event.BIRTH_SENT, conn.session)
         log.info("sync birth sent", extra={"session": conn.session,
                                            "devices": len(body["inventory"])})
 
@@ -317,13 +315,12 @@ class SyncClient:
         conn.will = self._envelope("death", {"session": conn.session,
                                              "instance": conn.instance})
         client.will_set(self._topic("death"), conn.will, qos=1, retain=False)
-        client.on_connect = lambda c, u, flags, rc, p: self._thread_event(
-            self._on_connack, conn, rc.value, bool(flags.session_present))
-        client.on_disconnect = lambda c, u, flags, rc, p: self._thread_event(
-            self._on_lost, conn, str(rc))
+        client.on_connect = lambda c, u, flags, rc, p: self._thread_connack(
+            conn, rc.value, bool(flags.session_present))
+        client.on_disconnect = lambda c, u, flags, rc, p: self._thread_lost(conn, str(rc))
         client.on_publish = lambda c, u, mid, rc, p: self._thread_ack(conn, mid, rc)
-        client.on_message = lambda c, u, msg: self._thread_event(
-            self._on_message, conn, msg.topic, msg.payload, bool(msg.retain))
+        client.on_message = lambda c, u, msg: self._thread_message(
+            conn, msg.topic, msg.payload, bool(msg.retain))
         conn.mqtt = client
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -367,6 +364,14 @@ class SyncClient:
             except RuntimeError:  # The loop closed meanwhile: the agent is exiting.
                 pass
 
+    def _thread_fire(self, event: Event, conn: Connection) -> Transition | None:
+        # On paho's thread an illegal pair must not end the network loop: it is logged (by the
+        # machine) and counted, and the state stays as it was.
+        try:
+            return self.machine.fire(event, conn.session)
+        except IllegalTransition:
+            return None
+
     def _thread_ack(self, conn: Connection, mid: int, rc: ReasonCode | None) -> None:
         # The deque is the hand-over; one wake-up carries every ack that arrived before it ran.
         conn.acks.append((mid, rc.value if rc is not None else 0))
@@ -374,20 +379,19 @@ class SyncClient:
             conn.ack_scheduled = True
             self._thread_event(self._take_acks, conn)
 
-    def _on_connack(self, conn: Connection, code: int, present: bool) -> None:
-        if not conn.connack.done():
-            conn.connack.set_result((code, present))
+    def _thread_connack(self, conn: Connection, code: int, present: bool) -> None:
+        self._thread_fire(Event.CONNACK if code == 0 else Event.REFUSED, conn)
+        self._thread_event(self._on_connack, conn, code, present)
 
-    def _on_lost(self, conn: Connection, reason: str) -> None:
-        conn.lost_reason = reason
-        conn.lost.set()
-        if not conn.connack.done():
-            conn.connack.set_exception(ConnectionError(f"connection closed: {reason}"))
-        self._kick.set()
+    def _thread_lost(self, conn: Connection, reason: str) -> None:
+        conn.down = reason
+        self._thread_fire(Event.LOST, conn)
+        self._thread_event(self._on_lost, conn, reason)
 
-    def _on_message(self, conn: Connection, topic: str, payload: bytes,
-                    retained: bool = False) -> None:
+    def _thread_message(self, conn: Connection, topic: str, payload: bytes,
+                        retained: bool = False) -> None:
         if topic != self.hub_topic:
+            self._thread_event(self._on_message, conn, topic, payload, retained)
             return
         try:
             online = wire.decode_hub_state(payload)["online"]
@@ -398,27 +402,46 @@ class SyncClient:
             online = False
         if self.s.wait_for_hub is False:
             return
-        live = online and not retained and not conn.hub_live
-        if live:
+        # A state delivered live (not the retained copy on subscribing) means the hub is
+        # subscribed on this broker now. After a broker crash the retained "online" can be
+        # stale, and the broker drops what a store sends until the hub subscribes again.
+        event = (Event.HUB_OFFLINE if not online else
+                 Event.HUB_ONLINE if retained else Event.HUB_LIVE)
+        step = self._thread_fire(event, conn)
+        if step is not None and step.changed:
+            self._thread_event(self._on_hub_state, conn, step, retained)
+
+    def _on_message(self, conn: Connection, topic: str, payload: bytes,
+                    retained: bool = False) -> None:
+        """A message on a topic other than the hub's state, on the loop (none subscribed yet;
+        commands and config will come here)."""
+
+    def _on_connack(self, conn: Connection, code: int, present: bool) -> None:
+        if not conn.connack.done():
+            conn.connack.set_result((code, present))
+
+    def _on_lost(self, conn: Connection, reason: str) -> None:
+        if not conn.connack.done():
+            conn.connack.set_exception(ConnectionError(f"connection closed: {reason}"))
+        self._kick.set()
+
+    def _on_hub_state(self, conn: Connection, step: Transition, retained: bool) -> None:
+        """React on the loop to a change the hub's state made (paho's thread made it)."""
+        if step.event is Event.HUB_LIVE:
             # The hub published this after we subscribed (it answers births): it is subscribed
             # on this broker, so what we send now reaches it.
-            conn.hub_live = True
             log.info("hub answered; sending the outbox", extra={"session": conn.session})
-        if online == conn.hub_online:
-            if live:
-                # It may have missed the birth we sent on its stale retained state.
-                self._spawn(self._send_birth_then_kick(conn))
-            return
-        conn.hub_online = online
-        if not online:
-            conn.birth_mid = None
-            conn.hub_live = False
-        log.info("hub online; sending its birth" if online else "hub offline; holding the outbox",
-                 extra={"session": conn.session, "retained": retained})
-        self._spawn(self._save_status(hub_online=online, force=True))
-        if online:
-            # The hub may have missed our birth while it was away: send it on every return. A
-            # birth also asks the hub to say its state again, live: history waits for that.
+        came = step.source is State.WAITING_FOR_HUB
+        if step.target is State.WAITING_FOR_HUB or came:
+            log.info("hub online; sending its birth" if came else
+                     "hub offline; holding the outbox",
+                     extra={"session": conn.session, "retained": retained})
+            self._spawn(self._save_status(hub_online=came, force=True))
+        if step.target is not State.WAITING_FOR_HUB:
+            # Back online: the hub may have missed our birth while it was away, so one goes on
+            # every return; a birth also asks the hub to say its state again, live, which
+            # history waits for. Answered live: it may have missed the birth we sent on its
+            # stale retained state.
             self._spawn(self._send_birth_then_kick(conn))
 
     async def _send_birth_then_kick(self, conn: Connection) -> None:
@@ -493,7 +516,7 @@ class SyncClient:
     def connected(self) -> bool:
         """Whether a connection is up now."""
         conn = self._conn
-        return conn is not None and conn.connected and not conn.lost.is_set()
+        return conn is not None and self.machine.linked(conn.session)
 
     @property
     def settled(self) -> bool:
@@ -504,9 +527,10 @@ class SyncClient:
         """Return the current status (what `edge-agent status` shows)."""
         return dict(self._status)
 
-    async def _leave(self, conn: Connection) -> None:
+    async def _leave(self, conn: Connection, linked: bool) -> None:
         """On stop: disconnect asking the broker to publish the Will, so the hub sees us go."""
-        if conn.mqtt is not None and conn.connected and not conn.lost.is_set():
+        if conn.mqtt is not None and linked:
+            conn.down = "agent stopping"
             if self.v5:
                 conn.mqtt.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT,
                                                            identifier=WITH_WILL))
@@ -524,25 +548,26 @@ class SyncClient:
                 await asyncio.wait_for(run_blocking(conn.mqtt.loop_stop), DISCONNECT_GRACE_S)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
-            conn.lost.set()
 
     async def _teardown(self, conn: Connection) -> None:
-        client, conn.connected = conn.mqtt, False
+        # The link is over for the machine whatever ended it (stays STOPPING during a stop).
+        self.machine.fire(Event.LOST, conn.session)
+        client = conn.mqtt
         if client is not None:
-            if not conn.lost.is_set():
+            if conn.down is None:
                 # Not lost (CONNACK refused or never came): close it; the thread then ends.
+                conn.down = "closed"
                 client.disconnect()
-            conn.lost.set()
             await run_blocking(client.loop_stop)
             sock = client.socket()
             if sock is not None:
                 sock.close()
-        conn.lost.set()
         if self._conn is conn:
             self._conn = None
 
     async def _close(self) -> None:
         """On stop: let the last deletes of acknowledged rows finish and save the status."""
+        self.machine.fire(Event.STOP)
         if self._ack_task is not None and not self._ack_task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._ack_task), DISCONNECT_GRACE_S)
@@ -554,6 +579,7 @@ class SyncClient:
                                            dict(self._status)), DISCONNECT_GRACE_S)
         except Exception:  # noqa: BLE001 - the database may already be closing
             pass
+        self.machine.fire(Event.CLOSED)
 
 
 def _now() -> str:

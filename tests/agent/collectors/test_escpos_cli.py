@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import agent_env, run_cli
-from edge_agent import collectors
+from edge_agent.config import device_from_url
 from edge_agent.errors import ConfigError
 
 
@@ -143,7 +143,7 @@ def test_check_config_names_the_key_a_tcp_printer_lacks(tmp_path):
 @given(st.sampled_from(("escpos+tcp", "escpos+serial", "escpos+usb")), st.text(max_size=40))
 def test_any_escpos_url_gives_a_device_or_a_config_error_never_a_crash(scheme, rest):
     try:
-        device = collectors.device_from_url(f"{scheme}://{rest}")
+        device = device_from_url(f"{scheme}://{rest}")
     except ConfigError as err:
         assert err.problems
     else:

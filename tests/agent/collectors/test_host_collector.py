@@ -15,6 +15,7 @@ import pytest
 
 from conftest import free_port, run_cli
 from edge_agent import blocking, collectors
+from edge_agent.config import device_from_url
 from edge_agent.collectors.host.collector import CpuMeter, HostCollector, hottest, name_key
 from edge_agent.reading import validate
 
@@ -23,7 +24,7 @@ OWN_NAME = psutil.Process().name()
 
 def poll(url: str, polls: int = 1):
     """Open a host collector built from a probe URL and poll it; return the readings."""
-    device = collectors.device_from_url(url, id="register")
+    device = device_from_url(url, id="register")
 
     async def main():
         collector = collectors.get("host").create(device)
@@ -225,5 +226,5 @@ def test_probe_rejects_a_bad_url_with_exit_2_and_no_traceback(url, message):
 
 
 def test_the_host_collector_class_is_the_one_the_registry_creates():
-    device = collectors.device_from_url("host://")
+    device = device_from_url("host://")
     assert isinstance(collectors.get("host").create(device), HostCollector)

@@ -69,7 +69,7 @@ def test_probe_rejects_a_bad_scanner_url_without_a_traceback(url, message):
 
 def test_simulate_scanner_subcommand_sends_scans_and_malformed_frames_a_collector_counts(
         tmp_path):
-    from edge_agent import collectors
+    from edge_agent.config import device_from_url
     from edge_agent.collectors.scanner.collector import ScannerCollector
 
     parser = argparse.ArgumentParser()
@@ -83,7 +83,7 @@ def test_simulate_scanner_subcommand_sends_scans_and_malformed_frames_a_collecto
         while not link.exists():
             assert not served.done()
             await asyncio.sleep(0.01)
-        collector = ScannerCollector(collectors.device_from_url(f"scanner+serial://{link}"))
+        collector = ScannerCollector(device_from_url(f"scanner+serial://{link}"))
         await collector.open()
         assert await served == 0
         for _ in range(1000):  # The simulator's exit unplugs it; wait (capped) to see that.

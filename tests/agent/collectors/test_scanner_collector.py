@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent import collectors
+from edge_agent.config import device_from_url
 from edge_agent.collectors.scanner.collector import ScannerCollector
 from edge_agent.errors import DeviceError
 from edge_agent.reading import validate
@@ -22,7 +22,7 @@ FAST = "&heartbeat_interval=0.05&heartbeat_timeout=0.3"
 
 
 def scanner_device(path: str, vendor: str = "none", extra: str = ""):
-    return collectors.device_from_url(f"scanner+serial://{path}?heartbeat={vendor}{FAST}{extra}")
+    return device_from_url(f"scanner+serial://{path}?heartbeat={vendor}{FAST}{extra}")
 
 
 def scenario(vendor: str = "none", link: bool = False, extra: str = ""):
@@ -245,7 +245,7 @@ heartbeat_timeout = 0
 
 
 def test_scanner_device_url_keeps_the_port_path_and_options():
-    device = collectors.device_from_url("scanner+serial:///dev/ttyS0?baudrate=115200&suffix=crlf")
+    device = device_from_url("scanner+serial:///dev/ttyS0?baudrate=115200&suffix=crlf")
     assert dataclasses.asdict(device.options)["port"] == "/dev/ttyS0"
     assert device.options.baudrate == 115200 and device.options.suffix == "crlf"
 

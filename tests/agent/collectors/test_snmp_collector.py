@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, run_cli
-from edge_agent.collectors import device_from_url, snmp
+from edge_agent.collectors import snmp
+from edge_agent.config import device_from_url
 from edge_agent.collectors.snmp import oids, protocol
 from edge_agent.config import DeviceConfig
 from edge_agent.reading import validate

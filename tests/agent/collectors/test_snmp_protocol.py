@@ -237,7 +237,7 @@ def test_bad_probe_url_is_refused_naming_the_part(url, path):
 
 @given(st.text(max_size=60))
 def test_any_probe_url_gives_a_device_or_a_config_error(text):
-    from edge_agent.collectors import device_from_url
+    from edge_agent.config import device_from_url
 
     try:
         device_from_url("snmp://" + text)

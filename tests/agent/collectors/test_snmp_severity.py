@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from conftest import ROOT
-from edge_agent.collectors import device_from_url, snmp
+from edge_agent.collectors import snmp
+from edge_agent.config import device_from_url
 from edge_agent.collectors.snmp import protocol
 from edge_agent.health.policy import DeviceHealth, Thresholds, decide, note_reading
 from edge_agent.reading import validate

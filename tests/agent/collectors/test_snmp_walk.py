@@ -7,7 +7,8 @@ import dataclasses
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from edge_agent.collectors import device_from_url, snmp
+from edge_agent.collectors import snmp
+from edge_agent.config import device_from_url
 from edge_agent.collectors.snmp import ber, oids
 from edge_agent.collectors.snmp.collector import WALK_LIMIT, UdpGets, take_walk_rows
 from edge_agent.reading import validate

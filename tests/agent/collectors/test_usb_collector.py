@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import agent_env, run_cli
-from edge_agent import collectors
+from edge_agent.config import device_from_url
 from edge_agent.collectors.usb.collector import SYSFS_ENV, UsbCollector
 from edge_agent.reading import validate
 
@@ -45,7 +45,7 @@ def unplug(root: Path, bus_path: str) -> None:
 
 
 def usb_collector(root: Path, url: str = "usb://0c2e:0b61") -> UsbCollector:
-    return UsbCollector(collectors.device_from_url(url), sysfs_root=str(root))
+    return UsbCollector(device_from_url(url), sysfs_root=str(root))
 
 
 def poll_all(collector: UsbCollector, steps) -> list:

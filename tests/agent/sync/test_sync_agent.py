@@ -48,7 +48,9 @@ def test_the_will_carries_the_session_number_when_the_agent_process_is_killed(tm
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
         death = wait_until(lambda: hub.envelopes("death"), what="the Will")[0]
-        assert death["body"] == {"session": session}
+        # The Will names the session and the state database (instance) the birth named.
+        assert death["body"] == {"session": session, "instance": birth["body"]["instance"]}
+        assert birth["body"]["instance"]
         assert death["store"] == STORES[0]
 
         after = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
