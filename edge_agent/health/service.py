@@ -102,7 +102,16 @@ async def health_service(agent) -> None:
             if decisions or alerts:
                 log.info("health cycle", extra={"decisions": len(decisions),
                                                 "alerts": len(alerts)})
-            await agent.recorder.db(save_state, agent.db, engine, now)
+            try:
+                await agent.recorder.db(save_state, agent.db, engine, now)
+            except Exception as err:
+                from edge_agent.recorder import commit_problem
+
+                if commit_problem(err) is None:
+                    raise
+                # A full disk: the recorder logs it once a minute; the windows stay in memory
+                # and are saved at the next cycle that can commit.
+                log.debug("health windows not saved", extra={"cause": commit_problem(err)})
     finally:
         try:
             agent.recorder.observers.remove(engine.observe)
