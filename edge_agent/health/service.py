@@ -69,7 +69,11 @@ async def health_service(agent) -> None:
     cycle; a bad new file is refused and the last good model goes on scoring.
     """
     settings = agent.config.scoring
-    engine = HealthEngine(settings)
+    from edge_agent.health.scorer import Scorer
+
+    # Scoring runs in a worker process started for each cycle (scorer.py): onnxruntime and
+    # numpy are not resident in the agent between cycles (issue 15, footprint).
+    engine = HealthEngine(settings, Scorer(worker=True))
     agent.health = engine
     loop = asyncio.get_running_loop()
     # Restore the saved windows first, then listen, so no reading is lost or overwritten;
@@ -93,6 +97,8 @@ async def health_service(agent) -> None:
                 stamp = model_stamp(settings.model)
                 await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
             engine.forget({d.id for d in agent.config.devices})
+            if engine.scorer.model is not None:
+                await loop.run_in_executor(None, engine.scorer.warm)  # off the event loop
             now = time.time()
             decisions, alerts = engine.cycle(now)
             for body in decisions:
@@ -113,6 +119,7 @@ async def health_service(agent) -> None:
                 # and are saved at the next cycle that can commit.
                 log.debug("health windows not saved", extra={"cause": commit_problem(err)})
     finally:
+        engine.scorer.close()
         try:
             agent.recorder.observers.remove(engine.observe)
         except ValueError:
