@@ -33,7 +33,7 @@ KIND_CLASS = {"alert": "critical", "decision": "critical", "event": "event",
 CLASS_NAMES = {v: k for k, v in CLASSES.items()}
 ENVELOPE_VERSION = 1
 DROP_EVENT = "outbox_drops"
-DROP_EVENT_EVERY_S = 60.0
+DROP_EVENT_EVERY_S = 600.0
 
 
 def uuid7() -> str:
