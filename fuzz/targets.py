@@ -54,9 +54,8 @@ def escpos_status(data: bytes) -> None:
     assert 0 <= trailing <= len(data) - scan.used
     # The collector's rule (a reply is trusted only with no byte around it that fits no
     # reply): a trusted reply's input holds nothing but status bytes, flow and ASB blocks.
-    if scan.reply is not None and scan.garbage == 0 and trailing == 0:
-        assert all(p.classify(b) != p.OTHER for b in data[:scan.used]
-                   if b & 0x90 != 0) or scan.asb_blocks
+    if scan.reply is not None and scan.garbage == 0 and trailing == 0 and not scan.asb_blocks:
+        assert all(b in (p.XON, p.XOFF) for b in data[:scan.used - 1])
     # Four replies as four requests would get them: each byte of the input a reply.
     replies = {n: b for n, b in zip(p.STATUS_REQUESTS, data[:4]) if p.is_status_reply(b)}
     for model in MODELS.values():
