@@ -21,7 +21,7 @@ def main() -> int:
     except ImportError:
         print("fuzz: atheris is not installed (pip install -e '.[fuzz]')", file=sys.stderr)
         return 2
-    with atheris.instrument_imports(include=["edge_agent"]):
+    with atheris.instrument_imports(include=["edge_agent", "edge_protocol"]):
         from fuzz.targets import MAX_LEN, TARGETS
 
         target = TARGETS.get(name)
@@ -37,7 +37,7 @@ def main() -> int:
         import edge_agent.cli.replay, edge_agent.collectors.escpos.protocol  # noqa: F401,E401
         import edge_agent.collectors.scanner.protocol, edge_agent.collectors.snmp.ber  # noqa
         import edge_agent.config, edge_agent.configschema, edge_agent.reading  # noqa
-        import edge_agent.vocabulary, edge_agent.wire  # noqa: F401,E401
+        import edge_protocol, edge_protocol.bodies, edge_protocol.envelope  # noqa: F401,E401
 
     def one(data: bytes) -> None:
         target(data[:MAX_LEN])

@@ -15,8 +15,8 @@ Targets (agent side; the hub's batch writer and API models are other helpers' ha
     snmp_ber        the SNMP v1/v2c GetResponse decoder
     toml_config     the agent's TOML config loader (check-config, run, SIGHUP)
     replay_line     `edge-agent replay`'s line parser
-    wire_decode     the protocol decoder and every body check (edge_agent.wire.decode; repoint
-                    at edge_protocol's decoder when the protocol package lands)
+    wire_decode     the protocol decoder and every body check (edge_protocol.decode), on a
+                    fixed clock so that the corpus's timestamps stay plausible
 """
 
 from __future__ import annotations
@@ -199,25 +199,33 @@ def replay_line(data: bytes) -> None:
     reading.to_json()
 
 
+# The clock the protocol target decodes against: the seeds' timestamps are of this day, and a
+# fixed clock keeps them plausible (within the skew) whenever the corpus is replayed.
+FUZZ_CLOCK_EPOCH = 1796450400.0  # 2026-12-05T06:00:00Z
+
+
 def wire_decode(data: bytes) -> None:
-    from edge_agent import wire
+    import edge_protocol as wire
+
+    def clock() -> float:
+        return FUZZ_CLOCK_EPOCH
 
     try:
-        env = wire.decode(data)
-    except wire.WireError as err:
+        env = wire.decode(data, clock=clock)
+    except wire.ProtocolError as err:
         assert err.code and isinstance(str(err), str)
         return
     assert env.kind in wire.UP_KINDS and 0 <= env.seq <= wire.MAX_INT
     # On its own topic it decodes the same; on another kind's topic it is refused as such.
-    assert wire.decode(data, wire.topic(env.region, env.store, env.kind)) == env
+    assert wire.decode(data, wire.topic(env.region, env.store, env.kind), clock=clock) == env
     other = "event" if env.kind != "event" else "alert"
     try:
-        wire.decode(data, wire.topic(env.region, env.store, other))
+        wire.decode(data, wire.topic(env.region, env.store, other), clock=clock)
         raise AssertionError("an envelope was accepted on another kind's topic")
-    except wire.WireError as err:
+    except wire.ProtocolError as err:
         assert err.code == "topic_mismatch", err
     # What the decoder accepted, encoded again, is accepted again and means the same.
-    assert wire.decode(wire.encode(env._asdict())) == env
+    assert wire.decode(wire.encode(env._asdict()), clock=clock) == env
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

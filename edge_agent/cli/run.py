@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from edge_agent import logs
+from edge_common import logs
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, Problem
 from edge_agent.state.dirs import problem as state_dir_problem
