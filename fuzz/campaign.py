@@ -37,16 +37,28 @@ STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
 DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
+def runner(name: str, folder: Path) -> str:
+    """An executable that runs one target: libFuzzer's -merge re-executes its own argv[0]
+    (without the target name fuzz.run took off), so argv[0] must be a program that knows it."""
+    path = folder / f"fuzz-{name}"
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                    f"sys.argv.insert(1, {name!r})\nfrom fuzz.run import main\n"
+                    "raise SystemExit(main())\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
+    exe = runner(name, log_dir)
     crashes = CRASHES / name
     crashes.mkdir(parents=True, exist_ok=True)
     seed = CORPUS / name
     seed.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "fuzz.run", name, f"-runs={runs}",
+    cmd = [exe, f"-runs={runs}",
            f"-artifact_prefix={crashes}/", "-print_final_stats=1", str(work), str(seed)]
     if max_seconds:
-        cmd.insert(4, f"-max_total_time={int(max_seconds)}")
+        cmd.insert(2, f"-max_total_time={int(max_seconds)}")
     log = log_dir / f"{name}.log"
     started = time.monotonic()
     with open(log, "wb") as out:
@@ -61,10 +73,10 @@ def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path) -> 
                          if p.name.startswith(("crash-", "timeout-", "oom-")))
     # Keep what reached new code: merge the scratch corpus into the repository's, small inputs.
     before = len(list(seed.iterdir()))
-    subprocess.run([sys.executable, "-m", "fuzz.run", name, "-merge=1",
-                    f"-max_len={CORPUS_MAX_LEN}", str(seed), str(work)], cwd=ROOT,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with open(log_dir / f"{name}.merge.log", "wb") as out:
+        subprocess.run([exe, "-merge=1", f"-max_len={CORPUS_MAX_LEN}", str(seed), str(work)],
+                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     shutil.rmtree(work, ignore_errors=True)
     after = sorted(seed.iterdir())
     return {"target": name, "executions": execs, "seconds": round(elapsed, 1),
