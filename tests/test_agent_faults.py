@@ -60,11 +60,24 @@ def test_check_config_refuses_an_unusable_state_dir_in_one_line(tmp_path):
         one_line_exit_2(run_cli("check-config", config), "agent.state_dir", why)
 
 
+def root_files() -> dict[str, tuple[int, int] | None]:
+    """What the agent would write into `/` (another process on the machine may have already)."""
+    out = {}
+    for name in ("agent.db", "agent.lock", "agent.db-wal"):
+        try:
+            st = os.stat(Path("/") / name)
+            out[name] = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            out[name] = None
+    return out
+
+
 def test_run_refuses_an_unusable_state_dir_in_one_line_instead_of_a_traceback(tmp_path):
+    before = root_files()
     for state_dir, why in unusable_state_dirs(tmp_path)[:4]:
         config = write(tmp_path / "agent.toml", f'[agent]\nstore = "s1"\nstate_dir = "{state_dir}"\n')
         one_line_exit_2(run_cli("run", "--config", config, timeout=60), "agent.state_dir", why)
-    assert not Path("/agent.db").exists() and not Path("/agent.lock").exists()
+    assert root_files() == before  # nothing created or written in the root
 
 
 def test_check_config_accepts_a_folder_it_can_create_and_creates_nothing(tmp_path):
