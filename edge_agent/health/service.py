@@ -72,8 +72,9 @@ async def health_service(agent) -> None:
     from edge_agent.health.scorer import Scorer
 
     # Scoring runs in a worker process started for each cycle (scorer.py): onnxruntime and
-    # numpy are not resident in the agent between cycles (issue 15, footprint).
-    engine = HealthEngine(settings, Scorer(worker=True))
+    # numpy are not resident in the agent between cycles (issue 15, footprint). On Windows,
+    # where select() takes no pipes, it stays in process.
+    engine = HealthEngine(settings, Scorer(worker=os.name != "nt"))
     agent.health = engine
     loop = asyncio.get_running_loop()
     # Restore the saved windows first, then listen, so no reading is lost or overwritten;
