@@ -4,7 +4,8 @@ The running agent scores in a worker process (`Scorer(worker=True)`): started be
 gone a few seconds after it, so onnxruntime, numpy and the session (about 45 MB, most of the
 agent's footprint: docs/benchmarks.md) are never resident in the agent between cycles. The
 worker is this module (`python -m edge_agent.health.scorer --worker MODEL SHA256`), speaking
-one JSON line a request on its stdin and stdout. Everything else (replay, tests, benches) scores
+one JSON line a request on its stdin and stdout (POSIX only: it waits with select(); on
+Windows the agent scores in process). Everything else (replay, tests, benches) scores
 in process, as before; both give the same scores (the same session options, float32 input).
 
 onnxruntime is imported only when a model is loaded (the import costs about 37 MB and a loaded
