@@ -17,7 +17,7 @@ kills        SIGKILL a real agent (10 host devices every 50 ms, commits every 50
              just before the kill) must be in the outbox unchanged or acknowledged. At the end a
              clean run drains the outbox, and the hub must hold every seq 1..last_seq exactly
              once, each with the id the outbox gave it: 0 rows lost, 0 duplicates.
-broker-down  tests/test_long_outage.py's LongOutage scenario with the outage set by --outage:
+broker-down  tests/e2e/test_long_outage.py's LongOutage scenario with the outage set by --outage:
              a real agent polling two simulated printers and the register, deciding and
              alerting while the broker is down, then every assertion of that test (every
              alert and decision delivered once, in seq order). Acceleration: the agent runs a
@@ -49,7 +49,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support"), str(ROOT / "tests" / "e2e"),
+                str(ROOT / "bench")]
 
 from agentproc import AgentProcess, host_config, outbox_rows, read_only  # noqa: E402
 from brokers import Mosquitto  # noqa: E402

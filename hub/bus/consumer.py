@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -55,6 +55,12 @@ class ConsumerSettings:
     queue_max: int = 4000
     queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
     route_every_s: float = 0.25
+    # A batch that cannot commit (the database gone, not a bad message: hub.ingest splits
+    # those out) is retried with a backoff for this long; then the worker exits 1 for its
+    # supervisor to restart it, rather than stay alive ingesting nothing.
+    give_up_s: float = 120.0
+    username: str = ""           # MQTT credentials ([broker] username, password_file)
+    password: str = field(default="", repr=False)
 
 
 @dataclass(slots=True)
@@ -189,6 +195,10 @@ class Consumer:
         if settings.priority_lane and settings.shared:
             self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
         self._lanes_up: set[int] = set()
+        # Set once every lane's subscription has been acknowledged (SUBACK): from then on the
+        # broker delivers what stores send to this worker. `edge-hub serve` says READY on it.
+        self.ready = threading.Event()
+        self._subacked: set[bool] = set()
         self._store_topics: dict[str, bool] = {}
         # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
         self.feed_client = self.lane or self.client
@@ -222,6 +232,8 @@ class Consumer:
         # The outgoing queue holds only feed messages and hub state: small and bounded here.
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
+        if s.username:
+            client.username_pw_set(s.username, s.password or None)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -294,9 +306,13 @@ class Consumer:
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         # SUBACK: from here on the broker delivers (or shares) the stream with this worker.
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if not refused:
+            self._subacked.add(userdata["priority"])
+            if len(self._subacked) == len(self.clients):
+                self.ready.set()
         if userdata["priority"]:
             return
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
         else:
@@ -329,6 +345,10 @@ class Consumer:
             self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
             return
         try:
+            if msg.retain:
+                # A store never publishes retained (docs/protocol.md); a retained copy is
+                # stale or hostile, and would come back to every new hub: ignored, counted.
+                raise ProtocolError("retained", "a retained message on a store topic")
             env = self.decode(msg.payload, msg.topic)
             if env.kind == "birth" and self.on_birth is not None:
                 self.on_birth()
@@ -388,6 +408,7 @@ class Consumer:
     def _write_loop(self) -> None:
         next_route = 0.0
         backoff = 0.1
+        failing_since: float | None = None
         pending: list[Item] = []
         while True:
             if not pending:
@@ -396,13 +417,23 @@ class Consumer:
                 try:
                     routed = self.commit(pending)
                 except StoreError as err:
+                    now = time.monotonic()
+                    failing_since = now if failing_since is None else failing_since
+                    if now - failing_since >= self.s.give_up_s:
+                        log.error("cannot commit for %.0f s; this worker exits for its "
+                                  "supervisor to restart it (nothing was acknowledged)",
+                                  now - failing_since,
+                                  extra={"error": str(err)[:300], "messages": len(pending)})
+                        self.failed.set()
+                        return
                     log.error("cannot commit a batch; will retry, nothing acknowledged",
-                              extra={"error": str(err), "messages": len(pending)})
+                              extra={"error": str(err)[:300], "messages": len(pending)})
                     if self._stop.wait(backoff):
                         return
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
+                failing_since = None
                 self._ack(pending)
                 pending = []
                 if routed:

@@ -1,13 +1,25 @@
 """The `edge-hub` command line for central IT: one module per command group.
 
     common.py   exit codes, UsageError, opening the database, console helpers
-    serve.py    serve
-    fleet.py    fleet, store, devices, alerts, ack
+    serve.py    serve (with --api: the HTTP API beside ingest)
+    fleet.py    fleet, store, devices, alerts, ack (through the API, or --db)
+    quarantine.py  quarantine list|show|drop
+    stores.py   stores prune, store --forget-session
+    users.py    users add|list|show|disable|rotate-token
+    audit.py    audit list|verify|export|checkpoint
+    api.py      api (the HTTP API alone)
+    acl.py      acl render (the broker's ACL and password file)
+    check_config.py  check-config FILE
+    tickets.py  tickets list, show, retry
+    approvals.py approvals list, show, approve, deny
     demo.py     demo
+    local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
-database); 2 a mistake in the arguments. No user mistake prints a traceback. Every read command
-takes `--json` and `--db` (default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db).
+database, 401/403 from the API); 2 a mistake in the arguments or the config. No user mistake
+prints a traceback. Every read command takes `--json`; it goes through the API when a hub URL
+is known (--hub, $EDGE_HUB_URL, the credentials file), else to the database of `--db`
+(default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db), recorded as a local actor.
 A new command group is a module here with `register(sub, add_db)`, listed in build_parser().
 """
 
@@ -18,9 +30,10 @@ import sys
 
 from hub import __version__
 from hub.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from hub.errors import HubError
+from edge_common.output import escape
+from hub.errors import ConfigError, HubError, Invalid
 
-HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt")
+HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt", "starlette", "uvicorn", "httpx")
 
 
 def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -35,7 +48,8 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import demo, fleet, serve
+    from hub.cli import (acl, api, approvals, audit, check_config, demo, fleet, quarantine, serve,
+                         stores, tickets, users)
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -43,12 +57,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
+    quarantine.register(sub, add_db)
+    stores.register(sub, add_db)
+    users.register(sub)
+    audit.register(sub)
+    api.register(sub)
+    acl.register(sub)
+    check_config.register(sub)
+    tickets.register(sub, add_db)
+    approvals.register(sub, add_db)
     demo.register(sub).set_defaults(func=demo.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the hub CLI; return the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then handled below
+        return code
+    except BrokenPipeError:
+        # `edge-hub store X | head -1`: the reader left. Nothing more to say, to anyone; point
+        # stdout at /dev/null so the interpreter's own flush at exit does not complain either.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:
+        # A byte that is not UTF-8 reaches Python as a lone surrogate (`--region $'\xff'`).
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            print(f"edge-hub: an argument is not valid UTF-8: {shown[:80]}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -62,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except UsageError as err:
-        print(f"edge-hub: {err}", file=sys.stderr)
+    except (UsageError, Invalid, ConfigError) as err:  # a bad argument, value or --config
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
         return EXIT_USAGE
     except HubError as err:
-        print(f"edge-hub: {err}", file=sys.stderr)
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
