@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-store demo-chain test system-deps bench clean dist model
+.PHONY: demo demo-store demo-chain test system-deps bench clean dist model fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,15 @@ test-stress: $(STAMP) system-deps
 model: $(STAMP)
 	$(BIN)/pip install -q -e '.[train]'
 	$(BIN)/python -m models.train
+
+## Fuzz every parser of outside input with atheris (fuzz/): FUZZ_RUNS executions per target
+## (default 1,000,000), FUZZ_JOBS targets at a time (default 1: the machine has 2 cores). Not part
+## of `make test`, which replays the corpus the campaigns keep (tests/test_fuzz_corpus.py).
+FUZZ_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
+fuzz: $(STAMP)
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python fuzz/campaign.py --runs $(FUZZ_RUNS) --jobs $(FUZZ_JOBS)
 
 bench: $(STAMP) system-deps
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -6,6 +6,14 @@ scheduler) and hands each service what it needs (edge_agent.services); no servic
 SIGTERM and SIGINT stop it cleanly (in-flight polls cancelled, buffers committed, exit 0 within
 5 s); SIGHUP reloads the config file, applying device changes without a restart and keeping the
 old config when the new one is invalid.
+
+The state database under a running agent is checked every STATE_CHECK_S: if the file at
+<state_dir>/agent.db was deleted or replaced (another device or inode than the one opened), the
+agent logs one error, writes the reason to <state_dir>/agent.fault (shown by `status`), commits
+nothing more to the lost file and stops with exit code 1, so that the service manager restarts
+it; the new run opens the database that is there then (or creates an empty one). Reopening in
+place was rejected: the commits since the loss would go to a file nobody reads, and a new
+database starts its seq over, which the hub must see as a new store session, i.e. a restart.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from edge_agent.state import db as statedb
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2.0
+# Seconds between checks that the state database is still the file the agent opened.
+STATE_CHECK_S = 2.0
 
 
 class Agent:
@@ -64,6 +74,9 @@ class Agent:
             health_service(config.scoring, lambda: self.config.devices,
                            on_engine=self._use_engine),
         ]
+        self.exit_code = 0
+        self.fault: str | None = None  # why the agent stopped itself (the database was lost)
+        self._db_identity: tuple[int, int] | None = None
         if config.sync.enabled:
             # paho is imported when this service starts, not before.
             self.services.append(sync.service(
@@ -99,7 +112,11 @@ class Agent:
     async def start(self) -> None:
         """Open the state database and start polling and the services."""
         cfg = self.config
+        previous = statedb.take_fault(cfg.agent.state_dir)
+        if previous:
+            log.warning("the previous run stopped on a fault", extra={"fault": previous})
         self.db = await self._db(statedb.connect, cfg.state_path)
+        self._db_identity = statedb.identity(cfg.state_path)
         budget = Budget(cfg.outbox.max_bytes, cfg.outbox.max_age_s)
         self.outbox = await self._db(Outbox, self.db, cfg.agent.store, cfg.agent.region, budget)
         self.recorder = Recorder(self.outbox, cfg.telemetry, self.db_executor)
@@ -110,6 +127,7 @@ class Agent:
         self._tasks.append(loop.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(loop.create_task(self._budget_loop(), name="outbox-budget"))
         parts = Parts(db=self._db, conn=self.db, outbox=self.outbox, recorder=self.recorder)
+        self._tasks.append(loop.create_task(self._state_watch(), name="state-watch"))
         for service in self.services:
             self._tasks.append(loop.create_task(self._guard(service, parts),
                                                 name=service.__name__))
@@ -133,13 +151,49 @@ class Agent:
                               extra={"service": getattr(service, "__name__", str(service))})
                 await asyncio.sleep(5)
 
+    def check_state_file(self) -> str | None:
+        """Return why the state database is no longer the file opened at start, or None."""
+        if self._db_identity is None:
+            return None
+        now = statedb.identity(self.config.state_path)
+        if now is None:
+            return f"state database {self.config.state_path} was deleted under the agent"
+        if now != self._db_identity:
+            return f"state database {self.config.state_path} was replaced under the agent"
+        return None
+
+    async def _state_watch(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(STATE_CHECK_S)
+            why = self.check_state_file()
+            if why is None:
+                continue
+            self.fault = why
+            self.exit_code = 1
+            if self.recorder is not None:
+                self.recorder.closed = why  # commit nothing more to the lost file
+            log.error("state database lost; stopping so that a restart opens the one there now",
+                      extra={"reason": why, "path": str(self.config.state_path)})
+            try:
+                statedb.write_fault(self.config.agent.state_dir, why)
+            except OSError as err:
+                log.error("cannot write the fault file", extra={"error": str(err)})
+            self.request_stop()
+            return
+
     async def _budget_loop(self) -> None:
         while True:
             await asyncio.sleep(60)
             try:
                 drops = await self._db(self.outbox.enforce_budget)
-            except Exception:
-                log.exception("outbox budget check failed")
+            except Exception as err:
+                from edge_agent.recorder import commit_problem
+
+                cause = commit_problem(err)
+                if cause is None:
+                    log.exception("outbox budget check failed")
+                else:  # the recorder already says so, once a minute
+                    log.warning("outbox budget check failed", extra={"cause": cause})
                 continue
             if drops:
                 log.warning("outbox over budget: rows dropped",
@@ -196,7 +250,7 @@ class Agent:
         await self._stop.wait()
         log.info("agent stopping")
         await self.stop()
-        return 0
+        return self.exit_code
 
     async def stop(self) -> None:
         """Cancel polls and services, commit what is buffered, close the database.
@@ -214,8 +268,14 @@ class Agent:
         if self.recorder is not None:
             try:
                 await asyncio.wait_for(self.recorder.flush(), SHUTDOWN_GRACE_S)
-            except Exception:
-                log.exception("final commit failed")
+            except Exception as err:
+                from edge_agent.recorder import commit_problem
+
+                cause = commit_problem(err)
+                if cause is None:
+                    log.exception("final commit failed")
+                else:
+                    log.error("final commit failed", extra={"cause": cause})
         if self.db is not None:
             await self._db(self.db.close)
             self.db = None
@@ -227,6 +287,10 @@ class Agent:
         """One-line figures for logs and the service manager: devices, stale, outbox depth."""
         states = self.scheduler.states() if self.scheduler else []
         now = time.monotonic()
-        return {"devices": len(states), "stale": sum(1 for s in states if s.is_stale(now)),
-                "failing": sum(1 for s in states if s.failures),
-                "committed": self.recorder.committed_rows if self.recorder else 0}
+        out = {"devices": len(states), "stale": sum(1 for s in states if s.is_stale(now)),
+               "failing": sum(1 for s in states if s.failures),
+               "committed": self.recorder.committed_rows if self.recorder else 0}
+        problem = self.fault or (self.recorder.commit_error if self.recorder else None)
+        if problem:
+            out["problem"] = problem
+        return out

@@ -35,6 +35,13 @@ def check_id(value: str) -> str | None:
     return None
 
 
+def check_state_dir(value: str) -> str | None:
+    """Return why a state_dir cannot be used, from its text alone (the folder is checked later)."""
+    from edge_agent.state.dirs import check_value
+
+    return check_value(value)
+
+
 @dataclass(frozen=True)
 class AgentSection:
     """Who this agent is and where it keeps its state."""
@@ -44,7 +51,9 @@ class AgentSection:
     region: str = setting("default", doc="Region the store belongs to; routes its alerts.",
                           check=check_id)
     state_dir: str = setting("/var/lib/edge-agent",
-                             doc="Folder of the state database (outbox, device state, windows).")
+                             doc="Folder of the state database (outbox, device state, windows); "
+                                 "never the root of the file system.",
+                             check=check_state_dir)
     log_level: str = setting("info", doc="Least severe log level written.",
                              choices=("debug", "info", "warning", "error"))
 
@@ -342,6 +351,10 @@ def parse_text(text: str, source: str = "<string>") -> AgentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(Problem("", f"not valid TOML: {err}"), source) from err
+    except RecursionError as err:
+        # tomllib parses nested arrays and inline tables by recursion: 500 levels exhaust it.
+        raise ConfigError(Problem("", "not usable TOML: arrays or tables nested too deeply"),
+                          source) from err
     return parse_config(data, source)
 
 

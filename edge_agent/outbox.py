@@ -4,7 +4,12 @@ Rows are envelopes of DESIGN.md, already serialized. Each gets a uuid7 `id` and 
 that is committed in the same transaction as the row, so a seq is never reused, even across a
 crash. The sync client takes rows with `begin_batch()` and removes them with `ack()` only after
 the broker acknowledged them. Budgets by bytes and by age drop telemetry first and alerts and
-decisions last; every drop is counted by kind.
+decisions last; every drop is counted by kind, and reported to the hub as an `event` envelope
+(`{"event": "outbox_drops", "drops": {kind: {count, bytes}}, "total": {...}}`, docs/protocol.md):
+`drops` since the previous such event, `total` since the state database was created. The first
+drops are reported at once, in the transaction that drops them; later ones at most once every
+DROP_EVENT_EVERY_S (the next budget check sends what is pending), so a full outbox does not
+fill itself with reports.
 
 An Outbox is not thread-safe: the agent uses it from one database thread.
 """
@@ -28,6 +33,8 @@ KIND_CLASS = {"alert": "critical", "decision": "critical", "event": "event",
               "telemetry": "telemetry"}
 CLASS_NAMES = {v: k for k, v in CLASSES.items()}
 ENVELOPE_VERSION = VERSION  # the envelope is edge_protocol's
+DROP_EVENT = "outbox_drops"
+DROP_EVENT_EVERY_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,20 @@ class Outbox:
         self.region = region
         self.budget = budget
         self._last_seq = int(self._meta("last_seq", "0"))
+        # Drops not yet reported in an outbox_drops event: {kind: [count, bytes]}.
+        self._unreported: dict[str, list[int]] = {}
+        self._reported_at: float | None = None
+        self.drop_events = 0
         self._bytes = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (it does on a full disk);
+        a failed rollback must not hide the error that caused it."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def _meta(self, key: str, default: str) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -88,12 +108,7 @@ class Outbox:
         ts = format_ts(utcnow())
         for kind, body in items:
             seq += 1
-            env_id = uuid7()
-            envelope = {"v": ENVELOPE_VERSION, "id": env_id, "seq": seq, "store": self.store,
-                        "region": self.region, "ts": ts, "kind": kind, "body": body}
-            payload = json.dumps(envelope, separators=(",", ":"), allow_nan=False).encode()
-            prio = CLASSES[KIND_CLASS.get(kind, "event")]
-            rows.append(Row(seq, env_id, kind, prio, now, payload))
+            rows.append(self._row(seq, kind, body, ts, now))
         if not rows and also is None:
             return rows
         self.db.execute("BEGIN IMMEDIATE")
@@ -108,13 +123,75 @@ class Outbox:
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(seq),))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._last_seq = seq
         self._bytes += sum(len(r.payload) for r in rows)
         if self._bytes > self.budget.max_bytes:
             self.enforce_budget()
         return rows
+
+    def _row(self, seq: int, kind: str, body: Mapping[str, Any], ts: str, now: float) -> Row:
+        """Build one envelope row (not yet written)."""
+        env_id = uuid7()
+        envelope = {"v": ENVELOPE_VERSION, "id": env_id, "seq": seq, "store": self.store,
+                    "region": self.region, "ts": ts, "kind": kind, "body": body}
+        payload = json.dumps(envelope, separators=(",", ":"), allow_nan=False).encode()
+        return Row(seq, env_id, kind, CLASSES[KIND_CLASS.get(kind, "event")], now, payload)
+
+    def _report_drops(self, now: float, force: bool = False) -> Row | None:
+        """Inside an open transaction: write the outbox_drops event for the unreported drops,
+        when they are due (or `force`); return its row. The caller commits, then calls
+        `_reported(row)`."""
+        if not self._unreported:
+            return None
+        if not force and self._reported_at is not None \
+                and time.monotonic() - self._reported_at < DROP_EVENT_EVERY_S:
+            return None
+        total = {kind: {"count": c, "bytes": b} for kind, c, b in self.db.execute(
+            "SELECT kind, count, bytes FROM drops ORDER BY kind")}
+        body = {"event": DROP_EVENT,
+                "drops": {k: {"count": v[0], "bytes": v[1]}
+                          for k, v in sorted(self._unreported.items())},
+                "total": total}
+        row = self._row(self._last_seq + 1, "event", body, format_ts(utcnow()), now)
+        self.db.execute(
+            "INSERT INTO outbox (seq, id, kind, prio, created, size, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.seq, row.id, row.kind, row.prio, row.created, len(row.payload), row.payload))
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(row.seq),))
+        return row
+
+    def _reported(self, row: Row | None, now: float) -> None:
+        if row is None:
+            return
+        self._last_seq = row.seq
+        self._unreported = {}
+        self._reported_at = time.monotonic()
+        self.drop_events += 1
+
+    def _count_unreported(self, dropped: Mapping[str, tuple[int, int]]) -> None:
+        for kind, (count, size) in dropped.items():
+            d = self._unreported.setdefault(kind, [0, 0])
+            d[0] += count
+            d[1] += size
+
+    def report_drops(self, now: float | None = None) -> Row | None:
+        """Commit the pending outbox_drops event if it is due (the budget loop calls this)."""
+        now = time.time() if now is None else now
+        if not self._unreported:
+            return None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._report_drops(now)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._reported(row, now)
+        if row is not None:
+            self._bytes += len(row.payload)
+        return row
 
     def begin_batch(self, limit: int = 100, exclude: Iterable[int] = (),
                     max_bytes: int | None = None) -> list[Row]:
@@ -176,7 +253,7 @@ class Outbox:
                                            chunk).rowcount
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._bytes -= freed
         return removed
@@ -186,18 +263,27 @@ class Outbox:
         rows = list(rows)
         if not rows:
             return 0
+        saved = {k: list(v) for k, v in self._unreported.items()}
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            dropped: dict[str, tuple[int, int]] = {}
             for row in rows:
                 self.db.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
                 self.db.execute(
                     "INSERT INTO drops (kind, count, bytes) VALUES (?, 1, ?) ON CONFLICT(kind)"
                     " DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
                     (row.kind, len(row.payload)))
+                c, b = dropped.get(row.kind, (0, 0))
+                dropped[row.kind] = (c + 1, b + len(row.payload))
+            self._count_unreported(dropped)
+            now = time.time()
+            event = self._report_drops(now)
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._unreported = saved
+            self._rollback()
             raise
+        self._reported(event, now)
         self._bytes = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
         return len(rows)
 
@@ -205,6 +291,7 @@ class Outbox:
         """Drop what is over budget, telemetry first, and count every drop; return drops by kind."""
         now = time.time() if now is None else now
         dropped: dict[str, list[int]] = {}
+        saved = {k: list(v) for k, v in self._unreported.items()}
         self.db.execute("BEGIN IMMEDIATE")
         try:
             # Telemetry past its age.
@@ -240,10 +327,14 @@ class Outbox:
                     "INSERT INTO drops (kind, count, bytes) VALUES (?, ?, ?) ON CONFLICT(kind)"
                     " DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes",
                     (kind, count, size))
+            self._count_unreported({k: (v[0], v[1]) for k, v in dropped.items()})
+            event = self._report_drops(now)
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._unreported = saved
+            self._rollback()
             raise
+        self._reported(event, now)
         self._bytes = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
         return {k: v[0] for k, v in dropped.items()}
 

@@ -4,6 +4,13 @@ Readings arrive from the loop many times a second; the recorder buffers them (bo
 `buffer_max` the oldest is dropped and counted) and, every `flush_interval`, commits the latest
 state of each device and the readings as telemetry envelopes in one transaction on the database
 thread, so the event loop never waits on disk. Alerts and decisions take the same path.
+
+A commit that fails (a full disk, a locked or damaged file) rolls back, so nothing committed
+before is touched; what it held goes back into the buffer (readings within `buffer_max`,
+envelopes all) for the next flush. The failure is logged as one line naming the cause at most
+once every COMMIT_LOG_EVERY_S (with a count of the failures in between), and once more when
+commits succeed again; a traceback is logged only for an error that is not the database's or
+the disk's (a bug), and at the same pace.
 """
 
 from __future__ import annotations
@@ -24,6 +31,30 @@ from edge_agent.scheduler import DeviceState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+COMMIT_LOG_EVERY_S = 60.0
+
+
+def commit_problem(err: BaseException) -> str | None:
+    """Name a failed commit's cause in a few words, or None when it is not a storage error."""
+    text = str(err)
+    if isinstance(err, sqlite3.Error):
+        code = getattr(err, "sqlite_errorcode", None)
+        if code == 13 or "database or disk is full" in text:  # SQLITE_FULL
+            return "disk full (or the database at its size limit)"
+        if code == 10 or "disk I/O error" in text:  # SQLITE_IOERR
+            return f"disk I/O error: {text}"
+        if "readonly" in text or "read-only" in text:
+            return f"state database is read-only: {text}"
+        return f"state database error: {type(err).__name__}: {text}"
+    if isinstance(err, OSError):
+        if err.errno == 28:  # ENOSPC
+            return "disk full"
+        return f"{type(err).__name__}: {err.strerror or err}"
+    from edge_agent.errors import StateError
+
+    if isinstance(err, StateError):
+        return text
+    return None
 
 
 class Recorder:
@@ -38,6 +69,13 @@ class Recorder:
         self._envelopes: deque[tuple[str, Mapping[str, Any]]] = deque()
         self.dropped_readings = 0
         self.committed_rows = 0
+        self.failed_commits = 0            # since start
+        self.commit_error: str | None = None  # the cause while commits fail, else None
+        # Set (to the reason) when the database is lost: nothing more is committed.
+        self.closed: str | None = None
+        self._failing_since: float | None = None
+        self._logged_at: float | None = None
+        self._unlogged = 0
         self._flush_lock = asyncio.Lock()
         self.observers: list[Callable[[Reading], None]] = []
 
@@ -81,9 +119,43 @@ class Recorder:
             await asyncio.sleep(self.settings.flush_interval)
             try:
                 await self.flush()
-            except Exception:
+            except Exception as err:
                 # A full disk or a locked file must not stop polling; the buffer is bounded.
-                log.exception("commit failed; will retry")
+                self._failed(err)
+            else:
+                self._succeeded()
+
+    def _failed(self, err: Exception) -> None:
+        now = time.monotonic()
+        self.failed_commits += 1
+        cause = commit_problem(err)
+        self.commit_error = f"cannot commit: {cause or type(err).__name__}"
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._logged_at is not None and now - self._logged_at < COMMIT_LOG_EVERY_S:
+            self._unlogged += 1
+            return
+        extra = {"cause": cause or f"{type(err).__name__}: {err}",
+                 "buffered_readings": len(self._readings),
+                 "buffered_envelopes": len(self._envelopes),
+                 "dropped_readings": self.dropped_readings,
+                 "failures_not_logged": self._unlogged,
+                 "next_log_in_s": COMMIT_LOG_EVERY_S}
+        self._logged_at, self._unlogged = now, 0
+        if cause is None:  # not the disk's doing: a bug, worth its traceback (once a minute)
+            log.error("commit failed; retrying at each flush", exc_info=err, extra=extra)
+        else:
+            log.error("commit failed; retrying at each flush", extra=extra)
+
+    def _succeeded(self) -> None:
+        if self._failing_since is None:
+            return
+        log.warning("commits succeed again", extra={
+            "failed_for_s": round(time.monotonic() - self._failing_since, 1),
+            "dropped_readings": self.dropped_readings})
+        self._failing_since = self._logged_at = None
+        self._unlogged = 0
+        self.commit_error = None
 
     async def flush(self) -> list[Row]:
         """Commit what is buffered now; return the outbox rows written."""
@@ -95,6 +167,12 @@ class Recorder:
             envelopes = list(self._envelopes)
             self._envelopes.clear()
             if not readings and not states and not envelopes:
+                return []
+            if self.closed:
+                # The database is gone (the agent is stopping): keep nothing, say how much.
+                log.error("not committed: the state database is gone", extra={
+                    "readings": len(readings), "envelopes": len(envelopes),
+                    "reason": self.closed})
                 return []
             items: list[tuple[str, Mapping[str, Any]]] = list(envelopes)
             step = self.settings.batch_max

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from edge_agent.config import load_config
+from edge_agent.errors import ConfigError, Problem
+from edge_agent.state.dirs import problem as state_dir_problem
 
 
 def register(sub) -> None:
@@ -17,6 +19,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     config = load_config(args.file)
+    # The folder itself, as this user sees it now (not created here: check-config changes nothing).
+    why = state_dir_problem(config.agent.state_dir, create=False)
+    if why:
+        raise ConfigError(Problem("agent.state_dir", why), args.file)
     kinds = Counter(d.kind for d in config.devices)
     by_kind = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     print(f"{args.file}: ok")

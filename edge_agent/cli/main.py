@@ -44,8 +44,47 @@ def version_text() -> str:
     return text("edge-agent", __version__)
 
 
+def _not_utf8(argv: list[str]) -> int | None:
+    """Return the 1-based position of the first argument that is not UTF-8 text, or None.
+
+    Python hands such bytes over as lone surrogates; printed to a strict UTF-8 stream they raise,
+    and stored in the state database or sent to the hub they would be refused later anyway.
+    """
+    for i, arg in enumerate(argv, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        # The reader went away (`edge-agent status | head -1`): stop quietly, as cat does, and
+        # keep Python from reporting the failed flush of stdout at exit.
+        _detach_stdout()
+        return 0
+
+
+def _detach_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _main(argv: list[str]) -> int:
+    bad = _not_utf8(argv)
+    if bad is not None:
+        shown = argv[bad - 1].encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        output.error(f"argument {bad} is not UTF-8 text: '{shown}'")
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -67,5 +106,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0

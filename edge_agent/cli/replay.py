@@ -110,11 +110,16 @@ def run(args) -> int:
 
 def parse_line(line: str, last_ts: float | None):
     """Parse one replay line into a Reading; raise ReadingError saying what is wrong."""
-    from edge_agent.reading import Reading
+    from edge_agent.reading import Reading, validate
 
     if len(line) > MAX_LINE:
         raise ReadingError(f"longer than {MAX_LINE} bytes")
     reading = Reading.from_json(line)
+    # What the agent would never record is refused here too (found by fuzzing: a stale reading
+    # without a reason passed the parser, though validate() refuses it).
+    problems = validate(reading)
+    if problems:
+        raise ReadingError("; ".join(problems))
     try:
         ts = reading.ts.timestamp()
     except (OverflowError, ValueError, OSError) as err:

@@ -7,6 +7,8 @@ import signal
 
 from edge_common import logs
 from edge_agent.config import load_config
+from edge_agent.errors import ConfigError, Problem
+from edge_agent.state.dirs import problem as state_dir_problem
 from edge_agent.state.lock import StateLock
 from edge_agent.service.paths import config_help, default_config_path
 
@@ -28,6 +30,9 @@ def run(args) -> int:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = load_config(args.config)
+    why = state_dir_problem(config.agent.state_dir, create=True)
+    if why:
+        raise ConfigError(Problem("agent.state_dir", why), args.config)
     logs.setup(args.log_format, args.log_level or config.agent.log_level)
     lock = StateLock(config.agent.state_dir)
     lock.acquire()

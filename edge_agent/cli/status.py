@@ -9,6 +9,7 @@ import time
 
 from edge_agent.cli.output import age, print_json, table
 from edge_agent.config import load_config
+from edge_agent.errors import StateError
 from edge_agent.health.service import load_status, scoring_line
 from edge_agent.outbox import outbox_stats
 from edge_agent.reading import parse_ts, utcnow
@@ -39,18 +40,29 @@ def collect(config) -> dict:
            "devices": [], "outbox": None, "scoring": None}
     saved = {}
     health: dict = {}
+    fault = statedb.read_fault(config.agent.state_dir)
     if config.state_path.exists():
-        db = statedb.connect(config.state_path, readonly=True)
         try:
-            saved = load_states(db)
-            doc["outbox"] = outbox_stats(db, time.time())
-            scoring = load_status(db)
-            doc["scoring"], health = scoring["scoring"], scoring["devices"]
-        finally:
-            db.close()
+            db = statedb.connect(config.state_path, readonly=True)
+        except StateError as err:
+            if fault is None:
+                raise
+            # The agent stopped because this file was replaced; say so rather than fail.
+            doc["state_error"], db = str(err), None
+        if db is not None:
+            try:
+                saved = load_states(db)
+                doc["outbox"] = outbox_stats(db, time.time())
+                scoring = load_status(db)
+                doc["scoring"], health = scoring["scoring"], scoring["devices"]
+            finally:
+                db.close()
     from edge_agent.sync.state import status_from_disk
 
-    doc["sync"] = status_from_disk(config, running=pid is not None)
+    doc["sync"] = (None if doc.get("state_error")
+                   else status_from_disk(config, running=pid is not None))
+    # Why the agent stopped itself, if it did (its state database was deleted or replaced).
+    doc["fault"] = fault
     for device in config.devices:
         entry = {"id": device.id, "kind": device.kind, "enabled": device.enabled,
                  "ts": None, "age_s": None, "stale": True, "reason": "never polled",
@@ -93,6 +105,12 @@ def run(args) -> int:
     agent = doc["agent"]
     print(f"store {doc['store']} ({doc['region']}): agent "
           + (f"running, pid {agent['pid']}" if agent["running"] else "not running"))
+    if doc["fault"]:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(doc["fault"]["ts"]))
+        reason = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in doc["fault"]["reason"])
+        print(f"the agent stopped itself at {when}: {reason}")
+    if doc.get("state_error"):
+        print(f"state database: {doc['state_error']}")
     rows = []
     for d in doc["devices"]:
         shown = ", ".join(f"{k.split('.')[-1]}={d['values'][k]}" for k in SUMMARY_KEYS

@@ -1,5 +1,13 @@
 """Score every device's features with the ONNX health model, one batch per cycle.
 
+The running agent scores in a worker process (`Scorer(worker=True)`): started before a cycle,
+gone a few seconds after it, so onnxruntime, numpy and the session (about 45 MB, most of the
+agent's footprint: docs/benchmarks.md) are never resident in the agent between cycles. The
+worker is this module (`python -m edge_agent.health.scorer --worker MODEL SHA256`), speaking
+one JSON line a request on its stdin and stdout (POSIX only: it waits with select(); on
+Windows the agent scores in process). Everything else (replay, tests, benches) scores
+in process, as before; both give the same scores (the same session options, float32 input).
+
 onnxruntime is imported only when a model is loaded (the import costs about 37 MB and a loaded
 model about 19 MB more: docs/benchmarks.md), with one intra-op thread. A model comes with its card (`<name>.card.json` beside `<name>.onnx`); loading checks
 the file's hash against the card's, the card's features against this agent's features, and the
@@ -12,6 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,6 +34,11 @@ from edge_agent.health.features import NAMES
 
 log = logging.getLogger(__name__)
 MAX_MODEL_BYTES = 64 * 1024 * 1024
+# A worker with no request for this long exits: a cycle's batches come within milliseconds.
+WORKER_IDLE_S = 5.0
+# Seconds a worker may take to start (interpreter, onnxruntime, session) and to answer.
+WORKER_START_S = 60.0
+WORKER_ANSWER_S = 30.0
 
 
 class ModelError(EdgeError):
@@ -80,6 +97,21 @@ class Model:
 
 def load_model(path: str | Path) -> Model:
     """Load a model and its card and check them against each other; raise ModelError."""
+    path, blob, card = read_checked(path)
+    session, input_name = make_session(path, blob, card)
+    return Model(path, card, session, input_name)
+
+
+def load_worker_model(path: str | Path) -> Model:
+    """Check a model and its card here, and its session in a worker (which exits when idle)."""
+    path, _, card = read_checked(path)
+    session = WorkerSession(path, card["sha256"])
+    session.start()  # a model onnxruntime refuses is refused now, as load_model does
+    return Model(path, card, session, "")
+
+
+def read_checked(path: str | Path) -> tuple[Path, bytes, dict[str, Any]]:
+    """Read a model and its card and check the file against the card (no onnxruntime)."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_MODEL_BYTES:
@@ -94,7 +126,17 @@ def load_model(path: str | Path) -> Model:
     if digest != card["sha256"]:
         raise ModelError(f"model {path} does not match its card (sha256 {digest[:12]}, card "
                          f"says {card['sha256'][:12]}): corrupt or replaced")
-    import onnxruntime as ort  # lazily: only an agent that scores pays for it
+    return path, blob, card
+
+
+def make_session(path: Path, blob: bytes, card: dict[str, Any]) -> tuple[Any, str]:
+    """Build the onnxruntime session and check its inputs and outputs against the card.
+
+    Session options measured (docs/benchmarks.md, "Scoring memory"): disabling the memory
+    arena or memory patterns, or lowering graph optimisation, changes the RSS of this model by
+    less than 0.2 MB; one intra-op and one inter-op thread keep a scoring cycle on one core.
+    """
+    import onnxruntime as ort  # lazily: only a process that scores pays for it
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -120,28 +162,193 @@ def load_model(path: str | Path) -> Model:
             or probs.shape[1] != 2:
         raise ModelError(f"model {path}: no 'probabilities' output of shape [N, 2] "
                          f"(outputs: {', '.join(outputs) or 'none'})")
-    return Model(path, card, session, inp.name)
+    return session, inp.name
+
+
+def run_session(session: Any, input_name: str, rows: Sequence[Sequence[float]]) -> list[float]:
+    """Score rows in one batch: P(fails within 7 days) for each."""
+    import itertools
+
+    import numpy as np
+
+    width = len(NAMES)
+    if any(len(r) != width for r in rows):
+        raise ValueError(f"every row must have {width} features")
+    # fromiter over the flattened rows costs a third of np.asarray on a list of lists.
+    x = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
+                    count=len(rows) * width).reshape(len(rows), width)
+    out = session.run(["probabilities"], {input_name: x})[0]
+    return out[:, 1].tolist()
+
+
+class WorkerSession:
+    """The session of a model in a worker process, started when needed, gone when idle.
+
+    `run()` starts the worker if none is alive (or it exited while idle) and sends one batch.
+    A worker that dies, hangs or answers nonsense raises ModelError for that batch; the next
+    batch starts a new one.
+    """
+
+    def __init__(self, path: Path, sha256: str, idle_s: float = WORKER_IDLE_S):
+        self.path, self.sha256, self.idle_s = path, sha256, idle_s
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def _alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        """Start a worker (if none is alive) and wait until its session is ready."""
+        if self._alive():
+            return
+        self.close()
+        env = dict(os.environ)
+        # The worker must import this very edge_agent (a checkout run without installing).
+        root = str(Path(__file__).resolve().parent.parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.health.scorer", "--worker", str(self.path),
+             self.sha256, str(self.idle_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            close_fds=True)
+        self.starts += 1
+        hello = self._answer(WORKER_START_S)
+        if "error" in hello:
+            self.close()
+            raise ModelError(str(hello["error"]))
+        if hello.get("ready") is not True:
+            self.close()
+            raise ModelError(f"scoring worker for {self.path} did not start")
+
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        import select
+
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise ModelError(f"scoring worker for {self.path} did not answer in "
+                                 f"{timeout:g} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                break
+        line = self.proc.stdout.readline(1 << 24)
+        if not line:
+            self.close()
+            raise ModelError(f"scoring worker for {self.path} exited")
+        try:
+            doc = json.loads(line)
+        except ValueError as err:
+            self.close()
+            raise ModelError(f"scoring worker for {self.path} answered nonsense") from err
+        if not isinstance(doc, dict):
+            self.close()
+            raise ModelError(f"scoring worker for {self.path} answered nonsense")
+        return doc
+
+    def run(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        request = (json.dumps({"rows": [list(map(float, r)) for r in rows]},
+                              allow_nan=False) + "\n").encode()
+        for attempt in (1, 2):
+            self.start()
+            assert self.proc is not None and self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(request)
+                self.proc.stdin.flush()
+                doc = self._answer(WORKER_ANSWER_S)
+            except (BrokenPipeError, ModelError):
+                # It may have reached its idle exit just as we wrote: one new worker, once.
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            scores = doc.get("scores")
+            if "error" in doc or not isinstance(scores, list) or len(scores) != len(rows) \
+                    or not all(isinstance(x, float) and 0.0 <= x <= 1.0 for x in scores):
+                raise ModelError(f"scoring worker for {self.path}: "
+                                 f"{doc.get('error') or 'scores missing or out of range'}")
+            return scores
+        return []  # pragma: no cover - the loop returns or raises
+
+    def close(self) -> None:
+        """Stop the worker now (closing its stdin ends it; kill if it lingers)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def worker_main(path: str, sha256: str, idle_s: float) -> int:
+    """The scoring worker: load the model, say ready, score JSON lines until idle or EOF."""
+    import select
+
+    out = sys.stdout
+
+    def say(doc: dict[str, Any]) -> None:
+        out.write(json.dumps(doc) + "\n")
+        out.flush()
+
+    try:
+        model_path, blob, card = read_checked(path)
+        if card["sha256"] != sha256:
+            raise ModelError(f"model {path} changed since the agent checked it")
+        session, input_name = make_session(model_path, blob, card)
+    except ModelError as err:
+        say({"error": str(err)})
+        return 1
+    say({"ready": True})
+    stdin = sys.stdin.buffer
+    while True:
+        ready, _, _ = select.select([stdin], [], [], idle_s)
+        if not ready:
+            return 0  # idle: leave no resident memory behind
+        line = stdin.readline(1 << 24)
+        if not line:
+            return 0
+        try:
+            rows = json.loads(line)["rows"]
+            say({"scores": run_session(session, input_name, rows)})
+        except Exception as err:  # report it to the agent, which logs it
+            say({"error": f"{type(err).__name__}: {err}"})
 
 
 class Scorer:
     """The current model (the last good one) and why scoring is off, if it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: bool = False) -> None:
         self.model: Model | None = None
         self.error: str | None = None
+        self.worker = worker  # score in a worker process that is not resident between cycles
 
     def load(self, path: str | Path | None = None) -> bool:
         """Load a model (default: the packaged one); on failure keep the last good one."""
         target = Path(path) if path else packaged_model()
         try:
-            model = load_model(target)
+            model = load_worker_model(target) if self.worker else load_model(target)
         except ModelError as err:
             self.error = str(err)
             log.error("model refused", extra={"model": str(target), "error": str(err),
                                               "keeping": self.model.version if self.model
                                               else "none: not scoring"})
             return False
-        self.model, self.error = model, None
+        old, self.model, self.error = self.model, model, None
+        if old is not None and isinstance(old.session, WorkerSession):
+            old.session.close()
         log.info("model loaded", extra={"model": str(target), "version": model.version})
         return True
 
@@ -153,20 +360,40 @@ class Scorer:
         """Return P(fails within 7 days) for each row, in one batch; [] without a model."""
         if self.model is None or not rows:
             return []
-        import itertools
-
-        import numpy as np
-
         width = len(NAMES)
         if any(len(r) != width for r in rows):
             raise ValueError(f"every row must have {width} features")
-        # fromiter over the flattened rows costs a third of np.asarray on a list of lists.
-        x = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
-                        count=len(rows) * width).reshape(len(rows), width)
-        out = self.model.session.run(["probabilities"], {self.model.input_name: x})[0]
-        return out[:, 1].tolist()
+        if isinstance(self.model.session, WorkerSession):
+            try:
+                return self.model.session.run(rows)
+            except ModelError as err:  # this batch goes without scores; the next tries again
+                log.error("scoring worker failed", extra={"error": str(err)})
+                return []
+        return run_session(self.model.session, self.model.input_name, rows)
+
+    def warm(self) -> None:
+        """Start the scoring worker before a cycle (call it off the event loop); a worker that
+        cannot start is logged, and the cycle runs without scores."""
+        if self.model is not None and isinstance(self.model.session, WorkerSession):
+            try:
+                self.model.session.start()
+            except ModelError as err:
+                log.error("scoring worker cannot start", extra={"error": str(err)})
+
+    def close(self) -> None:
+        """Stop the scoring worker, if there is one."""
+        if self.model is not None and isinstance(self.model.session, WorkerSession):
+            self.model.session.close()
 
     def state(self) -> dict[str, Any]:
         """What `status` shows: scoring or not, the model version, the last refusal."""
         return {"scoring": self.model is not None, "model": self.version,
                 "path": str(self.model.path) if self.model else None, "error": self.error}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        raise SystemExit(worker_main(sys.argv[2], sys.argv[3], float(sys.argv[4])))
+    print("usage: python -m edge_agent.health.scorer --worker MODEL SHA256 IDLE_S",
+          file=sys.stderr)
+    raise SystemExit(2)

@@ -82,7 +82,12 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
     When the model file changes (a new model dropped in place), it is loaded before the next
     cycle; a bad new file is refused and the last good model goes on scoring.
     """
-    engine = HealthEngine(settings)
+    from edge_agent.health.scorer import Scorer
+
+    # Scoring runs in a worker process started for each cycle (scorer.py): onnxruntime and
+    # numpy are not resident in the agent between cycles (issue 15, footprint). On Windows,
+    # where select() takes no pipes, it stays in process.
+    engine = HealthEngine(settings, Scorer(worker=os.name != "nt"))
     on_engine(engine)
     db, conn, recorder = parts.db, parts.conn, parts.recorder
     loop = asyncio.get_running_loop()
@@ -107,6 +112,8 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
                 stamp = model_stamp(settings.model)
                 await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
             engine.forget({d.id for d in devices()})
+            if engine.scorer.model is not None:
+                await loop.run_in_executor(None, engine.scorer.warm)  # off the event loop
             now = time.time()
             decisions, alerts = engine.cycle(now)
             for body in decisions:
@@ -116,8 +123,18 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
             if decisions or alerts:
                 log.info("health cycle", extra={"decisions": len(decisions),
                                                 "alerts": len(alerts)})
-            await db(save_state, conn, engine, now)
+            try:
+                await db(save_state, conn, engine, now)
+            except Exception as err:
+                from edge_agent.recorder import commit_problem
+
+                if commit_problem(err) is None:
+                    raise
+                # A full disk: the recorder logs it once a minute; the windows stay in memory
+                # and are saved at the next cycle that can commit.
+                log.debug("health windows not saved", extra={"cause": commit_problem(err)})
     finally:
+        engine.scorer.close()
         stop_observing()
         # Keep the readings since the last cycle: the agent closes the database after us.
         try:

@@ -139,8 +139,9 @@ def status_line(agent: Any, progress: Progress) -> str:
     """The one-line STATUS= summary: devices, stale, failing, outbox depth."""
     s = agent.summary()
     rows = "?" if progress.outbox_rows is None else progress.outbox_rows
-    return (f"{s['devices']} devices, {s['stale']} stale, {s['failing']} failing; "
+    line = (f"{s['devices']} devices, {s['stale']} stale, {s['failing']} failing; "
             f"outbox {rows} rows")
+    return f"{line}; {s['problem']}" if s.get("problem") else line
 
 
 async def keep_notified(check: Callable[[], str | None], status: Callable[[], str],

@@ -18,6 +18,51 @@ from edge_agent.errors import StateError
 log = logging.getLogger(__name__)
 
 DB_NAME = "agent.db"
+FAULT_NAME = "agent.fault"
+
+
+def identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """Return (device, inode) of a file, or None when it does not exist (any more)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def write_fault(state_dir: str | os.PathLike[str], reason: str) -> None:
+    """Leave why the agent stopped itself where `status` finds it (one JSON object)."""
+    import json
+    import time
+
+    path = Path(state_dir) / FAULT_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"ts": time.time(), "reason": reason}))
+    os.replace(tmp, path)
+
+
+def read_fault(state_dir: str | os.PathLike[str]) -> dict | None:
+    """Return the fault the agent left ({"ts", "reason"}), or None."""
+    import json
+
+    try:
+        data = json.loads((Path(state_dir) / FAULT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("reason"), str) \
+            or not isinstance(data.get("ts"), (int, float)) or isinstance(data.get("ts"), bool):
+        return None
+    return {"ts": float(data["ts"]), "reason": data["reason"][:500]}
+
+
+def take_fault(state_dir: str | os.PathLike[str]) -> str | None:
+    """At start: return the previous run's fault reason, if any, and remove the file."""
+    fault = read_fault(state_dir)
+    try:
+        (Path(state_dir) / FAULT_NAME).unlink()
+    except OSError:
+        pass
+    return fault["reason"] if fault else None
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:

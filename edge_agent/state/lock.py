@@ -19,8 +19,12 @@ class StateLock:
 
     def acquire(self) -> None:
         """Take the lock or raise StateError if another agent holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+")
+        except OSError as err:
+            raise StateError(f"cannot open the lock file {self.path}: "
+                             f"{err.strerror or err}") from err
         try:
             _lock(fh)
         except OSError as err:

@@ -118,8 +118,11 @@ def test_over_the_byte_budget_telemetry_is_dropped_first_oldest_first_and_counte
     oldest_three = sum(len(r.payload) for r in rows if r.kind == "telemetry" and r.seq <= 3)
     ob.budget = Budget(max_bytes=ob.stats()["bytes"] - oldest_three)
     assert ob.enforce_budget() == {"telemetry": 3}
-    left = [(r.kind, json.loads(r.payload)["body"]["n"]) for r in ob.begin_batch(limit=100)]
-    assert left == [("alert", 100), ("event", 101)] + [("telemetry", n) for n in range(3, 10)]
+    left = [(r.kind, json.loads(r.payload)["body"].get("n", "drops"))
+            for r in ob.begin_batch(limit=100)]
+    # The drops are reported to the hub in an event committed with them (last seq, event class).
+    assert left == [("alert", 100), ("event", 101), ("event", "drops")] + [
+        ("telemetry", n) for n in range(3, 10)]
     assert ob.stats()["drops"]["telemetry"] == {"count": 3, "bytes": oldest_three}
 
 
@@ -132,7 +135,8 @@ def test_alerts_and_decisions_are_dropped_last_after_telemetry_and_events(open_o
     size = ob.stats()["bytes"] // 4
     ob.budget = Budget(max_bytes=size + size // 2)  # room for one row
     assert ob.enforce_budget() == {"telemetry": 1, "event": 1, "alert": 1}
-    assert [r.kind for r in ob.begin_batch()] == ["decision"]
+    kept = [(r.kind, json.loads(r.payload)["body"].get("event")) for r in ob.begin_batch()]
+    assert kept == [("decision", None), ("event", "outbox_drops")]
 
 
 def test_the_byte_budget_is_enforced_as_rows_are_committed(open_outbox):
@@ -153,7 +157,8 @@ def test_telemetry_past_the_age_budget_is_dropped_but_old_alerts_are_kept(open_o
     created = ob.begin_batch()[0].created
     assert ob.enforce_budget(now=created + 1800) == {}
     assert ob.enforce_budget(now=created + 7200) == {"telemetry": 2}
-    assert [r.kind for r in ob.begin_batch()] == ["alert"]
+    assert [(r.kind, json.loads(r.payload)["body"].get("event"))
+            for r in ob.begin_batch()] == [("alert", None), ("event", "outbox_drops")]
     assert set(ob.stats()["drops"]) == {"telemetry"}
     assert ob.stats()["drops"]["telemetry"]["count"] == 2
 
@@ -187,16 +192,17 @@ def test_outbox_json_shows_depth_and_bytes_by_class_oldest_age_drops_and_last_se
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert set(doc) == {"rows", "bytes", "oldest_age_s", "classes", "drops", "last_seq"}
-    assert doc["rows"] == 3 and doc["last_seq"] == 4
+    # Seq 2 is the outbox_drops event that reports the dropped telemetry row.
+    assert doc["rows"] == 4 and doc["last_seq"] == 5
     assert set(doc["classes"]) == set(CLASSES)
     assert doc["classes"]["critical"]["rows"] == 1 and doc["classes"]["telemetry"]["rows"] == 2
-    assert doc["classes"]["event"] == {"rows": 0, "bytes": 0}
+    assert doc["classes"]["event"]["rows"] == 1
     assert doc["bytes"] == expected["bytes"] == sum(c["bytes"] for c in doc["classes"].values())
     assert doc["drops"]["telemetry"]["count"] == 1
     assert doc["oldest_age_s"] >= 0
     text = run_cli("outbox", "--config", config)
     assert text.returncode == 0
-    assert "telemetry" in text.stdout and "last seq 4" in text.stdout
+    assert "telemetry" in text.stdout and "last seq 5" in text.stdout
     assert "drops by kind: telemetry 1" in text.stdout
 
 

@@ -206,12 +206,20 @@ class EscposCollector(Collector):
                                         "that fit no reply (wrong baud rate or model?)")
                 raise DeviceTimeout(f"no reply to DLE EOT {n} within {timeout:g} s")
             seen += len(chunk)
-            scan = protocol.find_status_reply(pending + chunk)
-            garbage += scan.garbage
+            data = pending + chunk
+            scan = protocol.find_status_reply(data)
             if scan.reply is not None:
-                # Bytes after the reply answer nothing we asked; the next flush drops them.
+                # A reply among bytes that fit no reply is noise that happens to look like one
+                # (issue 15): the poll is stale, never a fresh reading of random states.
+                garbage += scan.garbage + protocol.trailing_garbage(data[scan.used:])
                 self.garbage += garbage
+                if garbage:
+                    raise ProtocolError(f"reply to DLE EOT {n} among {garbage} byte(s) that "
+                                        "fit no reply (break the fixed bits of DLE EOT): "
+                                        "not trusted (wrong baud rate, model or device?)")
+                # Status bytes after the reply (late answers) are dropped by the next flush.
                 return scan.reply
+            garbage += scan.garbage
             pending = (pending + chunk)[scan.used:] if scan.need_more else b""
             if seen > READ_MAX:
                 self.garbage += garbage

@@ -109,6 +109,26 @@ def find_status_reply(data: bytes) -> Scan:
     return scan
 
 
+def trailing_garbage(data: bytes) -> int:
+    """Count the bytes after a reply that fit no reply: not a status byte (a late answer),
+    not flow control and not inside a whole ASB block. A block cut short at the end counts
+    as nothing: its rest is still on its way."""
+    count, i, n = 0, 0, len(data)
+    while i < n:
+        kind = classify(data[i])
+        if kind == ASB_HEAD:
+            if n - i < 4:
+                return count
+            if all((b & 0x90) == 0 for b in data[i + 1:i + 4]):
+                i += 4
+                continue
+            count += 1
+        elif kind == OTHER:
+            count += 1
+        i += 1
+    return count
+
+
 @dataclass
 class TextScan:
     """The outcome of looking for one GS I text reply (0x5F, ASCII, 0x00) in received bytes."""

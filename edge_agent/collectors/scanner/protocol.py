@@ -119,7 +119,10 @@ class TextFramer:
             if self._discarding:
                 self._discarding = False
                 continue
-            why = check_frame(frame, self.symbology)
+            # A frame past the limit is malformed however the reads cut it (found by fuzzing:
+            # one read holding a whole overlong frame used to pass as a scan).
+            why = (f"frame longer than {self.max_frame} bytes" if len(frame) > self.max_frame
+                   else check_frame(frame, self.symbology))
             events.append(("malformed", why) if why else ("scan", len(frame)))
         if len(self._buf) > self.max_frame:
             # Keep a trailing partial suffix (CR of CRLF) so the next read can complete it.

@@ -93,8 +93,9 @@ FAULTS = [
      {"device.status": "warning", "printer.paper": "near_end"}),
     ("a healthy printer in power save is asleep", ("sleep",), False,
      {"device.status": "asleep", "printer.paper": "ok"}),
-    ("garbage before each reply is skipped", ("garbage before", "paper near_end"), False,
-     {"device.status": "warning", "printer.paper": "near_end"}),
+    ("garbage before a reply makes the reading stale: a byte that looks like a reply among "
+     "bytes that fit none is no evidence (issue 15)", ("garbage before", "paper near_end"), True,
+     "fit no reply"),
     ("ASB blocks and XON before each reply are skipped", ("asb on", "cover open"), False,
      {"printer.cover": "open"}),
     ("an old reply trailing each answer is not taken for the next one", ("stale on",), False,

@@ -193,3 +193,15 @@ def test_ssi_framer_gives_the_same_events_however_the_reads_cut_the_stream(packe
     framer = p.SsiFramer()
     pieces = split_at(stream, cuts)
     assert [e for piece in pieces for e in framer.feed(piece)] == whole
+
+
+def test_an_overlong_frame_is_malformed_also_when_one_read_holds_all_of_it():
+    """Found by fuzzing (fuzz/targets.py scanner_text): split over reads, a frame past
+    max_frame was malformed; whole in one read, it passed as a scan."""
+    from edge_agent.collectors.scanner.protocol import TextFramer
+
+    whole = TextFramer(suffix="cr", max_frame=8).feed(b"0123456789012\r")
+    assert whole == [("malformed", "frame longer than 8 bytes")]
+    split = TextFramer(suffix="cr", max_frame=8)
+    events = split.feed(b"0123456789") + split.feed(b"012\r")
+    assert events == [("malformed", "frame longer than 8 bytes")]

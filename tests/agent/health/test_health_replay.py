@@ -161,3 +161,15 @@ def test_replay_gives_the_same_decisions_every_time(month, replayed):
     path, _ = month
     again = run_cli("replay", str(path), "--json")
     assert [json.loads(line) for line in again.stdout.splitlines()] == replayed
+
+
+def test_a_stale_replay_line_without_a_reason_is_refused_as_the_agent_never_writes_one():
+    """Found by fuzzing (fuzz/corpus/replay_line/regress-stale-without-reason)."""
+    from edge_agent.cli.replay import parse_line
+    from edge_agent.errors import ReadingError
+
+    line = ('{"device":"h","kind":"host","ts":"2026-11-22T15:00:01Z",'
+            '"values":{"host.cpu_pct":5},"stale":true}')
+    with pytest.raises(ReadingError, match="a stale reading must say why"):
+        parse_line(line, None)
+    assert parse_line(line[:-1] + ',"reason":"timeout"}', None).reason == "timeout"

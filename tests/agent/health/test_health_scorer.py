@@ -99,3 +99,56 @@ def test_without_any_good_model_the_scorer_says_it_is_not_scoring(tmp_path):
     state = scorer.state()
     assert state["scoring"] is False and state["model"] is None and "missing" in state["error"]
     assert scorer.score([[0.0] * len(F.NAMES)]) == []
+
+
+WORKER_SCRIPT = """
+import json, sys, time
+from edge_agent.health import features as F
+from edge_agent.health.scorer import Scorer, WorkerSession
+
+rows = [[0.0] * len(F.NAMES) for _ in range(20)]
+rows[3][F.NAMES.index("cutter_errors_per_day")] = 30.0
+scorer = Scorer(worker=True)
+assert scorer.load()
+scores = scorer.score(rows)
+session = scorer.model.session
+pid = session.proc.pid
+# Idle, the worker exits by itself (a few seconds); wait with patience, not as a verdict.
+deadline = time.monotonic() + 60
+while session.proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+exited = session.proc.poll() is not None
+again = scorer.score(rows)
+scorer.close()
+heavy = sorted(m for m in ("onnxruntime", "numpy") if m in sys.modules)
+print(json.dumps({"scores": scores, "again": again, "exited": exited, "starts": session.starts,
+                  "heavy": heavy}))
+"""
+
+
+def test_the_worker_scores_as_in_process_and_leaves_onnxruntime_and_numpy_out_of_the_agent():
+    import subprocess
+    import sys
+
+    from conftest import agent_env
+
+    out = subprocess.run([sys.executable, "-c", WORKER_SCRIPT], capture_output=True, text=True,
+                         timeout=180, env=agent_env())
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = [[0.0] * len(F.NAMES) for _ in range(20)]
+    rows[3][F.NAMES.index("cutter_errors_per_day")] = 30.0
+    scorer = Scorer()
+    assert scorer.load()
+    assert doc["scores"] == scorer.score(rows) == doc["again"]
+    assert doc["heavy"] == []
+    assert doc["exited"] and doc["starts"] >= 2  # a new worker after the idle exit
+
+
+def test_a_model_onnxruntime_refuses_is_refused_by_the_worker_too(model_dir):
+    model_dir.write_bytes(b"\x08\x07garbage that is not a protobuf model")
+    rewrite_card(model_dir, sha256=hashlib.sha256(model_dir.read_bytes()).hexdigest())
+    scorer = Scorer(worker=True)
+    assert not scorer.load(model_dir)
+    assert "not a loadable ONNX model" in scorer.error
+    assert scorer.score([[0.0] * len(F.NAMES)]) == []

@@ -374,3 +374,8 @@ def test_a_row_too_large_for_the_wire_is_dropped_and_counted_and_the_rest_still_
     assert agent.client.dropped == 1
     drops = agent.db(lambda: agent.agent.outbox.stats()["drops"])
     assert drops["event"]["count"] == 1
+    # The drop itself reaches the hub, as an outbox_drops event (issue 15).
+    reports = wait_until(lambda: [e for e in hub.envelopes("event")
+                                  if e["body"].get("event") == "outbox_drops"],
+                         what="the outbox_drops event at the hub")
+    assert reports[0]["body"]["drops"]["event"]["count"] == 1

@@ -1,0 +1,124 @@
+"""A fuzz campaign: every target for `--runs` executions (default 1,000,000), `--jobs` at a time.
+
+    python fuzz/campaign.py [--runs N] [--jobs J] [--targets a,b] [--max-seconds S]
+
+Each target runs under atheris (fuzz/run.py) on a scratch corpus seeded from fuzz/corpus/<target>;
+at the end the inputs that reached new code are merged (libFuzzer -merge=1) into
+fuzz/corpus/<target>, which `make test` replays (tests/test_fuzz_corpus.py). A crash leaves its
+input in fuzz/crashes/<target>/ and makes the campaign exit 1. Prints one line per target
+(executions, seconds, coverage, corpus files, crashes) and writes them to fuzz/last-campaign.json.
+`--max-seconds` bounds a target's time (libFuzzer -max_total_time); the figures then say how many
+executions it got, which may be fewer than --runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+CRASHES = ROOT / "fuzz" / "crashes"
+CORPUS_MAX_LEN = 1024  # inputs kept in the repository's corpus stay small
+
+sys.path.insert(0, str(ROOT))
+from fuzz.targets import TARGETS  # noqa: E402
+
+STATS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")
+DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+
+
+def runner(name: str, folder: Path) -> str:
+    """An executable that runs one target: libFuzzer's -merge re-executes its own argv[0]
+    (without the target name fuzz.run took off), so argv[0] must be a program that knows it."""
+    path = folder / f"fuzz-{name}"
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                    f"sys.argv.insert(1, {name!r})\nfrom fuzz.run import main\n"
+                    "raise SystemExit(main())\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
+    exe = runner(name, log_dir)
+    crashes = CRASHES / name
+    crashes.mkdir(parents=True, exist_ok=True)
+    seed = CORPUS / name
+    seed.mkdir(parents=True, exist_ok=True)
+    cmd = [exe, f"-runs={runs}",
+           f"-artifact_prefix={crashes}/", "-print_final_stats=1", str(work), str(seed)]
+    if max_seconds:
+        cmd.insert(2, f"-max_total_time={int(max_seconds)}")
+    log = log_dir / f"{name}.log"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    elapsed = time.monotonic() - started
+    text = log.read_text(errors="replace")
+    done = DONE.findall(text)
+    stats = STATS.findall(text)
+    execs = int(done[-1][0]) if done else (int(stats[-1][0]) if stats else 0)
+    crash_files = sorted(p.name for p in crashes.iterdir()
+                         if p.name.startswith(("crash-", "timeout-", "oom-")))
+    # Keep what reached new code: merge the scratch corpus into the repository's, small inputs.
+    before = len(list(seed.iterdir()))
+    with open(log_dir / f"{name}.merge.log", "wb") as out:
+        subprocess.run([exe, "-merge=1", f"-max_len={CORPUS_MAX_LEN}", str(seed), str(work)],
+                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    shutil.rmtree(work, ignore_errors=True)
+    after = sorted(seed.iterdir())
+    return {"target": name, "executions": execs, "seconds": round(elapsed, 1),
+            "exec_per_s": round(execs / elapsed) if elapsed else None,
+            "coverage": int(stats[-1][1]) if stats else None,
+            "features": int(stats[-1][2]) if stats else None,
+            "corpus_files": len(after), "corpus_added": len(after) - before,
+            "corpus_bytes": sum(p.stat().st_size for p in after),
+            "exit": proc.returncode, "crashes": crash_files}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=1, help="targets fuzzed at once")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--out", default=str(ROOT / "fuzz" / "last-campaign.json"))
+    args = parser.parse_args()
+    names = [n for n in args.targets.split(",") if n]
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        print(f"unknown target(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    log_dir = Path(tempfile.mkdtemp(prefix="fuzz-logs-"))
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda n: fuzz_one(n, args.runs, args.max_seconds, log_dir),
+                                names))
+    doc = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+           "runs_asked": args.runs, "jobs": args.jobs, "max_seconds": args.max_seconds,
+           "python": sys.version.split()[0], "results": results, "logs": str(log_dir)}
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"{'target':15} {'executions':>11} {'seconds':>8} {'exec/s':>7} {'cov':>5} "
+          f"{'corpus':>7} crashes")
+    for r in results:
+        print(f"{r['target']:15} {r['executions']:>11,} {r['seconds']:>8} "
+              f"{r['exec_per_s'] or 0:>7} {r['coverage'] or 0:>5} {r['corpus_files']:>7} "
+              f"{len(r['crashes'])}")
+    print(f"logs in {log_dir}; figures in {args.out}")
+    return 1 if any(r["crashes"] or r["exit"] not in (0,) for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
