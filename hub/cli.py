@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub import demo
 
     demo.register(sub).set_defaults(func=demo.run)
+    from hub import cli_control  # keys, cmd, flags (issue 14)
+
+    cli_control.register(sub, common)
     return parser
 
 

@@ -1,0 +1,276 @@
+"""`edge-hub keys|cmd|flags`: the hub's signing keys, signed commands to stores, feature flags.
+
+    edge-hub keys init|rotate|show [--dir DIR] [--passphrase-file F]
+    edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] [--expires 10m] [--wait S] [--json]
+    edge-hub cmd status ID [--json]
+    edge-hub cmd list [--store S] [--json]
+    edge-hub flags set NAME=on|off (--store S | --region R | --chain)
+    edge-hub flags show [--json]
+
+The CLI writes commands and flags to the fleet database (signed, audited); the hub worker
+(`edge-hub serve`) publishes them and records results. Registered by hub/cli.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import time
+from typing import Any
+
+from hub.cli import UsageError  # exit 2; hub.cli imports this module inside build_parser
+
+
+def _out():
+    from edge_agent.cli import output
+
+    return output
+
+
+def _ring(args: argparse.Namespace):
+    from hub.keys import KeyRing, passphrase_from
+
+    return KeyRing.load(args.dir, passphrase_from(args.passphrase_file))
+
+
+def _trust_toml(ring) -> str:
+    keys = ", ".join(f'"{k}"' for k in ring.public_keys().values())
+    return f"[trust]\nhub_keys = [{keys}]"
+
+
+# keys -------------------------------------------------------------------------------------
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from hub.keys import KeyRing, passphrase_from
+
+    if args.keys_command == "init":
+        ring = KeyRing.init(args.dir, passphrase_from(args.passphrase_file))
+        print(f"created key {ring.current} in {args.dir} (private key mode 0600"
+              + (", encrypted" if ring.describe()[0]["encrypted"] else "") + ")")
+        print("pin it in each agent's config:\n" + _trust_toml(ring))
+        return 0
+    ring = _ring(args)
+    if args.keys_command == "rotate":
+        statement = ring.rotate(passphrase_from(args.passphrase_file))
+        print(f"new current key {statement['new']}, endorsed by {statement['old']}; "
+              "agents pinning the old key accept it (both are trusted until you retire the old)")
+        print(_trust_toml(ring))
+        return 0
+    if args.keys_command == "retire":
+        ring.retire(args.kid)
+        print(f"retired {args.kid}")
+        return 0
+    keys = ring.describe()
+    if args.json:
+        _out().print_json({"dir": args.dir, "current": ring.current, "keys": keys,
+                           "rotations": len(ring.rotations), "trust_toml": _trust_toml(ring)})
+        return 0
+    print(_out().table(("KID", "CURRENT", "CREATED", "ENCRYPTED", "RETIRED", "PUBLIC KEY"),
+                       [(k["kid"], "yes" if k["current"] else "", k["created"],
+                         "yes" if k["encrypted"] else "no", k["retired"] or "", k["public"])
+                        for k in keys]))
+    print("\n" + _trust_toml(ring))
+    return 0
+
+
+# cmd --------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d{1,7})([smhd]?)\Z")
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"--expires: expected a duration such as 90s, 10m, 2h or 1d, "
+                         f"got {text[:40]!r}")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def parse_arg(text: str) -> tuple[str, Any]:
+    """K=V: true/false become booleans, digits an integer, anything else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--arg: expected K=V, got {text[:60]!r}")
+    if value in ("true", "false"):
+        return key, value == "true"
+    if re.fullmatch(r"-?\d{1,18}", value):
+        return key, int(value)
+    return key, value
+
+
+def _actor():
+    from hub.domains.access import Actor
+
+    name = os.environ.get("USER") or "unknown"
+    return Actor(kind="local", name=name, role="hq-admin", regions=frozenset(),
+                 stores=frozenset())
+
+
+def cmd_cmd(args: argparse.Namespace) -> int:
+    from edge_protocol.commands import CommandError
+    from hub.domains.commands import rules
+
+    words = list(args.words)
+    db = _store(args)
+    rules.ensure_schema(db)
+    if words and words[0] == "status":
+        if len(words) != 2:
+            raise UsageError("usage: edge-hub cmd status ID")
+        with db.read() as tx:
+            row = rules.get(tx, words[1])
+        _show(row, args.json)
+        return 0 if row["status"] != "failed" else 1
+    if words and words[0] == "list":
+        with db.read() as tx:
+            rows = rules.list_commands(tx, store=args.store, limit=args.limit)
+        if args.json:
+            _out().print_json(rows)
+        else:
+            print(_out().table(("ID", "STORE", "DEVICE", "ACTION", "SEQ", "STATUS", "REASON"),
+                               [(r["id"], r["store"], r["device"] or "", r["action"], r["seq"],
+                                 r["status"], r["reason"] or "") for r in rows]))
+        return 0
+    if len(words) not in (2, 3):
+        raise UsageError("usage: edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...]")
+    store, action = words[0], words[-1]
+    device = words[1] if len(words) == 3 else None
+    cmd_args = dict(parse_arg(a) for a in args.arg or ())
+    expires = parse_duration(args.expires)
+    ring = _ring(args)
+    try:
+        with db.transaction() as tx:
+            row = rules.issue(tx, time.time, _actor(), store=store, device=device,
+                              action=action, args=cmd_args, expires_s=expires, ring=ring,
+                              region=args.region)
+    except CommandError as err:
+        raise UsageError(f"{err.code}: {err.detail}") from err
+    if args.wait:
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline and row["status"] in ("queued", "delivered",
+                                                                "awaiting_approval"):
+            time.sleep(0.05)
+            with db.read() as tx:
+                row = rules.get(tx, row["id"])
+    _show(row, args.json)
+    return 1 if row["status"] in ("failed", "rejected") else 0
+
+
+def _show(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _out().print_json(row)
+        return
+    esc = _escape
+    print(f"command {row['id']}: {row['action']} on {row['store']}"
+          + (f"/{row['device']}" if row["device"] else "")
+          + f" (seq {row['seq']}): {row['status']}"
+          + (f" ({esc(row['reason'])})" if row.get("reason") else ""))
+    if row.get("detail"):
+        print(f"  {esc(row['detail'])}")
+    for key, value in (row.get("output") or {}).items():
+        print(f"  {esc(str(key))}: {esc(str(value))[:200]}")
+
+
+def _escape(text: str) -> str:
+    """Text from a store, made safe for a terminal: control characters shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+# flags ------------------------------------------------------------------------------------
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    from hub.domains.flags import rules as flags
+
+    db = _store(args)
+    flags.ensure_schema(db)
+    if args.flags_command == "show":
+        with db.read() as tx:
+            doc = flags.overview(tx)
+        if args.json:
+            _out().print_json(doc)
+        else:
+            print(_out().table(("SCOPE", "NAME", "VALUE", "SET BY", "AT"),
+                               [(s["scope"], s["name"], "on" if s["value"] else "OFF",
+                                 s["actor"], _out().age(max(0, time.time() - s["at"])) + " ago")
+                                for s in doc["settings"]]) if doc["settings"]
+                  else "no flags set: every flag is on (the default)")
+        return 0
+    name, sep, value = args.setting.partition("=")
+    if not sep or value not in ("on", "off"):
+        raise UsageError(f"expected NAME=on|off, got {args.setting[:60]!r}")
+    scope = ("chain" if args.chain else f"region:{args.region}" if args.region
+             else f"store:{args.store}")
+    ring = _ring(args)
+    try:
+        with db.transaction() as tx:
+            changed = flags.set_flag(tx, time.time, _actor(), scope, name, value == "on", ring)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(f"{name} {value} for {scope}: {len(changed)} store(s) get a new signed flags "
+          "document (published by the hub worker)")
+    return 0
+
+
+def _store(args: argparse.Namespace):
+    from hub.store import open_store
+
+    return open_store(args.db, create=True)
+
+
+# Parser -----------------------------------------------------------------------------------
+
+def register(sub, common) -> None:
+    from hub.keys import default_dir
+
+    def keyopts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dir", default=default_dir(),
+                       help="key folder (default $EDGE_HUB_KEYS or %(default)s)")
+        p.add_argument("--passphrase-file",
+                       help="file whose first line is the key's passphrase "
+                            "(default $EDGE_HUB_KEY_PASSPHRASE; none: not encrypted)")
+
+    p = sub.add_parser("keys", help="the hub's Ed25519 signing keys: init, rotate, show")
+    ks = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    for name, text in (("init", "create the hub's first signing key (never overwrites)"),
+                       ("rotate", "make a new key, endorsed by the current one"),
+                       ("show", "list keys and the [trust] block agents pin"),
+                       ("retire", "stop listing an old key as trusted")):
+        q = ks.add_parser(name, help=text)
+        keyopts(q)
+        if name == "show":
+            q.add_argument("--json", action="store_true")
+        if name == "retire":
+            q.add_argument("kid")
+        q.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("cmd", help="send a signed command to a store; `cmd status ID`",
+                       description="edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | "
+                                   "cmd status ID | cmd list. Actions: repoll, test_print, "
+                                   "recover, reset, reload_config, restart_agent, diagnostics.")
+    p.add_argument("words", nargs="+", metavar="STORE [DEVICE] ACTION | status ID | list")
+    p.add_argument("--arg", action="append", metavar="K=V", help="an argument of the action")
+    p.add_argument("--expires", default="10m", help="lifetime (90s, 10m, 2h, 1d)")
+    p.add_argument("--region", help="the store's region, when the hub has not seen it yet")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="wait up to this many seconds for the result")
+    p.add_argument("--store", help="list: only this store")
+    p.add_argument("--limit", type=int, default=50, help="list: rows")
+    keyopts(p)
+    common(p)
+    p.set_defaults(func=cmd_cmd)
+
+    p = sub.add_parser("flags", help="feature flags and kill switches (scoring, tickets, "
+                                     "remote_actions)")
+    fs = p.add_subparsers(dest="flags_command", metavar="ACTION", required=True)
+    q = fs.add_parser("set", help="NAME=on|off for a store, a region or the chain")
+    q.add_argument("setting", metavar="NAME=on|off")
+    where = q.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store")
+    where.add_argument("--region")
+    where.add_argument("--chain", action="store_true")
+    keyopts(q)
+    common(q, json_flag=False)
+    q.set_defaults(func=cmd_flags)
+    q = fs.add_parser("show", help="flag settings by scope")
+    common(q)
+    q.set_defaults(func=cmd_flags)
