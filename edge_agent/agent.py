@@ -57,6 +57,13 @@ class Agent:
         self.started_at = time.monotonic()
         self.last_progress = time.monotonic()
         self.reloads = 0
+        self.exit_code = 0  # 75 after a remote restart_agent: the service manager restarts us
+        self.control: Any = None
+        if config.control.enabled:
+            from edge_agent.control import Controller, control_service
+
+            self.control = Controller(self)  # before sync: the sync client hooks into it
+            self.services.append(control_service)
         if config.sync.enabled:
             from edge_agent.sync import sync  # imports paho only when the service starts
 
@@ -143,9 +150,14 @@ class Agent:
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})
         return True
 
-    def request_stop(self) -> None:
-        """Ask the agent to stop (what SIGTERM does)."""
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask the agent to stop (what SIGTERM does); a non-zero code asks for a restart."""
+        self.exit_code = exit_code or self.exit_code
         self._stop.set()
+
+    def flag(self, name: str) -> bool:
+        """A feature flag from the hub (on unless a signed flags document says off)."""
+        return self.control.flag(name) if self.control is not None else True
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; return the exit code."""
@@ -163,7 +175,7 @@ class Agent:
         await self._stop.wait()
         log.info("agent stopping")
         await self.stop()
-        return 0
+        return self.exit_code
 
     async def stop(self) -> None:
         """Cancel polls and services, commit what is buffered, close the database.

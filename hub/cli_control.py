@@ -100,11 +100,17 @@ def parse_arg(text: str) -> tuple[str, Any]:
 
 
 def _actor():
-    from hub.domains.access import Actor
+    """An administrator on the hub host working through --db (the API passes its user)."""
+    from hub.domains.access import local_actor
 
-    name = os.environ.get("USER") or "unknown"
-    return Actor(kind="local", name=name, role="hq-admin", regions=frozenset(),
-                 stores=frozenset())
+    return local_actor(os.environ.get("EDGE_HUB_ACTOR") or os.environ.get("USER") or "unknown")
+
+
+def _region_of(db, store: str) -> str | None:
+    with db.read() as tx:
+        tx.execute("SELECT region FROM stores WHERE store = ?", (store,))
+        row = tx.fetchone()
+    return row[0] if row else None
 
 
 def cmd_cmd(args: argparse.Namespace) -> int:
@@ -138,17 +144,17 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     cmd_args = dict(parse_arg(a) for a in args.arg or ())
     expires = parse_duration(args.expires)
     ring = _ring(args)
+    region = args.region or _region_of(db, store)
     try:
         with db.transaction() as tx:
             row = rules.issue(tx, time.time, _actor(), store=store, device=device,
                               action=action, args=cmd_args, expires_s=expires, ring=ring,
-                              region=args.region)
+                              region=region)
     except CommandError as err:
         raise UsageError(f"{err.code}: {err.detail}") from err
     if args.wait:
         deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline and row["status"] in ("queued", "delivered",
-                                                                "awaiting_approval"):
+        while time.monotonic() < deadline and row["status"] in rules.OPEN:
             time.sleep(0.05)
             with db.read() as tx:
                 row = rules.get(tx, row["id"])

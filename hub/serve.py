@@ -125,8 +125,10 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
+    commander = None
     try:
         hub.start()
+        commander = start_commander(db, settings)
     except BaseException:
         db.close()
         if broker:
@@ -146,6 +148,8 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
     finally:
+        if commander is not None:
+            commander.stop()
         hub.stop()
         if broker:
             broker.stop()
@@ -154,6 +158,16 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def start_commander(db: Store, settings: Settings):
+    """Signed commands and flags out, results in (hub/commander.py), beside ingest."""
+    from hub.commander import Commander, CommanderSettings
+
+    return Commander(db, CommanderSettings(
+        host=settings.host, port=settings.port, client_id=settings.client_id,
+        prefix=settings.prefix, shared=settings.shared, mqtt5=settings.mqtt5,
+        keepalive=settings.keepalive, group=settings.group)).start()
 
 
 def _safe(url: str) -> str:

@@ -44,6 +44,8 @@ def scoring_line(state: dict[str, Any] | None, enabled: bool) -> str:
         return "scoring: " + ("not started yet" if enabled else "disabled in [scoring]")
     if not state.get("enabled"):
         return "scoring: disabled in [scoring]; rule alerts only"
+    if state.get("switched_off"):
+        return "scoring: SWITCHED OFF by the hub (flag scoring=off); rule alerts only"
     if not state.get("model"):
         return f"scoring: NOT SCORING: {state.get('error') or 'no model'}; rule alerts only"
     extra = f"; last model refused: {state['error']}" if state.get("error") else ""
@@ -70,6 +72,7 @@ async def health_service(agent) -> None:
     """
     settings = agent.config.scoring
     engine = HealthEngine(settings)
+    engine.model_allowed = lambda: agent.flag("scoring")
     agent.health = engine
     loop = asyncio.get_running_loop()
     # Restore the saved windows first, then listen, so no reading is lost or overwritten;

@@ -46,6 +46,7 @@ STATUS_EVERY_S = 2.0
 DISCONNECT_GRACE_S = 1.5
 ACK_GATHER_S = 0.05
 WITH_WILL = 4  # MQTT v5 DISCONNECT reason "Disconnect with Will Message"
+_TOPIC_TAILS = {"cmd_result": "cmd/result"}  # outbox kinds whose topic is not their name
 
 
 class Connection:
@@ -81,7 +82,7 @@ class SyncClient:
     def __init__(self, settings: SyncSection, config: Callable[[], AgentConfig], outbox: Outbox,
                  db: DbCall, *, base_dir: Path | None = None,
                  model_version: Callable[[], str | None] | None = None,
-                 rand: random.Random | None = None):
+                 rand: random.Random | None = None, control: Any = None):
         self.s = settings
         self.config = config
         cfg = config()
@@ -91,6 +92,9 @@ class SyncClient:
         self.base_dir = base_dir
         self.model_version = model_version or (lambda: None)
         self.rand = rand or random.Random()
+        # edge_agent.control.Controller: its topics are subscribed on each connection and its
+        # messages handed to control.on_message (on the event loop).
+        self.control = control
         self.hub_topic = wire.hub_state_topic(settings.prefix)
         self.v5 = settings.mqtt_version == "5"
         self._topics: dict[str, str] = {}
@@ -123,7 +127,8 @@ class SyncClient:
             return getattr(agent, "model_version", None) or getattr(scorer, "version", None)
 
         return cls(agent.config.sync, lambda: agent.config, agent.outbox, agent._db,
-                   base_dir=base, model_version=model_version)
+                   base_dir=base, model_version=model_version,
+                   control=getattr(agent, "control", None))
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -179,6 +184,9 @@ class SyncClient:
             await self._save_status(connected=True, since=_now(), session=session,
                                     hub_online=conn.hub_online, last_error=None, force=True)
             conn.mqtt.subscribe(self.hub_topic, qos=1)
+            if self.control is not None:
+                for name in self.control.topics(self.s.prefix):
+                    conn.mqtt.subscribe(name, qos=1)
             if not self.s.wait_for_hub:
                 await self._send_birth(conn)
             await self._pump(conn)
@@ -253,8 +261,8 @@ class SyncClient:
     def _publish(self, conn: Connection, row: Row) -> bool:
         topic = self._topics.get(row.kind)
         if topic is None:
-            topic = self._topics[row.kind] = wire.topic(self.region, self.store, row.kind,
-                                                        self.s.prefix)
+            topic = self._topics[row.kind] = wire.topic(
+                self.region, self.store, _TOPIC_TAILS.get(row.kind, row.kind), self.s.prefix)
         info = conn.mqtt.publish(topic, row.payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.debug("sync publish not queued", extra={"rc": mqtt.error_string(info.rc)})
@@ -385,6 +393,8 @@ class SyncClient:
     def _on_message(self, conn: Connection, topic: str, payload: bytes,
                     retained: bool = False) -> None:
         if topic != self.hub_topic:
+            if self.control is not None:
+                self.control.on_message(topic, payload, retained)
             return
         try:
             online = wire.decode_hub_state(payload)["online"]
