@@ -134,9 +134,11 @@ def _alert_rows(alerts: list[dict[str, Any]], with_store: bool = True) -> str:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from hub import fleet
+    from hub import cli_control, fleet
 
-    detail = fleet.store_detail(_store(args), args.store)
+    db = _store(args)
+    detail = fleet.store_detail(db, args.store)
+    detail.update(cli_control.store_control(db, args.store))  # flags, command refusals
     if args.json:
         _out().print_json(detail)
         return EXIT_OK
@@ -158,6 +160,7 @@ def cmd_store(args: argparse.Namespace) -> int:
     print(_device_rows(d["devices"], with_store=False) if d["devices"] else "no devices yet")
     print()
     print(_alert_rows(d["alerts"], with_store=False) if d["alerts"] else "no open alerts")
+    print(cli_control.store_control_text(d))
     return EXIT_OK
 
 

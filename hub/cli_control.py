@@ -223,6 +223,45 @@ def _store(args: argparse.Namespace):
     return open_store(args.db, create=True)
 
 
+# edge-hub store ---------------------------------------------------------------------------
+
+def store_control(db, store: str) -> dict[str, Any]:
+    """The store's flags document and the command refusals it reported (for `edge-hub store`)."""
+    from hub.domains.commands import rules as commands
+    from hub.domains.flags import rules as flags
+
+    out: dict[str, Any] = {"flags": None, "command_rejects": {}}
+    try:
+        with db.read() as tx:
+            out["flags"] = flags.for_store(tx, store)
+    except Exception:  # noqa: BLE001 - no flags table yet: no flag was ever set
+        pass
+    try:
+        with db.read() as tx:
+            out["command_rejects"] = commands.rejects(tx, store).get(store, {})
+    except Exception:  # noqa: BLE001 - no commands table yet
+        pass
+    return out
+
+
+def store_control_text(detail: dict[str, Any]) -> str:
+    f = detail.get("flags")
+    if not f:
+        line = "flags: defaults (all on); no flags document sent"
+    else:
+        off = sorted(k for k, v in f["flags"].items() if v is False)
+        state = ("applied" if f["applied_version"] == f["version"] else
+                 f"store has v{f['applied_version']}" if f["applied_version"] else
+                 "not yet applied" if f["published"] else "not yet published")
+        line = (f"flags v{f['version']} ({state}): "
+                + (", ".join(f"{k}=OFF" for k in off) if off else "all on"))
+    rejects = detail.get("command_rejects") or {}
+    if rejects:
+        line += "\ncommands refused by the store: " + ", ".join(
+            f"{_escape(k)} {v}" for k, v in rejects.items())
+    return line
+
+
 # Parser -----------------------------------------------------------------------------------
 
 def register(sub, common) -> None:

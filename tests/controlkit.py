@@ -90,6 +90,13 @@ class Agent:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def status_text(self) -> str:
+        r = subprocess.run([sys.executable, "-m", "edge_agent", "status", "--config",
+                            str(self.config)], capture_output=True, text=True,
+                           env=agent_env(), cwd=ROOT, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
     def status(self) -> dict[str, Any]:
         r = subprocess.run([sys.executable, "-m", "edge_agent", "status", "--config",
                             str(self.config), "--json"], capture_output=True, text=True,
