@@ -163,8 +163,12 @@ def unclaim(tx: Any, cmd_ids: list[str]) -> None:
 
 
 def delivered(tx: Any, clock: Clock, cmd_id: str) -> None:
-    tx.execute("UPDATE commands SET status = 'delivered', delivered = ? WHERE id = ?"
-               " AND status = 'sending'", (clock(), cmd_id))
+    """The broker acknowledged the publish. The agent's result may have come first (it is
+    recorded by another thread): the time is kept, the status moves only from sending."""
+    tx.execute("UPDATE commands SET delivered = ? WHERE id = ? AND delivered IS NULL",
+               (clock(), cmd_id))
+    tx.execute("UPDATE commands SET status = 'delivered' WHERE id = ? AND status = 'sending'",
+               (cmd_id,))
 
 
 def expire(tx: Any, clock: Clock) -> int:
