@@ -59,6 +59,7 @@ class Agent:
         self.reloads = 0
         self.exit_code = 0  # 75 after a remote restart_agent: the service manager restarts us
         self.control: Any = None
+        self.model_override: str | None = None  # a model bundle's file (edge_agent/control)
         if config.control.enabled:
             from edge_agent.control import Controller, control_service
 

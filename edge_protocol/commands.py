@@ -313,12 +313,12 @@ def check_result(body: Any) -> dict:
     if not isinstance(body, dict):
         raise ProtocolError("bad_body", "expected an object")
     typ, status = body.get("type"), body.get("status")
-    if typ not in ("command", "flags") or status not in STATUSES:
+    if typ not in ("command", "flags", "bundle") or status not in STATUSES:
         raise ProtocolError("bad_body", "type or status")
     cid = body.get("command")
     if cid is not None and (not isinstance(cid, str) or not UUID.match(cid)):
         raise ProtocolError("bad_body", "command: not a UUID")
-    for key in ("seq", "flags_version"):
+    for key in ("seq", "flags_version", "bundle_version"):
         v = body.get(key)
         if v is not None and (type(v) is not int or not 0 <= v < 2**63):
             raise ProtocolError("bad_body", f"{key}: expected an integer")

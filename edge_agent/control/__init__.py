@@ -59,11 +59,12 @@ class Controller:
         cfg = agent.config
         self.store, self.region = cfg.agent.store, cfg.agent.region
         self.settings = cfg.control
+        self.prefix = cfg.sync.prefix
         self.pinned = signing.trusted_keys(cfg.trust.hub_keys)
         self.trusted: dict[str, bytes] = dict(self.pinned)
         self.flags: dict[str, bool] = {}
         self.flags_version = 0
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queue: collections.deque[tuple[str, bytes, str]] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._reported: collections.deque[float] = collections.deque()
         self.after_result: Callable[[], None] | None = None
@@ -71,24 +72,43 @@ class Controller:
         self.refused: collections.Counter[str] = collections.Counter()   # reason -> count
         self.ready = False
         self.clock: Callable[[], float] = time.time
+        from edge_agent.control.bundles import Bundles
+
+        self.bundles = Bundles(self)
 
     # The sync client's hook ------------------------------------------------------------------
 
     def topics(self, prefix: str) -> list[str]:
         own = f"{prefix}/{self.region}/{self.store}"
-        return [f"{own}/cmd", f"{own}/flags"]
+        return [f"{own}/cmd", f"{own}/flags", f"{own}/config"] + self.bundles.topics(prefix)
+
+    def subscribe(self, topic: str) -> None:
+        client = getattr(self.agent, "sync_client", None)
+        if client is not None:
+            client.subscribe(topic)
+
+    def unsubscribe(self, topic: str) -> None:
+        client = getattr(self.agent, "sync_client", None)
+        if client is not None:
+            client.unsubscribe(topic)
 
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
-        """Take one message from the cmd or flags topic (event loop; never blocks)."""
-        kind = "flags" if topic.endswith("/flags") else "cmd" if topic.endswith("/cmd") else None
+        """Take one message from the cmd, flags, config or a bundle topic (event loop)."""
+        own = f"{self.prefix}/{self.region}/{self.store}/"
+        if topic.startswith(f"{self.prefix}/bundles/"):
+            kind = "content"
+        elif topic.startswith(own):
+            kind = {"cmd": "cmd", "flags": "flags", "config": "desired"}.get(topic[len(own):])
+        else:
+            kind = None
         if kind is None:
             return
-        if kind == "flags" and not payload:
-            return  # a retained flags document cleared: keep the flags in force
+        if kind != "cmd" and not payload:
+            return  # a retained document cleared: keep what is in force
         if len(self._queue) >= QUEUE_MAX:
             self._spawn(self._reject(kind, payload, "busy", "too many commands at once"))
             return
-        self._queue.append((kind, bytes(payload)))
+        self._queue.append((kind, bytes(payload), topic))
         if self._wake is not None:
             self._wake.set()
 
@@ -110,25 +130,37 @@ class Controller:
             self._apply_flags(doc.get("flags") or {}, int(doc.get("version") or 0))
             log.info("flags restored", extra={"version": self.flags_version,
                                               "off": ",".join(self.off()) or "-"})
+        await self.bundles.restore()
         self._wake = asyncio.Event()
         self.ready = True
         if not self.pinned:
             log.warning("no hub keys pinned in [trust]: every command and flag is refused")
         while True:
             while self._queue:
-                kind, payload = self._queue.popleft()
+                kind, payload, topic = self._queue.popleft()
                 try:
                     if kind == "cmd":
                         await self.handle_command(payload)
-                    else:
+                    elif kind == "flags":
                         await self.handle_flags(payload)
+                    elif kind == "desired":
+                        await self.bundles.handle_desired(payload)
+                    else:
+                        await self.bundles.handle_content(topic.rsplit("/", 1)[-1], payload)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("control message failed", extra={"kind": kind})
             self._wake.clear()
+            try:
+                await self.bundles.apply_deferred()
+            except Exception:
+                log.exception("deferred bundle failed")
             if not self._queue:
-                await self._wake.wait()
+                try:  # bundles staged during trading hours are looked at twice a minute
+                    await asyncio.wait_for(self._wake.wait(), 30.0)
+                except asyncio.TimeoutError:
+                    pass
 
     def off(self) -> list[str]:
         return sorted(k for k, v in self.flags.items() if not v)
@@ -266,7 +298,7 @@ class Controller:
         cid, seq, action = (cmd.id, cmd.seq, cmd.action) if cmd else proto.peek_id(payload)
         if cmd is not None and action not in proto.ACTIONS:
             action = None
-        log.warning("command refused" if kind == "cmd" else "flags refused",
+        log.warning(("command" if kind == "cmd" else kind) + " refused",
                     extra={"reason": reason, "detail": detail[:200], "command": cid or "-"})
 
         def write(db):
@@ -281,7 +313,8 @@ class Controller:
             await agent._db(_transaction, agent.db, write)
             return reason
         self._reported.append(now)
-        body = {"type": "command" if kind == "cmd" else "flags", "command": cid, "seq": seq,
+        body = {"type": {"cmd": "command", "flags": "flags"}.get(kind, "bundle"),
+                "command": cid, "seq": seq,
                 "action": action, "status": "rejected", "reason": reason,
                 "detail": detail[:proto.MAX_DETAIL], "output": {},
                 "verified": cmd is not None and reason not in PRE_AUTH}

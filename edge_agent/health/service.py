@@ -81,10 +81,18 @@ async def health_service(agent) -> None:
     agent.recorder.observers.append(engine.observe)
     try:
         stamp = None
+        # A model bundle applied by the control plane takes the place of [scoring].model.
+        control = getattr(agent, "control", None)
+        if control is not None:
+            for _ in range(500):  # it restores the applied bundles first (10 s at most)
+                if control.ready:
+                    break
+                await asyncio.sleep(0.02)
+        current = getattr(agent, "model_override", None) or settings.model
         if settings.enabled:
             # Loading imports onnxruntime and builds a session: off the event loop.
-            stamp = model_stamp(settings.model)
-            await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
+            stamp = model_stamp(current)
+            await loop.run_in_executor(None, engine.scorer.load, current or None)
         else:
             log.info("health scoring disabled; rule alerts only")
         log.info("health service started", extra={"model": engine.scorer.version or "none",
@@ -92,9 +100,10 @@ async def health_service(agent) -> None:
         await agent.recorder.db(save_state, agent.db, engine, time.time())
         while True:
             await asyncio.sleep(settings.interval)
-            if settings.enabled and model_stamp(settings.model) != stamp:
-                stamp = model_stamp(settings.model)
-                await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
+            wanted = getattr(agent, "model_override", None) or settings.model
+            if settings.enabled and (wanted != current or model_stamp(wanted) != stamp):
+                current, stamp = wanted, model_stamp(wanted)
+                await loop.run_in_executor(None, engine.scorer.load, current or None)
             engine.forget({d.id for d in agent.config.devices})
             now = time.time()
             decisions, alerts = engine.cycle(now)

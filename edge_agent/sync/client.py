@@ -294,6 +294,8 @@ class SyncClient:
         body = birth.birth_body(cfg, conn.session, model_version=model,
                                 config_digest=await run_blocking(birth.config_hash, cfg),
                                 last_seq=self.outbox.last_seq)
+        if self.control is not None:  # the bundle versions applied (docs/commands.md)
+            body["bundles"] = self.control.bundles.versions()
         if conn.lost.is_set():
             return
         info = conn.mqtt.publish(self._topic("birth"), self._envelope("birth", body), qos=1)
@@ -495,6 +497,18 @@ class SyncClient:
             await self.db(state.write_status, self.outbox.db, dict(self._status))
         except Exception:
             log.exception("sync could not save its status")
+
+    def subscribe(self, name: str) -> None:
+        """Subscribe on the live connection (the control plane's bundle topics); topics the
+        controller lists are subscribed again on every new connection."""
+        conn = self._conn
+        if conn is not None and conn.connected and not conn.lost.is_set():
+            conn.mqtt.subscribe(name, qos=1)
+
+    def unsubscribe(self, name: str) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected and not conn.lost.is_set():
+            conn.mqtt.unsubscribe(name)
 
     @property
     def connected(self) -> bool:
