@@ -79,10 +79,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 _DURATION = re.compile(r"(\d{1,7})([smhd]?)\Z")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--expires") -> float:
     m = _DURATION.match(text.strip())
     if not m:
-        raise UsageError(f"--expires: expected a duration such as 90s, 10m, 2h or 1d, "
+        raise UsageError(f"{option}: expected a duration such as 90s, 10m, 2h or 1d, "
                          f"got {text[:40]!r}")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
@@ -223,6 +223,142 @@ def _store(args: argparse.Namespace):
     return open_store(args.db, create=True)
 
 
+# bundles and rollouts --------------------------------------------------------------------
+
+def _stores_and_sessions(db) -> tuple[dict[str, str], dict[str, int]]:
+    with db.read() as tx:
+        tx.execute("SELECT store, region, birth_session FROM stores")
+        rows = tx.fetchall()
+    return ({s: r for s, r, _ in rows},
+            {s: int(b) for s, _, b in rows if b is not None and b >= 0})
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub.domains.rollout import rules as rollout
+
+    db = _store(args)
+    rollout.ensure_schema(db)
+    if args.bundle_command == "list":
+        with db.read() as tx:
+            rows = rollout.list_bundles(tx)
+        if args.json:
+            _out().print_json(rows)
+        else:
+            print(_out().table(("SHA256", "KIND", "NAME", "VERSION", "SIZE"),
+                               [(r["sha256"][:16], r["kind"], r["name"], r["version"], r["size"])
+                                for r in rows]) if rows else "no bundles")
+        return 0
+    ring = _ring(args)
+    if args.bundle_command == "assign":
+        stores, _ = _stores_and_sessions(db)
+        if args.store not in stores:
+            raise UsageError(f"unknown store {args.store!r} (it has not reported yet)")
+        with db.transaction() as tx:
+            b = rollout.get_bundle(tx, args.bundle)
+            version = rollout.assign(tx, time.time, ring, args.store, stores[args.store],
+                                     b["kind"], b["sha256"], rollback=args.rollback,
+                                     urgent=args.urgent)
+            from hub.domains import audit
+
+            audit.record(tx, time.time, _actor(), "bundles.assign", f"bundle:{b['sha256']}",
+                         {"store": args.store, "region": stores[args.store],
+                          "rollback": args.rollback})
+        print(f"{args.store}: desired state v{version} names {b['kind']} bundle "
+              f"v{b['version']} ({b['sha256'][:16]}){' as a rollback' if args.rollback else ''}")
+        return 0
+    if bool(args.model) == bool(args.config):
+        raise UsageError("give --model FILE.onnx or --config FILE.toml")
+    try:
+        if args.model:
+            model = Path(args.model)
+            stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
+            card = model.with_name(stem + ".card.json")
+            files = {model.name: model.read_bytes(), card.name: card.read_bytes()}
+            kind, name = "model", stem
+        else:
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+
+            text = Path(args.config).read_bytes()
+            tomllib.loads(text.decode("utf-8"))
+            files, kind, name = {"agent.toml": text}, "config", Path(args.config).stem
+    except OSError as err:
+        raise UsageError(f"cannot read {err.filename}: {err.strerror}") from err
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UsageError(f"--config: not valid TOML: {err}") from err
+    try:
+        with db.transaction() as tx:
+            row = rollout.create_bundle(tx, time.time, _actor(), kind=kind,
+                                        name=name[:64] or kind, files=files, ring=ring,
+                                        version=args.version,
+                                        expires_s=parse_duration(args.expires),
+                                        min_agent=args.min_agent)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    if args.json:
+        _out().print_json(row)
+    else:
+        print(f"{'existing' if row['existing'] else 'new'} {row['kind']} bundle "
+              f"v{row['version']} {row['sha256']} ({row['size']} bytes)")
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from hub.domains.rollout import rules as rollout
+
+    db = _store(args)
+    rollout.ensure_schema(db)
+    if args.rollout_command == "status":
+        with db.read() as tx:
+            rows = [rollout.status(tx, args.id)] if args.id else rollout.list_rollouts(tx)
+        if args.json:
+            _out().print_json(rows if not args.id else rows[0])
+            return 0
+        for r in rows:
+            stage = r["stages"][r["stage"]]["name"] if r["stages"] else "-"
+            print(f"rollout {r['id']}: {r['kind']} v{r['version']} {r['state']} at stage "
+                  f"{stage} ({r['stage'] + 1}/{len(r['stages'])})"
+                  + (f": {_escape(r['reason'])}" if r["reason"] else ""))
+            done = sum(s["applied"] for s in r["stores"])
+            print(f"  {len(r['stores'])} store(s) assigned, {done} applied, "
+                  f"{sum(1 for s in r['stores'] if s['failed'])} failed")
+            if r["last_gate"]:
+                g = r["last_gate"]
+                print(f"  last gate: {g.get('verdict')} ({g.get('gate', 'all gates')}): "
+                      f"rate updated {g.get('rate_updated')}, not updated "
+                      f"{g.get('rate_baseline')} alerts per device-day")
+        if not rows:
+            print("no rollouts")
+        return 0
+    ring = _ring(args)
+    stores, sessions = _stores_and_sessions(db)
+    from hub.domains.rollout.rules import RolloutError
+
+    try:
+        with db.transaction() as tx:
+            if args.rollout_command == "start":
+                row = rollout.start(tx, time.time, _actor(), ring, bundle=args.bundle,
+                                    stages=args.stages, stores=stores,
+                                    soak_s=parse_duration(args.soak, "--soak"),
+                                    urgent=args.urgent, approvals=tuple(args.approval or ()),
+                                    sessions=sessions)
+            else:
+                row = rollout.control(tx, time.time, _actor(), ring, args.id,
+                                      args.rollout_command, stores, sessions)
+    except RolloutError as err:
+        raise UsageError(str(err)) from err
+    if args.json:
+        _out().print_json(row)
+    else:
+        print(f"rollout {row['id']}: {row['state']}, stage "
+              f"{row['stages'][row['stage']]['name']}")
+    return 0
+
+
 # edge-hub store ---------------------------------------------------------------------------
 
 def store_control(db, store: str) -> dict[str, Any]:
@@ -319,3 +455,50 @@ def register(sub, common) -> None:
     q = fs.add_parser("show", help="flag settings by scope")
     common(q)
     q.set_defaults(func=cmd_flags)
+
+    p = sub.add_parser("bundle", help="signed, content-addressed config and model bundles")
+    bs = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    q = bs.add_parser("create", help="--model FILE.onnx (its card beside it) | --config FILE.toml")
+    q.add_argument("--model")
+    q.add_argument("--config")
+    q.add_argument("--version", type=int, help="default: the kind's highest + 1")
+    q.add_argument("--expires", default="365d")
+    q.add_argument("--min-agent", default="0.0.0", help="lowest agent version, x.y.z")
+    keyopts(q)
+    common(q)
+    q.set_defaults(func=cmd_bundle)
+    q = bs.add_parser("list", help="bundles")
+    common(q)
+    q.set_defaults(func=cmd_bundle)
+    q = bs.add_parser("assign", help="put a bundle in one store's desired state (no rollout)")
+    q.add_argument("store")
+    q.add_argument("bundle", help="sha256 or a prefix of it (8+ hex digits)")
+    q.add_argument("--rollback", action="store_true", help="sign it as a rollback (lower version)")
+    q.add_argument("--urgent", action="store_true", help="apply during trading hours too")
+    keyopts(q)
+    common(q, json_flag=False)
+    q.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("rollout", help="staged rollouts with health gates and automatic abort")
+    rs = p.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
+    q = rs.add_parser("start", help='BUNDLE --stages "pilot=s1,s2; north=region:north; chain"')
+    q.add_argument("bundle")
+    q.add_argument("--stages", required=True)
+    q.add_argument("--soak", default="24h", help="how long each stage soaks before its gates")
+    q.add_argument("--urgent", action="store_true", help="apply during trading hours too")
+    q.add_argument("--approval", action="append", metavar="STAGE",
+                   help="a stage that waits for an approval before it begins")
+    keyopts(q)
+    common(q)
+    q.set_defaults(func=cmd_rollout)
+    q = rs.add_parser("status", help="one rollout or all")
+    q.add_argument("id", nargs="?")
+    common(q)
+    q.set_defaults(func=cmd_rollout)
+    for name in ("pause", "resume", "abort", "approve"):
+        q = rs.add_parser(name, help=f"{name} a rollout" + (" (rolls back)" if name == "abort"
+                                                            else ""))
+        q.add_argument("id")
+        keyopts(q)
+        common(q)
+        q.set_defaults(func=cmd_rollout)

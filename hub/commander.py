@@ -29,6 +29,7 @@ from edge_protocol.errors import ProtocolError
 log = logging.getLogger("hub.commander")
 
 POLL_S = 0.1
+ROLLOUT_EVERY_S = 1.0  # rollouts' gates are looked at this often
 MAX_RESULT_BYTES = 64 * 1024
 CLAIM_MAX = 500
 
@@ -80,8 +81,11 @@ def decode_result(payload: bytes, topic: str, prefix: str) -> tuple[str, str, st
 class Commander:
     """Publishes commands and flags, records results; runs on its own threads."""
 
-    def __init__(self, db: Any, settings: CommanderSettings, clock: Callable[[], float] = time.time):
+    def __init__(self, db: Any, settings: CommanderSettings, clock: Callable[[], float] = time.time,
+                 ring: Any = None):
         self.db = db
+        self.ring = ring  # the key ring: rollouts re-sign desired states (None: no rollouts)
+        self._rollout_at = 0.0
         self.s = settings
         self.clock = clock
         self.owner = f"{settings.client_id}-cmd"
@@ -110,8 +114,11 @@ class Commander:
         from hub.domains.commands import rules as commands
         from hub.domains.flags import rules as flags
 
+        from hub.domains.rollout import rules as rollout
+
         commands.ensure_schema(self.db)
         flags.ensure_schema(self.db)
+        rollout.ensure_schema(self.db)
         if self.s.mqtt5:
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties
@@ -179,6 +186,10 @@ class Commander:
                 if body["type"] == "flags" and body["status"] == "applied" and \
                         body.get("flags_version"):
                     flags.applied(tx, self.clock, store, body["flags_version"])
+                if body["type"] == "bundle":
+                    from hub.domains.rollout import rules as rollout
+
+                    rollout.record_report(tx, self.clock, store, body)
         except Exception:
             # Not acknowledged: the broker redelivers it after a reconnect.
             log.exception("could not record a result", extra={"store": store})
@@ -201,6 +212,7 @@ class Commander:
     def _round(self) -> None:
         from hub.domains.commands import rules as commands
         from hub.domains.flags import rules as flags
+        from hub.domains.rollout import rules as rollout
 
         acks = []
         while self._acks:
@@ -213,9 +225,13 @@ class Commander:
                     if kind == "cmd":
                         commands.delivered(tx, self.clock, ref)
                         self.stats["delivered"] += 1
-                    else:
+                    elif kind == "flags":
                         flags.published(tx, self.clock, *ref)
                         self.stats["flags_published"] += 1
+                    elif kind == "content":
+                        rollout.content_published(tx, self.clock, ref)
+                    else:
+                        rollout.desired_published(tx, self.clock, *ref)
         with self.db.transaction() as tx:
             claimed = commands.claim(tx, self.clock, self.owner, CLAIM_MAX)
         for cid, region, store, payload in claimed:
@@ -229,6 +245,34 @@ class Commander:
                 continue
             self._send(f"{self.s.prefix}/{region}/{store}/flags", payload,
                        ("flags", (store, version)), True)
+        self._bundles(rollout)
+
+    def _bundles(self, rollout) -> None:
+        """Bundle contents (retained, content-addressed), desired states, rollouts' gates."""
+        with self._lock:
+            waiting = {(kind, ref if kind == "content" else tuple(ref))
+                       for kind, ref in self._pending.values() if kind in ("content", "desired")}
+        with self.db.read() as tx:
+            contents = rollout.contents_to_publish(tx)
+            desired = rollout.desired_to_publish(tx, CLAIM_MAX)
+        for sha, data in contents:  # before any desired state that names them
+            if ("content", sha) not in waiting:
+                self._send(f"{self.s.prefix}/bundles/{sha}", data, ("content", sha), True)
+        for store, region, version, payload in desired:
+            if ("desired", (store, version)) not in waiting:
+                self._send(f"{self.s.prefix}/{region}/{store}/config", payload,
+                           ("desired", (store, version)), True)
+        if self.ring is None or time.monotonic() - self._rollout_at < ROLLOUT_EVERY_S:
+            return
+        self._rollout_at = time.monotonic()
+        with self.db.transaction() as tx:
+            tx.execute("SELECT store, region, birth_session FROM stores")
+            rows = tx.fetchall()
+            stores = {s: r for s, r, _ in rows}
+            sessions = {s: int(b) for s, _, b in rows if b is not None and b >= 0}
+            for rid, what in rollout.tick(tx, self.clock, self.ring, rollout.fleet_health,
+                                          stores, sessions):
+                log.warning("rollout " + what, extra={"rollout": rid})
 
     def _send(self, topic: str, payload: bytes, ref: tuple[str, Any], retain: bool) -> None:
         # Only this thread publishes and reads acks, so the PUBACK of this mid is handled in a

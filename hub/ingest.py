@@ -328,7 +328,7 @@ class Ingest:
         parts = rest.split("/")
         if len(parts) < 3 or parts[0] in ("hub", "alerts"):
             return False
-        return not (len(parts) >= 3 and parts[2] in ("cmd", "config"))
+        return not (len(parts) >= 3 and parts[2] in ("cmd", "config", "flags"))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # No lock here: paho calls this holding its message lock, which publish() on the

@@ -139,6 +139,13 @@ def control_line(control: dict | None, config) -> str:
     else:
         head += "; flags: defaults (all on)"
     head += f"; last seq {control.get('high_seq', 0)}"
+    applied = {k: v for k, v in (control.get("bundles") or {}).items() if v}
+    if applied:
+        head += "\n  bundles: " + ", ".join(
+            f"{k} v{v.get('version')} ({str(v.get('sha256'))[:12]})"
+            + (f", last good v{v['last_good']['version']}"
+               if (v.get("last_good") or {}).get("version") else "")
+            for k, v in applied.items())
     rejects = control.get("rejects") or {}
     if rejects:
         head += "\n  refused commands: " + ", ".join(f"{k} {v}" for k, v in rejects.items())

@@ -121,8 +121,13 @@ def learn_keys(db: sqlite3.Connection, keys: dict[str, str], now: float) -> None
 def status(db: sqlite3.Connection) -> dict[str, Any] | None:
     """The control part of `edge-agent status` (None before schema 3 or any control)."""
     try:
+        from edge_agent.control.bundles import load_state
+
+        bundles = load_state(db)
         doc = {"high_seq": high_seq(db), "rejects": rejects(db), "flags": load_flags(db),
-               "recent": recent(db, 5)}
+               "recent": recent(db, 5),
+               "bundles": {k: bundles.get(k) for k in ("model", "config")},
+               "desired_version": bundles.get("desired_version")}
     except sqlite3.OperationalError:
         return None
     return doc
