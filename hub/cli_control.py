@@ -307,6 +307,29 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gates(items) -> Any:
+    """--gate NAME=VALUE over the defaults of hub.domains.rollout.rules.Gates."""
+    import dataclasses
+
+    from hub.domains.rollout.rules import Gates
+
+    types = {f.name: f.type for f in dataclasses.fields(Gates)}
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in types:
+            raise UsageError(f"--gate: expected one of {', '.join(types)} =VALUE, "
+                             f"got {item[:60]!r}")
+        try:
+            number = float(value) if "float" in str(types[name]) else int(value)
+        except ValueError as err:
+            raise UsageError(f"--gate {name}: not a number: {value[:30]!r}") from err
+        if number < 0:
+            raise UsageError(f"--gate {name}: must be >= 0")
+        values[name] = number
+    return Gates(**values)
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from hub.domains.rollout import rules as rollout
 
@@ -345,7 +368,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                                     stages=args.stages, stores=stores,
                                     soak_s=parse_duration(args.soak, "--soak"),
                                     urgent=args.urgent, approvals=tuple(args.approval or ()),
-                                    sessions=sessions)
+                                    sessions=sessions, gates=_gates(args.gate or ()))
             else:
                 row = rollout.control(tx, time.time, _actor(), ring, args.id,
                                       args.rollout_command, stores, sessions)
@@ -488,6 +511,10 @@ def register(sub, common) -> None:
     q.add_argument("--urgent", action="store_true", help="apply during trading hours too")
     q.add_argument("--approval", action="append", metavar="STAGE",
                    help="a stage that waits for an approval before it begins")
+    q.add_argument("--gate", action="append", metavar="NAME=VALUE",
+                   help="a gate threshold (docs/rollout.md): max_apply_failures, "
+                        "max_restarts_per_store, max_alert_ratio, min_excess_alerts, "
+                        "min_device_days, inconclusive_soaks")
     keyopts(q)
     common(q)
     q.set_defaults(func=cmd_rollout)

@@ -388,14 +388,21 @@ def evaluate(gates: Gates, *, updated: Health, baseline: Health, stores: int,
         return "fail", dict(figures, gate="restarts")
     if updated.device_days < gates.min_device_days or baseline.device_days < gates.min_device_days:
         return "inconclusive", dict(figures, gate="device_days")
-    rate_u = updated.alerts / updated.device_days
-    rate_b = baseline.alerts / baseline.device_days
-    expected = rate_b * updated.device_days
-    figures.update(rate_updated=round(rate_u, 4), rate_baseline=round(rate_b, 4))
+    rate_u = _rate(updated)
+    rate_b = _rate(baseline)
+    expected = rate_b * updated.device_days if rate_b != float("inf") else float("inf")
+    figures.update(rate_updated=round(rate_u, 4) if rate_u != float("inf") else "inf",
+                   rate_baseline=round(rate_b, 4) if rate_b != float("inf") else "inf")
     if rate_u > gates.max_alert_ratio * rate_b and updated.alerts - expected >= \
             gates.min_excess_alerts:
         return "fail", dict(figures, gate="alert_rate")
     return "pass", figures
+
+
+def _rate(h: Health) -> float:
+    if h.device_days > 0:
+        return h.alerts / h.device_days
+    return float("inf") if h.alerts else 0.0
 
 
 HealthFn = Callable[[Any, list[str], float, float, dict[str, int]], Health]
