@@ -400,6 +400,14 @@ def store_control(db, store: str) -> dict[str, Any]:
             out["command_rejects"] = commands.rejects(tx, store).get(store, {})
     except Exception:  # noqa: BLE001 - no commands table yet
         pass
+    out["bundles"] = {}
+    try:
+        from hub.domains.rollout import rules as rollout
+
+        with db.read() as tx:
+            out["bundles"] = rollout.reports(tx, store)
+    except Exception:  # noqa: BLE001 - no rollout tables yet
+        pass
     return out
 
 
@@ -414,6 +422,9 @@ def store_control_text(detail: dict[str, Any]) -> str:
                  "not yet applied" if f["published"] else "not yet published")
         line = (f"flags v{f['version']} ({state}): "
                 + (", ".join(f"{k}=OFF" for k in off) if off else "all on"))
+    for kind, b in sorted((detail.get("bundles") or {}).items()):
+        line += (f"\n{kind} bundle: v{b['version']} {b['status']}"
+                 + (f" ({_escape(b['reason'])})" if b.get("reason") else ""))
     rejects = detail.get("command_rejects") or {}
     if rejects:
         line += "\ncommands refused by the store: " + ", ".join(
