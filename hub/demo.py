@@ -89,9 +89,9 @@ class Chain:
 
     # Processes -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], **extra_env: str) -> subprocess.Popen:
         log = self.folder / f"{name}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
         with open(log, "wb") as err:
             # A session of its own: Ctrl-C reaches the demo only, which stops the children in
             # order (stores first, so the hub sees them leave; then the hub).
@@ -217,6 +217,8 @@ class Chain:
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.log"):
             (self.folder / name).unlink(missing_ok=True)
+        for name in ("keys", "model"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
         for store, _, _ in STORES:
             (self.folder / f"{store}.log").unlink(missing_ok=True)
             if (self.folder / store / "agent.lock").exists():
@@ -230,8 +232,13 @@ class Chain:
         broker = f"{self.host}:{self.port}"
         print(f"demo: the chain on this machine in {self.folder}/ "
               f"(embedded MQTT broker on {broker}); Ctrl-C stops it", flush=True)
+        from hub.keys import KeyRing
+
+        ring = KeyRing.init(self.folder / "keys")  # signs the demo's commands and bundles
+        trust = [a for key in ring.public_keys().values() for a in ("--trust", key)]
         self.spawn("hub", ["hub", "serve", "--embedded-broker", "--broker", broker,
-                           "--db", self.db, "--log-level", self.hub_log_level])
+                           "--db", self.db, "--log-level", self.hub_log_level],
+                   EDGE_HUB_KEYS=str(self.folder / "keys"))
         self.connect(time.monotonic() + 60)
         while not self.hub_online.wait(0.2):
             problem = self.check_children()
@@ -243,7 +250,9 @@ class Chain:
             self.spawn(store, ["edge_agent", "demo", "--store", store, "--region", region,
                                "--sync", broker, "--state-dir", str(self.folder / store),
                                "--scoring-interval", str(SCORING_INTERVAL), "--quiet",
-                               *extra])
+                               *trust, *extra])
+        story = threading.Thread(target=self.control_story, name="control-story", daemon=True)
+        story.start()
         print("demo: alerts on the regional feed (edge/v1/alerts/+/+) appear as they arrive",
               flush=True)
         next_view = time.monotonic() + self.refresh
@@ -269,6 +278,79 @@ class Chain:
         self.fleet_view()
         print(f"demo: done, {self.alerts} alert(s) reached the regional feed", flush=True)
         return code
+
+
+    # The control plane: a signed test print and a small rollout, from the CLI -------------
+
+    def hub_cli(self, *args: str) -> subprocess.CompletedProcess:
+        print("demo: $ edge-hub " + " ".join(args), flush=True)
+        r = subprocess.run([sys.executable, "-m", "hub", *args, "--db", self.db], text=True,
+                           capture_output=True, timeout=120)
+        for line in (r.stdout + r.stderr).strip().splitlines()[:8]:
+            print(f"demo:   {line}", flush=True)
+        return r
+
+    def control_story(self) -> None:
+        """Once both stores are born: a test print on the north store's front printer, then a
+        model bundle rolled out to the north store (pilot) and then the chain."""
+        from hub.store import open_store
+
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                db = open_store(self.db, create=False)
+                try:
+                    with db.read() as tx:
+                        tx.execute("SELECT COUNT(*) FROM stores")
+                        if tx.fetchone()[0] >= len(STORES):
+                            break
+                finally:
+                    db.close()
+            except Exception:  # noqa: BLE001 - the database is not there yet
+                pass
+            self.stop.wait(1.0)
+        else:
+            return
+        keys = ("--dir", str(self.folder / "keys"))
+        self.hub_cli("cmd", "store-north", "receipt-front", "test_print", "--arg", "force=true",
+                     "--arg", "text=hello from the hub", "--wait", "30", *keys)
+        model = self.new_model()
+        r = self.hub_cli("bundle", "create", "--model", str(model), "--json", *keys)
+        try:
+            sha = json.loads(r.stdout)["sha256"]
+        except (ValueError, KeyError):
+            return
+        r = self.hub_cli("rollout", "start", sha, "--stages", "pilot=store-north; chain",
+                         "--soak", "10s", "--gate", "min_device_days=0", "--json", *keys)
+        try:
+            rid = json.loads(r.stdout)["id"]
+        except (ValueError, KeyError):
+            return
+        seen = None
+        until = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < until:
+            r = subprocess.run([sys.executable, "-m", "hub", "rollout", "status", rid, "--db",
+                                self.db], text=True, capture_output=True, timeout=60)
+            first = r.stdout.strip().splitlines()[:1]
+            if first and first != seen:
+                seen = first
+                print(f"demo: rollout: {first[0]}", flush=True)
+                if any(w in first[0] for w in (" done ", " aborted ")):
+                    break
+            self.stop.wait(2.0)
+
+    def new_model(self) -> Path:
+        """The shipped model with its card renamed demo-model-2 (the same weights)."""
+        from edge_agent.health.scorer import card_path, packaged_model
+
+        folder = self.folder / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        src = packaged_model()
+        shutil.copy(src, folder / src.name)
+        card = json.loads(card_path(src).read_text())
+        card["version"] = "demo-model-2"
+        card_path(folder / src.name).write_text(json.dumps(card))
+        return folder / src.name
 
 
 def alert_line(topic: str, payload: bytes) -> str:

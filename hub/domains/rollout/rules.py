@@ -412,7 +412,12 @@ def tick(tx: Any, clock: Clock, ring: Any, health: HealthFn, stores: dict[str, s
          sessions: dict[str, int]) -> list[tuple[str, str]]:
     """Advance every running rollout whose stage has soaked: [(rollout id, what happened)]."""
     now = clock()
-    tx.execute("SELECT id FROM rollouts WHERE state = 'running'")
+    from hub.store.migrate import dialect_of
+
+    # Several hub workers tick: on PostgreSQL the rows are locked, so one advances a rollout
+    # at a time (SQLite serializes write transactions by itself).
+    lock = " FOR UPDATE" if dialect_of(tx) == "postgresql" else ""
+    tx.execute("SELECT id FROM rollouts WHERE state = 'running' ORDER BY id" + lock)
     out = []
     for (rid,) in tx.fetchall():
         r = _row(tx, rid)
