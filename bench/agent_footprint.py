@@ -144,7 +144,7 @@ class FullRig:
 
         # This checkout's code, and the tests' real-broker helper (free port, own folder).
         sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-        from edge_agent import wire
+        import edge_protocol as wire
         from edge_agent.simulators.snmp import SnmpSimulator
 
         from brokers import Mosquitto  # the tests' real-broker helper: free port, own folder

@@ -37,7 +37,7 @@ from controlkit import REGION, Agent, SimPrinter, agent_toml, hub_cli, wait_for 
 from edge_protocol import commands as proto  # noqa: E402
 from edge_protocol import signing  # noqa: E402
 from hub.keys import KeyRing  # noqa: E402
-from hub.store import open_store  # noqa: E402
+from hub.app import open_store  # noqa: E402
 from hubkit import HubProcess  # noqa: E402
 
 

@@ -42,13 +42,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from brokers import Mosquitto  # noqa: E402
-from edge_agent import wire  # noqa: E402
+import edge_protocol as wire  # noqa: E402
 from edge_agent.outbox import uuid7  # noqa: E402
 from edge_agent.reading import format_ts, utcnow  # noqa: E402
-from hub import fleet  # noqa: E402
+from hub.domains import alerts as alert_domain, fleet  # noqa: E402
 from hub.ingest import Settings  # noqa: E402
-from hub.serve import Hub  # noqa: E402
-from hub.store import open_store  # noqa: E402
+from hub.app import Hub  # noqa: E402
+from hub.app import open_store  # noqa: E402
 from hubkit import Publisher  # noqa: E402
 
 

@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from brokers import BrokerTLS, Mosquitto, store_acl  # noqa: E402
 from certs import Authority  # noqa: E402
 
-from edge_agent import wire  # noqa: E402
+import edge_protocol as wire  # noqa: E402
 from edge_agent.config import parse_text  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
 from edge_agent.state import db as statedb  # noqa: E402

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from edge_agent.reading import format_ts, utcnow
+from edge_protocol.envelope import VERSION, uuid7
 
 # Priority classes: lower is sent first and dropped last. Alerts and decisions share a class so
 # that they leave in seq order.
@@ -26,20 +27,7 @@ CLASSES = {"critical": 0, "event": 1, "telemetry": 2}
 KIND_CLASS = {"alert": "critical", "decision": "critical", "event": "event",
               "telemetry": "telemetry"}
 CLASS_NAMES = {v: k for k, v in CLASSES.items()}
-ENVELOPE_VERSION = 1
-
-
-def uuid7() -> str:
-    """Return a new RFC 9562 version-7 UUID (time-ordered) as a string."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+ENVELOPE_VERSION = VERSION  # the envelope is edge_protocol's
 
 
 @dataclass(frozen=True)

@@ -1,43 +1,22 @@
-"""A Reading: one poll of one device, in the shared vocabulary, and its serialized form."""
+"""A Reading: one poll of one device, in the shared vocabulary, and its serialized form.
+
+Timestamps (format_ts, parse_ts, utcnow) live in edge_protocol.timestamps and the value checks
+in edge_protocol.bodies; they are imported here for the agent's modules.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping, Union
 
-from edge_agent import vocabulary
 from edge_agent.errors import ReadingError
+from edge_protocol import bodies
+from edge_protocol.errors import ProtocolError
+from edge_protocol.timestamps import format_ts, parse_ts, utcnow
 
 Value = Union[str, int, float, bool, None]
-
-
-def utcnow() -> datetime:
-    """Return the current time as an aware UTC datetime."""
-    return datetime.now(timezone.utc)
-
-
-def format_ts(ts: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with a Z suffix (millisecond precision)."""
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_ts(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp; a naive one is taken as UTC."""
-    if not isinstance(text, str):
-        raise ReadingError(f"ts: expected an ISO 8601 string, got {type(text).__name__}")
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as err:
-        raise ReadingError(f"ts: not an ISO 8601 timestamp: {text!r}") from err
-    if ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    try:
-        return ts.astimezone(timezone.utc)
-    except OverflowError as err:  # Such as year 1 with a positive offset.
-        raise ReadingError(f"ts: out of range: {text!r}") from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +42,12 @@ class Reading:
             "device": self.device,
             "kind": self.kind,
             "ts": format_ts(self.ts),
-            "values": dict(self.values),
+            # Device-reported text (a sysDescr ending in CR LF) is sent clean: the protocol
+            # refuses control characters, and one value must not cost the whole message.
+            "values": {k: (bodies.clean_text(v) if type(v) is str else v)
+                       for k, v in self.values.items()},
             "stale": self.stale,
-            "reason": self.reason,
+            "reason": None if self.reason is None else bodies.clean_text(self.reason),
         }
 
     def to_json(self) -> str:
@@ -85,7 +67,10 @@ class Reading:
             raise ReadingError("device: required, a non-empty string")
         if not isinstance(kind, str) or not kind:
             raise ReadingError("kind: required, a non-empty string")
-        ts = parse_ts(data.get("ts"))
+        try:
+            ts = parse_ts(data.get("ts"))
+        except ProtocolError as err:
+            raise ReadingError(err.detail) from err
         values = data.get("values", {})
         if not isinstance(values, dict):
             raise ReadingError("values: expected an object")
@@ -114,18 +99,7 @@ class Reading:
 
 def validate_values(values: Mapping[str, object], *, strict_names: bool = True) -> list[str]:
     """Return one problem per value that is not valid in the vocabulary (empty if all are)."""
-    problems = []
-    for name, value in values.items():
-        if not isinstance(name, str):
-            problems.append(f"values: key {name!r} is not a string")
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(f"values.{name}: not a finite number")
-            continue
-        why = vocabulary.check_value(name, value)
-        if why and (strict_names or why != "not in the vocabulary"):
-            problems.append(f"values.{name}: {why}")
-    return problems
+    return bodies.check_values(values, strict_names=strict_names)
 
 
 def validate(reading: Reading) -> list[str]:

@@ -7,9 +7,10 @@ libraries, which would cost tens of megabytes for a version string.
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
+
+from edge_common.versions import library_versions
+from edge_common.versions import version_text as _text
 
 AGENT_LIBRARIES = ("psutil", "pysnmp", "pyserial", "python-escpos", "paho-mqtt", "onnxruntime",
                    "cryptography")
@@ -32,24 +33,11 @@ def model_version(card: Path = MODEL_CARD) -> str:
     return data["version"] + (f" (sha256 {sha[:12]})" if isinstance(sha, str) else "")
 
 
-def library_versions(names: tuple[str, ...]) -> list[str]:
-    """`name version` for each distribution, or `name not installed`."""
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name} not installed")
-    return out
-
-
 def version_text(prog: str, version: str, libraries: tuple[str, ...] = AGENT_LIBRARIES,
                  card: Path = MODEL_CARD) -> str:
     """The lines `--version` prints."""
-    return "\n".join([
-        f"{prog} {version}",
-        f"model: {model_version(card)}",
-        f"Python {platform.python_version()} ({platform.python_implementation()}, "
-        f"{platform.system()} {platform.machine()})",
-        "libraries: " + ", ".join(library_versions(libraries)),
-    ])
+    return _text(prog, version, libraries, [f"model: {model_version(card)}"])
+
+
+__all__ = ["AGENT_LIBRARIES", "HUB_LIBRARIES", "MODEL_CARD", "model_version",
+           "library_versions", "version_text"]

@@ -7,7 +7,7 @@
     └── NotFound          an unknown store or alert id asked for on the command line
 
 Library errors (sqlite3, psycopg, socket) are translated into these at one boundary: the
-store adapters for databases, hub/ingest.py for the broker.
+store adapters for databases, hub/bus for the broker.
 """
 
 from __future__ import annotations

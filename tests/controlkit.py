@@ -189,7 +189,7 @@ def hub_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 def next_seq(db_url: str, store: str) -> int:
     """Take the store's next command seq from the hub's counter (as the hub would)."""
     from hub.domains.commands import rules
-    from hub.store import open_store
+    from hub.app import open_store
 
     db = open_store(db_url)
     try:

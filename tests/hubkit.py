@@ -17,7 +17,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from conftest import ROOT, agent_env
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.outbox import uuid7
 from edge_agent.reading import format_ts
 

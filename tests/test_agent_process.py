@@ -176,7 +176,7 @@ HUNG_AGENT = """
 import asyncio, os, signal, sys, threading
 sys.path.insert(0, sys.argv[2])
 from fakes import HungThread, Counting
-from edge_agent import logs
+from edge_common import logs
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 

@@ -14,7 +14,7 @@ from brokers import Mosquitto
 from controlkit import Agent, agent_toml, hub_cli, wait_for
 from edge_agent.health.scorer import packaged_model
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 from hubkit import HubProcess
 
 STORE = "store-0001"

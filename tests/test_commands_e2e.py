@@ -13,7 +13,7 @@ from brokers import Mosquitto
 from controlkit import (REGION, Agent, Raw, SimPrinter, agent_log_rows, agent_rejects,
                         agent_toml, forge, hub_cli, next_seq, signed_command, wait_for)
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 import hubkit
 from hubkit import HubProcess
 

@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 from conftest import ROOT, agent_env
-from hub import fleet
-from hub.store import open_store
+from hub.domains import alerts as alert_domain, fleet
+from hub.app import open_store
 
 MARK = "EDGE_DEMO_CHAIN_TEST"
 
@@ -56,7 +56,7 @@ def test_the_chain_demo_shows_both_stores_online_routes_an_alert_and_leaves_no_p
     try:
         regions = {s["store"]: s["region"] for s in fleet.stores(db)}
         assert regions == {"store-north": "north", "store-south": "south"}
-        assert fleet.alerts(db, open_only=False)
+        assert alert_domain.alerts(db, open_only=False)
     finally:
         db.close()
 

@@ -12,7 +12,7 @@ import pytest
 from brokers import Mosquitto
 from controlkit import REGION, Agent, Raw, agent_rejects, agent_toml, hub_cli, wait_for
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 from hubkit import HubProcess
 
 STORE = "store-0001"

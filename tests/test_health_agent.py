@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 from conftest import ROOT, agent_env, run_cli
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 

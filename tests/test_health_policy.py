@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.health.policy import DeviceHealth, Thresholds, decide, next_level
 from edge_agent.reading import Reading
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import run_cli
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.cli.replay import parse_line
 from edge_agent.errors import ReadingError
 from edge_agent.reading import parse_ts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent import wire
+import edge_protocol as wire
 from hubkit import HubProcess, Publisher, Subscriber, alert_body, envelope, now_ts, wait_for
 
 

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from conftest import free_port, run_cli
-from edge_agent import wire
-from hub import fleet
-from hub.store import open_store
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
+from hub.ingest.writer import apply as ingest_apply
+from hub.app import open_store
 from hubkit import alert_body, birth_body, decision_body, envelope, telemetry
 
 
@@ -34,7 +35,7 @@ def fleet_db(hub_db):
     with db.transaction() as tx:
         db.insert_new_messages(tx, [(e.id, e.store, e.region, e.seq, e.kind, e.ts, 1.0, "{}")
                                     for e in decoded])
-        fleet.apply(db, tx, decoded, 1000.0)
+        ingest_apply(db, tx, decoded, 1000.0)
     db.close()
     return hub_db
 

@@ -14,7 +14,7 @@ from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
 from hub.errors import HubError, NotFound
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 
 
 class Clock:
@@ -28,8 +28,6 @@ class Clock:
 @pytest.fixture
 def db(hub_db):
     store = open_store(hub_db)
-    commands.ensure_schema(store)
-    flags.ensure_schema(store)
     yield store
     store.close()
 

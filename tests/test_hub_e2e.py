@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import agent_env
-from edge_agent import wire
-from hub import fleet
-from hub.store import open_store
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
+from hub.app import open_store
 from hubkit import HubProcess, decision_body, wait_for
 from syncrig import STORES, RunningAgent, agent_toml, alert_body, sync_toml
 

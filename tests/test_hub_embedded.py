@@ -10,9 +10,9 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from conftest import ROOT, agent_env, free_port
-from edge_agent import wire
-from hub import fleet
-from hub.store import open_store
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
+from hub.app import open_store
 from hubkit import envelope, telemetry, wait_for
 
 

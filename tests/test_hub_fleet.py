@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent import wire
-from hub import fleet
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
+from hub.ingest.writer import apply as ingest_apply
 from hub.errors import NotFound
-from hub.store import open_store
+from hub.app import open_store, store_detail
 from hubkit import alert_body, birth_body, decision_body, envelope, reading, telemetry
 
 
@@ -24,7 +25,7 @@ def ingest(db, *envs, received: float = 1000.0):
     with db.transaction() as tx:
         new = db.insert_new_messages(tx, [(e.id, e.store, e.region, e.seq, e.kind, e.ts,
                                            received, "{}") for e in decoded])
-        return fleet.apply(db, tx, [e for e in decoded if e.id in new], received)
+        return ingest_apply(db, tx, [e for e in decoded if e.id in new], received)
 
 
 SESSIONS = {
@@ -63,10 +64,10 @@ def test_a_message_stored_twice_changes_the_fleet_once(db):
 def test_seq_gaps_are_counted_and_listed_per_store(db):
     ingest(db, *[envelope("event", {"event": "x"}, seq=s) for s in (1, 2, 5, 6, 9)])
     ingest(db, envelope("event", {"event": "x"}, seq=3, store="s2"))
-    detail = fleet.store_detail(db, "s1")
+    detail = store_detail(db, "s1")
     assert detail["seq"]["missing"] == 4
     assert detail["gaps"] == [[3, 4], [7, 8]]
-    assert fleet.store_detail(db, "s2")["seq"]["missing"] == 0
+    assert store_detail(db, "s2")["seq"]["missing"] == 0
 
 
 def test_an_older_reading_arriving_late_does_not_replace_the_newer_one(db):
@@ -92,20 +93,20 @@ def test_a_cleared_alert_closes_the_open_instance_and_a_replayed_raise_does_not_
     raised = envelope("alert", alert_body("raised", since="2026-11-22T10:00:00.000Z"), seq=1)
     cleared = envelope("alert", alert_body("cleared", since="2026-11-22T10:00:00.000Z"), seq=2)
     ingest(db, raised)
-    assert [a["state"] for a in fleet.alerts(db, open_only=True)] == ["raised"]
+    assert [a["state"] for a in alert_domain.alerts(db, open_only=True)] == ["raised"]
     ingest(db, cleared)
     replay = dict(raised, id=envelope("event", {})["id"])  # same alert, new id, older seq
     ingest(db, replay)
-    assert fleet.alerts(db, open_only=True) == []
-    [a] = fleet.alerts(db)
+    assert alert_domain.alerts(db, open_only=True) == []
+    [a] = alert_domain.alerts(db)
     assert a["state"] == "cleared" and a["cleared_ts"] is not None
 
 
 def test_acknowledging_an_unknown_alert_or_asking_for_an_unknown_store_says_so(db):
     with pytest.raises(NotFound, match="unknown alert id"):
-        fleet.ack(db, "nope", "me")
+        alert_domain.ack(db, "nope", "me")
     with pytest.raises(NotFound, match="unknown store"):
-        fleet.store_detail(db, "nope")
+        store_detail(db, "nope")
 
 
 

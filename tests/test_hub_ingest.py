@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from edge_agent import wire
-from hub import fleet
-from hub.store import open_store
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
+from hub.app import open_store
 from hubkit import (HubProcess, Publisher, Subscriber, birth_body, envelope, telemetry,
                     wait_for)
 
@@ -196,7 +196,7 @@ def test_birth_and_death_through_the_broker_set_the_store_online_then_offline(
 def test_a_worker_whose_writer_fails_on_a_bug_exits_1_and_loses_nothing(mosquitto, tmp_path,
                                                                           monkeypatch):
     from hub.ingest import Ingest, Settings
-    from hub.serve import Hub, serve
+    from hub.app import Hub, serve
 
     db_path = str(tmp_path / "hub.db")
     settings = Settings(host=mosquitto.host, port=mosquitto.port, client_id="hub-bug")
@@ -227,7 +227,7 @@ def test_the_hub_answers_births_with_its_state_live_at_most_once_a_second(mosqui
     import paho.mqtt.client as mqtt
 
     from hub.ingest import Settings
-    from hub.serve import Hub
+    from hub.app import Hub
 
     db = open_store(str(tmp_path / "hub.db"))
     hub = Hub(db, Settings(host=mosquitto.host, port=mosquitto.port,

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from edge_agent import wire
-from hub import fleet
+import edge_protocol as wire
+from hub.domains import alerts as alert_domain, fleet
 from hub.ingest import Ingest, Settings
-from hub.store import open_store
+from hub.app import open_store
 from hubkit import envelope, telemetry
 
 TOPICS = st.sampled_from(["edge/v1/r1/s1/telemetry", "edge/v1/r1/s1/alert",

@@ -1,4 +1,4 @@
-"""hub/mqttclient.py's own reading of PUBLISH packets agrees with paho's, byte for byte.
+"""hub/bus/mqttclient.py's own reading of PUBLISH packets agrees with paho's, byte for byte.
 
 The hub's client cuts whole QoS 1 PUBLISH packets out of its read buffer itself and leaves
 every other packet, and any packet it cannot take whole, to paho. Here random streams of
@@ -16,7 +16,7 @@ import struct
 import paho.mqtt.client as mqtt
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hub.mqttclient import BufferedClient
+from hub.bus.mqttclient import BufferedClient
 
 
 def varint(n: int) -> bytes:

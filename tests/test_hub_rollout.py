@@ -15,7 +15,7 @@ from hub.domains import audit
 from hub.domains.access import Actor, local_actor
 from hub.domains.rollout import rules
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 
 ANN, BOB = local_actor("ann"), Actor("user", "bob", "hq-admin")
 STORES = {"p1": "north", "p2": "north", "n1": "north", "n2": "north", "s1": "south",
@@ -34,7 +34,6 @@ class Clock:
 @pytest.fixture
 def db(hub_db):
     store = open_store(hub_db)
-    rules.ensure_schema(store)
     yield store
     store.close()
 

@@ -369,7 +369,7 @@ class Rig:
     # The hub's database -------------------------------------------------------------------
 
     def hub_query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        from hub.store import open_store
+        from hub.app import open_store
 
         db = open_store(self.hub_db)
         try:

@@ -15,7 +15,7 @@ import pytest
 from brokers import Mosquitto
 from controlkit import Agent, agent_toml, hub_cli, wait_for
 from hub.keys import KeyRing
-from hub.store import open_store
+from hub.app import open_store
 from hubkit import HubProcess
 from test_bundles_e2e import model_files
 

@@ -15,7 +15,8 @@ from mqttproxy import Proxy
 from syncrig import (REGION, STORES, RunningAgent, agent_toml, alert_body, hub_tls, make_pki,
                      sync_toml, tls_broker)
 
-from edge_agent import __version__, collectors, wire
+import edge_protocol as wire
+from edge_agent import __version__, collectors
 from edge_agent.sync import state as sync_state
 
 TELEMETRY = ("telemetry", {"readings": []})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.config import parse_text
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import Outbox

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from conftest import ROOT
-from edge_agent import vocabulary
-from edge_agent.vocabulary import NAMES, check_value, lookup
+from edge_protocol import vocabulary
+from edge_protocol.vocabulary import NAMES, check_value, lookup
 
 DOC = ROOT / "docs" / "vocabulary.md"
 ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*([^|]*)\|")

@@ -11,7 +11,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from edge_agent import logs
+from edge_common import logs
 from edge_agent.config import parse_config
 from edge_agent.state.lock import StateLock
 

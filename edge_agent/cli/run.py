@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from edge_agent import logs
+from edge_common import logs
 from edge_agent.config import load_config
 from edge_agent.state.lock import StateLock
 from edge_agent.service.paths import config_help, default_config_path

@@ -32,16 +32,13 @@ import asyncio
 import collections
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from edge_protocol import commands as proto
 from edge_protocol import signing
 from edge_protocol.errors import SignatureError
 
 from edge_agent.control import actions, state
-
-if TYPE_CHECKING:  # pragma: no cover
-    from edge_agent.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,7 @@ PRE_AUTH = ("oversized", "not_json", "bad_message", "no_trusted_key", "unknown_k
 class Controller:
     """Checks, runs and reports the hub's commands; holds the flags in force."""
 
-    def __init__(self, agent: "Agent"):
+    def __init__(self, agent: Any):  # edge_agent.agent.Agent (not imported: no cycle)
         self.agent = agent
         cfg = agent.config
         self.store, self.region = cfg.agent.store, cfg.agent.region
@@ -381,6 +378,6 @@ def _bounded(output: dict) -> dict:
     return out
 
 
-async def control_service(agent: "Agent") -> None:
+async def control_service(agent: Any) -> None:
     """The agent service: run the controller's worker until cancelled."""
     await agent.control.run()

@@ -24,37 +24,22 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_protocol import bundles as proto
 from edge_protocol.commands import CommandError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from edge_agent.control import Controller
+from edge_agent.control.state import load_bundles as load_state
+from edge_agent.control.state import save_bundles as save_state
 
 log = logging.getLogger(__name__)
-META = "control.bundles"
 PENDING_MAX = 4
-
-
-def load_state(db) -> dict[str, Any]:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (META,)).fetchone()
-    try:
-        doc = json.loads(row[0]) if row else {}
-    except ValueError:
-        doc = {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def save_state(db, doc: dict[str, Any]) -> None:
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
-               " value = excluded.value", (META, json.dumps(doc, sort_keys=True)))
 
 
 class Bundles:
     """The bundle half of the controller."""
 
-    def __init__(self, controller: "Controller"):
+    def __init__(self, controller: Any):  # edge_agent.control.Controller
         self.c = controller
         self.agent = controller.agent
         self.state: dict[str, Any] = {}
@@ -270,7 +255,7 @@ class Bundles:
                 "bundle_version": m.version if m else None,
                 "sha256": m.sha256 if m else None}
         state = dict(self.state)
-        from edge_agent.control import state as cstate
+        from edge_agent.control import state as cstate  # noqa: PLC0415 (count_reject, log_row)
 
         def also(db):
             if save:

@@ -15,6 +15,7 @@ from typing import Any
 
 HIGH_SEQ = "control.high_seq"
 FLAGS = "control.flags"
+BUNDLES = "control.bundles"
 SEEN_MAX = 10000      # ids kept until their command expires; beyond this the oldest go first
 LOG_MAX = 200         # rows of the command log kept
 DETAIL_MAX = 300
@@ -109,6 +110,20 @@ def save_flags(db: sqlite3.Connection, doc: dict[str, Any]) -> None:
     _put(db, FLAGS, json.dumps(doc, separators=(",", ":"), sort_keys=True))
 
 
+def load_bundles(db: sqlite3.Connection) -> dict[str, Any]:
+    """Applied bundles by kind (version, sha256, path, last good) and the desired version."""
+    value = _get(db, BUNDLES)
+    try:
+        doc = json.loads(value) if value else {}
+    except ValueError:
+        doc = {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def save_bundles(db: sqlite3.Connection, doc: dict[str, Any]) -> None:
+    _put(db, BUNDLES, json.dumps(doc, sort_keys=True))
+
+
 def learned_keys(db: sqlite3.Connection) -> dict[str, str]:
     return {k: p for k, p in db.execute("SELECT kid, public FROM control_keys")}
 
@@ -121,9 +136,7 @@ def learn_keys(db: sqlite3.Connection, keys: dict[str, str], now: float) -> None
 def status(db: sqlite3.Connection) -> dict[str, Any] | None:
     """The control part of `edge-agent status` (None before schema 3 or any control)."""
     try:
-        from edge_agent.control.bundles import load_state
-
-        bundles = load_state(db)
+        bundles = load_bundles(db)
         doc = {"high_seq": high_seq(db), "rejects": rejects(db), "flags": load_flags(db),
                "recent": recent(db, 5),
                "bundles": {k: bundles.get(k) for k in ("model", "config")},

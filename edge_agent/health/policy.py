@@ -4,7 +4,7 @@ Decisions: ok, watch, predicted_failure (the model), failed (rules: the device s
 failed, or has not answered for `failed_after` seconds). A level is entered when the score
 reaches its threshold and left only when the score falls `hysteresis` below it, so a score
 hovering at the threshold does not flap. Rule alerts (paper out, cover open, offline, ...)
-come from the last reading alone. Every decision and alert body follows edge_agent.wire.
+come from the last reading alone. Every decision and alert body follows edge_protocol.
 """
 
 from __future__ import annotations

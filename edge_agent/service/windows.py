@@ -115,7 +115,7 @@ def __getattr__(name: str):
 
 def run_service(svc: Any, servicemanager: Any, environ: Mapping[str, str] | None = None) -> int:
     """Load the config from %ProgramData%\\RetailEdge and run the agent until SvcStop."""
-    from edge_agent import logs
+    from edge_common import logs
     from edge_agent.config import load_config
     from edge_agent.errors import ConfigError, EdgeError
     from edge_agent.service.paths import default_config_path

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_agent import __version__, collectors, wire
+import edge_protocol as wire
+from edge_agent import __version__, collectors
 from edge_agent.config import AgentConfig
 
 

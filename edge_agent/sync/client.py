@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent import wire
+import edge_protocol as wire
 from edge_agent.blocking import run_blocking
 from edge_agent.config import AgentConfig, SyncSection
 from edge_agent.outbox import ENVELOPE_VERSION, Outbox, Row, uuid7

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 from hub.errors import StoreError
+
 from hub.store.base import Store, Tx
+from hub.store.migrate import Migration, SchemaTooNew, check, migrate
 
 ENV_DB = "EDGE_HUB_DB"
 
@@ -26,8 +29,22 @@ def default_db() -> str:
     return str(Path(base) / "edge-hub" / "hub.db")
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
-    """Open (and, with create, make and migrate) the fleet store at a URL or SQLite path."""
+def open_store(url: str, *, create: bool = True, migrations: Iterable[Migration] = ()) -> Store:
+    """Open the fleet store at a URL or SQLite path; with create, make it and apply
+    `migrations` (hub.app passes every domain's), else only refuse a schema newer than them."""
+    db = _open(url, create)
+    try:
+        if create:
+            migrate(db, migrations)
+        else:
+            check(db, migrations)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open(url: str, create: bool) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from hub.store.postgres import PostgresStore
 
@@ -41,4 +58,4 @@ def open_store(url: str, *, create: bool = True) -> Store:
     return SqliteStore(path, create=create)
 
 
-__all__ = ["Store", "Tx", "open_store", "default_db", "ENV_DB"]
+__all__ = ["Store", "Tx", "open_store", "default_db", "ENV_DB", "Migration", "SchemaTooNew"]

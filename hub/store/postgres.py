@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 import psycopg
 
 from hub.errors import StoreError
-from hub.store.base import SCHEMA, Store, Tx
+from hub.store.base import Store, Tx
 
 _ROUTER_LOCK = 0x45444745  # pg_advisory_xact_lock key that serializes alert routing
 
@@ -17,6 +17,7 @@ _ROUTER_LOCK = 0x45444745  # pg_advisory_xact_lock key that serializes alert rou
 class PostgresStore(Store):
     """The fleet store in a PostgreSQL database (which must exist; tables are created)."""
 
+    dialect = "postgresql"
     least = "LEAST"
     greatest = "GREATEST"
 
@@ -27,8 +28,6 @@ class PostgresStore(Store):
         except psycopg.Error as err:
             raise StoreError(f"cannot connect to the hub database: {str(err).strip()}") from err
         self._lock = threading.RLock()
-        if create:
-            self.create_schema()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Tx]:
@@ -56,12 +55,13 @@ class PostgresStore(Store):
             " ON CONFLICT (id) DO NOTHING RETURNING id", [list(c) for c in cols])
         return {r[0] for r in tx.cursor.fetchall()}
 
-    def create_schema(self) -> None:
+    def schema_lock(self, tx: Tx) -> None:
         # Two workers starting together would race on CREATE TABLE IF NOT EXISTS.
-        with self.transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (_ROUTER_LOCK + 1,))
-            for statement in SCHEMA:
-                tx.execute(statement)
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_ROUTER_LOCK + 1,))
+
+    def has_table(self, tx: Tx, name: str) -> bool:
+        tx.execute("SELECT to_regclass(?) IS NOT NULL", (name,))
+        return bool(tx.fetchone()[0])
 
     def lock_router(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_ROUTER_LOCK,))

@@ -51,8 +51,6 @@ class SqliteStore(Store):
             self.db.execute("PRAGMA synchronous=FULL")
         except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open the hub database {self.path}: {err}") from err
-        if create:
-            self.create_schema()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -105,6 +103,10 @@ class SqliteStore(Store):
             return {r[0] for r in rows}
         tx.execute("SELECT id FROM messages WHERE rowid > ?", (top,))
         return {r[0] for r in tx.fetchall()}
+
+    def has_table(self, tx: Tx, name: str) -> bool:
+        tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return tx.fetchone() is not None
 
     def close(self) -> None:
         with self._lock:

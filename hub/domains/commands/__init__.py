@@ -1,0 +1,1 @@
+"""Commands: signed commands to stores and their results (helper C)."""

@@ -33,14 +33,6 @@ class ApprovalError(HubError):
     """An approval that is not allowed (own request, not awaiting approval)."""
 
 
-def ensure_schema(db: Any) -> None:
-    """Apply this domain's migrations (and the audit stand-in's) until the app does it."""
-    from hub.domains.commands.schema import MIGRATIONS
-    from hub.store.migrate import apply
-
-    apply(db, tuple(getattr(audit, "MIGRATIONS", ())) + MIGRATIONS)
-
-
 def _row(r: tuple) -> dict[str, Any]:
     d = dict(zip(_COLUMNS, r))
     d["args"] = json.loads(d["args"]) if d["args"] else {}

@@ -25,24 +25,6 @@ _SCOPE = re.compile(r"(chain|region:[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}|"
                     r"store:[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63})\Z")
 
 
-def ensure_schema(db: Any) -> None:
-    from hub.domains.flags.schema import MIGRATIONS
-    from hub.store.migrate import apply
-
-    apply(db, tuple(getattr(audit, "MIGRATIONS", ())) + MIGRATIONS)
-
-
-def known_stores(tx: Any) -> dict[str, str]:
-    """store -> region: the fleet's stores (the fleet table) and those with a flags document."""
-    out: dict[str, str] = {}
-    tx.execute("SELECT store, region FROM stores")  # the fleet's table (read only)
-    out.update({s: r for s, r in tx.fetchall()})
-    tx.execute("SELECT store, region FROM flag_docs")
-    for s, r in tx.fetchall():
-        out.setdefault(s, r)
-    return out
-
-
 def settings(tx: Any) -> dict[str, dict[str, bool]]:
     tx.execute("SELECT scope, name, value FROM flag_settings")
     out: dict[str, dict[str, bool]] = {}
@@ -61,13 +43,19 @@ def effective(all_settings: dict[str, dict[str, bool]], store: str, region: str)
 
 
 def set_flag(tx: Any, clock: Clock, actor: Any, scope: str, name: str, value: bool,
-             ring: Any, region_of: dict[str, str] | None = None) -> list[str]:
-    """Set a flag at a scope; re-sign the documents that change; return those stores."""
+             ring: Any, region_of: dict[str, str]) -> list[str]:
+    """Set a flag at a scope; re-sign the documents that change; return those stores.
+
+    `region_of` maps every store the hub knows to its region (the fleet's; hub.control
+    reads it), plus any that only have a flags document."""
     if name not in NAMES:
         raise ValueError(f"unknown flag {name[:40]!r}; flags: {', '.join(NAMES)}")
     if not _SCOPE.match(scope):
         raise ValueError(f"bad scope {scope[:80]!r}")
-    stores = dict(region_of) if region_of is not None else known_stores(tx)
+    stores = dict(region_of)
+    tx.execute("SELECT store, region FROM flag_docs")
+    for s, r in tx.fetchall():
+        stores.setdefault(s, r)
     kind, _, which = scope.partition(":")
     if kind == "store" and which not in stores:
         raise NotFound(f"store {which!r} has not reported yet (its region is unknown)")

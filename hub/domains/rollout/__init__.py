@@ -1,0 +1,1 @@
+"""Rollout: configs, models and flags sent to stores in waves (helper C)."""

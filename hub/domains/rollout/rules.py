@@ -29,13 +29,6 @@ class RolloutError(HubError):
     """A rollout request that cannot be done (bad stages, wrong state)."""
 
 
-def ensure_schema(db: Any) -> None:
-    from hub.domains.rollout.schema import MIGRATIONS
-    from hub.store.migrate import apply
-
-    apply(db, tuple(getattr(audit, "MIGRATIONS", ())) + MIGRATIONS)
-
-
 # Bundles ------------------------------------------------------------------------------------
 
 def create_bundle(tx: Any, clock: Clock, actor: Any, *, kind: str, name: str,
@@ -412,11 +405,9 @@ def tick(tx: Any, clock: Clock, ring: Any, health: HealthFn, stores: dict[str, s
          sessions: dict[str, int]) -> list[tuple[str, str]]:
     """Advance every running rollout whose stage has soaked: [(rollout id, what happened)]."""
     now = clock()
-    from hub.store.migrate import dialect_of
-
     # Several hub workers tick: on PostgreSQL the rows are locked, so one advances a rollout
     # at a time (SQLite serializes write transactions by itself).
-    lock = " FOR UPDATE" if dialect_of(tx) == "postgresql" else ""
+    lock = " FOR UPDATE" if getattr(tx, "placeholder", "?") != "?" else ""
     tx.execute("SELECT id FROM rollouts WHERE state = 'running' ORDER BY id" + lock)
     out = []
     for (rid,) in tx.fetchall():
@@ -472,27 +463,3 @@ def tick(tx: Any, clock: Clock, ring: Any, health: HealthFn, stores: dict[str, s
                 _begin_stage(tx, clock, ring, rid, nxt, stores, sessions)
                 out.append((rid, f"stage {r['stages'][nxt]['name']}"))
     return out
-
-
-def fleet_health(tx: Any, stores: list[str], since: float, until: float,
-                 sessions: dict[str, int]) -> Health:
-    """Health of stores from the fleet tables (devices, alerts, stores): read only."""
-    from edge_protocol.commands import format_ts
-
-    if not stores:
-        return Health(0.0, 0, 0)
-    marks = ",".join("?" * len(stores))
-    tx.execute(f"SELECT COUNT(*) FROM devices WHERE store IN ({marks})", stores)
-    devices = int(tx.fetchone()[0])
-    tx.execute(f"SELECT COUNT(*) FROM alerts WHERE store IN ({marks}) AND what IN"
-               f" ('predicted_failure', 'failed') AND since >= ? AND since < ?",
-               (*stores, format_ts(since), format_ts(until)))
-    alerts = int(tx.fetchone()[0])
-    restarts = 0
-    if sessions:
-        tx.execute(f"SELECT store, birth_session FROM stores WHERE store IN ({marks})", stores)
-        for store, session in tx.fetchall():
-            start = sessions.get(store)
-            if start is not None and session is not None and session > start:
-                restarts += int(session) - int(start)
-    return Health(devices * max(0.0, until - since) / DAY, alerts, restarts)

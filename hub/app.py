@@ -1,4 +1,12 @@
-"""`edge-hub serve`: run one hub worker until SIGTERM, with its retained online/offline state."""
+"""The hub's one composition root: every domain's migrations, the store, ingest and the worker.
+
+    open_store(url, create)   the database with every domain's migrations applied (or checked)
+    Hub                       one worker: ingest + alert routing + the retained hub/state
+    serve()                   `edge-hub serve`: run one worker until SIGTERM
+    store_detail()            the fleet's store view with its open alerts (two domains joined)
+
+Cross-domain wiring happens here and nowhere else; the CLI and the API sit on top of it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,48 @@ import socket
 import threading
 import time
 
-from edge_agent import wire
-from edge_agent.reading import format_ts, utcnow
+from typing import Any
+
+from edge_protocol import envelope, topics
+from edge_protocol.errors import ProtocolError
+from edge_protocol.timestamps import format_ts, utcnow
+from hub import store as _store
+from hub.domains import alerts, fleet
+from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
+from hub.domains.audit import MIGRATIONS as _AUDIT  # the stand-in's until U's lands
+from hub.domains.commands.schema import MIGRATIONS as _COMMANDS
+from hub.domains.fleet.schema import MIGRATIONS as _FLEET
+from hub.domains.flags.schema import MIGRATIONS as _FLAGS
+from hub.domains.rollout.schema import MIGRATIONS as _ROLLOUT
 from hub.ingest import Ingest, Settings
 from hub.store import Store
 
 log = logging.getLogger("hub.serve")
 
+# Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_AUDIT, *_COMMANDS, *_FLAGS, *_ROLLOUT)
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open the hub database; with create, make it and apply every domain's migrations, else
+    refuse one whose schema is newer than this hub (hub.store.SchemaTooNew)."""
+    return _store.open_store(url, create=create, migrations=ALL_MIGRATIONS)
+
+
+def store_detail(db: Store, store: str) -> dict[str, Any]:
+    """One store: fleet state, devices, seq gaps, its open alerts, and its flags, bundles and
+    command refusals (hub.control)."""
+    from hub.control import store_control
+
+    detail = fleet.store_detail(db, store, open_alerts=alerts.open_alerts)
+    detail.update(store_control(db, store))
+    return detail
+
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
 
 
 def state_payload(online: bool, worker: str) -> bytes:
-    return wire.encode_hub_state(online, format_ts(utcnow()), worker)
+    return envelope.encode_hub_state(online, format_ts(utcnow()), worker)
 
 
 def default_client_id() -> str:
@@ -32,7 +70,7 @@ class Hub:
     def __init__(self, db: Store, settings: Settings):
         self.db = db
         self.settings = settings
-        self.state_topic = wire.hub_state_topic(settings.prefix)
+        self.state_topic = topics.hub_state_topic(settings.prefix)
         self.ingest = Ingest(db, settings,
                              will=(self.state_topic, state_payload(False, settings.client_id)),
                              on_connected=self._connected, on_birth=self._birth_seen)
@@ -80,8 +118,8 @@ class Hub:
         # Several workers share one retained state: when another worker's Will says offline
         # while this one runs, say online again.
         try:
-            state = wire.decode_hub_state(msg.payload)
-        except wire.WireError:
+            state = envelope.decode_hub_state(msg.payload)
+        except ProtocolError:
             state = {}
         if msg.qos:
             client.ack(msg.mid, msg.qos)
@@ -116,7 +154,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     """Run until SIGTERM or SIGINT; return the exit code."""
     broker = None
     if embedded:
-        from hub.broker import EmbeddedBroker
+        from hub.bus.broker import EmbeddedBroker
 
         broker = EmbeddedBroker(settings.host, settings.port).start()
         log.info("embedded broker: MQTT 3.1.1, plain subscription, one worker "
@@ -128,7 +166,9 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     commander = None
     try:
         hub.start()
-        commander = start_commander(db, settings)
+        from hub.control import start_commander
+
+        commander = start_commander(db, settings)  # commands, flags, bundles, rollouts
     except BaseException:
         db.close()
         if broker:
@@ -158,23 +198,6 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-def start_commander(db: Store, settings: Settings):
-    """Signed commands and flags out, results in (hub/commander.py), beside ingest."""
-    from hub.commander import Commander, CommanderSettings
-
-    ring = None
-    try:  # rollouts re-sign desired states: they run when the worker can open the key ring
-        from hub.keys import KeyRing, KeyringError, default_dir, passphrase_from
-
-        ring = KeyRing.load(default_dir(), passphrase_from(None))
-    except KeyringError as err:
-        log.info("rollouts not advanced by this worker", extra={"why": str(err)})
-    return Commander(db, CommanderSettings(
-        host=settings.host, port=settings.port, client_id=settings.client_id,
-        prefix=settings.prefix, shared=settings.shared, mqtt5=settings.mqtt5,
-        keepalive=settings.keepalive, group=settings.group), ring=ring).start()
 
 
 def _safe(url: str) -> str:

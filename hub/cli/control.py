@@ -19,13 +19,7 @@ import re
 import time
 from typing import Any
 
-from hub.cli import UsageError  # exit 2; hub.cli imports this module inside build_parser
-
-
-def _out():
-    from edge_agent.cli import output
-
-    return output
+from hub.cli.common import UsageError, age, escape, open_db, print_json, table
 
 
 def _ring(args: argparse.Namespace):
@@ -63,10 +57,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     keys = ring.describe()
     if args.json:
-        _out().print_json({"dir": args.dir, "current": ring.current, "keys": keys,
+        print_json({"dir": args.dir, "current": ring.current, "keys": keys,
                            "rotations": len(ring.rotations), "trust_toml": _trust_toml(ring)})
         return 0
-    print(_out().table(("KID", "CURRENT", "CREATED", "ENCRYPTED", "RETIRED", "PUBLIC KEY"),
+    print(table(("KID", "CURRENT", "CREATED", "ENCRYPTED", "RETIRED", "PUBLIC KEY"),
                        [(k["kid"], "yes" if k["current"] else "", k["created"],
                          "yes" if k["encrypted"] else "no", k["retired"] or "", k["public"])
                         for k in keys]))
@@ -107,10 +101,10 @@ def _actor():
 
 
 def _region_of(db, store: str) -> str | None:
+    from hub.control import known_stores
+
     with db.read() as tx:
-        tx.execute("SELECT region FROM stores WHERE store = ?", (store,))
-        row = tx.fetchone()
-    return row[0] if row else None
+        return known_stores(tx).get(store)
 
 
 def cmd_cmd(args: argparse.Namespace) -> int:
@@ -119,7 +113,6 @@ def cmd_cmd(args: argparse.Namespace) -> int:
 
     words = list(args.words)
     db = _store(args)
-    rules.ensure_schema(db)
     if words and words[0] == "status":
         if len(words) != 2:
             raise UsageError("usage: edge-hub cmd status ID")
@@ -131,9 +124,9 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         with db.read() as tx:
             rows = rules.list_commands(tx, store=args.store, limit=args.limit)
         if args.json:
-            _out().print_json(rows)
+            print_json(rows)
         else:
-            print(_out().table(("ID", "STORE", "DEVICE", "ACTION", "SEQ", "STATUS", "REASON"),
+            print(table(("ID", "STORE", "DEVICE", "ACTION", "SEQ", "STATUS", "REASON"),
                                [(r["id"], r["store"], r["device"] or "", r["action"], r["seq"],
                                  r["status"], r["reason"] or "") for r in rows]))
         return 0
@@ -164,9 +157,9 @@ def cmd_cmd(args: argparse.Namespace) -> int:
 
 def _show(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _out().print_json(row)
+        print_json(row)
         return
-    esc = _escape
+    esc = escape
     print(f"command {row['id']}: {row['action']} on {row['store']}"
           + (f"/{row['device']}" if row["device"] else "")
           + f" (seq {row['seq']}): {row['status']}"
@@ -177,27 +170,21 @@ def _show(row: dict[str, Any], as_json: bool) -> None:
         print(f"  {esc(str(key))}: {esc(str(value))[:200]}")
 
 
-def _escape(text: str) -> str:
-    """Text from a store, made safe for a terminal: control characters shown as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 # flags ------------------------------------------------------------------------------------
 
 def cmd_flags(args: argparse.Namespace) -> int:
     from hub.domains.flags import rules as flags
 
     db = _store(args)
-    flags.ensure_schema(db)
     if args.flags_command == "show":
         with db.read() as tx:
             doc = flags.overview(tx)
         if args.json:
-            _out().print_json(doc)
+            print_json(doc)
         else:
-            print(_out().table(("SCOPE", "NAME", "VALUE", "SET BY", "AT"),
+            print(table(("SCOPE", "NAME", "VALUE", "SET BY", "AT"),
                                [(s["scope"], s["name"], "on" if s["value"] else "OFF",
-                                 s["actor"], _out().age(max(0, time.time() - s["at"])) + " ago")
+                                 s["actor"], age(max(0, time.time() - s["at"])) + " ago")
                                 for s in doc["settings"]]) if doc["settings"]
                   else "no flags set: every flag is on (the default)")
         return 0
@@ -207,9 +194,11 @@ def cmd_flags(args: argparse.Namespace) -> int:
     scope = ("chain" if args.chain else f"region:{args.region}" if args.region
              else f"store:{args.store}")
     ring = _ring(args)
+    stores, _ = _stores_and_sessions(db)
     try:
         with db.transaction() as tx:
-            changed = flags.set_flag(tx, time.time, _actor(), scope, name, value == "on", ring)
+            changed = flags.set_flag(tx, time.time, _actor(), scope, name, value == "on", ring,
+                                     region_of=stores)
     except ValueError as err:
         raise UsageError(str(err)) from err
     print(f"{name} {value} for {scope}: {len(changed)} store(s) get a new signed flags "
@@ -218,19 +207,16 @@ def cmd_flags(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from hub.store import open_store
-
-    return open_store(args.db, create=True)
+    return open_db(args.db, create=True)
 
 
 # bundles and rollouts --------------------------------------------------------------------
 
 def _stores_and_sessions(db) -> tuple[dict[str, str], dict[str, int]]:
+    from hub.control import known_stores, store_sessions
+
     with db.read() as tx:
-        tx.execute("SELECT store, region, birth_session FROM stores")
-        rows = tx.fetchall()
-    return ({s: r for s, r, _ in rows},
-            {s: int(b) for s, _, b in rows if b is not None and b >= 0})
+        return known_stores(tx), store_sessions(tx)
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -239,14 +225,13 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     from hub.domains.rollout import rules as rollout
 
     db = _store(args)
-    rollout.ensure_schema(db)
     if args.bundle_command == "list":
         with db.read() as tx:
             rows = rollout.list_bundles(tx)
         if args.json:
-            _out().print_json(rows)
+            print_json(rows)
         else:
-            print(_out().table(("SHA256", "KIND", "NAME", "VERSION", "SIZE"),
+            print(table(("SHA256", "KIND", "NAME", "VERSION", "SIZE"),
                                [(r["sha256"][:16], r["kind"], r["name"], r["version"], r["size"])
                                 for r in rows]) if rows else "no bundles")
         return 0
@@ -300,7 +285,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from err
     if args.json:
-        _out().print_json(row)
+        print_json(row)
     else:
         print(f"{'existing' if row['existing'] else 'new'} {row['kind']} bundle "
               f"v{row['version']} {row['sha256']} ({row['size']} bytes)")
@@ -334,18 +319,17 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from hub.domains.rollout import rules as rollout
 
     db = _store(args)
-    rollout.ensure_schema(db)
     if args.rollout_command == "status":
         with db.read() as tx:
             rows = [rollout.status(tx, args.id)] if args.id else rollout.list_rollouts(tx)
         if args.json:
-            _out().print_json(rows if not args.id else rows[0])
+            print_json(rows if not args.id else rows[0])
             return 0
         for r in rows:
             stage = r["stages"][r["stage"]]["name"] if r["stages"] else "-"
             print(f"rollout {r['id']}: {r['kind']} v{r['version']} {r['state']} at stage "
                   f"{stage} ({r['stage'] + 1}/{len(r['stages'])})"
-                  + (f": {_escape(r['reason'])}" if r["reason"] else ""))
+                  + (f": {escape(r['reason'])}" if r["reason"] else ""))
             done = sum(s["applied"] for s in r["stores"])
             print(f"  {len(r['stores'])} store(s) assigned, {done} applied, "
                   f"{sum(1 for s in r['stores'] if s['failed'])} failed")
@@ -375,7 +359,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     except RolloutError as err:
         raise UsageError(str(err)) from err
     if args.json:
-        _out().print_json(row)
+        print_json(row)
     else:
         print(f"rollout {row['id']}: {row['state']}, stage "
               f"{row['stages'][row['stage']]['name']}")
@@ -383,33 +367,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 # edge-hub store ---------------------------------------------------------------------------
-
-def store_control(db, store: str) -> dict[str, Any]:
-    """The store's flags document and the command refusals it reported (for `edge-hub store`)."""
-    from hub.domains.commands import rules as commands
-    from hub.domains.flags import rules as flags
-
-    out: dict[str, Any] = {"flags": None, "command_rejects": {}}
-    try:
-        with db.read() as tx:
-            out["flags"] = flags.for_store(tx, store)
-    except Exception:  # noqa: BLE001 - no flags table yet: no flag was ever set
-        pass
-    try:
-        with db.read() as tx:
-            out["command_rejects"] = commands.rejects(tx, store).get(store, {})
-    except Exception:  # noqa: BLE001 - no commands table yet
-        pass
-    out["bundles"] = {}
-    try:
-        from hub.domains.rollout import rules as rollout
-
-        with db.read() as tx:
-            out["bundles"] = rollout.reports(tx, store)
-    except Exception:  # noqa: BLE001 - no rollout tables yet
-        pass
-    return out
-
 
 def store_control_text(detail: dict[str, Any]) -> str:
     f = detail.get("flags")
@@ -424,17 +381,18 @@ def store_control_text(detail: dict[str, Any]) -> str:
                 + (", ".join(f"{k}=OFF" for k in off) if off else "all on"))
     for kind, b in sorted((detail.get("bundles") or {}).items()):
         line += (f"\n{kind} bundle: v{b['version']} {b['status']}"
-                 + (f" ({_escape(b['reason'])})" if b.get("reason") else ""))
+                 + (f" ({escape(b['reason'])})" if b.get("reason") else ""))
     rejects = detail.get("command_rejects") or {}
     if rejects:
         line += "\ncommands refused by the store: " + ", ".join(
-            f"{_escape(k)} {v}" for k, v in rejects.items())
+            f"{escape(k)} {v}" for k, v in rejects.items())
     return line
 
 
 # Parser -----------------------------------------------------------------------------------
 
-def register(sub, common) -> None:
+def register(sub, add_db) -> None:
+    common = add_db
     from hub.keys import default_dir
 
     def keyopts(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,10 @@
-"""Ingest: consume the stores' stream, validate, store each message once, then acknowledge.
+"""The bus consumer: the stores' stream in, lanes, a bounded hand-over, ack after commit.
 
-paho's network thread decodes and validates each PUBLISH (wire.decode) and hands it to a
+`Consumer` owns the MQTT side of a hub worker and knows nothing of the database: hub.ingest
+subclasses it and supplies `decode` (edge_protocol, in the network thread) and `commit` (one
+transaction into the domains), and the alert feed's `feed_step`/`feed_mark_sent`.
+
+paho's network thread decodes and validates each PUBLISH (edge_protocol.decode) and hands it to a
 bounded queue; one writer thread commits up to `batch_max` messages or `batch_s` of them in one
 transaction (fleet state, alert feed rows and reject counts together) and only then sends the
 PUBACKs (paho `manual_ack=True`). A hub killed at any instant therefore loses nothing: what was
@@ -15,31 +19,31 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent import wire
-from hub import alerts, fleet
+from edge_protocol import topics
+from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
+from hub.bus.mqttclient import BufferedClient
 from hub.errors import BrokerError, StoreError
-from hub.mqttclient import BufferedClient
-from hub.store import Store
 
 log = logging.getLogger("hub.ingest")
 
 
 @dataclass
-class Settings:
-    """How one ingest worker connects and batches."""
+class ConsumerSettings:
+    """How one consumer connects and batches."""
 
     host: str = "127.0.0.1"
     port: int = 1883
     client_id: str = "edge-hub"
     group: str = "hub"
-    prefix: str = wire.DEFAULT_PREFIX
+    prefix: str = topics.DEFAULT_PREFIX
     shared: bool = True          # False: a plain subscription (one worker; brokers without v5)
     mqtt5: bool = True
     keepalive: int = 30
@@ -50,7 +54,6 @@ class Settings:
     priority_lane: bool = True   # a second connection for alerts, decisions, births, deaths
     queue_max: int = 4000
     queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
-    flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
     route_every_s: float = 0.25
 
 
@@ -59,8 +62,8 @@ class Item:
     mid: int
     qos: int
     topic: str
-    env: wire.Envelope | None
-    error: wire.WireError | None
+    env: Envelope | None
+    error: ProtocolError | None
     received: float
     raw: bytes = b""
     client: mqtt.Client | None = None  # the lane to acknowledge on
@@ -142,17 +145,27 @@ class Handoff:
         return not self.items
 
 
-class Ingest:
-    """One hub worker: an MQTT consumer, a batching writer and the alert router."""
+@dataclass(frozen=True)
+class Outgoing:
+    """One feed message to publish; `key` comes back to feed_mark_sent after its PUBACK."""
 
-    def __init__(self, db: Store, settings: Settings,
+    key: str
+    topic: str
+    payload: bytes
+
+
+class Consumer:
+    """The MQTT side of one hub worker: lanes, hand-over, writer thread, acks, feed publishing.
+
+    Subclasses provide decode(), commit(), feed_step(), feed_mark_sent() and feed_held().
+    """
+
+    def __init__(self, settings: ConsumerSettings,
                  will: tuple[str, bytes] | None = None,
-                 on_connected: Callable[["Ingest"], None] | None = None,
+                 on_connected: Callable[["Consumer"], None] | None = None,
                  on_birth: Callable[[], None] | None = None):
-        self.db = db
         self.s = settings
         self.queue = Handoff(settings.queue_max, settings.queue_bytes)
-        self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
         self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
         self.rejects: Counter[str] = Counter()
         self._published: dict[int, str] = {}       # feed mid -> feed key, until PUBACK
@@ -181,6 +194,25 @@ class Ingest:
         self.feed_client = self.lane or self.client
         self.feed_client.on_publish = self._on_publish
 
+    # What a subclass (hub.ingest.Ingest) provides ---------------------------------------------
+
+    def decode(self, payload: bytes, topic_name: str) -> Envelope:
+        """Decode and check one message (raise ProtocolError); runs on the network thread."""
+        raise NotImplementedError
+
+    def commit(self, batch: list[Item]) -> int:
+        """Store one batch in one transaction; return how many alert transitions it had."""
+        raise NotImplementedError
+
+    def feed_step(self) -> list[Outgoing]:
+        return []
+
+    def feed_mark_sent(self, keys: list[str]) -> None:
+        return None
+
+    def feed_held(self) -> int:
+        return 0
+
     def _make_client(self, client_id: str, priority: bool = False) -> mqtt.Client:
         s = self.s
         kwargs = {} if s.mqtt5 else {"clean_session": False}
@@ -205,12 +237,11 @@ class Ingest:
     @property
     def topic_filter(self) -> str:
         if self.s.shared:
-            return wire.shared_subscription(self.s.prefix, self.s.group)
-        return f"{self.s.prefix}/+/+/#"
+            return topics.shared_subscription(self.s.prefix, self.s.group)
+        return topics.store_filter(self.s.prefix)
 
     def priority_filters(self) -> list[str]:
-        return [f"$share/{self.s.group}-priority/{self.s.prefix}/+/+/{kind}"
-                for kind in ("alert", "decision", "birth", "death")]
+        return topics.priority_filters(self.s.prefix, self.s.group)
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and start the writer; raise BrokerError if the broker is away."""
@@ -298,10 +329,10 @@ class Ingest:
             self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
             return
         try:
-            env = wire.decode(msg.payload, msg.topic, self.s.prefix)
+            env = self.decode(msg.payload, msg.topic)
             if env.kind == "birth" and self.on_birth is not None:
                 self.on_birth()
-        except wire.WireError as e:
+        except ProtocolError as e:
             if userdata["priority"]:
                 # The bulk lane gets the same message and counts the reject once.
                 self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
@@ -324,11 +355,7 @@ class Ingest:
         return known
 
     def _classify_topic(self, name: str) -> bool:
-        rest = name[len(self.s.prefix) + 1:] if name.startswith(self.s.prefix + "/") else ""
-        parts = rest.split("/")
-        if len(parts) < 3 or parts[0] in ("hub", "alerts"):
-            return False
-        return not (len(parts) >= 3 and parts[2] in ("cmd", "config", "flags"))
+        return topics.is_store_topic(name, self.s.prefix)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # No lock here: paho calls this holding its message lock, which publish() on the
@@ -336,7 +363,7 @@ class Ingest:
         # deadlocked (no more reads or acks). The writer matches mids to feed keys.
         self._acked_feed.append(mid)
 
-    def publish_feed(self, outgoing: list[alerts.Outgoing]) -> None:
+    def publish_feed(self, outgoing: list[Outgoing]) -> None:
         for o in outgoing:
             info = self.feed_client.publish(o.topic, o.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
@@ -407,57 +434,11 @@ class Ingest:
                 key = self._published.pop(self._acked_feed.popleft(), None)
                 if key is not None:
                     done.append(key)
-            self.router.mark_sent(done)
+            self.feed_mark_sent(done)
             if time.monotonic() >= next_route and self._connected.is_set():
-                self.publish_feed(self.router.step())
+                self.publish_feed(self.feed_step())
         except StoreError as err:
             log.error("alert routing failed; will retry", extra={"error": str(err)})
-
-    def commit(self, batch: list[Item]) -> int:
-        """Store one batch in one transaction; return how many alert transitions it had."""
-        valid: dict[str, wire.Envelope] = {}
-        raw: dict[str, bytes] = {}
-        rejected: Counter[str] = Counter()
-        last: dict[str, Item] = {}
-        for item in batch:
-            if item.error is not None:
-                rejected[item.error.code] += 1
-                last[item.error.code] = item
-            elif item.env is not None:
-                valid.setdefault(item.env.id, item.env)
-                raw.setdefault(item.env.id, item.raw)
-        received = batch[-1].received
-        # Each message keeps its own arrival time: ordering by it shows the arrival order.
-        arrived = {item.env.id: item.received for item in reversed(batch) if item.env}
-        rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, arrived[e.id],
-                 raw[e.id].decode()) for e in valid.values()]
-        with self.db.transaction() as tx:
-            new_ids = self.db.insert_new_messages(tx, rows)
-            new = [e for e in valid.values() if e.id in new_ids]
-            transitions = fleet.apply(self.db, tx, new, received)
-            routed = alerts.record(tx, transitions, received) if transitions else 0
-            tx.executemany(
-                "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reason) DO UPDATE SET"
-                " count = rejects.count + excluded.count, last_topic = excluded.last_topic,"
-                " last_detail = excluded.last_detail, last_at = excluded.last_at",
-                [(code, n, last[code].topic[:200], last[code].error.detail[:200],
-                  last[code].received) for code, n in rejected.items()])
-        for code, n in rejected.items():
-            before = self.rejects[code]
-            self.rejects[code] += n
-            # Log the first of each reason and then every 1000th: counted, not noise.
-            if before == 0 or before // 1000 != self.rejects[code] // 1000:
-                log.warning("message rejected", extra={
-                    "reason": code, "detail": last[code].error.detail[:200],
-                    "topic": last[code].topic[:200], "count": self.rejects[code]})
-        self.counts["received"] += len(batch)
-        self.counts["stored"] += len(new)
-        self.counts["duplicates"] += len(valid) - len(new) + \
-            sum(1 for i in batch if i.env is not None) - len(valid)
-        self.counts["readings"] += sum(len(e.body["readings"]) for e in new
-                                       if e.kind == "telemetry")
-        return routed
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect, commit what was received (unacknowledged, it is redelivered anyway)."""
@@ -473,4 +454,4 @@ class Ingest:
 
     def stats(self) -> dict[str, object]:
         return {**self.counts, "rejects": dict(self.rejects), "queued": self.queue.qsize(),
-                "feed_held": self.router.held}
+                "feed_held": self.feed_held()}

@@ -16,13 +16,13 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
-from edge_agent import wire
-from edge_agent.errors import ReadingError
-from edge_agent.reading import format_ts, parse_ts
-from edge_agent.wire import Envelope
-from hub.fleet import alert_id
+from edge_protocol import topics
+from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
+from edge_protocol.timestamps import normalize_ts, parse_ts
+from hub.domains.alerts.instances import alert_id
 from hub.store import Store, Tx
 
 FEED_VERSION = 1
@@ -49,7 +49,7 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
         b = env.body
         try:
             at = min(parse_ts(b["ts"]).timestamp(), received)
-        except ReadingError:  # validated upstream; a bad ts would only lose its own time
+        except ProtocolError:  # validated upstream; a bad ts would only lose its own time
             at = received
         key = feed_key(env.store, b["alert"], b["state"], b["since"])
         payload = {"v": FEED_VERSION, "id": key,
@@ -68,7 +68,7 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
 
 
 def _norm(ts: str) -> str:
-    return format_ts(parse_ts(ts))
+    return normalize_ts(ts)
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,17 @@ class Router:
     """Decides what the feed sends; the caller publishes what step() returns."""
 
     def __init__(self, db: Store, owner: str, policy: FlapPolicy = FlapPolicy(),
-                 prefix: str = wire.DEFAULT_PREFIX):
+                 prefix: str = topics.DEFAULT_PREFIX, clock: Callable[[], float] = time.time):
         self.db = db
         self.owner = owner
         self.policy = policy
         self.prefix = prefix
+        self.clock = clock
         self.held = 0
 
     def step(self, now: float | None = None) -> list[Outgoing]:
         """Claim what can be sent now; mark superseded what never needs sending."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         p = self.policy
         out: list[Outgoing] = []
         held = 0
@@ -134,7 +135,7 @@ class Router:
                     if flapping:
                         body["flapping"] = {"transitions": transitions, "window_s": p.window_s}
                     body["hub_ts"] = round(now, 3)
-                    out.append(Outgoing(key, wire.alert_feed_topic(body["region"], store,
+                    out.append(Outgoing(key, topics.alert_feed_topic(body["region"], store,
                                                                    self.prefix),
                                         json.dumps(body, separators=(",", ":")).encode()))
                     last_state = state
@@ -149,7 +150,7 @@ class Router:
         """Record the broker's PUBACK for feed messages."""
         if not keys:
             return
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.db.transaction() as tx:
             tx.executemany("UPDATE feed SET status = 'sent', sent = ? WHERE key = ?",
                            [(now, k) for k in keys])

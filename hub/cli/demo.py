@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
+from edge_common.output import escape
 from hub.errors import HubError
 
 # (store, region, extra options): north also serves SNMP printers from snmpsim; south does not,
@@ -46,7 +46,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hub.cli import UsageError
+    from hub.cli.common import UsageError
 
     if args.seconds < 0 or not args.refresh > 0:
         raise UsageError("--seconds must be >= 0 and --refresh > 0")
@@ -128,15 +128,14 @@ class Chain:
 
     def connect(self, deadline: float) -> None:
         """Subscribe to the hub's state and the regional feed once the broker listens."""
-        import paho.mqtt.client as mqtt
+        from hub.bus.subscriber import Subscriber
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
-                             client_id=f"edge-demo-feed-{uuid.uuid4().hex[:8]}")
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
+        client = Subscriber(self.host, self.port,
+                            [("edge/v1/hub/state", 1), ("edge/v1/alerts/+/+", 1)],
+                            self._on_message, "edge-demo-feed")
         while True:
             try:
-                client.connect(self.host, self.port, 30)
+                client.connect()
                 break
             except OSError:
                 problem = self.check_children()
@@ -144,44 +143,45 @@ class Chain:
                     raise HubError(problem or f"the hub's broker did not listen on "
                                               f"{self.host}:{self.port}")
                 time.sleep(0.2)
-        client.loop_start()
         self.client = client
 
-    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
-        client.subscribe([("edge/v1/hub/state", 1), ("edge/v1/alerts/+/+", 1)])
-
-    def _on_message(self, client, userdata, msg) -> None:
-        if msg.topic.endswith("/hub/state"):
-            from edge_agent import wire
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/hub/state"):
+            from edge_protocol.envelope import decode_hub_state
+            from edge_protocol.errors import ProtocolError
 
             try:
-                if wire.decode_hub_state(msg.payload).get("online") is True:
+                if decode_hub_state(payload).get("online") is True:
                     self.hub_online.set()
-            except wire.WireError:
+            except ProtocolError:
                 pass
             return
-        print(alert_line(msg.topic, msg.payload), flush=True)
+        print(alert_line(topic, payload), flush=True)
         self.alerts += 1
 
     # The view ------------------------------------------------------------------------------
 
     def fleet_view(self) -> None:
-        from hub import cli
+        from hub.cli.common import open_db
+        from hub.cli.fleet import devices_text, fleet_text
 
         print(f"\n== {time.strftime('%H:%M:%S')} edge-hub fleet --db {self.db}", flush=True)
         try:
-            cli.cmd_fleet(argparse.Namespace(db=self.db, region=None, json=False))
-            print(f"\n== edge-hub devices --at-risk --db {self.db}")
-            cli.cmd_devices(argparse.Namespace(db=self.db, region=None, json=False,
-                                               at_risk=True))
+            db = open_db(self.db)
+            try:
+                print(fleet_text(db))
+                print(f"\n== edge-hub devices --at-risk --db {self.db}")
+                print(devices_text(db, at_risk=True))
+            finally:
+                db.close()
         except HubError as err:
             print(f"(the fleet database is not ready: {err})")
         print(f"== {self.alerts} alert(s) on the regional feed so far\n", flush=True)
 
     def wait_offline(self, timeout: float) -> None:
         """Wait (bounded) until the hub has recorded every store as offline."""
-        from hub import fleet
-        from hub.store import open_store
+        from hub.app import open_store
+        from hub.domains import fleet
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -205,8 +205,7 @@ class Chain:
             return self._run()
         finally:
             if self.client is not None:
-                self.client.disconnect()
-                self.client.loop_stop()
+                self.client.stop()
             for name, proc, _ in reversed(list(self.children)):
                 self.stop_child(name, proc)
             for sig, handler in previous.items():
@@ -341,16 +340,18 @@ class Chain:
 
     def new_model(self) -> Path:
         """The shipped model with its card renamed demo-model-2 (the same weights)."""
-        from edge_agent.health.scorer import card_path, packaged_model
+        from importlib import resources
 
+        # The agent's packaged model, found as package data (the hub imports no agent code).
+        shipped = resources.files("edge_agent.health.model")
         folder = self.folder / "model"
         folder.mkdir(parents=True, exist_ok=True)
-        src = packaged_model()
-        shutil.copy(src, folder / src.name)
-        card = json.loads(card_path(src).read_text())
+        (folder / "device_health.onnx").write_bytes(
+            shipped.joinpath("device_health.onnx").read_bytes())
+        card = json.loads(shipped.joinpath("device_health.card.json").read_text())
         card["version"] = "demo-model-2"
-        card_path(folder / src.name).write_text(json.dumps(card))
-        return folder / src.name
+        (folder / "device_health.card.json").write_text(json.dumps(card))
+        return folder / "device_health.onnx"
 
 
 def alert_line(topic: str, payload: bytes) -> str:
@@ -359,8 +360,8 @@ def alert_line(topic: str, payload: bytes) -> str:
         a = json.loads(payload)
         if not isinstance(a, dict):
             raise ValueError("not an object")
-        return (f"ALERT {topic}: {a.get('store')} {a.get('device')} {a.get('what')} "
-                f"{a.get('state')} ({a.get('severity')}), since {a.get('since')}"
-                + (f": {a['explanation'][0]}" if a.get("explanation") else ""))
+        return escape(f"ALERT {topic}: {a.get('store')} {a.get('device')} {a.get('what')} "
+                      f"{a.get('state')} ({a.get('severity')}), since {a.get('since')}"
+                      + (f": {a['explanation'][0]}" if a.get("explanation") else ""))
     except (ValueError, TypeError, KeyError, IndexError) as err:
         return f"ALERT {topic}: unreadable feed message ({err}): {payload[:80]!r}"

@@ -9,14 +9,12 @@ CLI.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from edge_agent.reading import format_ts, parse_ts
-from edge_agent.wire import Envelope
+from edge_protocol.envelope import Envelope
+from edge_protocol.timestamps import normalize_ts as _norm_ts
 from hub.errors import NotFound
 from hub.store import Store, Tx
 
@@ -24,21 +22,11 @@ AT_RISK = ("predicted_failure", "failed")
 SESSION_KINDS = ("birth", "death")  # session messages, not outbox rows: outside seq accounting
 
 
-def alert_id(store: str, alert: str, since: str) -> str:
-    """Return the short id of one alert instance (a raise and its clear)."""
-    return hashlib.sha1(f"{store}\0{alert}\0{since}".encode()).hexdigest()[:12]
-
-
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
-
-
-def _norm_ts(text: str) -> str:
-    # Agents send format_ts() output; only other spellings need parsing (hot path: telemetry).
-    return text if _CANONICAL.match(text) else format_ts(parse_ts(text))
-
-
 def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
-    """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order."""
+    """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order.
+
+    The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
+    """
     _account(db, tx, envs, received)
     for env in envs:
         if env.kind == "birth":
@@ -47,10 +35,7 @@ def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[
             _death(db, tx, env, received)
     _telemetry(tx, [e for e in envs if e.kind == "telemetry"])
     _decisions(tx, [e for e in envs if e.kind == "decision"])
-    alerts = sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
-    for env in alerts:
-        _alert(tx, env)
-    return alerts
+    return sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
 
 
 def _account(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> None:
@@ -155,31 +140,6 @@ def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:
         latest.values())
 
 
-def _alert(tx: Tx, env: Envelope) -> None:
-    """Open an alert instance on raise; close the open one on clear (newer seq wins)."""
-    b = env.body
-    since, ts = _norm_ts(b["since"]), _norm_ts(b["ts"])
-    row = (alert_id(env.store, b["alert"], since), env.store, env.region, b["alert"],
-           b["device"], b["what"], b["severity"], b["state"], since,
-           ts if b["state"] == "raised" else None, ts if b["state"] == "cleared" else None,
-           env.seq, json.dumps(b["explanation"]), json.dumps(b.get("decision")))
-    if b["state"] == "cleared":
-        tx.execute("UPDATE alerts SET state = 'cleared', cleared_ts = ?, seq = ?"
-                   " WHERE store = ? AND alert = ? AND state = 'raised' AND seq < ?",
-                   (ts, env.seq, env.store, b["alert"], env.seq))
-        if tx.rowcount:
-            return
-    tx.execute(
-        "INSERT INTO alerts (id, store, region, alert, device, what, severity, state, since,"
-        " raised_ts, cleared_ts, seq, explanation, decision)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-        " state = excluded.state, severity = excluded.severity,"
-        " raised_ts = COALESCE(excluded.raised_ts, alerts.raised_ts),"
-        " cleared_ts = excluded.cleared_ts, seq = excluded.seq,"
-        " explanation = excluded.explanation, decision = excluded.decision"
-        " WHERE excluded.seq > alerts.seq", row)
-
-
 # Views for the CLI ---------------------------------------------------------------------------
 
 def _store_row(r: tuple, now: float) -> dict[str, Any]:
@@ -209,18 +169,25 @@ _STORES = (
     " FROM stores s")
 
 
-def stores(db: Store, region: str | None = None) -> list[dict[str, Any]]:
+def stores(db: Store, region: str | None = None,
+           clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
     """Every store (optionally of one region), by region then store."""
-    now = time.time()
+    now = clock()
     where, params = (" WHERE s.region = ?", [region]) if region else ("", [])
     with db.read() as tx:
         tx.execute(_STORES + where + " ORDER BY s.region, s.store", [*AT_RISK, *params])
         return [_store_row(r, now) for r in tx.fetchall()]
 
 
-def store_detail(db: Store, store: str) -> dict[str, Any]:
-    """One store: its state, devices, open alerts and the seq ranges it has not received."""
-    now = time.time()
+def store_detail(db: Store, store: str,
+                 open_alerts: Callable[[Store, str], list[dict]] | None = None,
+                 clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """One store: its state, devices, open alerts and the seq ranges it has not received.
+
+    `open_alerts(db, store)` comes from the alerts domain (hub.app wires it); without it the
+    detail has no "alerts" key.
+    """
+    now = clock()
     with db.read() as tx:
         tx.execute(_STORES + " WHERE s.store = ?", [*AT_RISK, store])
         row = tx.fetchone()
@@ -233,7 +200,8 @@ def store_detail(db: Store, store: str) -> dict[str, Any]:
             " WHERE seq > prev + 1 ORDER BY seq LIMIT 50", (store,))
         out["gaps"] = [[a, b] for a, b in tx.fetchall()]
     out["devices"] = devices(db, store=store)
-    out["alerts"] = alerts(db, open_only=True, store=store)
+    if open_alerts is not None:
+        out["alerts"] = open_alerts(db, store)
     return out
 
 
@@ -273,30 +241,6 @@ def devices(db: Store, *, at_risk: bool = False, region: str | None = None,
                     "explanation": json.loads(expl) if expl else [],
                     "open_alerts": open_alerts, "at_risk": risky})
     return out
-
-
-def alerts(db: Store, *, open_only: bool = False, store: str | None = None) -> list[dict]:
-    """Alert instances, newest first."""
-    sql = ("SELECT id, store, region, alert, device, what, severity, state, since, raised_ts,"
-           " cleared_ts, seq, explanation, acked, acked_by FROM alerts WHERE 1 = 1")
-    rows = _select(db, sql, {"state = 'raised'": open_only, "store = ?": store},
-                   "since DESC, store, alert")
-    keys = ("id", "store", "region", "alert", "device", "what", "severity", "state", "since",
-            "raised_ts", "cleared_ts", "seq", "explanation", "acked", "acked_by")
-    out = [dict(zip(keys, r)) for r in rows]
-    for a in out:
-        a["explanation"] = json.loads(a["explanation"]) if a["explanation"] else []
-    return out
-
-
-def ack(db: Store, alert: str, by: str) -> dict[str, Any]:
-    """Record that someone acknowledged an alert instance; return it."""
-    with db.transaction() as tx:
-        tx.execute("UPDATE alerts SET acked = ?, acked_by = ? WHERE id = ?",
-                   (time.time(), by, alert))
-        if not tx.rowcount:
-            raise NotFound(f"unknown alert id {alert!r} (see `edge-hub alerts`)")
-    return next(a for a in alerts(db) if a["id"] == alert)
 
 
 def rejects(db: Store) -> dict[str, int]:

@@ -1,0 +1,8 @@
+"""Fleet state: stores (sessions, online, seq accounting), devices (latest reading and
+decision), the messages seen once, and rejected messages counted by reason."""
+
+from hub.domains.fleet.state import (AT_RISK, SESSION_KINDS, apply, devices, message_count,
+                                     rejects, store_detail, stores)
+
+__all__ = ["AT_RISK", "SESSION_KINDS", "apply", "devices", "message_count", "rejects",
+           "store_detail", "stores"]

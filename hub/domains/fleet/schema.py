@@ -1,0 +1,34 @@
+"""The fleet domain's tables. Version 1 is the schema every hub had before versioned
+migrations (it was hub/store/base.py's SCHEMA), so an old database upgrades by recording it."""
+
+from hub.store.migrate import Migration
+
+# TEXT, BIGINT, INTEGER and DOUBLE PRECISION mean the same on SQLite and PostgreSQL.
+# Timestamps from agents are normalized ISO 8601 text (they sort); the hub's are epoch seconds.
+MIGRATIONS = (
+    Migration("fleet", 1, (
+        # Every message from a store, once: the id is the idempotency key.
+        """CREATE TABLE IF NOT EXISTS messages (
+            id TEXT PRIMARY KEY, store TEXT NOT NULL, region TEXT NOT NULL, seq BIGINT NOT NULL,
+            kind TEXT NOT NULL, ts TEXT NOT NULL, received DOUBLE PRECISION NOT NULL,
+            envelope TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS messages_store_seq ON messages (store, seq)",
+        # One row a store: sessions seen (birth and death), online since when, seq accounting.
+        """CREATE TABLE IF NOT EXISTS stores (
+            store TEXT PRIMARY KEY, region TEXT NOT NULL,
+            birth_session BIGINT NOT NULL DEFAULT -1, death_session BIGINT NOT NULL DEFAULT -1,
+            online INTEGER NOT NULL DEFAULT 0, changed DOUBLE PRECISION,
+            last_seen DOUBLE PRECISION, agent TEXT, first_seq BIGINT, max_seq BIGINT,
+            received BIGINT NOT NULL DEFAULT 0)""",
+        # One row a device: its latest reading and its latest decision.
+        """CREATE TABLE IF NOT EXISTS devices (
+            store TEXT NOT NULL, device TEXT NOT NULL, kind TEXT, ts TEXT, vals TEXT,
+            stale INTEGER, reason TEXT, decision TEXT, score DOUBLE PRECISION,
+            threshold DOUBLE PRECISION, model TEXT, decision_ts TEXT, explanation TEXT,
+            PRIMARY KEY (store, device))""",
+        # Rejected messages, counted by reason.
+        """CREATE TABLE IF NOT EXISTS rejects (
+            reason TEXT PRIMARY KEY, count BIGINT NOT NULL, last_topic TEXT, last_detail TEXT,
+            last_at DOUBLE PRECISION)""",
+    )),
+)

@@ -1,0 +1,1 @@
+"""Tickets: alerts turned into tickets in outside systems through connectors (helper K)."""

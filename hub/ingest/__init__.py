@@ -1,0 +1,77 @@
+"""Ingest: the stores' stream decoded (edge_protocol) and committed in batches into the domains.
+
+    decode.py   envelope and typed-body checks on the network thread: a hostile message is
+                rejected and counted by reason before it reaches the writer
+    writer.py   one batch, one transaction: fleet, alert instances, feed rows, reject counts
+
+`Ingest` is one hub worker's consumer (hub.bus.consumer.Consumer) with those two plugged in
+and the alert feed's router. Acknowledgements go to the broker only after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew
+from hub.bus.consumer import Consumer, ConsumerSettings, Handoff, Item, Outgoing
+from hub.domains import alerts
+from hub.ingest.decode import make_decoder
+from hub.ingest.writer import commit_batch
+from hub.store import Store
+
+log = logging.getLogger("hub.ingest")
+
+
+@dataclass
+class Settings(ConsumerSettings):
+    """How one ingest worker connects, batches, routes alerts and judges timestamps."""
+
+    flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
+    skew: Skew = DEFAULT_SKEW
+
+
+class Ingest(Consumer):
+    """One hub worker: an MQTT consumer, a batching writer and the alert router."""
+
+    def __init__(self, db: Store, settings: Settings,
+                 will: tuple[str, bytes] | None = None,
+                 on_connected: Callable[["Ingest"], None] | None = None,
+                 on_birth: Callable[[], None] | None = None,
+                 clock: Clock = time.time):
+        self.db = db
+        self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
+        self.decode = make_decoder(settings.prefix, clock, settings.skew)  # type: ignore
+        super().__init__(settings, will, on_connected, on_birth)
+
+    def feed_step(self) -> list[Outgoing]:
+        return self.router.step()  # type: ignore[return-value]
+
+    def feed_mark_sent(self, keys: list[str]) -> None:
+        self.router.mark_sent(keys)
+
+    def feed_held(self) -> int:
+        return self.router.held
+
+    def commit(self, batch: list[Item]) -> int:
+        """Store one batch in one transaction; return how many alert transitions it had."""
+        done = commit_batch(self.db, batch)
+        for code, n in done.rejected.items():
+            before = self.rejects[code]
+            self.rejects[code] += n
+            # Log the first of each reason and then every 1000th: counted, not noise.
+            if before == 0 or before // 1000 != self.rejects[code] // 1000:
+                item = done.last[code]
+                log.warning("message rejected", extra={
+                    "reason": code, "detail": item.error.detail[:200],
+                    "topic": item.topic[:200], "count": self.rejects[code]})
+        self.counts["received"] += done.received
+        self.counts["stored"] += done.stored
+        self.counts["duplicates"] += done.duplicates
+        self.counts["readings"] += done.readings
+        return done.routed
+
+
+__all__ = ["Settings", "Ingest", "Handoff", "Item", "Outgoing"]
