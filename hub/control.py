@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from edge_protocol import commands as proto
+from edge_protocol import topics
 from edge_protocol.errors import ProtocolError
 from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
@@ -237,7 +238,7 @@ class Commander:
         with self.db.transaction() as tx:
             claimed = commands.claim(tx, self.clock, self.owner, CLAIM_MAX)
         for cid, region, store, payload in claimed:
-            self._send(f"{self.s.prefix}/{region}/{store}/cmd", payload, ("cmd", cid))
+            self._send(topics.cmd_topic(region, store, self.s.prefix), payload, ("cmd", cid))
         with self._lock:
             waiting = {(kind, ref) for kind, ref in self._pending.values()}
         with self.db.read() as tx:
@@ -246,15 +247,15 @@ class Commander:
             desired = rollout.desired_to_publish(tx, CLAIM_MAX)
         for store, region, version, payload in docs:
             if ("flags", (store, version)) not in waiting:
-                self._send(f"{self.s.prefix}/{region}/{store}/flags", payload,
+                self._send(topics.flags_topic(region, store, self.s.prefix), payload,
                            ("flags", (store, version)), retain=True)
         for sha, data in contents:  # before any desired state that names them
             if ("content", sha) not in waiting:
-                self._send(f"{self.s.prefix}/bundles/{sha}", data, ("content", sha),
+                self._send(topics.bundle_topic(sha, self.s.prefix), data, ("content", sha),
                            retain=True)
         for store, region, version, payload in desired:
             if ("desired", (store, version)) not in waiting:
-                self._send(f"{self.s.prefix}/{region}/{store}/config", payload,
+                self._send(topics.config_topic(region, store, self.s.prefix), payload,
                            ("desired", (store, version)), retain=True)
         if self.ring is not None and time.monotonic() - self._rollout_at >= ROLLOUT_EVERY_S:
             self._rollout_at = time.monotonic()

@@ -35,7 +35,7 @@ import time
 from typing import Any, Callable
 
 from edge_protocol import commands as proto
-from edge_protocol import signing
+from edge_protocol import signing, topics
 from edge_protocol.errors import SignatureError
 
 from edge_agent.control import actions, state
@@ -76,8 +76,9 @@ class Controller:
     # The sync client's hook ------------------------------------------------------------------
 
     def topics(self, prefix: str) -> list[str]:
-        own = f"{prefix}/{self.region}/{self.store}"
-        return [f"{own}/cmd", f"{own}/flags", f"{own}/config"] + self.bundles.topics(prefix)
+        return [topics.cmd_topic(self.region, self.store, prefix),
+                topics.flags_topic(self.region, self.store, prefix),
+                topics.config_topic(self.region, self.store, prefix)] + self.bundles.topics(prefix)
 
     def subscribe(self, topic: str) -> None:
         client = getattr(self.agent, "sync_client", None)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_protocol import bundles as proto
+from edge_protocol import topics
 from edge_protocol.commands import CommandError
 
 from edge_agent.control.state import load_bundles as load_state
@@ -57,7 +58,7 @@ class Bundles:
         return (self.state.get("model") or {}).get("path")
 
     def topics(self, prefix: str) -> list[str]:
-        return [f"{prefix}/bundles/{sha}" for sha in self.pending]
+        return [topics.bundle_topic(sha, prefix) for sha in self.pending]
 
     async def restore(self) -> None:
         self.state = await self.agent._db(load_state, self.agent.db)
@@ -104,7 +105,7 @@ class Bundles:
                 await self._report(kind, m, "rejected", "busy", "too many bundles pending")
                 continue
             self.pending[m.sha256] = (m, entry["rollback"], desired.urgent)
-            c.subscribe(f"{c.prefix}/bundles/{m.sha256}")
+            c.subscribe(topics.bundle_topic(m.sha256, c.prefix))
             log.info("bundle wanted", extra={"kind": kind, "version": m.version,
                                              "sha256": m.sha256[:16]})
         await self.agent._db(save_state, self.agent.db, self.state)
@@ -116,7 +117,7 @@ class Bundles:
         entry = self.pending.pop(sha, None)
         if entry is None or not payload:
             return "unwanted"
-        self.c.unsubscribe(f"{self.c.prefix}/bundles/{sha}")
+        self.c.unsubscribe(topics.bundle_topic(sha, self.c.prefix))
         m, rollback, urgent = entry
         try:
             files = proto.unpack(payload, m)

@@ -253,7 +253,8 @@ def start(tx: Any, clock: Clock, actor: Any, ring: Any, *, bundle: str, stages: 
     rid = str(uuid.uuid4())
     now = clock()
     tx.execute("INSERT INTO rollouts (id, sha256, kind, version, stages, stage, state, soak_s,"
-               " urgent, gates, actor, created) VALUES (?, ?, ?, ?, ?, 0, 'running', ?, ?, ?, ?, ?)",
+               " urgent, gates, actor, created)"
+               " VALUES (?, ?, ?, ?, ?, 0, 'running', ?, ?, ?, ?, ?)",
                (rid, b["sha256"], b["kind"], b["version"], json.dumps(plan), soak_s, int(urgent),
                 json.dumps(asdict(gates)), actor.name, now))
     audit.record(tx, clock, actor, "rollouts.start", f"rollout:{rid}",
