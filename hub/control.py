@@ -192,6 +192,10 @@ class Commander:
                 commands.unclaim(tx, lost)
 
     def _on_result(self, topic: str, payload: bytes) -> bool:
+        if not topic.endswith("/cmd/result"):
+            # amqtt (the embedded broker) also hands this link the retained hub state.
+            self.stats["ignored"] += 1
+            return True
         try:
             region, store, env_id, body = decode_result(payload, topic, self.s.prefix)
         except ProtocolError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -292,7 +293,7 @@ class Chain:
     def control_story(self) -> None:
         """Once both stores are born: a test print on the north store's front printer, then a
         model bundle rolled out to the north store (pilot) and then the chain."""
-        from hub.store import open_store
+        from hub.app import open_store
 
         deadline = time.monotonic() + 120
         while not self.stop.is_set() and time.monotonic() < deadline:
@@ -314,17 +315,17 @@ class Chain:
         self.hub_cli("cmd", "store-north", "receipt-front", "test_print", "--arg", "force=true",
                      "--arg", "text=hello from the hub", "--wait", "30", *keys)
         model = self.new_model()
-        r = self.hub_cli("bundle", "create", "--model", str(model), "--json", *keys)
-        try:
-            sha = json.loads(r.stdout)["sha256"]
-        except (ValueError, KeyError):
+        r = self.hub_cli("bundle", "create", "--model", str(model), *keys)
+        found = re.search(r"\b([0-9a-f]{64})\b", r.stdout)
+        if not found:
             return
+        sha = found.group(1)
         r = self.hub_cli("rollout", "start", sha, "--stages", "pilot=store-north; chain",
-                         "--soak", "10s", "--gate", "min_device_days=0", "--json", *keys)
-        try:
-            rid = json.loads(r.stdout)["id"]
-        except (ValueError, KeyError):
+                         "--soak", "10s", "--gate", "min_device_days=0", *keys)
+        found = re.search(r"rollout ([0-9a-f-]{36})", r.stdout)
+        if not found:
             return
+        rid = found.group(1)
         seen = None
         until = time.monotonic() + 120
         while not self.stop.is_set() and time.monotonic() < until:
