@@ -181,9 +181,9 @@ def wait_for(check, timeout: float = 30.0, what: str = "condition", every: float
         time.sleep(every)
 
 
-def hub_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def hub_cli(*args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True,
-                          env=agent_env(), cwd=ROOT, timeout=timeout)
+                          env=agent_env(**env), cwd=ROOT, timeout=timeout)
 
 
 def next_seq(db_url: str, store: str) -> int:

@@ -5,6 +5,7 @@ is counted by the agent and reported to the hub; what must run runs once."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -201,6 +202,47 @@ def test_the_cli_refuses_bad_commands_without_a_traceback(rig):
     assert r.returncode == 2 and "--expires" in r.stderr
     r = hub_cli("cmd", "status", "no-such-id", "--db", rig.db)
     assert r.returncode == 1 and "no command" in r.stderr
+
+
+def test_diagnostics_and_reload_config_run_and_report(rig):
+    diag = cmd(rig, STORE, "diagnostics")
+    assert diag["status"] == "done" and diag["output"]["agent_version"]
+    assert diag["output"]["summary.devices"] == 2
+    printer = cmd(rig, STORE, "receipt-1", "diagnostics")
+    assert printer["output"]["device.kind"] == "escpos"
+    reload = cmd(rig, STORE, "reload_config")
+    assert reload["status"] == "done" and reload["output"]["devices"] == 2
+
+
+def test_a_restart_waits_for_an_approval_by_someone_else_then_restarts_the_agent(rig):
+    keys = ("--db", rig.db, "--dir", str(rig.tmp / "keys"))
+    r = hub_cli("cmd", STORE, "restart_agent", "--json", *keys, EDGE_HUB_ACTOR="ann")
+    held = json.loads(r.stdout)
+    assert held["status"] == "awaiting_approval" and held["seq"] is None
+    r = hub_cli("cmd", "approve", held["id"], *keys, EDGE_HUB_ACTOR="ann")
+    assert r.returncode == 2 and "own request" in r.stderr
+    r = hub_cli("cmd", "approve", held["id"], "--json", "--wait", "60", *keys,
+                EDGE_HUB_ACTOR="bob")
+    done = json.loads(r.stdout)
+    assert done["status"] == "done" and done["output"]["restarting"] is True, done
+    # The agent stops with 75 so that its service manager starts it again; here the test does.
+    assert rig.agent.proc.wait(30) == 75
+    rig.agent.start()
+    again = cmd(rig, STORE, "diagnostics")
+    assert again["status"] == "done"
+
+
+def test_after_a_key_rotation_the_agent_follows_the_endorsement_and_remembers_the_key(rig):
+    r = hub_cli("keys", "rotate", "--dir", str(rig.tmp / "keys"))
+    assert r.returncode == 0, r.stderr
+    new = KeyRing.load(rig.tmp / "keys").current
+    row = cmd(rig, STORE, "diagnostics")
+    assert row["status"] == "done" and row["kid"] == new
+    db = sqlite3.connect(f"file:{rig.state / 'agent.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT kid FROM control_keys").fetchall() == [(new,)]
+    finally:
+        db.close()
 
 
 def _payload(db_url: str, cmd_id: str) -> str:

@@ -210,15 +210,18 @@ class Controller:
         except Exception as err:  # a bug in an action: report it, keep running
             log.exception("action raised", extra={"action": cmd.action})
             status, reason, detail = "failed", "error", f"{type(err).__name__}"
-        await self._result({"type": "command", "command": cmd.id, "seq": cmd.seq,
-                            "action": cmd.action, "status": status, "reason": reason,
-                            "detail": detail, "output": _bounded(output), "verified": True},
-                           cmd.device)
+        row_seq = await self._result({"type": "command", "command": cmd.id, "seq": cmd.seq,
+                                      "action": cmd.action, "status": status,
+                                      "reason": reason, "detail": detail,
+                                      "output": _bounded(output), "verified": True},
+                                     cmd.device)
         log.info("command " + status, extra={"command": cmd.id, "action": cmd.action,
                                              "reason": reason or "-"})
         hook, self.after_result = self.after_result, None
         if hook is not None:
-            hook()
+            done = hook(row_seq)  # restart_agent: waits for its result to leave, then stops
+            if asyncio.iscoroutine(done):
+                await done
         return status
 
     def _policy(self, cmd: proto.Command) -> tuple[str, str] | None:
@@ -320,7 +323,8 @@ class Controller:
         return reason
 
     async def _result(self, body: dict, device: str | None,
-                      also: Callable[[Any], None] | None = None) -> None:
+                      also: Callable[[Any], None] | None = None) -> int:
+        """Commit a result to the outbox; return its outbox seq."""
         agent, now = self.agent, self.clock()
 
         def commit(db):
@@ -341,9 +345,10 @@ class Controller:
                                   action=body["action"], device=device, status=body["status"],
                                   reason=body["reason"], detail=body["detail"], now=now)
 
-            agent.outbox.enqueue_many([(proto.RESULT_KIND, dict(body))], also=inside)
+            return agent.outbox.enqueue_many([(proto.RESULT_KIND, dict(body))],
+                                             also=inside)[0].seq
 
-        await agent._db(commit, agent.db)
+        return await agent._db(commit, agent.db)
 
     def _spawn(self, coro) -> None:
         asyncio.get_running_loop().create_task(coro)

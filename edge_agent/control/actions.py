@@ -110,11 +110,27 @@ async def reload_config(agent, device: None, args: dict) -> dict:
     return {"reloads": agent.reloads, "devices": len(agent.config.devices)}
 
 
+RESULT_GRACE_S = 5.0  # how long a restart waits for its own result to reach the broker
+
+
 async def restart_agent(agent, device: None, args: dict) -> dict:
-    # The result is committed by the controller first; then the agent stops with 75 and the
-    # service manager (Restart=on-failure) starts it again.
-    agent.control.after_result = lambda: agent.request_stop(75)
+    # The result is committed by the controller first; the agent then waits (bounded) until
+    # the broker has it, and stops with 75: the service manager (Restart=on-failure) starts
+    # it again. If the link is down the result stays in the outbox and goes after the restart.
+    async def stop_after(seq: int) -> None:
+        deadline = time.monotonic() + RESULT_GRACE_S
+        while time.monotonic() < deadline:
+            if not await agent._db(_in_outbox, agent.db, seq):
+                break
+            await asyncio.sleep(0.05)
+        agent.request_stop(75)
+
+    agent.control.after_result = stop_after
     return {"restarting": True, "exit_code": 75}
+
+
+def _in_outbox(db, seq: int) -> bool:
+    return db.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone() is not None
 
 
 async def diagnostics(agent, device: str | None, args: dict) -> dict:

@@ -120,6 +120,17 @@ def cmd_cmd(args: argparse.Namespace) -> int:
             row = rules.get(tx, words[1])
         _show(row, args.json)
         return 0 if row["status"] != "failed" else 1
+    if words and words[0] == "approve":
+        if len(words) != 2:
+            raise UsageError("usage: edge-hub cmd approve ID")
+        try:
+            with db.transaction() as tx:
+                row = rules.approve(tx, time.time, _actor(), words[1], _ring(args))
+        except rules.ApprovalError as err:
+            raise UsageError(str(err)) from err
+        row = _wait(db, rules, row, args.wait)
+        _show(row, args.json)
+        return 1 if row["status"] in ("failed", "rejected") else 0
     if words and words[0] == "list":
         with db.read() as tx:
             rows = rules.list_commands(tx, store=args.store, limit=args.limit)
@@ -145,14 +156,23 @@ def cmd_cmd(args: argparse.Namespace) -> int:
                               region=region)
     except CommandError as err:
         raise UsageError(f"{err.code}: {err.detail}") from err
-    if args.wait:
-        deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline and row["status"] in rules.OPEN:
-            time.sleep(0.05)
-            with db.read() as tx:
-                row = rules.get(tx, row["id"])
+    row = _wait(db, rules, row, args.wait)
     _show(row, args.json)
+    if row["status"] == "awaiting_approval" and not args.json:
+        print(f"  a high-impact action: it waits for `edge-hub cmd approve {row['id']}` by "
+              "someone else")
     return 1 if row["status"] in ("failed", "rejected") else 0
+
+
+def _wait(db, rules, row: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Poll the row until it is finished (or held for an approval), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (time.monotonic() < deadline and row["status"] in rules.OPEN
+           and row["status"] != "awaiting_approval"):
+        time.sleep(0.05)
+        with db.read() as tx:
+            row = rules.get(tx, row["id"])
+    return row
 
 
 def _show(row: dict[str, Any], as_json: bool) -> None:
@@ -418,9 +438,11 @@ def register(sub, add_db) -> None:
 
     p = sub.add_parser("cmd", help="send a signed command to a store; `cmd status ID`",
                        description="edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | "
-                                   "cmd status ID | cmd list. Actions: repoll, test_print, "
-                                   "recover, reset, reload_config, restart_agent, diagnostics.")
-    p.add_argument("words", nargs="+", metavar="STORE [DEVICE] ACTION | status ID | list")
+                                   "cmd status ID | cmd approve ID | cmd list. Actions: repoll, "
+                                   "test_print, recover, reset and restart_agent (these two "
+                                   "wait for an approval), reload_config, diagnostics.")
+    p.add_argument("words", nargs="+",
+                   metavar="STORE [DEVICE] ACTION | status ID | approve ID | list")
     p.add_argument("--arg", action="append", metavar="K=V", help="an argument of the action")
     p.add_argument("--expires", default="10m", help="lifetime (90s, 10m, 2h, 1d)")
     p.add_argument("--region", help="the store's region, when the hub has not seen it yet")
