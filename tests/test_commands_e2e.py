@@ -232,6 +232,34 @@ def test_a_restart_waits_for_an_approval_by_someone_else_then_restarts_the_agent
     assert again["status"] == "done"
 
 
+def test_commands_for_an_offline_store_wait_in_its_session_until_they_expire(rig):
+    keys = ("--db", rig.db, "--dir", str(rig.tmp / "keys"), "--json")
+    assert rig.agent.stop() == 0
+    before = agent_rejects(rig.state).get("expired", 0)
+    waiting = json.loads(hub_cli("cmd", STORE, "diagnostics", *keys).stdout)
+    short = json.loads(hub_cli("cmd", STORE, "diagnostics", "--expires", "2s", *keys).stdout)
+    # The broker took both for the store's persistent session while the store is away.
+    wait_for(lambda: all(_status(rig.db, c["id"]) == "delivered" for c in (waiting, short)),
+             what="both delivered to the broker")
+    time.sleep(2.5)  # past the short one's expiry (a state, not a speed, is asserted below)
+    wait_for(lambda: _status(rig.db, short["id"]) == "expired", what="the hub expiring it")
+    rig.agent.start()
+    wait_for(lambda: _status(rig.db, waiting["id"]) == "done", what="the waiting one run")
+    wait_for(lambda: agent_rejects(rig.state).get("expired", 0) == before + 1,
+             what="the expired one refused by the agent")
+    assert _status(rig.db, short["id"]) == "expired"
+
+
+def _status(db_url: str, cmd_id: str) -> str:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT status FROM commands WHERE id = ?", (cmd_id,))
+            return tx.fetchone()[0]
+    finally:
+        db.close()
+
+
 def test_after_a_key_rotation_the_agent_follows_the_endorsement_and_remembers_the_key(rig):
     r = hub_cli("keys", "rotate", "--dir", str(rig.tmp / "keys"))
     assert r.returncode == 0, r.stderr

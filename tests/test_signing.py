@@ -128,3 +128,20 @@ def test_keys_cli_init_show_rotate(tmp_path, cli):
     assert len(shown["keys"]) == 2 and sum(k["current"] for k in shown["keys"]) == 1
     r = cli("keys", "show", "--dir", str(tmp_path / "none"), module="hub")
     assert r.returncode == 1 and "keys init" in r.stderr
+
+
+def test_check_config_checks_the_pinned_hub_keys(tmp_path, cli):
+    ring = KeyRing.init(tmp_path / "k")
+    key = next(iter(ring.public_keys().values()))
+    config = tmp_path / "agent.toml"
+    base = f'[agent]\nstore = "s1"\nstate_dir = "{tmp_path}/s"\n[trust]\n'
+    config.write_text(base + f'hub_keys = ["{key}"]\n')
+    r = cli("check-config", str(config))
+    assert r.returncode == 0 and f"trusts 1 hub key(s): {ring.current}" in r.stdout
+    config.write_text(base + 'hub_keys = ["c2hvcnQ="]\n')
+    r = cli("check-config", str(config))
+    assert r.returncode == 2 and "trust.hub_keys" in r.stderr and "32 bytes" in r.stderr
+    assert "Traceback" not in r.stderr
+    config.write_text(base + "hub_keys = []\n")
+    r = cli("check-config", str(config))
+    assert r.returncode == 0 and "no hub key pinned" in r.stdout
