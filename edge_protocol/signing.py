@@ -109,8 +109,9 @@ def trusted_keys(texts: Iterable[str]) -> dict[str, bytes]:
     return out
 
 
-def verify(data: bytes, sig: Mapping[str, Any], trusted: Mapping[str, bytes]) -> None:
-    """Check that sig = {"kid", "sig"} is a valid Ed25519 signature of data by trusted[kid]."""
+def verify(data: bytes, sig: Mapping[str, Any], trusted: Mapping[str, bytes | str]) -> None:
+    """Check that sig = {"kid", "sig"} is a valid Ed25519 signature of data by trusted[kid]
+    (a raw 32-byte public key, or its base64 text as KeyRing.public_keys() gives it)."""
     if not isinstance(sig, Mapping):
         raise SignatureError("bad_signature", "signature: expected an object")
     kid, value = sig.get("kid"), sig.get("sig")
@@ -124,8 +125,11 @@ def verify(data: bytes, sig: Mapping[str, Any], trusted: Mapping[str, bytes]) ->
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    public = trusted[kid]
+    if isinstance(public, str):  # base64, as KeyRing.public_keys() gives it
+        public = public_from_text(public)
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(trusted[kid])).verify(raw_sig, data)
+        Ed25519PublicKey.from_public_bytes(bytes(public)).verify(raw_sig, data)
     except InvalidSignature as err:
         raise SignatureError("bad_signature", f"signature by {kid} does not verify") from err
     except ValueError as err:  # a trusted entry that is not a key

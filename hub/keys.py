@@ -104,6 +104,20 @@ class KeyRing:
         ring._private[meta["current"]] = ring._load_private(meta["current"], passphrase)
         return ring
 
+    @staticmethod
+    def load_public(directory: str | os.PathLike[str]) -> dict[str, str]:
+        """kid -> base64 public key of every key not retired, read from ring.json alone (no
+        private key, no passphrase: what a verifier needs)."""
+        folder = Path(directory)
+        try:
+            meta = json.loads((folder / RING).read_text(encoding="utf-8"))
+            keys = meta["keys"]
+            return {kid: k["public"] for kid, k in keys.items() if not k.get("retired")}
+        except FileNotFoundError as err:
+            raise KeyringError(f"no key ring in {folder} (run `edge-hub keys init`)") from err
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise KeyringError(f"cannot read {folder / RING}: {err}") from err
+
     def _new_key(self, passphrase: bytes | None) -> str:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

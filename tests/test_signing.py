@@ -145,3 +145,14 @@ def test_check_config_checks_the_pinned_hub_keys(tmp_path, cli):
     config.write_text(base + "hub_keys = []\n")
     r = cli("check-config", str(config))
     assert r.returncode == 0 and "no hub key pinned" in r.stdout
+
+
+def test_verify_takes_the_ring_s_base64_public_keys_too(tmp_path):
+    """The audit checkpoints' verifier passes KeyRing.public_keys() (base64) as it is."""
+    ring = KeyRing.init(tmp_path / "k", passphrase=b"pw")
+    signing.verify(b"x", ring.sign(b"x"), ring.public_keys())
+    assert KeyRing.load_public(tmp_path / "k") == ring.public_keys()  # no passphrase needed
+    with pytest.raises(SignatureError):
+        signing.verify(b"y", ring.sign(b"x"), ring.public_keys())
+    with pytest.raises(KeyringError):
+        KeyRing.load_public(tmp_path / "none")
