@@ -175,6 +175,10 @@ def test_flags_off_anywhere_wins_and_each_change_is_a_new_signed_version(db, rin
     assert d["a1"]["version"] == 2 and d["a1"]["flags"] == {
         "scoring": False, "tickets": False, "remote_actions": True}
     assert d["b1"]["version"] == 1 and d["b1"]["flags"]["tickets"] is True
+    with db.read() as tx:  # what the hub obeys itself (the tickets domain asks this)
+        assert flags.is_on(tx, "a1", "tickets") is False
+        assert flags.is_on(tx, "b1", "tickets", region="south") is True
+        assert flags.is_on(tx, "b1", "scoring") is False
     assert set_flag(db, ring, clock, "chain", "scoring", True) == ["a1", "a2", "b1"]
     assert all(v["flags"]["scoring"] for v in docs(db).values())
     trusted = signing.trusted_keys(ring.public_keys().values())

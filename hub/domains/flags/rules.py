@@ -126,6 +126,16 @@ def applied(tx: Any, clock: Clock, store: str, version: int) -> None:
                (version, clock(), store, version))
 
 
+def is_on(tx: Any, store: str, name: str, region: str | None = None) -> bool:
+    """Whether a flag is on for a store now (what the hub itself obeys: `tickets` off means no
+    ticket for the store). Read from the settings, so it holds before the store applied it."""
+    if region is None:
+        tx.execute("SELECT region FROM flag_docs WHERE store = ?", (store,))
+        row = tx.fetchone()
+        region = row[0] if row else ""
+    return effective(settings(tx), store, region).get(name, True)
+
+
 def for_store(tx: Any, store: str) -> dict[str, Any] | None:
     tx.execute("SELECT version, flags, published, applied_version, applied_at FROM flag_docs"
                " WHERE store = ?", (store,))
