@@ -20,10 +20,10 @@ SCORING = "enabled = true\ninterval = 0.3"
 
 
 @pytest.fixture
-def rig(tmp_path):
+def rig(tmp_path, hub_db):  # the hub on SQLite and on PostgreSQL
     broker = Mosquitto(tmp_path / "broker").start()
     ring = KeyRing.init(tmp_path / "keys")
-    db = str(tmp_path / "hub.db")
+    db = hub_db
     hub = HubProcess(broker, db, "hub-flags-test", log_path=tmp_path / "hub.log").start()
     config = tmp_path / "agent.toml"
     config.write_text(agent_toml(tmp_path / "state", broker, ring, scoring=SCORING,
