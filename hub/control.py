@@ -239,8 +239,14 @@ class Commander:
                         rollout.content_published(tx, self.clock, ref)
                     else:
                         rollout.desired_published(tx, self.clock, *ref)
-        with self.db.transaction() as tx:
-            claimed = commands.claim(tx, self.clock, self.owner, CLAIM_MAX)
+        # Reads first: an idle worker takes no write lock (SQLite has one writer: ingest's).
+        with self.db.read() as tx:
+            waiting_cmds = commands.work_waiting(tx, self.clock)
+            rolling = self.ring is not None and rollout.running(tx)
+        claimed = []
+        if waiting_cmds:
+            with self.db.transaction() as tx:
+                claimed = commands.claim(tx, self.clock, self.owner, CLAIM_MAX)
         for cid, region, store, payload in claimed:
             self._send(topics.cmd_topic(region, store, self.s.prefix), payload, ("cmd", cid))
         with self._lock:
@@ -261,7 +267,7 @@ class Commander:
             if ("desired", (store, version)) not in waiting:
                 self._send(topics.config_topic(region, store, self.s.prefix), payload,
                            ("desired", (store, version)), retain=True)
-        if self.ring is not None and time.monotonic() - self._rollout_at >= ROLLOUT_EVERY_S:
+        if rolling and time.monotonic() - self._rollout_at >= ROLLOUT_EVERY_S:
             self._rollout_at = time.monotonic()
             with self.db.transaction() as tx:
                 stores, sessions = known_stores(tx), store_sessions(tx)

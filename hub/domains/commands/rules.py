@@ -132,6 +132,13 @@ def approve(tx: Any, clock: Clock, actor: Any, cmd_id: str, ring: Any) -> dict[s
 
 # The hub worker's side ------------------------------------------------------------------------
 
+def work_waiting(tx: Any, clock: Clock) -> bool:
+    """Whether claim() has anything to do (a read: the worker asks before it writes)."""
+    tx.execute("SELECT 1 FROM commands WHERE status = 'queued' OR (status IN ('sending',"
+               " 'delivered') AND expires < ?) LIMIT 1", (clock(),))
+    return tx.fetchone() is not None
+
+
 def claim(tx: Any, clock: Clock, owner: str, limit: int = 100) -> list[tuple[str, str, str, bytes]]:
     """Take queued commands to publish: [(id, region, store, payload)]; expire stale ones."""
     expire(tx, clock)

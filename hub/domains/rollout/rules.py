@@ -402,6 +402,12 @@ def _rate(h: Health) -> float:
 HealthFn = Callable[[Any, list[str], float, float, dict[str, int]], Health]
 
 
+def running(tx: Any) -> bool:
+    """Whether any rollout is running (a read: the worker asks before it writes)."""
+    tx.execute("SELECT 1 FROM rollouts WHERE state = 'running' LIMIT 1")
+    return tx.fetchone() is not None
+
+
 def tick(tx: Any, clock: Clock, ring: Any, health: HealthFn, stores: dict[str, str],
          sessions: dict[str, int]) -> list[tuple[str, str]]:
     """Advance every running rollout whose stage has soaked: [(rollout id, what happened)]."""
