@@ -87,6 +87,8 @@ class Chain:
         self.hub_online = threading.Event()
         self.alerts = 0
         self.client = None
+        self.story_procs: list[subprocess.Popen] = []
+        self.story_lock = threading.Lock()
 
     # Processes -----------------------------------------------------------------------------
 
@@ -205,6 +207,8 @@ class Chain:
         try:
             return self._run()
         finally:
+            self.stop.set()  # the control story stops too
+            self.stop_story()
             if self.client is not None:
                 self.client.stop()
             for name, proc, _ in reversed(list(self.children)):
@@ -282,13 +286,41 @@ class Chain:
 
     # The control plane: a signed test print and a small rollout, from the CLI -------------
 
-    def hub_cli(self, *args: str) -> subprocess.CompletedProcess:
-        print("demo: $ edge-hub " + " ".join(args), flush=True)
-        r = subprocess.run([sys.executable, "-m", "hub", *args, "--db", self.db], text=True,
-                           capture_output=True, timeout=120)
-        for line in (r.stdout + r.stderr).strip().splitlines()[:8]:
-            print(f"demo:   {line}", flush=True)
-        return r
+    def hub_cli(self, *args: str, quiet: bool = False) -> subprocess.CompletedProcess:
+        """Run `edge-hub ARGS --db <the demo's>`; stopped with the demo (no process left)."""
+        if not quiet:
+            print("demo: $ edge-hub " + " ".join(args), flush=True)
+        with self.story_lock:
+            if self.stop.is_set():
+                return subprocess.CompletedProcess(args, 1, "", "")
+            proc = subprocess.Popen([sys.executable, "-m", "hub", *args, "--db", self.db],
+                                    text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.story_procs.append(proc)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        finally:
+            with self.story_lock:
+                self.story_procs.remove(proc)
+        if not quiet:
+            for line in (out + err).strip().splitlines()[:8]:
+                print(f"demo:   {line}", flush=True)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+    def stop_story(self) -> None:
+        """Stop the control story's running CLI, if any (the demo is ending)."""
+        with self.story_lock:
+            procs = list(self.story_procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
     def control_story(self) -> None:
         """Once both stores are born: a test print on the north store's front printer, then a
@@ -329,8 +361,7 @@ class Chain:
         seen = None
         until = time.monotonic() + 120
         while not self.stop.is_set() and time.monotonic() < until:
-            r = subprocess.run([sys.executable, "-m", "hub", "rollout", "status", rid, "--db",
-                                self.db], text=True, capture_output=True, timeout=60)
+            r = self.hub_cli("rollout", "status", rid, quiet=True)
             first = r.stdout.strip().splitlines()[:1]
             if first and first != seen:
                 seen = first
