@@ -89,6 +89,29 @@ def bench_commands(tmp: Path, n: int) -> None:
             print(line(f"{action}: edge-hub cmd --wait, whole CLI run", wall))
             print(line(f"{action}: hub row created -> result recorded", hub_total))
             print(line(f"{action}: hub row created -> broker PUBACK", to_delivered))
+        # A kill switch on the real agent: from the CLI's start until the hub holds the agent's
+        # report that it applied the new flags (the agent applies before it reports).
+        applied = []
+        for i in range(n // 3 or 1):
+            value = "off" if i % 2 == 0 else "on"
+            t0 = time.time()
+            r = hub_cli("flags", "set", f"scoring={value}", "--chain", "--db", db, "--dir",
+                        str(tmp / "keys"))
+            if r.returncode != 0:
+                raise SystemExit(r.stderr)
+            with store.read() as tx:
+                tx.execute("SELECT version FROM flag_docs WHERE store = 'store-0001'")
+                version = tx.fetchone()[0]
+
+            def reported():
+                with store.read() as tx:
+                    tx.execute("SELECT applied_at FROM flag_docs WHERE store = 'store-0001'"
+                               " AND applied_version = ?", (version,))
+                    row = tx.fetchone()
+                return row and row[0]
+            at = wait_for(reported, 60, "the agent's report", every=0.01)
+            applied.append(at - t0)
+        print(line("flag on a real agent: CLI start -> its report at the hub", applied))
         store.close()
     finally:
         agent.stop()
