@@ -289,15 +289,17 @@ class Commander:
                 commands.unclaim(tx, [ref[1]])
 
 
-def start_commander(db: Any, settings: Any) -> Commander:
-    """The control plane beside ingest in one worker (hub.app.serve starts it)."""
-    ring = None
-    try:  # rollouts re-sign desired states: they run when the worker can open the key ring
-        from hub.keys import KeyRing, KeyringError, default_dir, passphrase_from
+def start_commander(db: Any, settings: Any, ring: Any = None) -> Commander:
+    """The control plane beside ingest in one worker (hub.app.serve starts it). Rollouts
+    re-sign desired states: they advance when the worker holds the key ring (given, or
+    opened from $EDGE_HUB_KEYS / the default folder)."""
+    if ring is None:
+        try:
+            from hub.keys import KeyRing, KeyringError, default_dir, passphrase_from
 
-        ring = KeyRing.load(default_dir(), passphrase_from(None))
-    except KeyringError as err:
-        log.info("rollouts not advanced by this worker", extra={"why": str(err)})
+            ring = KeyRing.load(default_dir(), passphrase_from(None))
+        except KeyringError as err:
+            log.info("rollouts not advanced by this worker", extra={"why": str(err)})
     return Commander(db, CommanderSettings(
         host=settings.host, port=settings.port, client_id=settings.client_id,
         prefix=settings.prefix, shared=settings.shared, mqtt5=settings.mqtt5,

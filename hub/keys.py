@@ -105,6 +105,11 @@ class KeyRing:
         return ring
 
     @staticmethod
+    def exists(directory: str | os.PathLike[str]) -> bool:
+        """Whether a key ring was initialised in the folder."""
+        return (Path(directory) / RING).is_file()
+
+    @staticmethod
     def load_public(directory: str | os.PathLike[str]) -> dict[str, str]:
         """kid -> base64 public key of every key not retired, read from ring.json alone (no
         private key, no passphrase: what a verifier needs)."""

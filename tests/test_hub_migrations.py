@@ -65,6 +65,13 @@ def _today_db(url: str) -> None:
         db.close()
 
 
+def _latest() -> dict[str, int]:
+    latest: dict[str, int] = {}
+    for m in ALL_MIGRATIONS:
+        latest[m.domain] = max(latest.get(m.domain, 0), m.version)
+    return latest
+
+
 def test_a_fresh_database_records_every_domain_at_its_latest_version(hub_db):
     db = open_store(hub_db)
     try:
@@ -86,10 +93,7 @@ def test_todays_database_upgrades_and_keeps_its_rows(hub_db):
         db.close()
     db = open_store(hub_db)
     try:
-        # Every domain at its latest version (today's tables were fleet's and alerts' v1).
-        assert versions(db) == {m.domain: max(n.version for n in ALL_MIGRATIONS
-                                              if n.domain == m.domain) for m in ALL_MIGRATIONS}
-        assert versions(db)["fleet"] == 1 and versions(db)["alerts"] == 1
+        assert versions(db) == _latest()  # today's tables kept, every domain at its latest
         [store] = fleet.stores(db)
         assert store["store"] == "s1" and store["devices"] == 1
         assert fleet.rejects(db) == {"bad_body": 7}
@@ -97,8 +101,7 @@ def test_todays_database_upgrades_and_keeps_its_rows(hub_db):
         db.close()
     db = open_store(hub_db)  # again: nothing left to apply
     try:
-        assert versions(db) == {m.domain: max(n.version for n in ALL_MIGRATIONS
-                                              if n.domain == m.domain) for m in ALL_MIGRATIONS}
+        assert versions(db) == _latest()
     finally:
         db.close()
 

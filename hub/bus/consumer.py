@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -55,6 +55,8 @@ class ConsumerSettings:
     queue_max: int = 4000
     queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
     route_every_s: float = 0.25
+    username: str = ""           # MQTT credentials ([broker] username, password_file)
+    password: str = field(default="", repr=False)
 
 
 @dataclass(slots=True)
@@ -222,6 +224,8 @@ class Consumer:
         # The outgoing queue holds only feed messages and hub state: small and bounded here.
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(0.5, 2)  # the broker is near: come back quickly
+        if s.username:
+            client.username_pw_set(s.username, s.password or None)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -1,14 +1,22 @@
 """The `edge-hub` command line for central IT: one module per command group.
 
     common.py   exit codes, UsageError, opening the database, console helpers
-    serve.py    serve
-    fleet.py    fleet, store, devices, alerts, ack
+    serve.py    serve (with --api: the HTTP API beside ingest)
+    fleet.py    fleet, store, devices, alerts, ack (through the API, or --db)
+    users.py    users add|list|show|disable|rotate-token
+    audit.py    audit list|verify|export|checkpoint
+    api.py      api (the HTTP API alone)
+    acl.py      acl render (the broker's ACL and password file)
+    check_config.py  check-config FILE
     demo.py     demo
     control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts)
+    local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
-database); 2 a mistake in the arguments. No user mistake prints a traceback. Every read command
-takes `--json` and `--db` (default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db).
+database, 401/403 from the API); 2 a mistake in the arguments or the config. No user mistake
+prints a traceback. Every read command takes `--json`; it goes through the API when a hub URL
+is known (--hub, $EDGE_HUB_URL, the credentials file), else to the database of `--db`
+(default: $EDGE_HUB_DB, else ~/.local/state/edge-hub/hub.db), recorded as a local actor.
 A new command group is a module here with `register(sub, add_db)`, listed in build_parser().
 """
 
@@ -19,9 +27,10 @@ import sys
 
 from hub import __version__
 from hub.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from hub.errors import HubError
+from edge_common.output import escape
+from hub.errors import ConfigError, HubError, Invalid
 
-HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt")
+HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt", "starlette", "uvicorn")
 
 
 def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -36,7 +45,7 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import control, demo, fleet, serve
+    from hub.cli import acl, api, audit, check_config, control, demo, fleet, serve, users
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -44,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
+    users.register(sub)
+    audit.register(sub)
+    api.register(sub)
+    acl.register(sub)
+    check_config.register(sub)
     demo.register(sub).set_defaults(func=demo.run)
     control.register(sub, add_db)  # keys, cmd, flags, bundle, rollout (issue 14)
     return parser
@@ -64,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except UsageError as err:
-        print(f"edge-hub: {err}", file=sys.stderr)
+    except (UsageError, Invalid, ConfigError) as err:  # a bad argument, value or --config
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
         return EXIT_USAGE
     except HubError as err:
-        print(f"edge-hub: {err}", file=sys.stderr)
+        print(f"edge-hub: {escape(err)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

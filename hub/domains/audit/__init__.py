@@ -1,34 +1,46 @@
-"""STAND-IN (helper C, until helper U's audit domain is merged; U's version replaces this
-file whole): record() with the contract's signature, appending to a plain table."""
+"""The audit log: one append-only, hash-chained record of every change of state.
+
+    seq = record(tx, clock, actor, "alerts.ack", "alert:3f2a...", {"store": "s1"}, "api:10.0.0.5")
+
+`record` runs in the caller's transaction, so an action and its entry commit together or not
+at all. `verify(db)` walks the chain and raises TamperError naming the first entry edited,
+inserted, deleted or reordered, or a tail cut behind a checkpoint. Checkpoints (checkpoint.py)
+sign the head with the hub's key. docs/audit.md says what is recorded and how to verify.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Callable
+from typing import Any, Iterable
 
-from hub.store.migrate import Migration
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration("audit", 1, (
-        """CREATE TABLE IF NOT EXISTS audit_standin (
-            seq INTEGER PRIMARY KEY, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
-            action TEXT NOT NULL, object TEXT NOT NULL, detail TEXT, source TEXT)""",
-    )),
-)
+from hub.domains.audit import checkpoint
+from hub.domains.audit.log import (canonical, entries, entry_hash, format_ts, head, iter_raw,
+                                  parse_since, record)
+from hub.domains.audit.schema import MIGRATIONS
+from hub.domains.audit.verify import (Report, check_checkpoint, check_head,
+                                      load_checkpoint_file, parse_checkpoint, walk)
 
 
-def record(tx: Any, clock: Callable[[], float], actor: Any, action: str, obj: str,
-           detail: dict[str, Any] | None = None, source: str | None = None) -> int:
-    tx.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_standin")
-    seq = tx.fetchone()[0]
-    tx.execute("INSERT INTO audit_standin (seq, at, actor, action, object, detail, source)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (seq, clock(), json.dumps(actor.describe()), action, obj,
-                json.dumps(detail, sort_keys=True, default=str) if detail else None, source))
-    return seq
+def verify(db: Any, trusted: dict[str, str] | None = None,
+           external: Iterable[tuple[str, dict[str, Any]]] = ()) -> Report:
+    """Verify the whole log of a store, its head, its stored checkpoints and `external` ones
+    ((where, parsed checkpoint) pairs, such as a file's). Signatures are checked when
+    `trusted` keys are given. Raise TamperError at the first fault."""
+    with db.read() as tx:
+        head_seq, head_hash = head(tx)
+        inside = checkpoint.stored(tx)
+    cps = [(f"file {w}" if not w.startswith(("file", "mqtt")) else w, cp)
+           for w, cp in external] + [("in the database", cp) for cp in inside]
+    want = {cp["seq"] for _, cp in cps}
+    hash_at: dict[int, str] = {}
+    report = walk(iter_raw(db), want, hash_at)
+    # An outside checkpoint proves more than the head row (which lives in the same database):
+    # check them first, so a cut tail is reported as such.
+    for where, cp in cps:
+        check_checkpoint(cp, hash_at, report, trusted, where)
+    check_head(report, head_seq, head_hash)
+    return report
 
 
-def entries(tx: Any) -> list[dict[str, Any]]:
-    tx.execute("SELECT seq, actor, action, object, detail FROM audit_standin ORDER BY seq")
-    return [{"seq": s, "actor": json.loads(a), "action": act, "object": o,
-             "detail": json.loads(d) if d else None} for s, a, act, o, d in tx.fetchall()]
+__all__ = ["MIGRATIONS", "record", "entries", "verify", "walk", "head", "iter_raw", "canonical",
+           "entry_hash", "format_ts", "checkpoint", "Report", "parse_checkpoint",
+           "load_checkpoint_file", "check_head", "parse_since"]

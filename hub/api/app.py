@@ -1,0 +1,483 @@
+"""The hub's HTTP API (Starlette, served by uvicorn): versioned JSON over the hub database.
+
+    app = create_app(db, config)          # an ASGI app; hub/api/server.py serves it
+
+Every path is under /v1. Every request but /v1/health and /v1/openapi.json carries
+`Authorization: Bearer eh_...`; the token's user is the actor every read and change is
+scoped by (the scoped views in hub/app.py, the access domain's matrix). Errors are problem details
+(RFC 9457, application/problem+json): 400 a malformed request, 401 no or a revoked token, 403
+outside the role or scope, 404, 405, 409, 413 a body over limits.max_body_bytes, 415, 429 over
+the caller's rate (with Retry-After), 503 the database unreachable, 500 a bug (no detail).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hub import __version__
+from hub.config import HubConfig, check_id
+from hub.errors import (Conflict, Forbidden, HubError, Invalid, NotFound, StoreError,
+                        Unauthorized)
+
+log = logging.getLogger("hub.api")
+
+try:  # the hub extra brings orjson: 5-10x faster on a 10,000-store fleet answer
+    import orjson
+
+    def _dumps(data: Any) -> bytes:
+        return orjson.dumps(data, default=str)
+except ImportError:  # pragma: no cover - orjson is in the hub extra
+    def _dumps(data: Any) -> bytes:
+        return json.dumps(data, default=str, separators=(",", ":")).encode()
+
+
+PROBLEM_BASE = "https://retail-edge.example/problems/"
+STATUS = {Invalid: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+          StoreError: 503}
+TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+          405: "Method not allowed", 409: "Conflict", 413: "Request body too large",
+          415: "Unsupported media type", 429: "Too many requests", 500: "Internal error",
+          503: "Service unavailable"}
+
+
+class ApiError(Exception):
+    """An HTTP error raised by the API layer itself (body too large, rate, media type)."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def problem(status: int, detail: str, instance: str = "",
+            headers: dict[str, str] | None = None) -> Response:
+    """An RFC 9457 problem details response."""
+    title = TITLES.get(status, "Error")
+    body = {"type": PROBLEM_BASE + title.lower().replace(" ", "-"), "title": title,
+            "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="edge-hub"')
+    return Response(json.dumps(body, ensure_ascii=True), status_code=status,
+                    media_type="application/problem+json", headers=headers)
+
+
+class RateLimiter:
+    """A token bucket per caller, for at most `clients` callers (least recent forgotten)."""
+
+    def __init__(self, rate: float, burst: int, clients: int):
+        self.rate, self.burst, self.clients = rate, burst, clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 when the request may go; else the seconds until it could."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.clients:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+# Request parsing: every outside input checked field by field -----------------------------------
+
+def _name(value: str, what: str) -> str:
+    why = check_id(value)
+    if why:
+        raise Invalid(f"{what}: {why}")
+    return value
+
+
+def _flag(request: Request, key: str) -> bool:
+    value = request.query_params.get(key)
+    if value is None:
+        return False
+    if value in ("1", "true", "yes", ""):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise Invalid(f"query {key}: expected true or false")
+
+
+def _opt_name(request: Request, key: str) -> str | None:
+    value = request.query_params.get(key)
+    return None if value is None else _name(value, f"query {key}")
+
+
+def _int(request: Request, key: str, default: int, lo: int, hi: int) -> int:
+    value = request.query_params.get(key)
+    if value is None:
+        return default
+    if not re.fullmatch(r"\d{1,12}", value) or not lo <= int(value) <= hi:
+        raise Invalid(f"query {key}: expected an integer {lo}-{hi}")
+    return int(value)
+
+
+def _check_query(request: Request, allowed: set[str]) -> None:
+    unknown = set(request.query_params.keys()) - allowed
+    if unknown:
+        raise Invalid(f"unknown query parameter {sorted(unknown)[0][:64]!r}")
+    for key in request.query_params.keys():
+        if len(request.query_params.getlist(key)) > 1:
+            raise Invalid(f"query {key[:64]!r} given more than once")
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body, at most `limit` bytes, strictly parsed."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "send the body as application/json")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise ApiError(413, f"the body may be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the body may be at most {limit} bytes")
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant,
+                          object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise Invalid(f"the body is not valid JSON: {str(err)[:200]}") from err
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:64]!r}")
+        out[k] = v
+    return out
+
+
+def _fields(data: dict[str, Any], required: set[str], optional: set[str]) -> None:
+    unknown = set(data) - required - optional
+    if unknown:
+        raise Invalid(f"unknown field {sorted(unknown)[0][:64]!r}")
+    missing = required - set(data)
+    if missing:
+        raise Invalid(f"missing field {sorted(missing)[0]!r}")
+
+
+def _str_list(data: dict[str, Any], key: str) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{key} must be a list of names")
+    return value
+
+
+# The application -----------------------------------------------------------------------------
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+class Api:
+    """The routes and what they share: the database, the config, the limiter, the clock."""
+
+    def __init__(self, db, config: HubConfig, clock: Callable[[], float] = time.time):
+        self.db = db
+        self.config = config
+        self.clock = clock
+        lim = config.limits
+        self.limiter = RateLimiter(lim.rate_per_s, lim.rate_burst, lim.rate_clients)
+        self.flood = RateLimiter(lim.rate_per_s * 10, lim.rate_burst * 10, lim.rate_clients)
+        self.max_body = lim.max_body_bytes
+        self.list_max = lim.list_max
+        from hub.app import FleetCache
+
+        self.fleet_cache = FleetCache(config.api.fleet_cache_s)
+
+    # plumbing -----------------------------------------------------------------------------
+
+    def route(self, path: str, method: str, fn, *, auth: bool = True,
+              query: set[str] = frozenset()) -> Route:
+        allowed = set(query)
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                # Before authenticating: one address may flood at most ten callers' worth
+                # (invalid tokens included); after: each user at limits.rate_per_s.
+                self._limit("a:" + (request.client.host if request.client else "?"),
+                            self.flood)
+                _check_query(request, allowed)
+                actor = await run_in_threadpool(self._actor, request) if auth else None
+                if actor is not None:
+                    self._limit("u:" + actor.name, self.limiter)
+                return await fn(request, actor)
+            except ApiError as err:
+                return problem(err.status, err.detail, request.url.path, err.headers)
+            except HubError as err:
+                status = next((s for cls, s in STATUS.items() if isinstance(err, cls)), 500)
+                if status == 500:
+                    log.error("api: %s", err)
+                    return problem(500, "the hub could not answer", request.url.path)
+                if status == 503:
+                    log.warning("api: %s", err)
+                    return problem(503, "the hub database is not reachable", request.url.path,
+                                   {"Retry-After": "5"})
+                return problem(status, str(err), request.url.path)
+
+        endpoint.__name__ = fn.__name__
+        return Route(path, endpoint, methods=[method])
+
+    def _limit(self, key: str, limiter: "RateLimiter") -> None:
+        wait = limiter.take(key)
+        if wait > 0:
+            raise ApiError(429, "too many requests; slow down",
+                           {"Retry-After": str(max(1, math.ceil(wait)))})
+
+    def _actor(self, request: Request):
+        from hub.domains.access.users import authenticate
+
+        header = request.headers.get("authorization")
+        if not header:
+            raise Unauthorized("send Authorization: Bearer <API token>")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("send Authorization: Bearer <API token>")
+        with self.db.read() as tx:
+            return authenticate(tx, token.strip())
+
+    def source(self, request: Request) -> str:
+        return f"api:{request.client.host if request.client else '?'}"
+
+    # endpoints ----------------------------------------------------------------------------
+
+    async def health(self, request: Request, actor) -> Response:
+        return json_response({"ok": True, "version": __version__})
+
+    async def openapi(self, request: Request, actor) -> Response:
+        from hub.api.openapi import document
+
+        return json_response(document(self.config))
+
+    async def me(self, request: Request, actor) -> Response:
+        return json_response(actor.describe())
+
+    async def fleet(self, request: Request, actor) -> Response:
+        from hub import app
+
+        region = _opt_name(request, "region")
+        every = _flag(request, "all")
+        limit = _int(request, "limit", min(100, self.list_max), 1, 100000)
+        return json_response(await run_in_threadpool(
+            lambda: app.fleet_summary(self.db, actor, region=region, all_stores=every,
+                                      limit=limit, cache=self.fleet_cache)))
+
+    async def store(self, request: Request, actor) -> Response:
+        from hub import app
+
+        store = _name(request.path_params["store"], "store")
+        return json_response(await run_in_threadpool(app.scoped_store_detail, self.db, actor,
+                                                     store))
+
+    async def devices(self, request: Request, actor) -> Response:
+        from hub import app
+
+        kw = {"at_risk": _flag(request, "at_risk"), "region": _opt_name(request, "region"),
+              "store": _opt_name(request, "store"),
+              "limit": _int(request, "limit", self.list_max, 1, self.list_max)}
+        return json_response(await run_in_threadpool(
+            lambda: app.scoped_devices(self.db, actor, **kw)))
+
+    async def alerts(self, request: Request, actor) -> Response:
+        from hub import app
+
+        kw = {"open_only": _flag(request, "open"), "region": _opt_name(request, "region"),
+              "store": _opt_name(request, "store"),
+              "limit": _int(request, "limit", self.list_max, 1, self.list_max)}
+        return json_response(await run_in_threadpool(
+            lambda: app.scoped_alerts(self.db, actor, **kw)))
+
+    async def ack(self, request: Request, actor) -> Response:
+        from hub import app
+
+        alert_id = request.path_params["alert_id"]
+        if not re.fullmatch(r"[0-9a-f]{12}", alert_id):
+            raise Invalid("alert id: expected 12 hexadecimal digits")
+        return json_response(await run_in_threadpool(
+            app.ack_alert, self.db, actor, self.clock, alert_id, self.source(request)))
+
+    async def rejects(self, request: Request, actor) -> Response:
+        from hub import app
+
+        return json_response(await run_in_threadpool(app.scoped_rejects, self.db, actor))
+
+    async def audit_list(self, request: Request, actor) -> Response:
+        from hub.domains import audit
+        from hub.domains.access import authorize
+        authorize(actor, "audit.read")
+        kw = {"since": audit.parse_since(request.query_params.get("since")),
+              "actor": _opt_name(request, "actor"), "store": _opt_name(request, "store"),
+              "after": _int(request, "after", 0, 0, 1 << 62),
+              "limit": _int(request, "limit", self.list_max, 1, self.list_max)}
+
+        def run():
+            with self.db.transaction() as tx:
+                rows = audit.entries(tx, **kw)
+                audit.record(tx, self.clock, actor, "audit.read", "audit",
+                             {k: v for k, v in kw.items() if k != "limit" and v},
+                             self.source(request))
+            return rows
+        return json_response(await run_in_threadpool(run))
+
+    async def audit_verify(self, request: Request, actor) -> Response:
+        from hub.domains import audit
+        from hub.domains.access import authorize
+        from hub.errors import TamperError
+
+        authorize(actor, "audit.read")
+
+        def run():
+            try:
+                report = audit.verify(self.db)
+                out = {"ok": True, "entries": report.entries, "head_seq": report.head_seq,
+                       "head_hash": report.head_hash, "checkpoints": report.checkpoints}
+            except TamperError as err:
+                out = {"ok": False, "fault": str(err)}
+            with self.db.transaction() as tx:
+                audit.record(tx, self.clock, actor, "audit.verify", "audit",
+                             {"ok": out["ok"], "fault": out.get("fault")}, self.source(request))
+            return out
+        return json_response(await run_in_threadpool(run))
+
+    async def users_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.access.users import list_users
+
+        authorize(actor, "users.read")
+
+        def run():
+            with self.db.read() as tx:
+                return list_users(tx, self.config.limits.users_max)
+        return json_response(await run_in_threadpool(run))
+
+    async def users_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.access.users import get_user
+
+        authorize(actor, "users.read")
+        name = _name(request.path_params["name"], "user name")
+
+        def run():
+            with self.db.read() as tx:
+                return get_user(tx, name)
+        return json_response(await run_in_threadpool(run))
+
+    async def users_add(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.access.users import add_user
+
+        authorize(actor, "users.manage")
+        data = await read_json(request, self.max_body)
+        _fields(data, {"name", "role"}, {"regions", "stores"})
+        if not isinstance(data["name"], str) or not isinstance(data["role"], str):
+            raise Invalid("name and role must be strings")
+        regions, stores = _str_list(data, "regions"), _str_list(data, "stores")
+
+        def run():
+            with self.db.transaction() as tx:
+                return add_user(tx, self.clock, actor, data["name"], data["role"],
+                                regions=regions, stores=stores, source=self.source(request),
+                                max_users=self.config.limits.users_max)
+        user, token = await run_in_threadpool(run)
+        return json_response({"token": token, "user": user}, 201,
+                             {"Cache-Control": "no-store"})
+
+    async def users_disable(self, request: Request, actor) -> Response:
+        from hub.domains.access.users import disable_user
+
+        name = _name(request.path_params["name"], "user name")
+
+        def run():
+            with self.db.transaction() as tx:
+                return disable_user(tx, self.clock, actor, name, source=self.source(request))
+        return json_response(await run_in_threadpool(run))
+
+    async def users_rotate(self, request: Request, actor) -> Response:
+        from hub.domains.access.users import rotate_token
+
+        name = _name(request.path_params["name"], "user name")
+
+        def run():
+            with self.db.transaction() as tx:
+                return rotate_token(tx, self.clock, actor, name, source=self.source(request))
+        user, token = await run_in_threadpool(run)
+        return json_response({"token": token, "user": user}, headers={"Cache-Control": "no-store"})
+
+    def routes(self) -> list[Route]:
+        r = self.route
+        return [
+            r("/v1/health", "GET", self.health, auth=False),
+            r("/v1/openapi.json", "GET", self.openapi, auth=False),
+            r("/v1/me", "GET", self.me),
+            r("/v1/fleet", "GET", self.fleet, query={"region", "all", "limit"}),
+            r("/v1/stores/{store}", "GET", self.store),
+            r("/v1/devices", "GET", self.devices, query={"at_risk", "region", "store", "limit"}),
+            r("/v1/alerts", "GET", self.alerts, query={"open", "region", "store", "limit"}),
+            r("/v1/alerts/{alert_id}/ack", "POST", self.ack),
+            r("/v1/rejects", "GET", self.rejects),
+            r("/v1/audit", "GET", self.audit_list,
+              query={"since", "actor", "store", "after", "limit"}),
+            r("/v1/audit/verify", "GET", self.audit_verify),
+            r("/v1/users", "GET", self.users_list),
+            r("/v1/users", "POST", self.users_add),
+            r("/v1/users/{name}", "GET", self.users_show),
+            r("/v1/users/{name}/disable", "POST", self.users_disable),
+            r("/v1/users/{name}/rotate-token", "POST", self.users_rotate),
+        ]
+
+
+def create_app(db, config: HubConfig | None = None,
+               clock: Callable[[], float] = time.time) -> Starlette:
+    """The API as an ASGI application over an open hub database (migrated by the caller)."""
+    api = Api(db, config or HubConfig(), clock)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return problem(exc.status_code, exc.detail if isinstance(exc.detail, str)
+                       else TITLES.get(exc.status_code, "error"), request.url.path)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("api: unexpected error on %s", request.url.path)
+        return problem(500, "the hub could not answer", request.url.path)
+
+    app = Starlette(routes=api.routes(),
+                    exception_handlers={HTTPException: http_error, Exception: crash})
+    app.state.api = api
+    return app

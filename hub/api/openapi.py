@@ -1,0 +1,130 @@
+"""The API's OpenAPI 3.1 description, written out here (tests check it names every route)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import __version__
+from hub.domains.access import ROLES
+
+_PROBLEM = {"description": "problem details (RFC 9457)",
+            "content": {"application/problem+json": {"schema": {"$ref":
+                                                                "#/components/schemas/Problem"}}}}
+
+
+def _q(name: str, kind: str, doc: str) -> dict[str, Any]:
+    schema = {"boolean": {"type": "boolean"}, "integer": {"type": "integer", "minimum": 0},
+              "name": {"$ref": "#/components/schemas/Name"},
+              "time": {"type": "string", "format": "date-time"}}[kind]
+    return {"name": name, "in": "query", "required": False, "description": doc,
+            "schema": schema}
+
+
+def _p(name: str, doc: str, pattern: str | None = None) -> dict[str, Any]:
+    schema = {"type": "string", "pattern": pattern} if pattern else \
+        {"$ref": "#/components/schemas/Name"}
+    return {"name": name, "in": "path", "required": True, "description": doc, "schema": schema}
+
+
+def _op(summary: str, action: str | None, params=(), body: str | None = None,
+        ok: int = 200, errors=(400, 401, 403, 429)) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": list(params),
+                          "responses": {str(ok): {"description": "done",
+                                                  "content": {"application/json": {}}}}}
+    for status in errors:
+        op["responses"][str(status)] = _PROBLEM
+    if action:
+        op["description"] = f"Needs `{action}` (docs/access.md)."
+    else:
+        op["security"] = []
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    return op
+
+
+ALERT_ID = r"^[0-9a-f]{12}$"
+
+
+def paths() -> dict[str, dict[str, Any]]:
+    region = _q("region", "name", "only this region (inside the caller's scope)")
+    store_q = _q("store", "name", "only this store")
+    limit = _q("limit", "integer", "at most this many rows (limits.list_max)")
+    return {
+        "/v1/health": {"get": _op("Liveness", None, errors=())},
+        "/v1/openapi.json": {"get": _op("This description", None, errors=())},
+        "/v1/me": {"get": _op("The caller: name, role, scope", "a valid token",
+                              errors=(401, 429))},
+        "/v1/fleet": {"get": _op(
+            "Stores summarised by region, and the stores that need attention "
+            "(offline, devices at risk, critical alerts); all=true lists every store",
+            "fleet.read", [region, _q("all", "boolean", "list every store"),
+                           _q("limit", "integer", "stores listed at most (default 100)")])},
+        "/v1/stores/{store}": {"get": _op("One store: state, devices, open alerts, seq gaps",
+                                          "fleet.read", [_p("store", "store id")],
+                                          errors=(400, 401, 403, 404, 429))},
+        "/v1/devices": {"get": _op("Devices with their latest reading and decision",
+                                   "fleet.read", [_q("at_risk", "boolean", "only at risk"),
+                                                  region, store_q, limit])},
+        "/v1/alerts": {"get": _op("Alerts raised and cleared, newest first", "alerts.read",
+                                  [_q("open", "boolean", "only raised ones"), region, store_q,
+                                   limit])},
+        "/v1/alerts/{alert_id}/ack": {"post": _op(
+            "Acknowledge an alert", "alerts.ack",
+            [_p("alert_id", "alert id (12 hex digits)", ALERT_ID)],
+            errors=(400, 401, 403, 404, 429))},
+        "/v1/rejects": {"get": _op("Rejected messages by reason (chain-wide)", "fleet.read")},
+        "/v1/audit": {"get": _op("Audit entries in seq order", "audit.read", [
+            _q("since", "time", "from this time on"), _q("actor", "name", "only this actor"),
+            store_q, _q("after", "integer", "after this seq (a cursor)"), limit])},
+        "/v1/audit/verify": {"get": _op("Walk the audit chain: ok, or the first bad entry",
+                                        "audit.read")},
+        "/v1/users": {"get": _op("Users (never their tokens)", "users.read"),
+                      "post": _op("Add a user; the answer holds its token, shown once",
+                                  "users.manage", body="NewUser", ok=201,
+                                  errors=(400, 401, 403, 409, 413, 415, 429))},
+        "/v1/users/{name}": {"get": _op("One user", "users.read", [_p("name", "user name")],
+                                        errors=(400, 401, 403, 404, 429))},
+        "/v1/users/{name}/disable": {"post": _op(
+            "Disable a user: its tokens get 401 from now on", "users.manage",
+            [_p("name", "user name")], errors=(400, 401, 403, 404, 429))},
+        "/v1/users/{name}/rotate-token": {"post": _op(
+            "Revoke a user's tokens and return a new one", "users.manage",
+            [_p("name", "user name")], errors=(400, 401, 403, 404, 409, 429))},
+    }
+
+
+def document(config: Any = None) -> dict[str, Any]:
+    url = getattr(getattr(config, "api", None), "public_url", "") or "/"
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Retail Edge hub API", "version": __version__,
+                 "description": "Fleet state, alerts, users and the audit log of a retail "
+                                "chain's hub. Every answer is scoped by the caller's role "
+                                "(docs/access.md)."},
+        "servers": [{"url": url}],
+        "security": [{"bearer": []}],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API token (eh_...) from "
+                                                          "edge-hub users add"}},
+            "schemas": {
+                "Name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"},
+                "NewUser": {"type": "object", "additionalProperties": False,
+                            "required": ["name", "role"],
+                            "properties": {"name": {"$ref": "#/components/schemas/Name"},
+                                           "role": {"enum": list(ROLES)},
+                                           "regions": {"type": "array", "items": {
+                                               "$ref": "#/components/schemas/Name"}},
+                                           "stores": {"type": "array", "items": {
+                                               "$ref": "#/components/schemas/Name"}}}},
+                "Problem": {"type": "object", "required": ["type", "title", "status"],
+                            "properties": {"type": {"type": "string"},
+                                           "title": {"type": "string"},
+                                           "status": {"type": "integer"},
+                                           "detail": {"type": "string"},
+                                           "instance": {"type": "string"}}},
+            },
+        },
+    }
