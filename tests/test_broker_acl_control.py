@@ -22,13 +22,20 @@ A_CMD = "edge/v1/eu-west/store-0001/cmd"
 B_CMD = "edge/v1/us-east/store-0100/cmd"
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+@pytest.fixture(scope="module", params=["packaging template", "edge-hub acl render"])
+def broker(request, tmp_path_factory):
+    """Mosquitto with the ACL from packaging/mosquitto's template, or from the hub's own
+    generator (hub.domains.access.broker.render_acl, `edge-hub acl render`)."""
     folder = tmp_path_factory.mktemp("acl-control")
     make_pki(folder)
     acl = folder / "acl"
-    acl.write_text(render.render_acl(HUB, [("eu-west", STORE_A), ("us-east", STORE_B)],
-                                     [("eu-west", "rm-alice")]))
+    stores = [("eu-west", STORE_A), ("us-east", STORE_B)]
+    if request.param == "packaging template":
+        acl.write_text(render.render_acl(HUB, stores, [("eu-west", "rm-alice")]))
+    else:
+        from hub.domains.access.broker import render_acl
+
+        acl.write_text(render_acl([(s, r) for r, s in stores], [], hub_user=HUB))
     port = free_port()
     conf = folder / "mosquitto.conf"
     conf.write_text(render.render_conf({
