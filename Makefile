@@ -34,7 +34,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 ## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
-## copies in edge_agent/health/model/, and docs/model.md (about a minute on 2 cores).
+## copies in edge_agent/health/model/, and docs/model.md (about 4 CPU-minutes, plus about 15
+## minutes on a loaded 2-core machine to replay the held-out fleet through `edge-agent replay`
+## for the targets and the baselines).
 model: $(STAMP)
 	$(BIN)/pip install -q -e '.[train]'
 	$(BIN)/python -m models.train

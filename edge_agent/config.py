@@ -118,6 +118,53 @@ class TelemetrySection:
                               min=10, max=1_000_000)
 
 
+def _check_hours(value: str) -> str | None:
+    from edge_agent.health.policy import parse_hours
+
+    try:
+        parse_hours(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _check_zone(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(value)
+    except (ImportError, ValueError, OSError, KeyError):
+        return f"unknown time zone {value!r}"
+    except Exception:  # zoneinfo.ZoneInfoNotFoundError and friends
+        return f"unknown time zone {value!r}"
+    return None
+
+
+def _esc(default: float, what: str) -> Any:
+    return setting(default, doc=f"Seconds {what} must last in trading hours before it is "
+                                "escalated to the region; 0 never escalates it.", min=0)
+
+
+@dataclass(frozen=True)
+class EscalateSection:
+    """`[scoring.escalate]`: when attention alerts reach the region (docs/alerts.md)."""
+
+    paper_out: float = _esc(900.0, "paper out")
+    paper_near_end: float = _esc(0.0, "paper near its end")
+    cover_open: float = _esc(900.0, "an open cover")
+    paper_jam: float = _esc(900.0, "a paper jam")
+    cutter_error: float = _esc(0.0, "a recoverable cutter error")
+    toner_low: float = _esc(0.0, "low toner")
+    toner_empty: float = _esc(14400.0, "empty toner")
+    waste_full: float = _esc(3600.0, "a full waste box")
+    drawer_open: float = _esc(1800.0, "an open cash drawer")
+    scanner_disconnected: float = _esc(1800.0, "an unplugged scanner")
+    disk_full: float = _esc(3600.0, "a full disk")
+    offline: float = _esc(0.0, "no answer (failed_after makes it a failure instead)")
+
+
 @dataclass(frozen=True)
 class ScoringSection:
     """Health scoring on the device: the model, how often it runs, and its thresholds."""
@@ -141,7 +188,23 @@ class ScoringSection:
                                        "(one episode, one alert).",
                           min=0)
     explain: int = setting(3, doc="Contributing features named in each decision.",
-                           min=0, max=22)
+                           min=0, max=40)
+    clear: float = setting(0.0, doc="Score under which a predicted_failure starts to clear "
+                                    "(it clears after `hold` seconds under it); 0 means the "
+                                    "watch level.", min=0, max=1)
+    mech_polls: int = setting(3, doc="Consecutive polls an autocutter or mechanical error must "
+                                     "last before the device counts as failed (a recoverable "
+                                     "error that clears sooner is attention, not failure).",
+                              min=1, max=1000)
+    trading_hours: str = setting("07:00-22:00", doc="Store trading hours, local time, HH:MM-HH:MM: "
+                                                    "attention alerts escalate only within them.",
+                                 check=_check_hours)
+    timezone: str = setting("", doc="IANA time zone of the store for trading hours, such as "
+                                    "Europe/Paris; empty means the system's.",
+                            check=_check_zone)
+    escalate: EscalateSection = setting(EscalateSection(),
+                                        doc="Seconds each attention alert must persist during "
+                                            "trading hours before the region sees it; 0 never.")
 
 
 def _check_hub_keys(value: tuple[str, ...]) -> str | None:

@@ -28,6 +28,11 @@ from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew, check_plausible, parse_ts
 
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1   # what a database's BIGINT holds
+# An agent counts sessions one a connection and seqs one a message, from 1: beyond these they
+# are absurd (2^31 connections is 68 years at one a second; 2^53 messages 285 years at a
+# million a second), and a session or seq of 2^63-1 would pin a store at the hub for good.
+MAX_SESSION = 2**31 - 1
+MAX_SEQ = 2**53
 MAX_TEXT = 1000          # characters in a free text field (reason, explanation line, version)
 MAX_LIST = 64            # explanation lines
 MAX_MAP = 512            # keys in values / features / extra maps
@@ -36,6 +41,8 @@ MAX_INVENTORY = 5000     # devices in one birth
 DECISIONS = ("ok", "watch", "predicted_failure", "failed")
 ALERT_STATES = ("raised", "cleared")
 SEVERITIES = ("info", "warning", "critical")
+ALERT_FAMILIES = ("attention", "failed", "predicted_failure")   # docs/alerts.md
+ALERT_AUDIENCES = ("store", "region", "central_it")
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -312,6 +319,12 @@ class Alert:
     ts: str
     explanation: tuple[str, ...] = ()
     decision: Optional[Decision] = None
+    # Optional (docs/alerts.md); an older agent sends none of them.
+    family: Optional[str] = None
+    audience: Optional[str] = None
+    escalated: Optional[bool] = None
+    escalated_after_s: Optional[float] = None
+    supersedes: Optional[dict] = None   # {"alert": key, "since": ts, "lead_s": seconds >= 0}
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
@@ -337,13 +350,43 @@ class Alert:
         decision = get("decision")
         typed = None if decision is None else Decision.from_dict(decision, clock, skew,
                                                                   where="decision.")
-        return cls(alert, device, what, state, severity, since, ts, explanation, typed)
+        family = get("family")
+        if family is not None and (type(family) is not str or family not in ALERT_FAMILIES):
+            raise _fail("bad_body", "family: not an alert family")
+        audience = get("audience")
+        if audience is not None and (type(audience) is not str
+                                     or audience not in ALERT_AUDIENCES):
+            raise _fail("bad_body", "audience: not an audience")
+        escalated = get("escalated")
+        if escalated is not None and type(escalated) is not bool:
+            raise _fail("bad_body", "escalated: expected true or false")
+        after = check_number(get("escalated_after_s"), "escalated_after_s", optional=True)
+        if after is not None and after < 0:
+            raise _fail("out_of_range", "escalated_after_s: must be >= 0")
+        sup = get("supersedes")
+        if sup is not None:
+            if type(sup) is not dict or set(sup) != {"alert", "since", "lead_s"}:
+                raise _fail("bad_body", "supersedes: expected {alert, since, lead_s}")
+            lead = check_number(sup["lead_s"], "supersedes.lead_s")
+            if lead is None or lead < 0:
+                raise _fail("out_of_range", "supersedes.lead_s: must be >= 0")
+            sup = {"alert": check_id(sup["alert"], "supersedes.alert", _KEY),
+                   "since": check_ts(sup["since"], "supersedes.since", clock,
+                                     Skew(skew.future_s, max(skew.past_s, 10 * 365 * 86400.0))),
+                   "lead_s": lead}
+        return cls(alert, device, what, state, severity, since, ts, explanation, typed,
+                   family, audience, escalated, after, sup)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alert": self.alert, "device": self.device, "what": self.what,
-                "state": self.state, "severity": self.severity, "since": self.since,
-                "ts": self.ts, "explanation": list(self.explanation),
-                "decision": None if self.decision is None else self.decision.to_dict()}
+        out = {"alert": self.alert, "device": self.device, "what": self.what,
+               "state": self.state, "severity": self.severity, "since": self.since,
+               "ts": self.ts, "explanation": list(self.explanation),
+               "decision": None if self.decision is None else self.decision.to_dict()}
+        for name in ("family", "audience", "escalated", "escalated_after_s", "supersedes"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
 
 
 MAX_DEPTH = 4      # nesting of maps and lists in fields a newer peer may add
@@ -395,9 +438,12 @@ class Birth:
     config_hash: Optional[str] = None
     last_seq: Optional[int] = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # capabilities and newer fields
+    # The agent's state database's own id (made once with it): sessions and seqs count within
+    # one instance, so a store whose state was lost comes back as a new instance at session 1.
+    instance: Optional[str] = None
 
     _KNOWN = frozenset(("session", "inventory", "agent_version", "model_version",
-                        "config_hash", "last_seq"))
+                        "config_hash", "last_seq", "instance"))
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
@@ -405,7 +451,7 @@ class Birth:
         if type(data) is not dict:
             raise _fail("bad_body", "body: expected an object")
         get = data.get  # type: ignore[attr-defined]
-        session = check_int(get("session"), "session", 0)
+        session = check_int(get("session"), "session", 0, MAX_SESSION)
         inventory = get("inventory")
         if type(inventory) is not list:
             raise _fail("bad_body", "inventory: missing or of the wrong type")
@@ -425,10 +471,13 @@ class Birth:
         config_hash = check_text(get("config_hash"), "config_hash", optional=True, max_len=200)
         last_seq = get("last_seq")
         if last_seq is not None:
-            check_int(last_seq, "last_seq", 0)
+            check_int(last_seq, "last_seq", 0, MAX_SEQ)
+        instance = get("instance")
+        if instance is not None:
+            check_id(instance, "instance")
         extra = _extra(data, cls._KNOWN, "birth")  # type: ignore[arg-type]
         return cls(session, tuple(items), agent_version, model_version, config_hash, last_seq,
-                   extra)
+                   extra, instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,15 +485,20 @@ class Death:
     """A store's agent went away (its Will, or a clean goodbye)."""
 
     session: int
+    instance: Optional[str] = None  # as in the birth
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
                   skew: Skew = DEFAULT_SKEW) -> "Death":
         if type(data) is not dict:
             raise _fail("bad_body", "body: expected an object")
-        session = check_int(data.get("session"), "session", 0)  # type: ignore[attr-defined]
-        _extra(data, frozenset(("session",)), "death")  # type: ignore[arg-type]
-        return cls(session)
+        session = check_int(data.get("session"), "session", 0,  # type: ignore[attr-defined]
+                            MAX_SESSION)
+        instance = data.get("instance")  # type: ignore[attr-defined]
+        if instance is not None:
+            check_id(instance, "instance")
+        _extra(data, frozenset(("session", "instance")), "death")  # type: ignore[arg-type]
+        return cls(session, instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,7 +687,8 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
     parse_body(kind, body, clock, skew)
 
 
-__all__ = ["MIN_INT", "MAX_INT", "MAX_TEXT", "DECISIONS", "ALERT_STATES", "SEVERITIES",
+__all__ = ["MIN_INT", "MAX_INT", "MAX_SESSION", "MAX_SEQ", "MAX_TEXT", "DECISIONS",
+           "ALERT_STATES", "SEVERITIES", "ALERT_FAMILIES", "ALERT_AUDIENCES",
            "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
            "check_number", "check_scalar", "check_ts", "clean_text"]

@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any, Mapping, NamedTuple
 
-from edge_protocol.bodies import MAX_INT, check_body, plausible_cached
+from edge_protocol.bodies import MAX_SEQ, check_body, plausible_cached
 from edge_protocol.errors import ProtocolError, WireError
 from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew
 from edge_protocol.topics import DEFAULT_PREFIX, ID as _ID, UP_KINDS, parse_topic
@@ -146,8 +146,9 @@ def decode(payload: bytes, topic_name: str | None = None,
             if not isinstance(get(key), want):
                 raise WireError("bad_envelope", f"{key}: missing or of the wrong type")
     seq = get("seq")
-    if type(seq) is not int or not 0 <= seq <= MAX_INT:  # type(): a bool is not a seq
-        raise WireError("bad_envelope", "seq: expected a non-negative 64-bit integer")
+    # type(): a bool is not a seq; above MAX_SEQ (2^53) a counter is absurd (issue 15)
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise WireError("bad_envelope", "seq: expected an integer from 0 to 2^53")
     if not _UUID.match(id_):
         raise WireError("bad_envelope", "id: not a UUID")
     parsed = topic_error = None

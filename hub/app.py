@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from edge_protocol import envelope, topics
@@ -31,15 +31,17 @@ from hub.domains.audit.schema import MIGRATIONS as _AUDIT
 from hub.domains.commands.schema import MIGRATIONS as _COMMANDS
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
 from hub.domains.flags.schema import MIGRATIONS as _FLAGS
+from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
 from hub.domains.rollout.schema import MIGRATIONS as _ROLLOUT
-from hub.errors import HubError, NotFound
+from hub.errors import HubError, NotFound, StoreError
 from hub.ingest import Ingest, Settings
 from hub.store import Store
 
 log = logging.getLogger("hub.serve")
 
 # Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
-ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_COMMANDS, *_FLAGS, *_ROLLOUT)
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_COMMANDS, *_FLAGS,
+                  *_ROLLOUT)
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
@@ -56,6 +58,75 @@ def store_detail(db: Store, store: str) -> dict[str, Any]:
     detail = fleet.store_detail(db, store, open_alerts=alerts.open_alerts)
     detail.update(store_control(db, store))
     return detail
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the hub keeps what stores sent (seconds; None keeps it forever), and how much
+    one background step may delete (a bounded batch per table, so ingest never waits long)."""
+
+    readings_s: float | None = 7 * 86400.0     # telemetry messages
+    messages_s: float | None = 30 * 86400.0    # every other kind of message
+    feed_s: float | None = 30 * 86400.0        # alert feed rows sent or superseded
+    unseen_s: float | None = 30 * 86400.0      # a store not heard from is marked unseen
+    batch: int = 5000
+    every_s: float = 60.0
+
+
+def retention_step(db: Store, policy: Retention, clock=time.time) -> dict[str, int]:
+    """One bounded round of retention (`serve` runs one every `policy.every_s`): old
+    messages and readings, old feed rows, stores unseen for long marked. Returns the counts;
+    a count equal to `policy.batch` means more is left for the next round."""
+    now = clock()
+    done = {"messages": 0, "feed": 0, "unseen": 0}
+    with db.transaction() as tx:
+        kinds = {} if policy.readings_s is None else {"telemetry": now - policy.readings_s}
+        other = None if policy.messages_s is None else now - policy.messages_s
+        if kinds or other is not None:
+            done["messages"] = fleet.prune_messages(tx, kinds, other, policy.batch)
+        if policy.feed_s is not None:
+            done["feed"] = alerts.prune(tx, now - policy.feed_s, policy.batch)
+        if policy.unseen_s is not None:
+            done["unseen"] = fleet.mark_unseen(tx, now - policy.unseen_s, now)
+    return done
+
+
+def prune_stores(db: Store, unseen_s: float, dry_run: bool = False,
+                 clock=time.time, actor: Any = None,
+                 source: str | None = None) -> list[dict[str, Any]]:
+    """Remove the stores not heard from for `unseen_s` seconds with their devices, messages,
+    alerts and feed rows (`edge-hub stores prune`); return what was (or would be) removed.
+    Recorded in the audit log as `stores.prune` by `actor`, in the same transaction."""
+    with db.transaction() as tx:
+        gone = fleet.unseen_stores(tx, clock() - unseen_s)
+        names = [g[0] for g in gone]
+        if names and not dry_run:
+            fleet.drop_stores(tx, names)
+            alerts.drop_stores(tx, names)
+            if actor is not None:
+                audit.record(tx, clock, actor, "stores.prune", "stores",
+                             {"stores": names[:1000], "count": len(names),
+                              "unseen_s": unseen_s}, source)
+    return [{"store": s, "region": r, "last_seen": seen} for s, r, seen in gone]
+
+
+def sd_notify(*fields: str) -> bool:
+    """systemd's notify protocol without libsystemd (READY=1, WATCHDOG=1, STATUS=...): one
+    datagram to $NOTIFY_SOCKET; nothing outside systemd. Never blocks, never raises."""
+    import os
+
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto("\n".join(fields).encode("utf-8", "replace"), address)
+        return True
+    except (OSError, ValueError):
+        return False
+
 
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
 
@@ -155,12 +226,14 @@ class Hub:
 
 def serve(db: Store, settings: Settings, embedded: bool = False,
           stats_every: float = 30.0, services: Sequence[Any] = (),
-          checkpoints: "Checkpointer | None" = None, ring: Any = None) -> int:
+          checkpoints: "Checkpointer | None" = None,
+          retention: Retention | None = Retention(), ring: Any = None) -> int:
     """Run until SIGTERM or SIGINT; return the exit code.
 
     `services` are started after the worker and stopped before it (the HTTP API of
     `serve --api`: objects with start() and stop()). `checkpoints` signs the audit log's head
     at its interval; its checkpoints are also published retained on `checkpoints.topic`.
+    `retention` prunes old rows in bounded rounds (docs/hub-defences.md).
     """
     broker = None
     if embedded:
@@ -199,16 +272,34 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
         last = time.monotonic()
+        pruned_at = float("-inf")
+        # Under systemd (Type=notify, WatchdogSec): ready once subscribed, then a ping every
+        # half second while the writer thread lives; a worker that failed exits instead.
+        sd_notify("READY=1", f"STATUS=ingesting as {settings.client_id}")
         while not stop.wait(0.5):
             if hub.ingest.failed.is_set():
                 log.error("hub worker failed; exiting for its supervisor to restart it")
                 return 1
+            if hub.ingest.writer is not None and hub.ingest.writer.is_alive():
+                sd_notify("WATCHDOG=1")
             if checkpoints is not None:
                 checkpoints.tick()
             if time.monotonic() - last >= stats_every:
                 last = time.monotonic()
                 log.info("hub stats", extra=hub.ingest.stats())
+            if retention is not None and time.monotonic() - pruned_at >= retention.every_s:
+                pruned_at = time.monotonic()
+                try:
+                    done = retention_step(db, retention)
+                except StoreError as err:  # the writer's retry and give-up decide for the db
+                    log.warning("retention failed; will try again", extra={"error": str(err)})
+                else:
+                    if any(done.values()):
+                        log.info("retention", extra=done)
+                        if max(done.values()) >= retention.batch:
+                            pruned_at = float("-inf")  # more is left: the next round soon
     finally:
+        sd_notify("STOPPING=1")
         for service in reversed(started):
             service.stop()
         if commander is not None:

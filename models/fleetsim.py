@@ -1,22 +1,41 @@
-"""A fleet simulator of store devices degrading toward failure, producing vocabulary readings.
+"""A fleet simulator of store devices, in readings shaped exactly as the collectors shape them.
 
-Every device is one of three classes (receipt printer, barcode scanner, register PC) and may
-carry one failure mode whose precursor grows over an onset of days before it fails; healthy
-devices have distractor episodes (a bad paper roll, a dirty scanner window, a hot day, an ISP
-hiccup) that look like precursors and resolve. models/README.md cites where each parameter
-comes from. `python -m models.fleetsim replay --out FILE` writes a JSONL of a degrading printer
-and a healthy one for `edge-agent replay`.
+Every device is one of three classes (an Epson receipt printer polled by the `escpos` collector,
+a serial barcode scanner polled by `scanner`, the register PC polled by `host`) and reports a
+reading every `step_s` seconds with only the names its collector declares (CAPABILITIES) plus
+the poll loop's `poll.errors`/`poll.timeouts`: event counters are counts since the agent
+started, states are what a poll would see at that instant, the maintenance counters (GS g 2)
+and SMART are refreshed hourly, a silent device gives the scheduler's stale reading.
+tests/test_model_parity.py holds it to that.
+
+Failure modes with a precursor that grows over an onset of days:
+- printer `cutter`: a worn autocutter (high GS g 2 cut count) errs more and more, then stays in
+  error; `head`: the head overheats (auto-recoverable errors) more and more, then an
+  unrecoverable error; `link`: a degrading link (latency rising, more and more unanswered
+  polls), then silence;
+- scanner `cable`: reconnects and bad frames rising, then disconnected;
+- register `fan`: the fan slows, the temperature climbs over days, then the machine stops;
+  `disk_wear`: SMART bad sectors grow, then SMART fails; `disk_fill`: a runaway log fills the
+  disk;
+- every class: `sudden`, with no precursor.
+Benign patterns on every device: roll changes (one to three a day on a busy printer: near end,
+paper out for minutes, cover open), nightly power save, lunchtime latency spikes with an
+occasional timeout, hot afternoons, weekly disk growth with a cleanup, and a bad week of errors
+that a technician fixes. models/README.md cites where the numbers come from.
+`python -m models.fleetsim replay --out FILE` writes a JSONL of a wearing printer and a healthy
+one for `edge-agent replay`; `python -m models.fleetsim fleet --out FILE` a whole fleet.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import json
 import math
 import random
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 
 from edge_agent.reading import Reading
@@ -24,15 +43,23 @@ from edge_agent.reading import Reading
 DAY = 86400.0
 HOUR = 3600.0
 EPOCH = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()
-HORIZON_S = 7 * DAY  # the label: fails within the next 7 days
+HORIZON_S = 14 * DAY  # the label: fails within the next 14 days
+LEAD_MIN_S = 2 * DAY  # a useful prediction comes at least 48 hours ahead
+LINE_M = 30 / 180 * 0.0254  # one GS g 2 line feed: 30 dots at 1/180 inch
+RECEIPT_M = 0.12
+ROLL_M = 80.0
+NEAR_END_M = 5.0
+RATED_CUTS = 2_000_000
+RATED_HEAD_KM = 150.0
 
-# Failure modes per class, with their base weights (scaled by wear for the wear-out modes).
 MODES = {
-    "printer": {"cutter": 0.25, "head": 0.15, "paper_path": 0.3, "connectivity": 0.15},
-    "scanner": {"optics": 0.5, "cable": 0.3, "connectivity": 0.2},
-    "register": {"disk": 0.3, "thermal": 0.3, "memory": 0.2, "connectivity": 0.2},
+    "printer": {"cutter": 0.35, "head": 0.3, "link": 0.35},
+    "scanner": {"cable": 1.0},
+    "register": {"fan": 0.35, "disk_wear": 0.35, "disk_fill": 0.3},
 }
 KINDS = {"printer": "escpos", "scanner": "scanner", "register": "host"}
+# What the poll loop adds to every reading (edge_agent/scheduler.py).
+POLL_LOOP = ("poll.errors", "poll.timeouts")
 
 
 @dataclass(frozen=True)
@@ -46,22 +73,26 @@ class Params:
     peak_scale: tuple = (0.6, 1.4)   # precursor strength relative to the nominal peak
     shape: tuple = (1.0, 3.0)        # precursor curvature: 1 linear, 3 late and sharp
     sudden: float = 0.15            # share of failures with no precursor (random failures)
-    distractors_per_month: float = 1.0
+    bad_weeks_per_year: float = 4.0  # a bad week of errors a technician fixes
+    hot_spells_per_month: float = 1.0
     noise: float = 1.0              # scale of reading noise
-    volume: tuple = (200.0, 1500.0)  # receipts (or scans / 3) per day
+    volume: tuple = (150.0, 1800.0)  # receipts (or scans / 3) per day
+    lunch_timeout: float = 0.03     # chance a lunchtime poll times out
+    no_fan_share: float = 0.3       # registers that expose no fan speed
 
 
 TRAIN = Params()
 # The held-out fleet: other seeds and other parameter ranges, so evaluation is not on the
 # training distribution: shorter and longer onsets, weaker precursors, more distractors.
-HELDOUT = Params(name="heldout", fail_base=0.25, onset_days=(3.0, 25.0), peak_scale=(0.4, 1.6),
-                 shape=(1.0, 4.0), sudden=0.2, distractors_per_month=1.5, noise=1.3,
-                 volume=(150.0, 2000.0))
+HELDOUT = Params(name="heldout", fail_base=0.25, onset_days=(4.0, 25.0), peak_scale=(0.5, 1.6),
+                 shape=(1.0, 3.5), sudden=0.2, bad_weeks_per_year=6.0,
+                 hot_spells_per_month=1.5, noise=1.3, volume=(100.0, 2200.0),
+                 lunch_timeout=0.05, no_fan_share=0.4)
 
 
 @dataclass
 class Episode:
-    """A distractor: a precursor-like burst that resolves on its own."""
+    """A benign burst that resolves on its own (or when a technician comes)."""
 
     start: float
     end: float
@@ -71,7 +102,7 @@ class Episode:
 
 @dataclass
 class SimDevice:
-    """One simulated device: its class, wear, failure mode and time, and distractors."""
+    """One simulated device: its class, wear, failure mode and time, and benign episodes."""
 
     id: str
     cls: str
@@ -94,9 +125,13 @@ class SimDevice:
     def kind(self) -> str:
         return KINDS[self.cls]
 
+    @property
+    def has_precursor(self) -> bool:
+        return self.mode is not None and self.mode != "sudden"
+
     def progress(self, t: float) -> float:
-        """Return the precursor's progress in [0, 1] at time t (0 with no precursor)."""
-        if self.fail_at is None or self.mode in (None, "sudden") or self.onset <= 0:
+        """Return the precursor's progress in [0, peak] at time t (0 with no precursor)."""
+        if self.fail_at is None or not self.has_precursor or self.onset <= 0:
             return 0.0
         x = (t - (self.fail_at - self.onset)) / self.onset
         return 0.0 if x <= 0 else min(x, 1.0) ** self.shape * self.peak
@@ -108,134 +143,206 @@ class SimDevice:
     def episode(self, t: float, what: str) -> float:
         return sum(e.size for e in self.episodes if e.what == what and e.start <= t < e.end)
 
-    def readings(self, step_s: float = HOUR, tail_s: float = 6 * HOUR) -> Iterator[Reading]:
+    def readings(self, step_s: float = 1800.0, tail_s: float = 6 * HOUR) -> Iterator[Reading]:
         """Yield readings every step_s from start until end (or tail_s after failure)."""
         rng = random.Random(self.seed * 7919 + 1)
         stop = self.end if self.fail_at is None else min(self.end, self.fail_at + tail_s)
+        if self.mode in ("fan",) and self.fail_at is not None:
+            stop = min(stop, self.fail_at)  # the register stops, and the agent with it
         gen = {"printer": self._printer, "scanner": self._scanner,
                "register": self._register}[self.cls]
-        state: dict = {"km": self.head_km0, "cuts": self.cuts0, "cut_err": 0, "jam": 0,
-                       "err": 0, "reads": 0, "noreads": 0, "decode": 0, "reconn": 0,
-                       "timeouts": 0, "disk": self.base.get("disk", 50.0), "roll": 0.0}
+        s: dict = {"lines": int(self.head_km0 * 1000 / LINE_M), "cuts": self.cuts0,
+                   "hours": int(self.base.get("hours", 5000)), "cut_err": 0, "err": 0,
+                   "overheats": 0, "reads": 0, "decode": 0, "reconn": 0, "timeouts": 0,
+                   "failures": 0, "roll": rng.uniform(0, ROLL_M),
+                   "disk": self.base.get("disk", 50.0), "bad": self.base.get("bad", 0),
+                   "lunch_prev": False}
         t = self.start
         while t < stop:
             failed = self.fail_at is not None and t >= self.fail_at
             ts = datetime.fromtimestamp(t, timezone.utc)
-            conn = self.progress(t) if self.mode == "connectivity" else 0.0
-            conn += self.episode(t, "isp")
-            lat_base = self.base.get("lat", 10.0)
-            latency = lat_base * (1 + 8 * conn) * math.exp(rng.gauss(0, 0.25 * self.params.noise))
-            p_timeout = min(0.9, 0.002 + 0.4 * conn)
-            timed_out = rng.random() < p_timeout
-            if timed_out:
-                state["timeouts"] += 1
-            if failed and self.mode == "connectivity" or timed_out:
+            hour = (t % DAY) / HOUR
+            lunch = 12.0 <= hour < 14.0
+            link = self.progress(t) if self.mode == "link" else 0.0
+            # An occasional lunchtime timeout is one poll; the next poll 30 s later answers, so
+            # two readings in a row never both come from it (the readings are 30 min apart).
+            lunch_p = self.params.lunch_timeout if lunch and self.cls == "printer" and \
+                not s["lunch_prev"] else 0.0
+            p_timeout = min(0.95, 0.001 + lunch_p + 0.5 * link ** 1.5)
+            silent = (failed and self.mode == "link") or rng.random() < p_timeout
+            s["lunch_prev"] = silent and lunch_p > 0
+            if silent:
+                s["timeouts"] += 1
+                s["failures"] += 1
                 yield Reading(self.id, self.kind, ts,
-                              {"device.status": "offline", "poll.errors": 1,
-                               "poll.timeouts": state["timeouts"]},
-                              True, "timeout" if not failed else "no answer")
+                              {"device.status": "offline", "poll.errors": s["failures"],
+                               "poll.timeouts": s["timeouts"]},
+                              True, "no reply to DLE EOT 1 within 1 s" if self.cls == "printer"
+                              else "timeout")
             else:
-                values = gen(rng, t, step_s, state, failed)
-                values["poll.latency_ms"] = round(latency, 2)
+                s["failures"] = 0
+                values = gen(rng, t, step_s, s, failed, lunch, link)
                 values["poll.errors"] = 0
-                values["poll.timeouts"] = state["timeouts"]
+                values["poll.timeouts"] = s["timeouts"]
                 yield Reading(self.id, self.kind, ts, values)
             t += step_s
 
     def _events(self, rng: random.Random, rate_per_day: float, step_s: float) -> int:
         """Draw a Poisson count of events in one step at a rate per day."""
         lam = max(rate_per_day, 0.0) * step_s / DAY
-        if lam <= 0:
-            return 0
-        return _poisson(rng, lam)
+        return _poisson(rng, lam) if lam > 0 else 0
 
-    def _activity(self, t: float) -> float:
-        """Share of the day's activity in this hour: stores are busy 8:00-20:00."""
+    def _busy(self, t: float) -> float:
+        """Share of the day's activity in the hour at t: stores are busy 8:00-20:00."""
         hour = (t % DAY) / HOUR
         return 1.0 / 12 if 8 <= hour < 20 else 0.0
 
-    def _printer(self, rng, t, step_s, s, failed) -> dict:
-        act = self._activity(t) * step_s / HOUR
-        receipts = self._events(rng, self.volume * act * 24, step_s) if act else 0
-        s["km"] += receipts * 0.12 / 1000.0  # about 12 cm of paper a receipt
-        s["cuts"] += receipts
-        prog = self.progress(t)
+    def _printer(self, rng, t, step_s, s, failed, lunch, link) -> dict:
+        n = self.params.noise
         m = self.mode
-        s["cut_err"] += self._events(rng, 0.05 + (25 * prog if m == "cutter" else 0)
-                                     + self.episode(t, "cutter"), step_s)
-        s["jam"] += self._events(rng, 0.05 + (8 * prog if m == "paper_path" else 0)
-                                 + self.episode(t, "roll"), step_s)
-        s["err"] += self._events(rng, 0.1 + (8 * prog if m == "head" else 0)
-                                 + 0.5 * self.episode(t, "roll"), step_s)
-        s["roll"] += receipts * 0.12
-        paper = "ok"
-        if s["roll"] > 75:      # an 80 m roll: near end, then out until someone changes it
+        prog = self.progress(t)
+        act = self._busy(t) * step_s / HOUR
+        receipts = self._events(rng, self.volume * act * DAY / step_s, step_s) if act else 0
+        s["lines"] += int(receipts * RECEIPT_M / LINE_M)
+        s["cuts"] += receipts
+        s["hours"] += step_s / HOUR
+        # Roll changes: the roll runs out, paper is out for a few minutes, the cover is opened
+        # to change it. The poll at the end of this step sees whatever is going on then.
+        paper, cover = "ok", "closed"
+        s["roll"] += receipts * RECEIPT_M
+        if s["roll"] >= ROLL_M:
+            out_for = rng.uniform(60, 1500)          # 1 to 25 minutes until someone notices
+            ran_out = rng.uniform(0, step_s)          # when in this step it ran out
+            left = step_s - ran_out
+            s["roll"] = 0.0
+            if left < out_for:
+                paper = "out"
+                cover = "open" if out_for - left < 60 else "closed"
+        elif ROLL_M - s["roll"] < NEAR_END_M:
             paper = "near_end"
-        if s["roll"] > 80:
-            paper = "out" if rng.random() < 0.5 else "ok"
-            s["roll"] = 0.0 if paper == "ok" else s["roll"]
-        temp = (self.base["htemp"] + 15 * act * 12 + (12 * prog if m == "head" else 0)
-                + rng.gauss(0, 1.5 * self.params.noise))
+        wear = s["cuts"] / RATED_CUTS
+        bad = self.episode(t, "bad_week")
+        cut_rate = 0.03 + 0.2 * max(0.0, wear - 0.8) + (18 * prog if m == "cutter" else 0.0) \
+            + bad * (1 if self.base["bad_kind"] == "cutter" else 0)
+        heat_rate = 0.05 + (10 * prog if m == "head" else 0.0) \
+            + self.episode(t, "busy_heat") + bad * (1 if self.base["bad_kind"] == "heat" else 0)
+        other_rate = 0.05 + bad * (0.5 if self.base["bad_kind"] == "other" else 0)
+        ce = self._events(rng, cut_rate, step_s)
+        oh = self._events(rng, heat_rate, step_s)
+        ot = self._events(rng, other_rate, step_s)
+        s["cut_err"] += ce
+        s["overheats"] += oh
+        s["err"] += ce + oh + ot
+        # A recoverable error lasts about a minute: the poll sees one only by chance.
+        cutter_now = rng.random() < 1 - math.exp(-cut_rate / 1440.0)
+        heat_now = rng.random() < 1 - math.exp(-heat_rate / 1440.0)
+        error = "recoverable" if cutter_now or heat_now else "none"
+        if failed:
+            if m == "cutter":
+                cutter_now, error = True, "recoverable"
+            else:
+                error = "unrecoverable"
+        status = "ok"
+        if error != "none" or paper == "out" or cover == "open" or cutter_now:
+            status = "error"
+        elif paper == "near_end":
+            status = "warning"
+        hour = (t % DAY) / HOUR
+        if status == "ok" and not (7 <= hour < 21 or self.base["never_sleeps"]):
+            status = "asleep"  # nightly power save: the wake byte gets an answer
+        latency = self.base["lat"] * (1 + (rng.uniform(1, 3) if lunch else 0) + 6 * link) \
+            * math.exp(rng.gauss(0, 0.25 * n))
         values = {
-            "device.status": "error" if failed else ("warning" if paper == "out" else "ok"),
-            "printer.paper": paper, "printer.cover": "closed",
-            "printer.cutter": "error" if failed and m == "cutter" else "ok",
-            "printer.error": "unrecoverable" if failed else "none",
-            "printer.jam": bool(failed and m == "paper_path"),
-            "printer.head_km": round(s["km"], 4), "printer.cut_count": int(s["cuts"]),
-            "printer.head_temp_c": round(temp, 2),
-            "printer.cutter_errors": s["cut_err"], "printer.jam_count": s["jam"],
-            "printer.error_count": s["err"],
+            "device.status": status, "device.model": "TM-T88V",
+            "device.firmware": "30.01 ESC/POS", "printer.online": status in ("ok", "asleep",
+                                                                               "warning"),
+            "printer.cover": cover, "printer.paper": paper,
+            "printer.cutter": "error" if cutter_now else "ok", "printer.error": error,
+            "printer.overheat": heat_now and not failed,
+            "printer.drawer": "closed", "poll.latency_ms": round(latency, 2),
+            "printer.cutter_errors": s["cut_err"], "printer.error_count": s["err"],
+            "printer.overheats": s["overheats"],
         }
+        if t % HOUR < step_s:  # GS g 2, hourly
+            values.update({"printer.counter.148": s["lines"],
+                           "printer.counter.149": s["lines"] * 30,
+                           "printer.counter.178": s["cuts"],
+                           "printer.counter.198": int(s["hours"]),
+                           "printer.head_km": round(s["lines"] * LINE_M / 1000.0, 4),
+                           "printer.cut_count": s["cuts"],
+                           "printer.operating_hours": int(s["hours"])})
         return values
 
-    def _scanner(self, rng, t, step_s, s, failed) -> dict:
-        act = self._activity(t) * step_s / HOUR
-        scans = self._events(rng, 3 * self.volume * act * 24, step_s) if act else 0
+    def _scanner(self, rng, t, step_s, s, failed, lunch, link) -> dict:
+        act = self._busy(t) * step_s / HOUR
+        scans = self._events(rng, 3 * self.volume * act * DAY / step_s, step_s) if act else 0
         prog = self.progress(t)
         m = self.mode
-        p_no = min(0.95, self.base["noread"] + (0.3 * prog if m == "optics" else 0)
-                   + self.episode(t, "dirty") + (1.0 if failed and m == "optics" else 0))
-        no = sum(1 for _ in range(scans) if rng.random() < p_no) if scans < 200 else \
-            int(scans * p_no + rng.gauss(0, math.sqrt(scans * p_no * (1 - p_no) + 1e-9)))
-        no = max(0, min(no, scans))
-        s["reads"] += scans - no
-        s["noreads"] += no
-        s["decode"] += self._events(rng, 0.5 + (20 * prog if m == "optics" else 0), step_s)
-        s["reconn"] += self._events(rng, 0.05 + (10 * prog if m == "cable" else 0)
-                                    + self.episode(t, "cable"), step_s)
-        return {"device.status": "error" if failed else "ok",
-                "scanner.connected": not (failed and m == "cable"),
-                "scanner.reads": s["reads"], "scanner.no_reads": s["noreads"],
-                "scanner.decode_errors": s["decode"], "scanner.reconnects": s["reconn"]}
+        bad = self.episode(t, "bad_week")
+        s["reads"] += scans
+        s["decode"] += self._events(rng, self.base["decode"] + (40 * prog if m == "cable" else 0)
+                                    + 8 * bad, step_s)
+        s["reconn"] += self._events(rng, 0.03 + (8 * prog if m == "cable" else 0)
+                                    + 0.5 * bad * (self.base["bad_kind"] == "cutter"), step_s)
+        connected = not (failed and m in ("cable", "sudden"))
+        return {"device.status": "ok" if connected else "warning",
+                "scanner.connected": connected,
+                "scanner.reads": s["reads"], "scanner.decode_errors": s["decode"],
+                "scanner.reconnects": s["reconn"],
+                "scanner.heartbeat": "off",
+                "scanner.last_scan_age_s": round(rng.uniform(1, 300), 1) if s["reads"] else None,
+                "poll.latency_ms": round(rng.uniform(0.05, 0.5), 3)}
 
-    def _register(self, rng, t, step_s, s, failed) -> dict:
-        act = self._activity(t) * 12
+    def _register(self, rng, t, step_s, s, failed, lunch, link) -> dict:
+        busy = self._busy(t) * 12
         prog = self.progress(t)
         m = self.mode
         n = self.params.noise
+        hour = (t % DAY) / HOUR
+        # Weekly disk growth with a cleanup (Sunday night), and a runaway log for disk_fill.
         s["disk"] += self.base["disk_growth"] * step_s / DAY
-        if m == "disk" and self.fail_at is not None:
-            # A runaway log fills the disk: it reaches 100% at the failure.
+        if int(t // DAY) % 7 == 6 and hour < step_s / HOUR:
+            s["disk"] = max(self.base["disk"], s["disk"] - 7 * self.base["disk_growth"])
+        if m == "disk_fill" and self.fail_at is not None and prog > 0:
             left = max(self.fail_at - t, step_s)
-            s["disk"] += max(0.0, (100 - s["disk"])) * min(1.0, step_s / left) * (prog > 0)
-        cleanup = self.episode(t, "disk_bump")
-        disk = min(100.0, s["disk"] + cleanup + rng.gauss(0, 0.2 * n))
-        temp = (self.base["temp"] + 6 * act + (25 * prog if m == "thermal" else 0)
-                + 6 * self.episode(t, "hot") + rng.gauss(0, 1.5 * n))
-        mem = (self.base["mem"] + 10 * act + (45 * prog if m == "memory" else 0)
-               + rng.gauss(0, 3 * n))
-        return {"device.status": "error" if failed else "ok",
-                "host.cpu_pct": round(min(100.0, max(0.0, 10 + 30 * act + rng.gauss(0, 5))), 1),
-                "host.mem_pct": round(min(100.0, max(0.0, mem)), 1),
-                "host.disk_pct": round(max(0.0, disk), 2),
-                "host.temp_c": round(temp, 1),
-                "host.uptime_s": float((t - self.start) % (30 * DAY)),
-                "host.net.latency_ms": round(self.base.get("lat", 10.0)
-                                             * (1 + 8 * (self.progress(t)
-                                                         if m == "connectivity" else 0)
-                                                + 8 * self.episode(t, "isp"))
-                                             * math.exp(rng.gauss(0, 0.25 * n)), 2)}
+            s["disk"] += max(0.0, (100 - s["disk"])) * min(1.0, step_s / left)
+        disk = min(100.0, s["disk"] + rng.gauss(0, 0.1 * n))
+        hot = self.episode(t, "hot") * (1.0 if 12 <= hour < 19 else 0.3)
+        fan_loss = (0.8 * prog if m == "fan" else 0.0)
+        temp = (self.base["temp"] + 5 * busy + 8 * hot + 30 * fan_loss + rng.gauss(0, 1.2 * n))
+        if m == "disk_wear" and prog > 0:
+            s["bad"] = max(s["bad"], int(self.base["bad"] + 400 * prog ** 1.2))
+        elif self.episode(t, "bad_week") and rng.random() < 0.02:
+            s["bad"] += 1  # a sector remapped once in a while: not a trend
+        values = {"device.status": "ok",
+                  "host.cpu_pct": round(min(100.0, max(0.0, 8 + 30 * busy + rng.gauss(0, 5))), 1),
+                  "host.mem_pct": round(min(100.0, max(0.0, self.base["mem"] + 8 * busy
+                                                      + rng.gauss(0, 3 * n))), 1),
+                  "host.swap_pct": round(max(0.0, rng.gauss(2, 1)), 1),
+                  "host.disk_pct": round(max(0.0, disk), 2),
+                  "host.disk.0.pct": round(max(0.0, disk), 2),
+                  "host.temp_c": round(temp, 1),
+                  "host.uptime_s": float((t - self.start) % (30 * DAY)),
+                  "host.load_1m": round(max(0.0, 0.2 + busy + rng.gauss(0, 0.2)), 2),
+                  "poll.latency_ms": round(rng.uniform(100, 130), 3)}
+        lat = self.base["lat"] * (1 + (rng.uniform(1, 4) if lunch else 0)) \
+            * math.exp(rng.gauss(0, 0.25 * n))
+        values["host.net.latency_ms"] = round(lat, 2) if rng.random() > 0.002 else None
+        values["host.net.0.latency_ms"] = values["host.net.latency_ms"]
+        if values["host.net.latency_ms"] is None:
+            values["device.status"] = "warning"
+        if self.base["fan"]:
+            values["host.fan_rpm"] = round(max(0.0, self.base["fan_rpm"] * (1 - fan_loss)
+                                               * (1 + 0.1 * hot) + rng.gauss(0, 20)), 0)
+        smart_failed = failed and m == "disk_wear"
+        values.update({"host.smart.passed": not smart_failed,
+                       "host.smart.reallocated": int(s["bad"] * 0.7),
+                       "host.smart.pending": int(s["bad"] * 0.3),
+                       "host.smart.uncorrectable": 0, "host.smart.crc_errors": 0,
+                       "host.smart.power_on_hours": int(self.base["hours"]
+                                                        + (t - self.start) / HOUR),
+                       "host.smart.temp_c": round(temp - 15, 1)})
+        return values
 
 
 def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start: float,
@@ -244,28 +351,31 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
     """Draw one device; mode='draw' draws its fate, None keeps it healthy, a name forces it."""
     d = SimDevice(dev_id, cls, start, start + days * DAY, rng.randrange(2**31), params)
     d.volume = rng.uniform(*params.volume)
-    d.head_km0 = rng.uniform(0.0, 1.1) * 150.0
-    d.cuts0 = int(rng.uniform(0.0, 1.1) * 2_000_000)
-    d.base = {"htemp": rng.uniform(30, 40), "noread": rng.uniform(0.01, 0.05),
-              "temp": rng.uniform(38, 55), "mem": rng.uniform(25, 50),
-              "disk": rng.uniform(20, 75), "disk_growth": rng.uniform(0.0, 0.15),
-              "lat": rng.uniform(3, 40)}
+    d.head_km0 = rng.uniform(0.0, 1.05) * RATED_HEAD_KM
+    d.cuts0 = int(rng.uniform(0.0, 1.05) * RATED_CUTS)
+    d.base = {"decode": rng.uniform(0.2, 3.0), "temp": rng.uniform(38, 55),
+              "mem": rng.uniform(25, 50), "disk": rng.uniform(20, 70),
+              "disk_growth": rng.uniform(0.0, 1.0), "lat": rng.uniform(3, 40),
+              "hours": rng.uniform(100, 30000), "bad": rng.choice([0] * 8 + [1, 2, 8]),
+              "fan": rng.random() >= params.no_fan_share, "fan_rpm": rng.uniform(1200, 3000),
+              "never_sleeps": rng.random() < 0.2,
+              "bad_kind": rng.choice(("cutter", "heat", "other"))}
     if mode == "draw":
         p = params.fail_base
         if cls == "printer":
-            wear = max(d.head_km0 / 150.0, d.cuts0 / 2_000_000)
-            p += params.wear_fail * max(0.0, wear - 0.6) ** 2 / 0.25
+            wear = d.cuts0 / RATED_CUTS
+            p += params.wear_fail * max(0.0, wear - 0.6) ** 2 / 0.2
         if rng.random() < min(p, 0.9):
             if rng.random() < params.sudden:
                 mode = "sudden"
             else:
                 weights = dict(MODES[cls])
                 if cls == "printer":
-                    weights["cutter"] *= 0.3 + 2 * (d.cuts0 / 2_000_000) ** 2
-                    weights["head"] *= 0.3 + 2 * (d.head_km0 / 150.0) ** 2
+                    weights["cutter"] *= 0.2 + 3 * (d.cuts0 / RATED_CUTS) ** 3
+                    weights["head"] *= 0.2 + 3 * (d.head_km0 / RATED_HEAD_KM) ** 3
                 names = sorted(weights)
                 mode = rng.choices(names, [weights[n] for n in names])[0]
-            fail_day = rng.uniform(2.0, days + 7.0)
+            fail_day = rng.uniform(3.0, days + 14.0)
         else:
             mode = None
     d.mode = mode
@@ -274,14 +384,28 @@ def make_device(rng: random.Random, dev_id: str, cls: str, params: Params, start
         d.onset = rng.uniform(*params.onset_days) * DAY
         d.peak = rng.uniform(*params.peak_scale)
         d.shape = rng.uniform(*params.shape)
-    what = {"printer": ("roll", "cutter", "isp"), "scanner": ("dirty", "cable", "isp"),
-            "register": ("hot", "disk_bump", "isp")}[cls]
-    size = {"roll": (2, 6), "cutter": (1, 4), "isp": (0.3, 1.0), "dirty": (0.05, 0.15),
-            "cable": (1, 4), "hot": (0.6, 1.6), "disk_bump": (3, 8)}
-    for _ in range(_poisson(rng, params.distractors_per_month * days / 30.0)):
-        s = start + rng.uniform(0, days) * DAY
-        w = rng.choice(what)
-        d.episodes.append(Episode(s, s + rng.uniform(0.5, 3.0) * DAY, w, rng.uniform(*size[w])))
+        if mode == "cutter":
+            # A cutter that dies of wear has done most of its rated cuts by then.
+            d.cuts0 = max(d.cuts0, int(rng.uniform(0.85, 1.05) * RATED_CUTS))
+        if mode == "head":
+            # So has a head that dies of overheating: most of its rated paper length.
+            d.head_km0 = max(d.head_km0, rng.uniform(0.8, 1.05) * RATED_HEAD_KM)
+    # Benign episodes: a bad week of errors (fixed by a technician), hot spells, busy days
+    # that heat the head.
+    for _ in range(_poisson(rng, params.bad_weeks_per_year * days / 365.0)):
+        s = start + rng.uniform(-3, days) * DAY
+        d.episodes.append(Episode(s, s + rng.uniform(3.0, 8.0) * DAY, "bad_week",
+                                  rng.uniform(2.0, 8.0)))
+    if cls == "register":
+        for _ in range(_poisson(rng, params.hot_spells_per_month * days / 30.0)):
+            s = start + rng.uniform(-2, days) * DAY
+            d.episodes.append(Episode(s, s + rng.uniform(2.0, 6.0) * DAY, "hot",
+                                      rng.uniform(0.5, 1.5)))
+    if cls == "printer":
+        for _ in range(_poisson(rng, days / 30.0)):
+            s = start + rng.uniform(0, days) * DAY
+            d.episodes.append(Episode(s, s + rng.uniform(0.5, 2.0) * DAY, "busy_heat",
+                                      rng.uniform(0.5, 3.0)))
     return d
 
 
@@ -306,41 +430,74 @@ def fleet(seed: int, devices: int, days: float, params: Params = TRAIN) -> list[
             for i in range(devices)]
 
 
+def merged(devices: list[SimDevice], step_s: float) -> Iterator[Reading]:
+    """Every device's readings in time order (as one store's agent would record them)."""
+    return heapq.merge(*(d.readings(step_s) for d in devices),
+                       key=lambda r: (r.ts, r.device))
+
+
 def replay_pair(seed: int = 7, days: float = 30.0, fail_day: float = 24.0,
-                step_s: float = HOUR) -> tuple[list[Reading], SimDevice, SimDevice]:
+                step_s: float = 1800.0) -> tuple[list[Reading], SimDevice, SimDevice]:
     """Return the time-ordered readings of a printer whose cutter wears out and a healthy one."""
     rng = random.Random(seed)
     bad = make_device(rng, "printer-degrading", "printer", TRAIN, EPOCH, days, mode="cutter",
                       fail_day=fail_day)
     bad.onset, bad.peak, bad.shape = 14 * DAY, 1.0, 1.5
-    bad.cuts0 = 1_900_000  # near the rated 2,000,000 cuts
+    bad.cuts0 = 1_840_000  # 92% of the rated 2,000,000 cuts
     bad.episodes = []
     good = make_device(rng, "printer-healthy", "printer", TRAIN, EPOCH, days, mode=None)
     good.head_km0, good.cuts0 = 20.0, 200_000
     good.episodes = []
-    merged = sorted([*bad.readings(step_s), *good.readings(step_s)],
-                    key=lambda r: (r.ts, r.device))
-    return merged, bad, good
+    return list(merged([bad, good], step_s)), bad, good
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.fleetsim",
-                                     description="Simulate degrading store devices.")
+                                     description="Simulate store devices in collector readings.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("replay", help="write a JSONL of a degrading printer and a healthy one")
+    p = sub.add_parser("replay", help="write a JSONL of a wearing printer and a healthy one")
     p.add_argument("--out", required=True)
     p.add_argument("--days", type=float, default=30.0)
     p.add_argument("--fail-day", type=float, default=24.0)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--step", type=float, default=HOUR, help="seconds between readings")
+    p.add_argument("--step", type=float, default=1800.0, help="seconds between readings")
+    f = sub.add_parser("fleet", help="write a JSONL of a whole fleet and its truth")
+    f.add_argument("--out", required=True)
+    f.add_argument("--truth", required=True, help="JSON file of each device's fate")
+    f.add_argument("--seed", type=int, default=777)
+    f.add_argument("--devices", type=int, default=300)
+    f.add_argument("--days", type=float, default=56.0)
+    f.add_argument("--params", choices=("train", "heldout"), default="heldout")
+    f.add_argument("--step", type=float, default=1800.0)
     args = parser.parse_args(argv)
-    readings, bad, _ = replay_pair(args.seed, args.days, args.fail_day, args.step)
-    with open(args.out, "w") as out:
-        for r in readings:
-            out.write(r.to_json() + "\n")
-    fail = datetime.fromtimestamp(bad.fail_at, timezone.utc).isoformat()
-    print(f"{args.out}: {len(readings)} readings; {bad.id} fails at {fail}", file=sys.stderr)
+    if args.cmd == "replay":
+        readings, bad, _ = replay_pair(args.seed, args.days, args.fail_day, args.step)
+        with open(args.out, "w") as out:
+            for r in readings:
+                out.write(r.to_json() + "\n")
+        fail = datetime.fromtimestamp(bad.fail_at, timezone.utc).isoformat()
+        print(f"{args.out}: {len(readings)} readings; {bad.id} fails at {fail}",
+              file=sys.stderr)
+        return 0
+    devs = fleet(args.seed, args.devices, args.days,
+                 TRAIN if args.params == "train" else HELDOUT)
+    n = write_fleet(devs, args.out, args.truth, args.step)
+    print(f"{args.out}: {n} readings of {len(devs)} devices", file=sys.stderr)
     return 0
+
+
+def write_fleet(devs: list[SimDevice], out_path: str, truth_path: str, step_s: float) -> int:
+    """Write a fleet's readings (JSONL, time order) and each device's fate (JSON)."""
+    n = 0
+    with open(out_path, "w") as out:
+        for r in merged(devs, step_s):
+            out.write(r.to_json() + "\n")
+            n += 1
+    truth = {d.id: {"cls": d.cls, "mode": d.mode, "fail_at": d.fail_at, "start": d.start,
+                    "end": d.end, "precursor": d.has_precursor} for d in devs}
+    with open(truth_path, "w") as f:
+        json.dump(truth, f)
+    return n
 
 
 if __name__ == "__main__":

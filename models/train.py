@@ -2,7 +2,7 @@
 
 `python -m models.train` (or `make model`) draws the training fleet, computes features with the
 agent's own feature code, fits a small gradient-boosted classifier (label: fails within the
-next 7 days), converts it with skl2onnx (zipmap off), chooses the decision threshold on
+next 14 days), converts it with skl2onnx (zipmap off), chooses the decision threshold on
 validation devices, evaluates on a held-out fleet (models/evaluate.py), and writes
 models/device_health.onnx, models/device_health.card.json, their copies in
 edge_agent/health/model/, and docs/model.md. Same inputs, same bytes: everything is seeded.
@@ -22,16 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.health import features as F
-from edge_agent.health.policy import hold_level, next_level
+from edge_agent.health.policy import hold_level, keep_prediction, next_level
 from models import fleetsim
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "device_health"
 TARGET_OPSET = 15
 SAMPLE_S = 6 * 3600.0  # one training row per device every 6 hours
-STEP_S = 2 * 3600.0    # the simulated devices report every 2 hours (the features are rates)
+STEP_S = 1800.0        # the simulated devices report every 30 minutes (the features are rates)
 WARMUP_S = 86400.0     # no rows from a device's first day (its windows are still empty)
+VALIDATION_SAMPLE_S = 3600.0  # validation rows every hour, as the agent's scoring cycles
 FALSE_ALERT_BUDGET = 1.0  # false alerts per 100 device-weeks at the chosen threshold
+MARGIN = 0.8  # the threshold keeps validation false alerts within 80% of the budget
 HYSTERESIS = 0.05
 HOLD_S = 86400.0  # the policy's default hold of a level before stepping down
 
@@ -47,13 +49,17 @@ class TrainConfig:
     heldout_devices: int = 600
     heldout_days: float = 60.0
     validation_share: float = 0.25
-    n_estimators: int = 100
-    max_depth: int = 4
+    # The targets are measured through `edge-agent replay` on yet another fleet (seed, draw).
+    replay_seed: int = 9001
+    replay_devices: int = 300
+    replay_days: float = 56.0
+    n_estimators: int = 150
+    max_depth: int = 5
     learning_rate: float = 0.1
 
 
 SMALL = TrainConfig(devices=60, days=20.0, heldout_devices=30, heldout_days=20.0,
-                    n_estimators=10, max_depth=2)
+                    n_estimators=10, max_depth=2, replay_devices=0)
 
 
 @dataclass
@@ -122,7 +128,7 @@ def to_onnx(model) -> bytes:
     onx = convert_sklearn(model, name=MODEL_NAME,
                           initial_types=[("input", FloatTensorType([None, len(F.NAMES)]))],
                           options={id(model): {"zipmap": False}}, target_opset=TARGET_OPSET)
-    onx.doc_string = "Retail Edge device health: P(fails within 7 days); see the model card."
+    onx.doc_string = "Retail Edge device health: P(fails within 14 days); see the model card."
     return onx.SerializeToString(deterministic=True)
 
 
@@ -170,7 +176,8 @@ def alert_timeline(ds: Dataset, scores: np.ndarray, threshold: float, watch: flo
         d = int(ds.device[k])
         t = float(ds.ts[k])
         prev, entered = level.get(d, ("ok", None))
-        new = next_level(prev, float(scores[k]), threshold, watch, hysteresis)
+        new = keep_prediction(prev, next_level(prev, float(scores[k]), threshold, watch,
+                                               hysteresis), float(scores[k]), watch)
         new, below = hold_level(prev, new, entered, t, HOLD_S)
         if new == "predicted_failure" and prev != "predicted_failure":
             raises.append((d, t))
@@ -179,7 +186,12 @@ def alert_timeline(ds: Dataset, scores: np.ndarray, threshold: float, watch: flo
 
 
 def operating_point(ds: Dataset, raises: list[tuple[int, float]]) -> dict:
-    """False alerts per 100 device-weeks, failures caught, and lead times, from raises."""
+    """False alerts per 100 device-weeks, failures caught 2-14 days ahead, lead times.
+
+    A false alert is a raise on a device that does not fail within the next 14 days; a failure
+    is caught when a raise came 48 hours to 14 days before it.
+    """
+    horizon, lead_min = fleetsim.HORIZON_S, fleetsim.LEAD_MIN_S
     fail = {int(d): float(f) for d, f in zip(ds.device, ds.fail_at)}
     span: dict[int, tuple[float, float]] = {}
     for d, t in zip(ds.device.tolist(), ds.ts.tolist()):
@@ -187,23 +199,17 @@ def operating_point(ds: Dataset, raises: list[tuple[int, float]]) -> dict:
         span[d] = (min(lo, t), max(hi, t))
     weeks = sum(hi - lo + SAMPLE_S for lo, hi in span.values()) / (7 * 86400.0)
     false = early = 0
-    first_raise: dict[int, float] = {}
+    in_window: dict[int, list[float]] = {}
     for d, t in raises:
         f = fail.get(d, float("nan"))
-        if not (f == f) or not (t < f <= t + fleetsim.HORIZON_S):
+        if not (f == f) or not (t < f <= t + horizon):
             false += 1
-            # Of those, raised on a device that did fail, but 7 to 21 days later.
-            early += int(f == f and t + fleetsim.HORIZON_S < f <= t + 3 * fleetsim.HORIZON_S)
-        if f == f and t < f:
-            first_raise[d] = min(first_raise.get(d, t), t)
-    # Failures the rows can see: the device failed inside the observed span, after a week of it.
-    observable = [d for d, f in fail.items() if f == f and span[d][0] + 7 * 86400.0 <= f
-                  <= span[d][1] + SAMPLE_S]
-    leads = []
-    for d in observable:
-        t = first_raise.get(d)
-        if t is not None and fail[d] - t <= 2 * fleetsim.HORIZON_S:
-            leads.append(min(fail[d] - t, fleetsim.HORIZON_S) / 86400.0)
+            early += int(f == f and t + horizon < f <= t + 2 * horizon)
+        elif f - t >= lead_min:
+            in_window.setdefault(d, []).append(t)
+    observable = [d for d, f in fail.items() if f == f and span[d][0] + 7 * 86400.0 + lead_min
+                  <= f <= span[d][1] + SAMPLE_S + lead_min]
+    leads = [(fail[d] - min(in_window[d])) / 86400.0 for d in observable if d in in_window]
     return {"false_alerts_per_100_device_weeks": round(100.0 * false / weeks, 3) if weeks else 0.0,
             "false_alerts": false, "early_alerts": early, "device_weeks": round(weeks, 1),
             "failures": len(observable), "caught": len(leads),
@@ -222,7 +228,7 @@ def choose_threshold(ds: Dataset, scores: np.ndarray, candidates=None
         watch = round(thr / 2, 6)
         op = operating_point(ds, alert_timeline(ds, scores, thr, watch))
         last = (thr, watch, op)
-        if op["false_alerts_per_100_device_weeks"] <= 0.8 * FALSE_ALERT_BUDGET:
+        if op["false_alerts_per_100_device_weeks"] <= MARGIN * FALSE_ALERT_BUDGET:
             return last
     return last
 
@@ -250,7 +256,10 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
     ds = build(train_fleet)
     n_val = int(round(cfg.devices * cfg.validation_share))
     val_mask = ds.device >= cfg.devices - n_val
-    fit_ds, val_ds = subset(ds, ~val_mask), subset(ds, val_mask)
+    fit_ds = subset(ds, ~val_mask)
+    # Validation rows every hour, as the agent's cycles score (the threshold is chosen on
+    # them, and the policy's hold counts hours).
+    val_ds = build(train_fleet[cfg.devices - n_val:], sample_s=VALIDATION_SAMPLE_S)
     say(f"fitting on {len(fit_ds.y)} rows ({int(fit_ds.y.sum())} positive)")
     model = fit(fit_ds, cfg)
     blob = to_onnx(model)
@@ -264,6 +273,13 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
                                 fleetsim.HELDOUT))
     results = evaluate.compare(fit_ds, held, onnx_scores(blob, held.X), threshold, watch,
                                validation=val_ds)
+    replay = None
+    if cfg.replay_devices:
+        from models import replay_eval
+
+        say(f"replaying a held-out fleet through edge-agent replay: {cfg.replay_devices} "
+            f"devices x {cfg.replay_days:g} days (seed {cfg.replay_seed})")
+        replay = replay_eval.evaluate(cfg, fit_ds, val_ds, blob, threshold, watch, say)
     card = {
         "name": MODEL_NAME,
         "version": version,
@@ -275,7 +291,7 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
                    "score": "probabilities[:, 1]"},
         "features": [{"name": f.name, "unit": f.unit, "doc": f.doc} for f in F.FEATURES],
         "classes": [0, 1],
-        "class_names": ["no failure within 7 days", "fails within 7 days"],
+        "class_names": ["no failure within 14 days", "fails within 14 days"],
         "estimator": {"type": "sklearn HistGradientBoostingClassifier",
                       "n_estimators": cfg.n_estimators, "max_depth": cfg.max_depth,
                       "learning_rate": cfg.learning_rate, "random_state": cfg.seed},
@@ -285,29 +301,39 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
         "hold_s": HOLD_S,
         "threshold_method": (
             "the lowest threshold (steps of 0.01) at which the agent's policy (hysteresis "
-            f"{HYSTERESIS:g} and a {HOLD_S / 3600:g}-hour hold included) raises at most {0.8 * FALSE_ALERT_BUDGET:g} false alerts per 100 "
-            f"device-weeks on the validation devices (the last {cfg.validation_share:.0%} of the "
-            f"training fleet, not fitted on); budget {FALSE_ALERT_BUDGET:g}, 20% margin. "
+            f"{HYSTERESIS:g}, a {HOLD_S / 3600:g}-hour hold under the watch level included) "
+            "raises at most "
+            f"{MARGIN * FALSE_ALERT_BUDGET:g} false alerts per 100 "
+            f"device-weeks on the validation devices, scored every hour (the last "
+            f"{cfg.validation_share:.0%} of the "
+            f"training fleet, not fitted on); budget {FALSE_ALERT_BUDGET:g}, "
+            f"{1 - MARGIN:.0%} margin. "
             "Watch is half the threshold."),
         "validation": val_op,
         "training": {"data": "simulated fleet (models/fleetsim.py)", "config": asdict(cfg),
                      "params": asdict(fleetsim.TRAIN), "rows": int(len(fit_ds.y)),
                      "positives": int(fit_ds.y.sum()), "devices": fit_ds.devices,
-                     "label": "fails within the next 7 days",
+                     "label": "fails within the next 14 days", "step_s": STEP_S,
                      "row_every_s": SAMPLE_S},
         "heldout": {"params": asdict(fleetsim.HELDOUT), "seed": cfg.heldout_seed,
                     "devices": cfg.heldout_devices, "rows": int(len(held.y)),
                     "positives": int(held.y.sum())},
         "metrics": results,
+        "replay": replay,
         "reference": reference(fit_ds),
         "limits": [
             "Trained and evaluated on simulated data only, until labelled fleet data exists: "
             "the figures say the pipeline works, not how real printers fail.",
             "Random failures without a precursor (15-20% of simulated failures) cannot be "
             "predicted; only rule alerts see them.",
+            "Readings are simulated every 30 minutes (the agent polls every 30 s): event "
+            "counters integrate what happened between, states are sampled; a failure rule "
+            "counting polls (mech_polls) sees fewer transient errors than at 30 s.",
             "Rated lives are the Epson TM-T90's (150 km, 2,000,000 cuts), taken for every "
             "receipt printer; a printer rated otherwise has its wear fractions off by the ratio.",
             "Features need about a day of readings; a device's first day scores on empty windows.",
+            "Feature windows from an agent before this model (version 1) are discarded on "
+            "upgrade: the first day after it scores on empty windows.",
             "The threshold is chosen on devices of the training draw; on a fleet that differs "
             "(the held-out draw) the false-alert rate can exceed the target: see docs/model.md.",
         ],

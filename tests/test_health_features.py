@@ -106,8 +106,9 @@ def test_a_damaged_saved_window_is_skipped_and_the_others_load(tmp_path):
 
 values = st.dictionaries(
     st.sampled_from(["printer.cutter_errors", "printer.jam_count", "scanner.reads",
-                     "scanner.no_reads", "host.temp_c", "host.disk_pct", "poll.latency_ms",
-                     "printer.cutter", "printer.jam", "printer.head_km", "host.net.latency_ms"]),
+                     "scanner.decode_errors", "host.fan_rpm", "host.smart.pending",
+                     "host.temp_c", "host.disk_pct", "poll.latency_ms", "printer.cutter",
+                     "printer.jam", "printer.head_km", "host.net.latency_ms"]),
     st.one_of(st.integers(-10**9, 10**9), st.floats(-1e6, 1e6, allow_nan=False),
               st.booleans(), st.sampled_from(["ok", "error"]), st.none()))
 

@@ -18,7 +18,8 @@ from models import fleetsim
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
-    """A month of hourly readings: a printer whose cutter wears out on day 24, a healthy one."""
+    """A month of readings every 30 min: a printer whose cutter wears out on day 24, and a
+    healthy one."""
     path = tmp_path_factory.mktemp("replay") / "month.jsonl"
     result = run_cli("replay", "--out", str(path), "--days", "30", "--fail-day", "24",
                      module="models.fleetsim")
@@ -45,11 +46,29 @@ def test_replay_of_a_degrading_printer_predicts_its_failure_days_before_it_fails
     assert predicted, "no predicted_failure for the degrading printer"
     first = parse_ts(predicted[0]["ts"])
     assert first < fails_at
-    assert (fails_at - first).total_seconds() >= 86400, "predicted less than a day ahead"
+    assert (fails_at - first).total_seconds() >= 2 * 86400, "predicted less than 48 h ahead"
     assert predicted[0]["explanation"] and predicted[0]["model"].startswith("device_health-")
     failed = [m["body"] for m in replayed if m["kind"] == "decision"
               and m["body"]["device"] == "printer-degrading" and m["body"]["decision"] == "failed"]
     assert failed and parse_ts(failed[0]["ts"]) >= fails_at
+
+
+def test_the_wearing_printer_is_one_prediction_episode_superseded_by_its_failure(replayed):
+    alerts = [m["body"] for m in replayed if m["kind"] == "alert"
+              and m["body"]["device"] == "printer-degrading"
+              and m["body"]["family"] in ("predicted_failure", "failed")]
+    assert [(a["what"], a["state"]) for a in alerts] == [
+        ("predicted_failure", "raised"), ("predicted_failure", "cleared"), ("failed", "raised")]
+    assert alerts[2]["supersedes"]["since"] == alerts[0]["since"]
+    assert alerts[2]["supersedes"]["lead_s"] >= 2 * 86400
+    assert any("autocutter" in e for e in alerts[0]["explanation"])
+
+
+def test_roll_changes_over_a_month_give_attention_only(replayed):
+    healthy = [m["body"] for m in replayed if m["kind"] == "alert"
+               and m["body"]["device"] == "printer-healthy"]
+    assert any(a["what"] == "paper_out" for a in healthy)
+    assert all(a["family"] == "attention" for a in healthy)
 
 
 def test_replay_of_a_healthy_printer_gives_no_prediction_over_a_month(replayed):

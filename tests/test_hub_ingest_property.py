@@ -37,7 +37,7 @@ def test_every_message_is_either_stored_rejected_or_ignored(messages):
         db = open_store(str(Path(tmp) / "hub.db"))
         ingest = Ingest(db, Settings(priority_lane=False))
         for mid, (topic, payload) in enumerate(messages, start=1):
-            msg = SimpleNamespace(mid=mid, qos=1, topic=topic, payload=payload)
+            msg = SimpleNamespace(mid=mid, qos=1, topic=topic, payload=payload, retain=False)
             ingest._on_message(None, {"priority": False}, msg)
         items = ingest.queue.take(1000, 0, 1 << 30)
         assert len(items) == len(messages)

@@ -107,13 +107,15 @@ def test_todays_database_upgrades_and_keeps_its_rows(hub_db):
 
 
 def test_a_later_migration_applies_once_and_in_order(hub_db):
-    extra = (Migration("fleet", 2, ("ALTER TABLE stores ADD COLUMN note TEXT",)),
-             Migration("fleet", 3, ({"sqlite": "CREATE INDEX stores_note ON stores (note)",
-                                     "postgresql": "CREATE INDEX stores_note ON stores (note)"},)))
+    n = _latest()["fleet"]
+    extra = (Migration("fleet", n + 1, ("ALTER TABLE stores ADD COLUMN note TEXT",)),
+             Migration("fleet", n + 2, ({
+                 "sqlite": "CREATE INDEX stores_note ON stores (note)",
+                 "postgresql": "CREATE INDEX stores_note ON stores (note)"},)))
     db = open_bare(hub_db, create=True, migrations=ALL_MIGRATIONS)
     try:
-        assert migrate(db, (*ALL_MIGRATIONS, *extra))["fleet"] == 3
-        assert migrate(db, (*ALL_MIGRATIONS, *extra))["fleet"] == 3  # idempotent
+        assert migrate(db, (*ALL_MIGRATIONS, *extra))["fleet"] == n + 2
+        assert migrate(db, (*ALL_MIGRATIONS, *extra))["fleet"] == n + 2  # idempotent
         with db.read() as tx:
             tx.execute("SELECT note FROM stores")
             assert tx.fetchall() == []
@@ -128,7 +130,7 @@ def test_a_database_newer_than_the_code_is_refused_clearly(hub_db, capsys):
             tx.execute("UPDATE schema_versions SET version = 99 WHERE domain = 'fleet'")
     finally:
         db.close()
-    with pytest.raises(SchemaTooNew, match="newer than this hub's 1"):
+    with pytest.raises(SchemaTooNew, match=f"newer than this hub's {_latest()['fleet']}"):
         open_store(hub_db)
     with pytest.raises(SchemaTooNew, match="newer"):
         open_store(hub_db, create=False)

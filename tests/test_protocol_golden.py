@@ -95,7 +95,7 @@ def test_the_agent_birth_has_the_golden_birth_fields(tmp_path):
     config = tmp_path / "agent.toml"
     config.write_text(host_config(tmp_path / "state"))
     body = birth_body(load_config(str(config)), 3, model_version="m", config_digest="sha256:x",
-                      last_seq=41)
+                      last_seq=41, instance="0193a000-0c2e-7d10-9a4b-3c5d6e7f8a9b")
     assert set(body) == set(golden("birth")["body"])
     assert isinstance(wire.parse_body("birth", body), bodies.Birth)
 

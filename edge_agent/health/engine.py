@@ -11,17 +11,22 @@ import sqlite3
 from typing import Any
 
 from edge_agent.health import features as F
-from edge_agent.health.policy import DeviceHealth, Thresholds, decide
+from edge_agent.health.policy import (DeviceHealth, Escalation, Thresholds, decide, note_reading,
+                                      parse_hours, zone_offset)
 from edge_agent.health.scorer import Scorer
 from edge_agent.reading import Reading
 
 # A rate feature and the trend feature that says whether it is rising.
 RISING = {"cutter_errors_per_day": ("cutter_errors_trend", 0.5),
-          "jams_per_day": ("jams_trend", 0.5),
-          "no_read_ratio": ("no_read_trend", 0.01),
+          "printer_errors_per_day": ("printer_errors_trend", 0.5),
+          "overheats_per_day": ("overheats_trend", 0.5),
+          "decode_errors_per_day": ("decode_errors_trend", 2.0),
+          "reconnects_per_day": ("reconnects_trend", 0.5),
           "host_temp_c": ("host_temp_trend_c", 1.0),
           "disk_pct": ("disk_trend_pct_per_day", 0.2),
-          "latency_ms": ("latency_trend_ratio", 1.5)}
+          "smart_bad_sectors": ("smart_bad_trend", 0.5),
+          "latency_ms": ("latency_trend_ratio", 1.5),
+          "timeouts_per_day": ("timeouts_trend", 1.0)}
 _IDX = {n: i for i, n in enumerate(F.NAMES)}
 
 
@@ -38,10 +43,12 @@ class HealthEngine:
         self.last_cycle: float | None = None
         # The hub's "scoring" flag (a kill switch): off means rule alerts only, no model score.
         self.model_allowed: Any = lambda: True
+        self._zone: tuple | None = None
 
     def observe(self, reading: Reading) -> None:
         """Take one reading (a Recorder observer: cheap, never blocks)."""
         self.features.observe(reading)
+        note_reading(self.health.setdefault(reading.device, DeviceHealth()), reading)
         prev = self.last.get(reading.device)
         if prev is None or reading.ts >= prev.ts:
             self.last[reading.device] = reading
@@ -52,8 +59,16 @@ class HealthEngine:
         card = self.scorer.model.card if self.scorer.model else {}
         threshold = s.threshold or float(card.get("threshold", 0.5))
         watch = s.watch or float(card.get("watch_threshold", threshold / 2))
+        esc = getattr(s, "escalate", None)
+        escalation = Escalation(**{k: getattr(esc, k) for k in Escalation.__dataclass_fields__
+                                   if hasattr(esc, k)}) if esc is not None else Escalation()
+        if self._zone is None or self._zone[0] != getattr(s, "timezone", ""):
+            self._zone = (getattr(s, "timezone", ""), zone_offset(getattr(s, "timezone", "")))
         return Thresholds(threshold, min(watch, threshold), s.hysteresis, s.failed_after,
-                          s.offline_after, s.hold)
+                          s.offline_after, s.hold, mech_polls=getattr(s, "mech_polls", 3),
+                          escalation=escalation,
+                          trading=parse_hours(getattr(s, "trading_hours", "07:00-22:00")),
+                          utc_offset=self._zone[1], clear=getattr(s, "clear", 0.0) or None)
 
     def forget(self, keep: set[str]) -> None:
         """Drop devices no longer configured."""

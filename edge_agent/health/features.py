@@ -32,21 +32,31 @@ MAX_DEVICES = 10_000  # windows kept in memory at most; a store has tens of devi
 CLASSES = {"host": 0.0, "printer": 1.0, "scanner": 2.0, "other": 3.0}
 
 # Per-bucket accumulators, by slot.
-ACC = ("n", "stale", "cut_err", "jam", "err", "htemp_s", "htemp_n", "lat_s", "lat_n", "reads",
-       "noreads", "decode", "reconn", "timeouts", "temp_s", "temp_n", "mem_s", "mem_n",
-       "disk_s", "disk_n")
+ACC = ("n", "stale", "cut_err", "err", "overheat", "jam", "decode", "reconn", "timeouts",
+       "temp_s", "temp_n", "fan_s", "fan_n", "disk_s", "disk_n", "lat_s", "lat_n",
+       "smart_s", "smart_n")
 _I = {name: i for i, name in enumerate(ACC)}
 
 # Counters (lifetime or since-agent-start) whose increments are events, with the slot they fill.
-COUNTERS = {"printer.cutter_errors": "cut_err", "printer.jam_count": "jam",
-            "printer.error_count": "err", "scanner.reads": "reads",
-            "scanner.no_reads": "noreads", "scanner.decode_errors": "decode",
-            "scanner.reconnects": "reconn", "usb.disconnects": "reconn",
-            "poll.timeouts": "timeouts"}
+COUNTERS = {"printer.cutter_errors": "cut_err", "printer.error_count": "err",
+            "printer.overheats": "overheat", "printer.jam_count": "jam",
+            "scanner.decode_errors": "decode", "scanner.reconnects": "reconn",
+            "usb.disconnects": "reconn", "poll.timeouts": "timeouts"}
 # When a device reports no counter for an event, count the state's transitions instead.
 TRANSITIONS = (("printer.cutter", "error", "printer.cutter_errors", "cut_err"),
                ("printer.jam", True, "printer.jam_count", "jam"),
                ("printer.error", ("recoverable", "unrecoverable"), "printer.error_count", "err"))
+# Levels averaged per bucket: (name, sum slot, count slot).
+MEANS = (("host.temp_c", "temp_s", "temp_n"), ("host.fan_rpm", "fan_s", "fan_n"),
+         ("host.disk_pct", "disk_s", "disk_n"))
+SMART_BAD = ("host.smart.reallocated", "host.smart.pending", "host.smart.uncorrectable",
+             "host.smart.media_errors")
+# Every reading name the features read: the train/serve parity test checks that a collector
+# declares each one (tests/test_model_parity.py).
+READS = tuple(sorted(set(COUNTERS) | {t[0] for t in TRANSITIONS} | {m[0] for m in MEANS}
+                     | set(SMART_BAD) | {"printer.head_km", "printer.cut_count",
+                                         "host.net.latency_ms", "poll.latency_ms",
+                                         "device.serial"}))
 
 
 @dataclass(frozen=True)
@@ -66,39 +76,47 @@ FEATURES: tuple[Feature, ...] = (
             "print head at {p:.0f}% of its rated life"),
     Feature("cutter_wear", "fraction", "printer.cut_count over the rated 2,000,000 cuts",
             "autocutter at {p:.0f}% of its rated cuts"),
-    Feature("cutter_errors_per_day", "1/day", "autocutter errors in the last 24 h",
+    Feature("cutter_errors_per_day", "1/day", "autocutter error onsets in the last 24 h",
             "cutter errors {v:.0f}/day"),
     Feature("cutter_errors_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
             "cutter errors up {v:.1f}/day on the week"),
-    Feature("jams_per_day", "1/day", "paper jams in the last 24 h", "paper jams {v:.1f}/day"),
-    Feature("jams_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
-            "paper jams up {v:.1f}/day on the week"),
-    Feature("printer_errors_per_day", "1/day", "printer errors in the last 24 h",
+    Feature("printer_errors_per_day", "1/day", "printer error onsets in the last 24 h",
             "printer errors {v:.1f}/day"),
-    Feature("head_temp_trend_c", "C", "mean head temperature, last 24 h minus previous 6 days",
-            "print head {v:+.1f} C warmer than last week"),
-    Feature("no_read_ratio", "fraction", "scanner no-reads over attempts, last 24 h",
-            "scanner misses {p:.0f}% of scans"),
-    Feature("no_read_trend", "fraction", "no-read ratio, last 24 h minus previous 6 days",
-            "scanner misses up {p:.0f} points on the week"),
-    Feature("decode_errors_per_day", "1/day", "scanner decode errors in the last 24 h",
-            "scanner decode errors {v:.0f}/day"),
+    Feature("printer_errors_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
+            "printer errors up {v:.1f}/day on the week"),
+    Feature("overheats_per_day", "1/day", "head overheat (auto-recoverable) errors, last 24 h",
+            "print head overheated {v:.0f} times in a day"),
+    Feature("overheats_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
+            "head overheats up {v:.1f}/day on the week"),
+    Feature("jams_per_day", "1/day", "paper jams in the last 24 h", "paper jams {v:.1f}/day"),
+    Feature("decode_errors_per_day", "1/day", "scanner bad frames in the last 24 h",
+            "scanner bad frames {v:.0f}/day"),
+    Feature("decode_errors_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
+            "scanner bad frames up {v:.0f}/day on the week"),
     Feature("reconnects_per_day", "1/day", "reconnects or USB disconnects in the last 24 h",
             "reconnects {v:.1f}/day"),
+    Feature("reconnects_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
+            "reconnects up {v:.1f}/day on the week"),
     Feature("host_temp_c", "C", "mean hottest sensor, last 24 h", "register at {v:.0f} C"),
     Feature("host_temp_trend_c", "C", "mean temperature, last 24 h minus previous 6 days",
             "register {v:+.1f} C warmer than last week"),
-    Feature("mem_trend_pct", "%", "mean memory use, last 24 h minus previous 6 days",
-            "memory use up {v:.0f} points on the week"),
+    Feature("fan_ratio", "ratio", "mean slowest fan, last 24 h over previous 6 days (1: no fan)",
+            "fan at {p:.0f}% of last week's speed"),
     Feature("disk_pct", "%", "mean disk use, last 24 h", "disk {v:.0f}% full"),
     Feature("disk_trend_pct_per_day", "%/day", "disk use growth per day over the week",
             "disk filling {v:.1f} points/day"),
+    Feature("smart_bad_sectors", "sectors", "reallocated + pending + uncorrectable (SMART)",
+            "disk has {v:.0f} bad sectors"),
+    Feature("smart_bad_trend", "1/day", "bad sectors added per day over the week",
+            "disk gaining {v:.1f} bad sectors a day"),
     Feature("latency_ms", "ms", "mean network or poll latency, last 24 h",
             "latency {v:.0f} ms"),
     Feature("latency_trend_ratio", "ratio", "mean latency, last 24 h over previous 6 days",
             "latency x{v:.1f} on the week"),
     Feature("timeouts_per_day", "1/day", "poll timeouts in the last 24 h",
             "poll timeouts {v:.0f}/day"),
+    Feature("timeouts_trend", "1/day", "last 24 h rate minus the previous 6 days' rate",
+            "poll timeouts up {v:.0f}/day on the week"),
     Feature("stale_fraction", "fraction", "stale readings over readings, last 24 h",
             "unanswered {p:.0f}% of polls"),
 )
@@ -178,18 +196,22 @@ class DeviceWindows:
             if is_bad and not last.get(key, False):
                 b[_I[slot]] += 1
             last[key] = is_bad
-        for name, s, n in (("printer.head_temp_c", 5, 6), ("host.temp_c", 14, 15),
-                           ("host.mem_pct", 16, 17), ("host.disk_pct", 18, 19)):
+        for name, s, n in MEANS:
             v = values.get(name)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                b[s] += v
-                b[n] += 1
+                b[_I[s]] += v
+                b[_I[n]] += 1
+        bad = [values.get(k) for k in SMART_BAD]
+        bad = [v for v in bad if isinstance(v, int) and not isinstance(v, bool)]
+        if bad:
+            b[_I["smart_s"]] += sum(bad)
+            b[_I["smart_n"]] += 1
         lat = values.get("host.net.latency_ms")
         if not isinstance(lat, (int, float)) or isinstance(lat, bool):
             lat = values.get("poll.latency_ms")
         if isinstance(lat, (int, float)) and not isinstance(lat, bool) and not reading.stale:
-            b[7] += lat
-            b[8] += 1
+            b[_I["lat_s"]] += lat
+            b[_I["lat_n"]] += 1
         km = values.get("printer.head_km")
         if isinstance(km, (int, float)) and not isinstance(km, bool):
             self.head_km = float(km)
@@ -248,12 +270,12 @@ class DeviceWindows:
             a, b = mean(r, s, n), mean(p, s, n)
             return a - b if a is not None and b is not None else 0.0
 
-        attempts = r[_I["reads"]] + r[_I["noreads"]]
-        nr = r[_I["noreads"]] / attempts if attempts else 0.0
-        pa = p[_I["reads"]] + p[_I["noreads"]]
-        nr_trend = nr - p[_I["noreads"]] / pa if pa and attempts else 0.0
         disk = mean(r, "disk_s", "disk_n")
         disk_growth = mean_trend("disk_s", "disk_n") / gap if gap > 0.1 else 0.0
+        smart = mean(r, "smart_s", "smart_n")
+        smart_growth = mean_trend("smart_s", "smart_n") / gap if gap > 0.1 else 0.0
+        fan, fan_prior = mean(r, "fan_s", "fan_n"), mean(p, "fan_s", "fan_n")
+        fan_ratio = fan / fan_prior if fan is not None and fan_prior else 1.0
         lat = mean(r, "lat_s", "lat_n")
         lat_prior = mean(p, "lat_s", "lat_n")
         lat_ratio = lat / max(lat_prior, 1.0) if lat is not None and lat_prior is not None \
@@ -264,23 +286,24 @@ class DeviceWindows:
             self.head_km / RATED_HEAD_KM,
             self.cuts / RATED_CUTS,
             rate("cut_err"), trend("cut_err"),
-            rate("jam"), trend("jam"),
-            rate("err"),
-            mean_trend("htemp_s", "htemp_n"),
-            nr, nr_trend,
-            rate("decode"), rate("reconn"),
+            rate("err"), trend("err"),
+            rate("overheat"), trend("overheat"),
+            rate("jam"),
+            rate("decode"), trend("decode"),
+            rate("reconn"), trend("reconn"),
             mean(r, "temp_s", "temp_n") or 0.0,
             mean_trend("temp_s", "temp_n"),
-            mean_trend("mem_s", "mem_n"),
+            min(fan_ratio, 5.0),
             disk or 0.0, disk_growth,
+            smart or 0.0, smart_growth,
             lat or 0.0, lat_ratio,
-            rate("timeouts"),
+            rate("timeouts"), trend("timeouts"),
             r[_I["stale"]] / n if n else 0.0,
         ]
 
     def to_json(self) -> str:
         """Serialize the windows for the state database."""
-        return json.dumps({"v": 1, "cls": self.cls, "b": {str(k): v for k, v in
+        return json.dumps({"v": 2, "cls": self.cls, "b": {str(k): v for k, v in
                                                            self.buckets.items()},
                            "last": self.last, "first": self.first_ts, "lastts": self.last_ts,
                            "km": self.head_km, "cuts": self.cuts, "serial": self.serial},
@@ -290,8 +313,9 @@ class DeviceWindows:
     def from_json(cls, text: str) -> "DeviceWindows":
         """Rebuild windows saved by to_json; raise ValueError if the text is not such a dump."""
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("v") != 1:
-            raise ValueError("not a feature-window dump of version 1")
+        if not isinstance(data, dict) or data.get("v") != 2:
+            # Version 1 windows had other slots: a device starts its windows again.
+            raise ValueError("not a feature-window dump of version 2")
         w = cls()
         w.cls = data["cls"]
         w.buckets = {int(k): [float(x) for x in v][:len(ACC)] + [0.0] * (len(ACC) - len(v))

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 DLE, EOT, ENQ, GS = 0x10, 0x04, 0x05, 0x1D
+LINE_MM = 30 / 180 * 25.4  # one GS g 2 "line feed": 30 dots at 1/180 inch
 QUEUE_MAX = 64  # Replies waiting to be sent; a printer's own buffer is small too.
 
 
@@ -50,6 +51,7 @@ class Faults:
     stale: bool = False           # after each reply, an extra old status byte
     asb_noise: bool = False       # an ASB block and XON before each reply
     gs_i: bool = True             # answers GS I at all
+    counters: str = "ok"          # GS g 2 replies: ok | garbage | partial | silent | none
 
 
 @dataclass
@@ -63,6 +65,13 @@ class Wear:
     wear_per_hour: float = 0.0       # 0..1 of the way to worn out per simulated hour
     max_error_rate: float = 0.6      # chance of a recoverable error per status round when worn
     worn: float = 0.0                # current wear 0..1
+    # Cumulative maintenance counters (GS g 2 148/149/178/198), advanced by simulated time.
+    lines: int = 0
+    energized: int = 0
+    cuts: int = 0
+    hours: float = 0.0
+    cuts_per_hour: float = 0.0       # receipts cut per simulated hour
+    rated_cuts: int = 2_000_000      # a worn cutter fails more often as cuts approach this
 
 
 class PrinterEngine:
@@ -105,8 +114,13 @@ class PrinterEngine:
         hours = max(0.0, now - self._sim_seen) / 3600.0
         self._sim_seen = now
         w = self.wear
-        w.paper_m = max(0.0, w.paper_m - hours * w.paper_m_per_hour)
+        used = min(w.paper_m, hours * w.paper_m_per_hour)
+        w.paper_m = max(0.0, w.paper_m - used)
         w.worn = min(1.0, w.worn + hours * w.wear_per_hour)
+        w.lines += int(used * 1000.0 / LINE_MM)
+        w.energized += int(used * 1000.0 / LINE_MM) * 30
+        w.cuts += int(hours * w.cuts_per_hour)
+        w.hours += hours
 
     @property
     def paper(self) -> str:
@@ -155,6 +169,12 @@ class PrinterEngine:
         """Start a status round: age the printer and roll its wear dice for transient errors."""
         self._age()
         self._round = set()
+        # A cutter past 80% of its rated cuts errs more and more (at most a quarter of the
+        # full wear's rate, so an error rarely lasts several polls): cutter errors only.
+        by_cuts = 0.25 * min(1.0, max(0.0, (self.counter(178) or 0) / self.wear.rated_cuts
+                                      - 0.8) / 0.2)
+        if by_cuts and self.rng.random() < by_cuts * self.wear.max_error_rate:
+            self._round.add("cutter")
         chance = self.wear.worn * self.wear.max_error_rate
         if chance and self.rng.random() < chance:
             self._round.add(self.rng.choice(("cutter", "overheat")))
@@ -180,6 +200,14 @@ class PrinterEngine:
         i = 0
         while i < len(buf):
             b = buf[i]
+            if b == GS and len(buf) - i >= 2 and buf[i + 1] == ord("g"):
+                if len(buf) - i < 6:
+                    break
+                answer = self._gs_g(buf[i + 2], buf[i + 4] | buf[i + 5] << 8)
+                i += 6
+                if answer:
+                    out.extend(self._shape(answer, False))
+                continue
             if b in (DLE, GS):
                 if len(buf) - i < 3:
                     break
@@ -236,6 +264,28 @@ class PrinterEngine:
             return b"\x5f" + raw[: max(1, len(raw) // 2)]
         return b"\x5f" + raw + b"\x00"
 
+    def counter(self, n: int) -> int | None:
+        """A cumulative maintenance counter's value, or None when not supported."""
+        self._age()
+        w = self.wear
+        return {148: w.lines, 149: w.energized, 178: w.cuts + self.cuts,
+                198: int(w.hours)}.get(n)
+
+    def _gs_g(self, m: int, n: int) -> bytes:
+        """GS g 2 (m = 0x32): the counter as 0x5F, ASCII digits, NUL; nothing if unsupported."""
+        mode = self.faults.counters
+        if m != 0x32 or mode in ("silent", "none"):
+            return b""
+        value = self.counter(n)
+        if value is None:
+            return b""
+        digits = str(value % 4_294_967_296).encode()
+        if mode == "garbage":
+            return b"\x5f" + digits[:1] + b"\xff\x41" + b"\x00"
+        if mode == "partial":
+            return b"\x5f" + digits[: max(1, len(digits) // 2)]
+        return b"\x5f" + digits + b"\x00"
+
     def _shape(self, answer: bytes, is_status: bool) -> list[tuple[float, bytes]]:
         """Apply the reply faults (garbage, late, stale, ASB noise) to one answer."""
         f = self.faults
@@ -282,6 +332,12 @@ class PrinterEngine:
                 f.late_s = max(0.0, float(arg or 0))
             elif verb == "wear":
                 self.wear.wear_per_hour = max(0.0, float(arg))
+            elif verb == "counters" and arg in ("ok", "garbage", "partial", "silent", "none"):
+                f.counters = arg
+            elif verb == "cuts":
+                self.wear.cuts = max(0, int(arg))
+            elif verb == "cuts_per_hour":
+                self.wear.cuts_per_hour = max(0.0, float(arg))
             elif verb == "advance":
                 self.advance(max(0.0, float(arg)) * 3600.0)
             else:
@@ -313,7 +369,8 @@ SETS = {"jam": ("cutter_jammed", True), "sleep": ("asleep", True), "wake": ("asl
 COMMANDS = ("commands: cover open|closed, paper ok|near_end|out, jam, overheat on|off, "
             "fatal on|off, clear, sleep, wake, hang, answer, garbage off|before|only, "
             "partial on|off, late SECONDS, stale on|off, asb on|off, drawer open|closed, "
-            "wear PER_HOUR, advance HOURS")
+            "wear PER_HOUR, advance HOURS, counters ok|garbage|partial|silent|none, cuts N, "
+            "cuts_per_hour N")
 
 
 @dataclass

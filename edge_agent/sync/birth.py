@@ -41,9 +41,10 @@ def capabilities(config: AgentConfig) -> dict[str, Any]:
 
 
 def birth_body(config: AgentConfig, session: int, *, model_version: str | None,
-               config_digest: str, last_seq: int) -> dict[str, Any]:
-    """Build the body of a birth message."""
-    return {
+               config_digest: str, last_seq: int,
+               instance: str | None = None) -> dict[str, Any]:
+    """Build the body of a birth message (`instance`: the state database's id)."""
+    body = {
         "session": session,
         "inventory": [{"id": d.id, "kind": d.kind} for d in config.devices],
         "capabilities": capabilities(config),
@@ -52,3 +53,6 @@ def birth_body(config: AgentConfig, session: int, *, model_version: str | None,
         "config_hash": config_digest,
         "last_seq": last_seq,
     }
+    if instance is not None:
+        body["instance"] = instance
+    return body

@@ -52,8 +52,9 @@ _TOPIC_TAILS = {"cmd_result": "cmd/result"}  # outbox kinds whose topic is not t
 class Connection:
     """One connection attempt: its paho client and what is in flight on it."""
 
-    def __init__(self, session: int):
+    def __init__(self, session: int, instance: str | None = None):
         self.session = session
+        self.instance = instance  # the state database's id (edge_agent.sync.state)
         self.mqtt: mqtt.Client | None = None
         self.connack: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
         self.lost = asyncio.Event()
@@ -155,6 +156,7 @@ class SyncClient:
             await asyncio.wait([self._ack_task])
         session = await self.db(state.next_session, self.outbox.db)
         conn = Connection(session)
+        conn.instance = await self.db(state.instance_id, self.outbox.db)
         self._conn = conn
         try:
             try:
@@ -293,7 +295,7 @@ class SyncClient:
             model = await self.db(state.model_version, self.outbox.db)
         body = birth.birth_body(cfg, conn.session, model_version=model,
                                 config_digest=await run_blocking(birth.config_hash, cfg),
-                                last_seq=self.outbox.last_seq)
+                                last_seq=self.outbox.last_seq, instance=conn.instance)
         if self.control is not None:  # the bundle versions applied (docs/commands.md)
             body["bundles"] = self.control.bundles.versions()
         if conn.lost.is_set():
@@ -322,7 +324,8 @@ class SyncClient:
         client.connect_timeout = s.connect_timeout
         if s.tls:
             client.tls_set_context(self._tls_context())
-        conn.will = self._envelope("death", {"session": conn.session})
+        conn.will = self._envelope("death", {"session": conn.session,
+                                             "instance": conn.instance})
         client.will_set(self._topic("death"), conn.will, qos=1, retain=False)
         client.on_connect = lambda c, u, flags, rc, p: self._thread_event(
             self._on_connack, conn, rc.value, bool(flags.session_present))

@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any
 
 SESSION_KEY = "sync.session"
+INSTANCE_KEY = "sync.instance"
 STATUS_KEY = "sync.status"
 
 
@@ -38,6 +39,25 @@ def next_session(db: sqlite3.Connection) -> int:
         db.execute("ROLLBACK")
         raise
     return session
+
+
+def instance_id(db: sqlite3.Connection) -> str:
+    """This state database's own id, made once (a time-ordered UUID): sessions and seqs count
+    within it, so the hub takes a store back at session 1 when its state database is new."""
+    from edge_protocol.envelope import uuid7
+
+    value = _get(db, INSTANCE_KEY)
+    if value:
+        return value
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        value = _get(db, INSTANCE_KEY) or uuid7()
+        _put(db, INSTANCE_KEY, value)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return value
 
 
 def current_session(db: sqlite3.Connection) -> int:

@@ -55,6 +55,10 @@ class ConsumerSettings:
     queue_max: int = 4000
     queue_bytes: int = 64 * 1024 * 1024  # payload bytes waiting for the writer, at most
     route_every_s: float = 0.25
+    # A batch that cannot commit (the database gone, not a bad message: hub.ingest splits
+    # those out) is retried with a backoff for this long; then the worker exits 1 for its
+    # supervisor to restart it, rather than stay alive ingesting nothing.
+    give_up_s: float = 120.0
     username: str = ""           # MQTT credentials ([broker] username, password_file)
     password: str = field(default="", repr=False)
 
@@ -333,6 +337,10 @@ class Consumer:
             self._hand_over(Item(msg.mid, msg.qos, msg.topic, None, None, now, b"", client))
             return
         try:
+            if msg.retain:
+                # A store never publishes retained (docs/protocol.md); a retained copy is
+                # stale or hostile, and would come back to every new hub: ignored, counted.
+                raise ProtocolError("retained", "a retained message on a store topic")
             env = self.decode(msg.payload, msg.topic)
             if env.kind == "birth" and self.on_birth is not None:
                 self.on_birth()
@@ -392,6 +400,7 @@ class Consumer:
     def _write_loop(self) -> None:
         next_route = 0.0
         backoff = 0.1
+        failing_since: float | None = None
         pending: list[Item] = []
         while True:
             if not pending:
@@ -400,13 +409,23 @@ class Consumer:
                 try:
                     routed = self.commit(pending)
                 except StoreError as err:
+                    now = time.monotonic()
+                    failing_since = now if failing_since is None else failing_since
+                    if now - failing_since >= self.s.give_up_s:
+                        log.error("cannot commit for %.0f s; this worker exits for its "
+                                  "supervisor to restart it (nothing was acknowledged)",
+                                  now - failing_since,
+                                  extra={"error": str(err)[:300], "messages": len(pending)})
+                        self.failed.set()
+                        return
                     log.error("cannot commit a batch; will retry, nothing acknowledged",
-                              extra={"error": str(err), "messages": len(pending)})
+                              extra={"error": str(err)[:300], "messages": len(pending)})
                     if self._stop.wait(backoff):
                         return
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
+                failing_since = None
                 self._ack(pending)
                 pending = []
                 if routed:

@@ -3,6 +3,8 @@
     common.py   exit codes, UsageError, opening the database, console helpers
     serve.py    serve (with --api: the HTTP API beside ingest)
     fleet.py    fleet, store, devices, alerts, ack (through the API, or --db)
+    quarantine.py  quarantine list|show|drop
+    stores.py   stores prune, store --forget-session
     users.py    users add|list|show|disable|rotate-token
     audit.py    audit list|verify|export|checkpoint
     api.py      api (the HTTP API alone)
@@ -45,7 +47,8 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import acl, api, audit, check_config, control, demo, fleet, serve, users
+    from hub.cli import (acl, api, audit, check_config, control, demo, fleet, quarantine, serve,
+                         stores, users)
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
+    quarantine.register(sub, add_db)
+    stores.register(sub, add_db)
     users.register(sub)
     audit.register(sub)
     api.register(sub)
@@ -65,6 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the hub CLI; return the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then handled below
+        return code
+    except BrokenPipeError:
+        # `edge-hub store X | head -1`: the reader left. Nothing more to say, to anyone; point
+        # stdout at /dev/null so the interpreter's own flush at exit does not complain either.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:
+        # A byte that is not UTF-8 reaches Python as a lone surrogate (`--region $'\xff'`).
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            print(f"edge-hub: an argument is not valid UTF-8: {shown[:80]}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -37,6 +37,25 @@ def parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, option: str, *, zero: bool = False) -> float:
+    """'90d', '12h', '30m', '45s' or plain seconds; '0' only when `zero` (keep forever)."""
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:]) if t else None
+    number = t[:-1] if unit else t
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise UsageError(f"{option}: expected a duration like 90d, 12h, 30m or 45s, "
+                         f"got {text!r}") from None
+    if not (value == value and 0 <= value <= 100 * 365 * 86400) or (value == 0 and not zero):
+        raise UsageError(f"{option}: expected a duration between "
+                         f"{'0' if zero else '1s'} and 100 years, got {text!r}")
+    return value
+
+
 def state_word(online: bool | None) -> str:
     return "unknown" if online is None else "online" if online else "OFFLINE"
 
@@ -46,4 +65,4 @@ def ago(ts: float | None) -> str:
 
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "open_db", "store_of",
-           "parse_broker", "state_word", "ago", "escape", "print_json", "table"]
+           "parse_broker", "parse_duration", "state_word", "ago", "escape", "print_json", "table"]

@@ -26,6 +26,9 @@ def register(sub, add_db=None) -> None:
 
     p = sub.add_parser("store", help="one store: state, devices, open alerts, seq gaps")
     p.add_argument("store")
+    p.add_argument("--forget-session", action="store_true",
+                   help="forget the store's sessions, agent instance and seq accounting, so "
+                        "its next birth brings it online (--db only; audited)")
     _common(p)
     p.set_defaults(func=cmd_store)
 
@@ -126,6 +129,10 @@ def alert_rows(alerts: list[dict[str, Any]], with_store: bool = True) -> str:
 def cmd_store(args) -> int:
     from hub.cli.fleetview import _ago, _state
 
+    if args.forget_session:
+        from hub.cli.stores import cmd_forget_session
+
+        return cmd_forget_session(args)
     client = local.remote(args)
     if client:
         d = client.get(f"/v1/stores/{_quote(args.store)}")

@@ -36,6 +36,22 @@ def register(sub, add_db) -> None:
     p.add_argument("--max-skew", type=float, default=3600.0,
                    help="seconds a store's timestamp may lie ahead of the hub's clock "
                         "(a later one is rejected as implausible_ts)")
+    p.add_argument("--commit-give-up", type=float, default=120.0, metavar="SECONDS",
+                   help="how long a batch that cannot commit (the database unreachable) is "
+                        "retried before the worker exits 1 for its supervisor (default 120)")
+    p.add_argument("--keep-readings", default="7d", metavar="AGE",
+                   help="telemetry kept this long, then pruned in the background (default 7d; "
+                        "0 keeps it forever)")
+    p.add_argument("--keep-messages", default="30d", metavar="AGE",
+                   help="other messages from stores kept this long (default 30d; 0: forever)")
+    p.add_argument("--keep-feed", default="30d", metavar="AGE",
+                   help="alert feed rows sent or superseded kept this long (default 30d)")
+    p.add_argument("--mark-unseen", default="30d", metavar="AGE",
+                   help="a store not heard from this long is marked unseen (default 30d; "
+                        "`edge-hub stores prune` removes such stores)")
+    p.add_argument("--check", action="store_true",
+                   help="validate these options and the config, say what would run, and exit "
+                        "(0, or 2 with the mistake) without connecting to anything")
     p.add_argument("--api", metavar="HOST:PORT",
                    help="also serve the HTTP API here (default: [api] listen; "
                         "`edge-hub api` serves it alone)")
@@ -79,22 +95,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                                       ing.batch_ms)
     if batch_max < 1 or batch_ms < 1:
         raise UsageError("--batch-max and --batch-ms must be >= 1")
+    if not 0 < args.commit_give_up <= 86400:
+        raise UsageError("--commit-give-up: expected seconds between 0 and a day")
     if not 0 < args.max_skew <= 366 * 86400:
         raise UsageError("--max-skew: expected seconds between 0 and a year")
+    from hub.app import Retention
+    from hub.cli.common import parse_duration
+
+    def keep(text: str, option: str) -> float | None:
+        return parse_duration(text, option, zero=True) or None
+
+    retention = Retention(readings_s=keep(args.keep_readings, "--keep-readings"),
+                          messages_s=keep(args.keep_messages, "--keep-messages"),
+                          feed_s=keep(args.keep_feed, "--keep-feed"),
+                          unseen_s=keep(args.mark_unseen, "--mark-unseen"))
     embedded = _pick(args.embedded_broker, b.embedded)
-    logs.setup(_pick(args.log_format, lg.format), _pick(args.log_level, lg.level))
+    if not args.check:
+        logs.setup(_pick(args.log_format, lg.format), _pick(args.log_level, lg.level))
     settings = Settings(
         host=host, port=port, client_id=args.client_id or b.client_id or default_client_id(),
         group=_pick(args.group, b.group), prefix=_pick(args.prefix, b.prefix),
         shared=not embedded, mqtt5=not embedded,
         keepalive=_pick(args.keepalive, b.keepalive), username=b.username, password=password,
-        batch_max=batch_max, batch_s=batch_ms / 1000.0,
+        batch_max=batch_max, batch_s=batch_ms / 1000.0, give_up_s=args.commit_give_up,
         flaps=FlapPolicy(max_flaps=_pick(args.flap_max, ing.flap_max),
                          window_s=_pick(args.flap_window, ing.flap_window),
                          stable_s=_pick(args.flap_stable, ing.flap_stable)),
         skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s))
     url = args.db or config.database.url or default_db()
     listen = args.api or config.api.listen
+    if args.check:
+        from hub.app import _safe
+        from hub.cli.common import escape
+
+        print(f"edge-hub serve: ok: worker {escape(settings.client_id)}, broker {host}:{port}"
+              f"{' (embedded)' if embedded else ''}, database {escape(_safe(url))}"
+              + (f", api {escape(listen)}" if listen else ""))
+        return 0
     args.db = url
     db = store_of(args, create=True)
     try:
@@ -105,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         db.close()
         raise
     return serve(db, settings, embedded=embedded, services=services, checkpoints=checkpoints,
-                 ring=ring)
+                 retention=retention, ring=ring)
 
 
 def _ring(config):

@@ -2,7 +2,8 @@
 
     decode.py   envelope and typed-body checks on the network thread: a hostile message is
                 rejected and counted by reason before it reaches the writer
-    writer.py   one batch, one transaction: fleet, alert instances, feed rows, reject counts
+    writer.py   one batch, one transaction: fleet, alert instances, feed rows, reject counts;
+                a batch that will not commit is split to quarantine the message that breaks it
 
 `Ingest` is one hub worker's consumer (hub.bus.consumer.Consumer) with those two plugged in
 and the alert feed's router. Acknowledgements go to the broker only after the commit.
@@ -19,7 +20,7 @@ from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew
 from hub.bus.consumer import Consumer, ConsumerSettings, Handoff, Item, Outgoing
 from hub.domains import alerts
 from hub.ingest.decode import make_decoder
-from hub.ingest.writer import commit_batch
+from hub.ingest.writer import commit_or_split
 from hub.store import Store
 
 log = logging.getLogger("hub.ingest")
@@ -42,6 +43,7 @@ class Ingest(Consumer):
                  on_birth: Callable[[], None] | None = None,
                  clock: Clock = time.time):
         self.db = db
+        self.clock = clock
         self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
         self.decode = make_decoder(settings.prefix, clock, settings.skew)  # type: ignore
         super().__init__(settings, will, on_connected, on_birth)
@@ -57,7 +59,15 @@ class Ingest(Consumer):
 
     def commit(self, batch: list[Item]) -> int:
         """Store one batch in one transaction; return how many alert transitions it had."""
-        done = commit_batch(self.db, batch)
+        done = commit_or_split(self.db, batch, self.clock)
+        for item, reason in done.quarantined:
+            self.counts["quarantined"] += 1
+            n = self.counts["quarantined"]
+            if n <= 100 or n % 1000 == 0:  # each one logged, then every 1000th of a flood
+                env = item.env
+                log.error("a message broke its batch's commit; quarantined, the rest committed",
+                          extra={"id": env.id if env else None, "topic": item.topic[:200],
+                                 "reason": reason[:300], "quarantined": n})
         for code, n in done.rejected.items():
             before = self.rejects[code]
             self.rejects[code] += n

@@ -7,19 +7,27 @@ transaction; the consumer acknowledges the batch only after it commits.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from edge_protocol import topics
 from edge_protocol.envelope import Envelope
 from hub.bus.consumer import Item
-from hub.domains import alerts, fleet
+from hub.domains import alerts, fleet, quarantine
+from hub.errors import StoreError
 from hub.store import Store, Tx
 
 
-def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
-    """Apply new envelopes to every domain; return the alert transitions (seq order)."""
-    transitions = fleet.apply(db, tx, envs, received)
+def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
+          since: float | None = None, refused: list | None = None) -> list[Envelope]:
+    """Apply new envelopes to every domain; return the alert transitions (seq order).
+
+    `since`: the batch's first arrival; `refused` collects (envelope, reason, detail) of
+    messages a domain refused (an absurd session), for the writer to count.
+    """
+    transitions = fleet.apply(db, tx, envs, received, since, refused)
     if transitions:
         alerts.apply(tx, transitions)
     return transitions
@@ -34,8 +42,17 @@ class Committed:
     duplicates: int = 0
     readings: int = 0
     routed: int = 0
+    quarantined: list = field(default_factory=list)  # (Item, reason) split out of the batch
     rejected: Counter = field(default_factory=Counter)
     last: dict = field(default_factory=dict)  # reason -> the last Item rejected for it
+
+    def merge(self, other: "Committed") -> "Committed":
+        for name in ("received", "stored", "duplicates", "readings", "routed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.quarantined += other.quarantined
+        self.rejected.update(other.rejected)
+        self.last.update(other.last)
+        return self
 
 
 def commit_batch(db: Store, batch: list[Item]) -> Committed:
@@ -59,7 +76,21 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
     with db.transaction() as tx:
         new_ids = db.insert_new_messages(tx, rows)
         new = [e for e in valid.values() if e.id in new_ids]
-        transitions = apply(db, tx, new, received)
+        refused: list = []
+        transitions = apply(db, tx, new, received, min(arrived.values(), default=received),
+                            refused)
+        # A message a domain refused (an absurd session) is not kept among the messages: it
+        # is quarantined, with its reason, in the same transaction. Its id is free again, so
+        # the other lane's copy is refused again and only counts another `times` there.
+        tx.executemany("DELETE FROM messages WHERE id = ?", [(e.id,) for e, _, _ in refused])
+        if refused:
+            quarantine.add(tx, time.time, [
+                quarantine.Entry(e.id, e.store, e.region, e.kind, e.seq,
+                                 topics.topic(e.region, e.store, e.kind), f"{code}: {detail}",
+                                 raw[e.id]) for e, code, detail in refused])
+        for env, code, detail in refused:
+            done.quarantined.append((Item(0, 0, topics.topic(env.region, env.store, env.kind),
+                                          env, None, received), f"{code}: {detail}"))
         done.routed = alerts.record(tx, transitions, received) if transitions else 0
         tx.executemany(
             "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
@@ -68,7 +99,7 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
             " last_detail = excluded.last_detail, last_at = excluded.last_at",
             [(code, n, _clean(last[code].topic[:200]), _clean(last[code].error.detail[:200]),
               last[code].received) for code, n in done.rejected.items()])
-    done.stored = len(new)
+    done.stored = len(new) - len(refused)
     done.duplicates = len(valid) - len(new) + sum(1 for i in batch if i.env is not None) \
         - len(valid)
     done.readings = sum(len(e.body["readings"]) for e in new if e.kind == "telemetry")
@@ -79,3 +110,63 @@ def _clean(text: str) -> str:
     """A reject's topic or detail quotes hostile input: no NUL (PostgreSQL refuses it) and no
     lone surrogate (not UTF-8); other characters are escaped where they are shown."""
     return text.replace("\0", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# A batch that will not commit ----------------------------------------------------------------
+
+def usable(db: Store) -> bool:
+    """Can the database take a write transaction at all? (If not, no message is to blame.)"""
+    try:
+        with db.transaction() as tx:
+            tx.execute("SELECT 1")
+            tx.fetchone()
+        return True
+    except StoreError:
+        return False
+
+
+def commit_or_split(db: Store, batch: list[Item], clock=time.time) -> Committed:
+    """Commit a batch; if it fails while the database works, split it in halves (recursively)
+    to find the message(s) that break it, quarantine those with the database's reason and
+    commit the rest. Raise StoreError only when the database itself cannot be written.
+
+    Each failing message is tried alone twice before it is quarantined, so a transient error
+    (a lock timeout, a serialization failure) does not send a good message there.
+    """
+    try:
+        return commit_batch(db, batch)
+    except StoreError as err:
+        if not usable(db):
+            raise
+        return _split(db, batch, err, clock)
+
+
+def _split(db: Store, batch: list[Item], err: StoreError, clock) -> Committed:
+    if len(batch) == 1:
+        try:
+            return commit_batch(db, batch)  # once more alone: transient errors pass
+        except StoreError as again:
+            if not usable(db):
+                raise
+            return _quarantine(db, batch[0], str(again), clock)
+    done = Committed()
+    mid = len(batch) // 2
+    for part in (batch[:mid], batch[mid:]):
+        try:
+            done.merge(commit_batch(db, part))
+        except StoreError as part_err:
+            if not usable(db):
+                raise
+            done.merge(_split(db, part, part_err, clock))
+    return done
+
+
+def _quarantine(db: Store, item: Item, reason: str, clock) -> Committed:
+    env = item.env
+    entry = quarantine.Entry(
+        id=env.id if env else f"topic:{item.topic[:200]}", store=env.store if env else "?",
+        region=env.region if env else "?", kind=env.kind if env else "?",
+        seq=env.seq if env else 0, topic=item.topic, reason=reason, payload=item.raw)
+    with db.transaction() as tx:
+        quarantine.add(tx, clock, [entry])
+    return Committed(received=1, quarantined=[(item, reason)])

@@ -11,6 +11,9 @@ MATURITY = "beta"
 CAPABILITIES = (
     "device.status", "device.model", "device.firmware", "printer.online", "printer.cover",
     "printer.paper", "printer.cutter", "printer.error", "printer.drawer", "poll.latency_ms",
+    "printer.mechanical", "printer.overheat", "printer.cutter_errors", "printer.error_count",
+    "printer.overheats", "printer.head_km", "printer.cut_count", "printer.operating_hours",
+    "printer.counter.<n>",
 )
 
 # Query parameters a probe URL may carry, with the type each is read as.

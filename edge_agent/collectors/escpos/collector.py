@@ -41,6 +41,14 @@ class EscposCollector(Collector):
         self.silent_polls = 0
         # A poll and a remote command (test print, recovery) never share the port at once.
         self._io_lock = asyncio.Lock()
+        # Maintenance counters (GS g 2): the last values read and when to read them next
+        # (the first poll after start reads them).
+        self.counters: dict[int, int] = {}
+        self.counters_due = 0.0
+        # Error onsets seen since start (counted on every poll, for the health features).
+        self.events = {"printer.cutter_errors": 0, "printer.error_count": 0,
+                       "printer.overheats": 0}
+        self._was: dict[str, bool] = {}
 
     async def open(self) -> None:
         try:
@@ -88,14 +96,76 @@ class EscposCollector(Collector):
             await self._drop()
             return self.stale(str(err), {"device.status": "offline"})
         self.silent_polls = 0
-        if not self.keep_open:
-            await self._drop()
         status = protocol.decode(replies, self.model.undefined)
         values = protocol.to_values(status, self.options.drawer_open_when)
+        # The status poll is complete: its latency does not include the counters.
+        values["poll.latency_ms"] = round((time.monotonic() - started) * 1000.0, 3)
         if asleep and values["device.status"] == "ok":
             values["device.status"] = "asleep"
         values.update(self.identity or {})
-        return self.ok(values, started)
+        self._count_events(values)
+        if self._counters_due():
+            values.update(await self._read_counters())
+        if not self.keep_open:
+            await self._drop()
+        return self.ok(values)
+
+    def _count_events(self, values: dict) -> None:
+        """Count error onsets (a state that was not there at the previous poll)."""
+        for name, now in (("printer.cutter_errors", values.get("printer.cutter") == "error"),
+                          ("printer.error_count",
+                           values.get("printer.error") in ("recoverable", "unrecoverable")),
+                          ("printer.overheats", values.get("printer.overheat") is True)):
+            if now and not self._was.get(name, False):
+                self.events[name] += 1
+            self._was[name] = now
+        values.update(self.events)
+
+    def _counters_due(self) -> bool:
+        return bool(self.options.counters and self.model.counters
+                    and time.monotonic() >= self.counters_due)
+
+    async def _read_counters(self) -> dict:
+        """Read the model's GS g 2 counters after the status poll; a silent, partial or garbled
+        answer skips that counter (the status reading stands), and all are tried again at the
+        next interval."""
+        read: dict[int, int] = {}
+        for n in self.model.counters:
+            try:
+                value = await self._ask_counter(n)
+            except ProtocolError as err:
+                log.debug("bad GS g 2 answer", extra={"device": self.device.id, "counter": n,
+                                                      "reason": str(err)})
+                continue
+            except DeviceError as err:
+                # Silent (or gone): the next counter will not be answered either.
+                log.debug("no GS g 2 answer", extra={"device": self.device.id, "counter": n,
+                                                     "reason": str(err)})
+                break
+            read[n] = value
+        self.counters_due = time.monotonic() + (self.options.counters_interval if read
+                                                else min(600.0, self.options.counters_interval))
+        self.counters.update(read)
+        return protocol.counter_values(read)
+
+    async def _ask_counter(self, n: int) -> int:
+        self.flushed += await self.transport.flush()
+        await self.transport.write(protocol.counter_request(n))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.reply_timeout
+        buf = b""
+        while loop.time() < deadline:
+            buf += await self.transport.read(deadline - loop.time())
+            scan = protocol.find_counter_reply(buf)
+            if scan.value is not None:
+                return scan.value
+            if scan.invalid or len(buf) > READ_MAX:
+                self.garbage += len(buf)
+                raise ProtocolError(f"GS g 2 {n}: reply is not 0x5F digits NUL "
+                                    f"({buf[:16].hex()})")
+        if buf:
+            raise ProtocolError(f"GS g 2 {n}: partial reply ({buf[:16].hex()})")
+        raise DeviceTimeout(f"no reply to GS g 2 {n}")
 
     async def close(self) -> None:
         await self._drop()

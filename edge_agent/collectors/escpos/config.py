@@ -45,7 +45,8 @@ class EscposConfig:
     connect_timeout: float = setting(2.0, doc="Seconds a TCP connect or port open may take.",
                                      gt=0, max=60)
     model: str = setting("epson-tm", doc="Model family (see the collector's README): epson-tm, "
-                                         "epson-tm-impact, bixolon, citizen, star-escpos, generic.",
+                                         "epson-tm-legacy, epson-tm-impact, bixolon, citizen, "
+                                         "star-escpos, generic.",
                          check=_check_model)
     connection: str = setting("auto", doc="auto: a TCP connection lasts one poll (printers "
                                           "take one client at a time, the POS must print); "
@@ -56,6 +57,11 @@ class EscposConfig:
                                        "a failed poll), where the model answers it.")
     wake: bool = setting(True, doc="When the printer is silent, send the model's wake byte once "
                                    "to tell power save (asleep) from a hang (offline).")
+    counters: bool = setting(True, doc="Read the maintenance counters (GS g 2: paper fed, "
+                                       "autocuts, operating hours) where the model answers "
+                                       "them: on the first poll and every counters_interval.")
+    counters_interval: float = setting(3600.0, doc="Seconds between maintenance-counter reads.",
+                                       min=60, max=7 * 86400)
     drawer_open_when: str = setting("low", doc="Level of drawer connector pin 3 that means "
                                                "open: low, high, or none to not report it.",
                                     choices=("low", "high", "none"))

@@ -27,13 +27,20 @@ class Model:
     gs_i_id: bool = True         # answers GS I 1 (model id) and 3 (ROM version) with one byte
     wake: bytes | None = b"\x00"  # NUL: any received data ends power save, NUL prints nothing
     wake_delay_s: float = 0.3
+    # Maintenance counters it answers with GS g 2 (PROTOCOLS.md section 8); () for none.
+    counters: tuple[int, ...] = ()
     note: str = ""
 
 
 MODELS: dict[str, Model] = {m.name: m for m in (
-    Model("epson-tm", "Epson", undefined={3: 0x04},
-          note="TM-T88/T20/m30 (thermal): n=3 b2 (mechanical error) belongs to impact models "
-               "and is ignored here; power save ends on received data"),
+    Model("epson-tm", "Epson", undefined={3: 0x04}, counters=(148, 149, 178, 198),
+          note="TM-T88IV and later, T90, T20, m30 (thermal): n=3 b2 (mechanical error) belongs "
+               "to impact models and is ignored here; power save ends on received data; GS g 2 "
+               "counters 148/149/178/198 (TM-T90 and TM-L90 specifications). A TM-T88III does not "
+               "answer GS g 2: use epson-tm-legacy"),
+    Model("epson-tm-legacy", "Epson", undefined={3: 0x04},
+          note="TM-T88III, TM-L60II: as epson-tm, without GS g 2 (the ESC/POS reference lists "
+               "them among the printers not featuring it)"),
     Model("epson-tm-impact", "Epson",
           note="TM-U220/U295: n=3 b2 is a mechanical (carriage) error"),
     Model("bixolon", "Bixolon", undefined={1: 0x60}, gs_i_id=False,

@@ -139,6 +139,82 @@ def find_text_reply(data: bytes) -> TextScan:
     return TextScan(text=raw.decode("ascii").strip() or None, used=end + 1, invalid=not raw.strip())
 
 
+# GS g 2 m nL nH: read an Epson maintenance counter (PROTOCOLS.md section 8). Cumulative
+# counters (never reset): 148 line feeds, 149 head energizing count, 178 autocutter operations,
+# 198 operating hours. The reply is 0x5F, 1-10 ASCII digits, NUL; an unsupported counter is not
+# answered, and the printer ignores real-time commands while it answers.
+COUNTER_LINE_FEEDS, COUNTER_HEAD_ENERGIZING, COUNTER_CUTS, COUNTER_HOURS = 148, 149, 178, 198
+COUNTERS = (COUNTER_LINE_FEEDS, COUNTER_HEAD_ENERGIZING, COUNTER_CUTS, COUNTER_HOURS)
+COUNTER_DIGITS_MAX = 10
+# One line feed is 30 dots of paper feed; the TM-T88/T90 feed pitch is 1/180 inch per dot
+# (their specifications), so a line is 30/180 inch = 4.2333 mm of paper under the head.
+MM_PER_LINE = 30 / 180 * 25.4
+
+
+def counter_request(n: int) -> bytes:
+    """Return GS g 2 for maintenance counter n (0-65535)."""
+    if n not in range(0, 65536):
+        raise ValueError(f"counter must be 0-65535, got {n}")
+    return bytes((GS, ord("g"), 0x32, 0x00, n & 0xFF, n >> 8))
+
+
+@dataclass
+class CounterScan:
+    """The outcome of looking for one GS g 2 reply (0x5F, digits, NUL) in received bytes."""
+
+    value: int | None = None
+    used: int = 0
+    need_more: bool = False
+    invalid: bool = False
+
+
+def find_counter_reply(data: bytes) -> CounterScan:
+    """Find a GS g 2 reply in `data`; never raises.
+
+    Flow control (XON/XOFF) and whole ASB blocks sent before the reply are skipped. Anything
+    else before the header, a non-digit, an empty value or more than 10 digits is invalid; a
+    reply not yet ended by NUL needs more bytes.
+    """
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b in (XON, XOFF):
+            i += 1
+            continue
+        if classify(b) == ASB_HEAD:
+            if n - i < 4:
+                return CounterScan(used=i, need_more=True)
+            if all((x & 0x90) == 0 for x in data[i + 1:i + 4]):
+                i += 4
+                continue
+        break
+    if i == n:
+        return CounterScan(used=i, need_more=True)
+    if data[i] != 0x5F:
+        return CounterScan(used=n, invalid=True)
+    j = i + 1
+    while j < n and 0x30 <= data[j] <= 0x39 and j - i - 1 < COUNTER_DIGITS_MAX:
+        j += 1
+    digits = data[i + 1:j]
+    if j == n:
+        return CounterScan(used=i, need_more=True)
+    if data[j] != NUL or not digits:
+        return CounterScan(used=n, invalid=True)
+    return CounterScan(value=int(digits), used=j + 1)
+
+
+def counter_values(counters: dict[int, int]) -> dict[str, object]:
+    """Map read counters onto the vocabulary: raw counters, head_km, cut_count, hours."""
+    values: dict[str, object] = {f"printer.counter.{n}": v for n, v in sorted(counters.items())}
+    if COUNTER_LINE_FEEDS in counters:
+        values["printer.head_km"] = round(counters[COUNTER_LINE_FEEDS] * MM_PER_LINE / 1e6, 4)
+    if COUNTER_CUTS in counters:
+        values["printer.cut_count"] = counters[COUNTER_CUTS]
+    if COUNTER_HOURS in counters:
+        values["printer.operating_hours"] = counters[COUNTER_HOURS]
+    return values
+
+
 def parse_id_byte(b: int) -> int | None:
     """Return a GS I 1-3 one-byte reply (0xx0xxxx), or None when the byte cannot be one."""
     return b if (b & 0x90) == 0 else None
@@ -223,6 +299,10 @@ def to_values(status: Status, drawer_open_when: str = "low") -> dict[str, object
     elif any(f is not None for f in (status.unrecoverable, status.cutter_error,
                                      status.auto_recoverable, status.error)):
         values["printer.error"] = "none"
+    if status.mechanical is not None:
+        values["printer.mechanical"] = "error" if status.mechanical else "ok"
+    if status.auto_recoverable is not None:
+        values["printer.overheat"] = bool(status.auto_recoverable)
     if status.drawer_pin_high is not None and drawer_open_when in ("high", "low"):
         is_open = status.drawer_pin_high == (drawer_open_when == "high")
         values["printer.drawer"] = "open" if is_open else "closed"

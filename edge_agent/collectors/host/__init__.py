@@ -12,7 +12,10 @@ CAPABILITIES = (
     "device.status", "host.cpu_pct", "host.mem_pct", "host.swap_pct", "host.disk_pct",
     "host.disk.<n>.pct", "host.temp_c", "host.uptime_s", "host.boot_time", "host.load_1m",
     "host.net.latency_ms", "host.net.<n>.latency_ms", "host.proc.<n>.running",
-    "poll.latency_ms",
+    "poll.latency_ms", "host.fan_rpm", "host.smart.passed", "host.smart.reallocated",
+    "host.smart.pending", "host.smart.uncorrectable", "host.smart.crc_errors",
+    "host.smart.media_errors", "host.smart.percentage_used", "host.smart.power_on_hours",
+    "host.smart.temp_c",
 )
 
 

@@ -92,6 +92,10 @@ class HostCollector(Collector):
     def __init__(self, device):
         super().__init__(device)
         self.cpu = CpuMeter()
+        from edge_agent.collectors.host.smart import SmartReader
+
+        self.smart = SmartReader(self.options.smart_device, self.options.smart_interval) \
+            if self.options.smart else None
 
     async def open(self) -> None:
         # Take the CPU baseline now so that the first poll reports a real figure.
@@ -110,6 +114,10 @@ class HostCollector(Collector):
         if latencies:
             answered = [ms for ms in latencies if ms is not None]
             values["host.net.latency_ms"] = max(answered) if answered else None
+        if self.smart is not None:
+            # Read hourly; the last values go with every reading (a failing disk stays failing).
+            await self.smart.read(time.monotonic())
+            values.update(self.smart.values)
         problems = [v is None for v in latencies]
         problems += [v is False for k, v in values.items() if k.startswith("host.proc.")]
         values["device.status"] = "warning" if any(problems) else "ok"
@@ -133,6 +141,9 @@ class HostCollector(Collector):
             temp = hottest(_sensors())
             if temp is not None:
                 values["host.temp_c"] = temp
+            fan = slowest_fan(_fans())
+            if fan is not None:
+                values["host.fan_rpm"] = fan
         boot = psutil.boot_time()
         values["host.boot_time"] = format_ts(datetime.fromtimestamp(boot, timezone.utc))
         values["host.uptime_s"] = round(max(0.0, time.time() - boot), 1)
@@ -200,3 +211,23 @@ def hottest(temps: dict) -> float | None:
     current = [t.current for entries in temps.values() for t in entries
                if isinstance(t.current, (int, float)) and -40.0 < t.current < 150.0]
     return round(float(max(current)), 1) if current else None
+
+
+def _fans() -> dict:
+    """Return psutil's fan sensors, or {} where the platform has none."""
+    fans = getattr(psutil, "sensors_fans", None)
+    if fans is None:
+        return {}
+    try:
+        return fans() or {}
+    except (OSError, RuntimeError):
+        return {}
+
+
+def slowest_fan(fans: dict) -> float | None:
+    """Return the slowest plausible fan speed (rpm) of psutil's sensors_fans(), or None.
+
+    A stopped fan (0 rpm) counts: it is the failure this reports."""
+    current = [f.current for entries in fans.values() for f in entries
+               if isinstance(f.current, (int, float)) and 0 <= f.current < 50_000]
+    return float(min(current)) if current else None

@@ -26,4 +26,12 @@ class HostConfig:
     connect_timeout: float = setting(2.0, doc="Seconds a TCP connect may take.", gt=0, max=60)
     processes: tuple[str, ...] = setting(
         (), doc="Process names that must be running, such as the POS application.")
-    temperature: bool = setting(True, doc="Report the hottest temperature sensor, if any.")
+    temperature: bool = setting(True, doc="Report the hottest temperature sensor and the "
+                                          "slowest fan, if the machine exposes them.")
+    smart: bool = setting(True, doc="Report the system disk's health with smartctl --json "
+                                    "where smartmontools is installed and the agent may read "
+                                    "the disk (docs/service.md).")
+    smart_device: str = setting("/dev/sda", doc="Disk node smartctl reads, such as /dev/sda or "
+                                                "/dev/nvme0.")
+    smart_interval: float = setting(3600.0, doc="Seconds between disk-health reads.",
+                                    min=60, max=7 * 86400)

@@ -20,7 +20,9 @@ CAPABILITIES = (
     "tray.<n>.name", "tray.<n>.level", "tray.<n>.capacity", "tray.<n>.level_pct",
     "tray.<n>.level_state", "tray.<n>.status",
     "alert.count", "alert.<n>.severity", "alert.<n>.code", "alert.<n>.description",
-    "poll.latency_ms",
+    "poll.latency_ms", "printer.toner", "printer.waste", "printer.service_requested",
+    "printer.pages_per_day", "supply.<n>.pct_per_day", "supply.<n>.days_to_empty",
+    "printer.jam_count", "printer.cover_opens", "printer.service_requests",
 )
 _URL_KEYS = ("version", "user", "auth", "auth_key", "priv", "priv_key", "context", "timeout",
              "retries", "supplies_every", "identity_every")

@@ -172,6 +172,8 @@ class SnmpCollector(Collector):
         self._v3: Any = None  # a v3.Session (pysnmp) for SNMPv3 devices
         self._gets: UdpGets | None = None  # the loop's socket, for v1/v2c devices
         self._addr: tuple | None = None  # resolved (ip, port) for v1/v2c
+        self._trends = protocol.Trends()
+        self._rates: dict = {}
 
     @property
     def _where(self) -> str:
@@ -219,6 +221,8 @@ class SnmpCollector(Collector):
         values.update(self._supplies)
         if self._layout.printer_mib:
             values.update(self._alerts)
+        values.update(self._rates)
+        values.update(self._trends.count(values))
         return self.ok(values, started)
 
     async def _connect(self) -> None:
@@ -280,6 +284,7 @@ class SnmpCollector(Collector):
         self._raw.update(got)
         if supplies_due:
             self._supplies = protocol.supplies(self._raw, layout)
+            self._rates = self._trends.supply_values(time.monotonic(), self._supplies)
             if layout.printer_mib:
                 self._alerts = protocol.alerts(await self._alert_rows())
         if self._note_uptime(got.get(oids.SYS_UPTIME)):

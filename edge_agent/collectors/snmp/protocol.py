@@ -244,6 +244,8 @@ def status(raw: Raw, layout: Layout) -> dict:
     if uptime is not None:
         values["device.uptime_s"] = uptime
     worst = None
+    hr = None
+    bits_worst = None
     if layout.hr_index is not None:
         i = layout.hr_index
         hr = oids.HR_DEVICE_STATUS_NAMES.get(as_int(raw.get(f"{oids.HR_DEVICE_STATUS}.{i}")))
@@ -260,15 +262,22 @@ def status(raw: Raw, layout: Layout) -> dict:
             octets = state.encode("latin-1", "replace") if isinstance(state, str) else bytes(state)
             values["printer.error_state"] = octets[:8].hex()
             values["printer.errors"] = ",".join(bits)
-            values.update(_from_bits(bits))
-            worst = _worse(worst, error_status(b for b in bits if oids.ERROR_BITS.index(b) < 8))
+            values.update(_from_bits(bits, hr))
+            bits_worst = error_status(b for b in bits if oids.ERROR_BITS.index(b) < 8)
             if any(oids.ERROR_BITS.index(b) >= 8 for b in bits):
-                worst = _worse(worst, "warning")
+                bits_worst = _worse(bits_worst, "warning")
     cover = _cover(raw, layout)
     if cover is not None:
         values["printer.cover"] = cover
         if cover == "open":
-            worst = _worse(worst, "error")
+            bits_worst = _worse(bits_worst, "error")
+    if bits_worst is not None:
+        # RFC 3805 2.2.13.4: the same error bits are a critical or a non-critical alert, and
+        # hrDeviceStatus says which (down or warning). When the device says, follow it: bits
+        # alone never make a running or warning printer an error.
+        if hr in ("running", "warning", "testing"):
+            bits_worst = "warning" if bits_worst == "error" else bits_worst
+        worst = _worse(worst, bits_worst)
     values["device.status"] = worst or "unknown"
     return values
 
@@ -277,17 +286,29 @@ def _worse(a: str | None, b: str) -> str:
     return b if a is None or _RANK[b] > _RANK[a] else a
 
 
-def _from_bits(bits: list[str]) -> dict:
+# Bits that are operator work (attention), whatever the severity: they explain a "down".
+_ATTENTION_BITS = frozenset({"noPaper", "noToner", "doorOpen", "jammed", "offline"})
+
+
+def _from_bits(bits: list[str], hr: str | None = None) -> dict:
+    """Paper, jam, cover, toner and error from the error bits; `hr` is hrDeviceStatus.
+
+    serviceRequested is unrecoverable only when the device says the alert is critical
+    (hrDeviceStatus down) and no operator condition explains the stop; with warning(3) it is a
+    service request, not a failure (the Konica bizhub C250i case, PROTOCOLS.md section 8).
+    """
     on = set(bits)
     values: dict = {
         "printer.paper": "out" if "noPaper" in on else "near_end" if "lowPaper" in on else "ok",
         "printer.jam": "jammed" in on,
         "printer.online": "offline" not in on,
         "printer.cover": "open" if "doorOpen" in on else "closed",
+        "printer.toner": "empty" if "noToner" in on else "low" if "lowToner" in on else "ok",
+        "printer.service_requested": "serviceRequested" in on,
     }
-    if "serviceRequested" in on:
+    if "serviceRequested" in on and hr == "down" and not on & _ATTENTION_BITS:
         values["printer.error"] = "unrecoverable"
-    elif on & _CRITICAL_BITS:
+    elif on & _ATTENTION_BITS or "serviceRequested" in on:
         values["printer.error"] = "recoverable"
     else:
         values["printer.error"] = "none"
@@ -355,6 +376,12 @@ def supplies(raw: Raw, layout: Layout) -> dict:
                 and unit == 19 and level <= 100 and amounts["capacity"] is None:
             amounts["level_pct"] = float(level)  # Unit 19 (percent): the level is the share.
         values.update((p + k, v) for k, v in amounts.items())
+    waste = [values.get(f"supply.{key}.level") for _, key in layout.supplies
+             if values.get(f"supply.{key}.class") == "receptacle"
+             and values.get(f"supply.{key}.level_state") == "measured"]
+    if waste:
+        # A receptacle's level is the space left in it: none left is a full waste box.
+        values["printer.waste"] = "full" if any(w == 0 for w in waste) else "ok"
     for suffix, key in layout.trays:
         p = f"tray.{key}."
         name = None
@@ -402,3 +429,99 @@ def reading(raw: Raw, layout: Layout) -> dict:
     if layout.supplies or layout.trays or layout.markers:
         values.update(supplies(raw, layout))
     return values
+
+
+# ---------------------------------------------------------------- rates and events over polls
+
+RATE_WINDOW_S = 7 * 86400.0   # rates are measured over at most a week of supply reads
+RATE_MIN_S = 6 * 3600.0       # and only once the reads span six hours
+JAM_CODES = frozenset({"jam"})
+COVER_CODES = frozenset({"coverOpen", "doorOpen", "interlockOpen"})
+SERVICE_CODES = frozenset({"subunitRecoverableFailure", "subunitUnrecoverableFailure",
+                           "subunitMotorFailure", "subunitLifeOver", "markerOpcLifeOver",
+                           "subunitRecoverableStorageError", "subunitUnrecoverableStorageError"})
+MAX_SEEN_ALERTS = 256
+
+
+class Trends:
+    """Page rate and supply depletion from successive supply reads; alert-table rows and
+    error-bit onsets counted as events since the agent started. Bounded: two samples a series
+    (the oldest within the window and the latest) and at most MAX_SEEN_ALERTS alert rows."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[float, float]] = {}
+        self.last: dict[str, tuple[float, float]] = {}
+        self.events = {"printer.jam_count": 0, "printer.cover_opens": 0,
+                       "printer.service_requests": 0}
+        self._seen: dict[str, str] = {}
+        self._bits: dict[str, bool] = {}
+
+    def _rate(self, key: str, now: float, value: float, down_resets: bool) -> float | None:
+        """Change per day since the series' first sample (None until it spans RATE_MIN_S).
+
+        A series keeps (first, last); past the window the first moves up to the last, so the
+        rate always spans between RATE_MIN_S... and the window. A counter that goes down was
+        reset (or a cartridge replaced, for levels going up): the series starts again."""
+        first, last = self.first.get(key), self.last.get(key)
+        if first is None or (down_resets and value < first[1]) or \
+                (not down_resets and value > first[1] + 5.0):
+            self.first[key] = self.last[key] = (now, value)
+            return None
+        if now - first[0] > RATE_WINDOW_S and last is not None and now - last[0] >= RATE_MIN_S:
+            first = self.first[key] = last
+        self.last[key] = (now, value)
+        span = now - first[0]
+        if span < RATE_MIN_S:
+            return None
+        return (value - first[1]) / (span / 86400.0)
+
+    def supply_values(self, now: float, values: Mapping[str, object]) -> dict:
+        out: dict = {}
+        count = values.get("printer.page_count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            rate = self._rate("pages", now, float(count), True)
+            if rate is not None and rate >= 0:
+                out["printer.pages_per_day"] = round(rate, 1)
+        for name, level in values.items():
+            if not (name.startswith("supply.") and name.endswith(".level_pct")):
+                continue
+            key = name[:-len(".level_pct")]
+            if values.get(key + ".class") == "receptacle" or not isinstance(level, float):
+                continue
+            rate = self._rate(key, now, level, False)
+            used = -rate if rate is not None else None
+            out[key + ".pct_per_day"] = round(used, 3) if used is not None else None
+            out[key + ".days_to_empty"] = round(level / used, 1) if used and used > 0.01 \
+                else None
+        return out
+
+    def count(self, values: Mapping[str, object]) -> dict:
+        """Count new alert rows by code, or error-bit onsets when the table is empty."""
+        rows = {k[:-len(".code")]: v for k, v in values.items()
+                if k.startswith("alert.") and k.endswith(".code")}
+        for row, code in rows.items():
+            if self._seen.get(row) == code:
+                continue
+            if len(self._seen) >= MAX_SEEN_ALERTS:
+                self._seen.clear()
+            self._seen[row] = str(code)
+            self._bump(str(code))
+        for row in [r for r in self._seen if r not in rows]:
+            del self._seen[row]  # a cleared alert: the same row index may come back
+        if not rows:
+            for name, on, code in (("jam", values.get("printer.jam") is True, "jam"),
+                                   ("cover", values.get("printer.cover") == "open", "coverOpen"),
+                                   ("service", values.get("printer.service_requested") is True,
+                                    "subunitRecoverableFailure")):
+                if on and not self._bits.get(name, False):
+                    self._bump(code)
+                self._bits[name] = on
+        return dict(self.events)
+
+    def _bump(self, code: str) -> None:
+        if code in JAM_CODES:
+            self.events["printer.jam_count"] += 1
+        elif code in COVER_CODES:
+            self.events["printer.cover_opens"] += 1
+        elif code in SERVICE_CODES:
+            self.events["printer.service_requests"] += 1

@@ -42,11 +42,31 @@ def feed_key(store: str, alert: str, state: str, since: str) -> str:
     return hashlib.sha1(f"{store}\0{alert}\0{state}\0{since}".encode()).hexdigest()[:20]
 
 
+REGIONAL_FAMILIES = ("failed", "predicted_failure")
+
+
+def regional(body: dict) -> bool:
+    """True when an alert belongs on the regional feed (docs/alerts.md).
+
+    The feed carries what a regional manager must act on: `failed`, `predicted_failure` and
+    escalated attention. Store-level attention (paper, cover, toner...) stays in the store's
+    views (`edge-hub alerts`, `store`). An alert without `family` comes from an agent older
+    than the families and goes on the feed as it always did.
+    """
+    family = body.get("family")
+    if family is None:
+        return True
+    return family in REGIONAL_FAMILIES or body.get("escalated") is True
+
+
 def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
-    """Add a pending feed row for each transition not seen before; return how many were offered."""
+    """Add a pending feed row for each regional transition not seen before; return how many
+    were offered."""
     rows = []
     for env in transitions:
         b = env.body
+        if not regional(b):
+            continue
         try:
             at = min(parse_ts(b["ts"]).timestamp(), received)
         except ProtocolError:  # validated upstream; a bad ts would only lose its own time
@@ -59,6 +79,9 @@ def record(tx: Tx, transitions: Sequence[Envelope], received: float) -> int:
                    "severity": b["severity"], "since": b["since"], "ts": b["ts"],
                    "seq": env.seq, "explanation": list(b["explanation"]),
                    "decision": b.get("decision"), "flapping": None}
+        for extra in ("family", "audience", "escalated", "supersedes"):
+            if b.get(extra) is not None:
+                payload[extra] = b[extra]
         rows.append((key, env.store, env.region, b["alert"], b["state"], at, env.seq,
                      json.dumps(payload, separators=(",", ":"))))
     tx.executemany("INSERT INTO feed (key, store, region, alert, state, at, seq, status,"
@@ -160,3 +183,17 @@ class Router:
         with self.db.read() as tx:
             tx.execute("SELECT status, COUNT(*) FROM feed GROUP BY status")
             return dict(tx.fetchall())
+
+
+def prune(tx: Tx, before: float, limit: int) -> int:
+    """Delete up to `limit` feed rows sent or superseded before `before` (epoch); return how
+    many. A pruned row's key is forgotten: keep them longer than a store replays (days)."""
+    tx.execute("DELETE FROM feed WHERE key IN (SELECT key FROM feed WHERE at < ?"
+               " AND status IN ('sent', 'superseded') LIMIT ?)", (before, limit))
+    return max(0, tx.rowcount)
+
+
+def drop_stores(tx: Tx, stores: Sequence[str]) -> None:
+    """Remove stores' alert instances and feed rows (the alerts' part of a prune)."""
+    for table in ("feed", "alerts"):
+        tx.executemany(f"DELETE FROM {table} WHERE store = ?", [(s,) for s in stores])

@@ -21,4 +21,6 @@ MIGRATIONS = (
         "CREATE INDEX IF NOT EXISTS feed_status ON feed (status)",
         "CREATE INDEX IF NOT EXISTS feed_store_alert ON feed (store, alert, at)",
     )),
+    # Retention deletes sent feed rows by age (issue 15).
+    Migration("alerts", 2, ("CREATE INDEX IF NOT EXISTS feed_at ON feed (at)",)),
 )

@@ -31,4 +31,18 @@ MIGRATIONS = (
             reason TEXT PRIMARY KEY, count BIGINT NOT NULL, last_topic TEXT, last_detail TEXT,
             last_at DOUBLE PRECISION)""",
     )),
+    # Issue 15. Stores: the agent instance (state database) whose sessions count, when its
+    # last accepted birth was (its ts, never later than its arrival), since when seqs count
+    # (a new instance restarts them), and when retention marked it unseen. Devices: the
+    # newest-wins guards of reading and decision as epoch seconds, never later than the
+    # message's arrival, so a clock running ahead cannot pin a device for the skew's length.
+    Migration("fleet", 2, (
+        "ALTER TABLE stores ADD COLUMN instance TEXT",
+        "ALTER TABLE stores ADD COLUMN birth_at DOUBLE PRECISION",
+        "ALTER TABLE stores ADD COLUMN seq_since DOUBLE PRECISION",
+        "ALTER TABLE stores ADD COLUMN unseen DOUBLE PRECISION",
+        "ALTER TABLE devices ADD COLUMN reading_at DOUBLE PRECISION",
+        "ALTER TABLE devices ADD COLUMN decision_at DOUBLE PRECISION",
+        "CREATE INDEX IF NOT EXISTS messages_received ON messages (received)",
+    )),
 )

@@ -13,8 +13,11 @@ import json
 import time
 from typing import Any, Callable, Iterable, Sequence
 
+from edge_protocol.bodies import TS_CACHE
 from edge_protocol.envelope import Envelope
+from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import normalize_ts as _norm_ts
+from hub.domains import audit
 from hub.errors import NotFound
 from hub.store import Store, Tx
 
@@ -22,19 +25,38 @@ AT_RISK = ("predicted_failure", "failed")
 SESSION_KINDS = ("birth", "death")  # session messages, not outbox rows: outside seq accounting
 
 
-def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> list[Envelope]:
+def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
+          since: float | None = None, refused: list | None = None) -> list[Envelope]:
     """Apply new envelopes to the fleet tables; return the alert envelopes, in seq order.
 
-    The alert envelopes are the alerts domain's to apply (hub.domains.alerts.apply).
+    `received` is when the batch arrived (its last message), `since` its first message's
+    arrival. A birth or death whose session, or a message whose seq, leaps absurdly far above
+    the store's is not applied and is appended to `refused` as (envelope, reason code,
+    detail), for the writer to quarantine. The alert envelopes are the alerts domain's to
+    apply (hub.domains.alerts.apply).
+    Sessions go first: a birth of a new agent instance restarts the store's seq accounting,
+    and the batch's messages count in the new one.
     """
-    _account(db, tx, envs, received)
     for env in envs:
+        if env.kind in SESSION_KINDS:
+            why = _absurd_session(tx, env)
+            if why:
+                if refused is not None:
+                    refused.append((env, "implausible_session", why))
+                continue
         if env.kind == "birth":
-            _birth(db, tx, env, received)
+            _birth(db, tx, env, received, received if since is None else since)
         elif env.kind == "death":
             _death(db, tx, env, received)
-    _telemetry(tx, [e for e in envs if e.kind == "telemetry"])
-    _decisions(tx, [e for e in envs if e.kind == "decision"])
+    leaps = _absurd_seqs(tx, envs)
+    if leaps:
+        if refused is not None:
+            refused.extend((e, "implausible_seq", why) for e, why in leaps)
+        out = {e.id for e, _ in leaps}
+        envs = [e for e in envs if e.id not in out]
+    _account(db, tx, envs, received)
+    _telemetry(tx, [e for e in envs if e.kind == "telemetry"], received)
+    _decisions(tx, [e for e in envs if e.kind == "decision"], received)
     return sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
 
 
@@ -58,26 +80,121 @@ def _account(db: Store, tx: Tx, envs: Sequence[Envelope], received: float) -> No
         f" max_seq = {hi}(COALESCE(stores.max_seq, excluded.max_seq),"
         "                 COALESCE(excluded.max_seq, stores.max_seq)),"
         " received = stores.received + excluded.received,"
-        f" last_seen = {hi}(COALESCE(stores.last_seen, 0), excluded.last_seen)",
+        f" last_seen = {hi}(COALESCE(stores.last_seen, 0), excluded.last_seen), unseen = NULL",
         [(s, a[0], a[1], a[2], a[3], received) for s, a in sorted(per.items())])
 
 
-def _birth(db: Store, tx: Tx, env: Envelope, received: float) -> None:
-    """A birth brings a store online unless a newer session has been seen (by birth or death)."""
+MAX_SESSION_LEAP = 2**20  # a million connections more than the last one seen: not a store
+
+
+def _absurd_session(tx: Tx, env: Envelope) -> str | None:
+    """Why this birth or death's session is absurd for its store's instance, or None.
+
+    A new instance starts again at its own session (see _birth), so only a leap within the
+    instance the store's sessions count in is judged.
+    """
+    tx.execute("SELECT instance, birth_session, death_session FROM stores WHERE store = ?",
+               (env.store,))
+    row = tx.fetchone()
+    if row is None:
+        return None
+    known, b, d = row
+    instance = env.body.get("instance")
+    if instance is not None and known is not None and instance != known:
+        return None
+    last = max(b, d)
     session = env.body["session"]
+    if last >= 0 and session > last + MAX_SESSION_LEAP:
+        return f"session {session} leaps more than {MAX_SESSION_LEAP} above {last}"
+    return None
+
+
+MAX_SEQ_LEAP = 2**32  # four billion messages beyond the last one seen: not a store's outbox
+
+
+def _absurd_seqs(tx: Tx, envs: Sequence[Envelope]) -> list[tuple[Envelope, str]]:
+    """The outbox messages whose seq leaps more than MAX_SEQ_LEAP above their store's last
+    (one query a batch; a store without a last seq, new or forgotten, has nothing to leap)."""
+    top: dict[str, int] = {}
+    for env in envs:
+        if env.kind not in SESSION_KINDS and env.seq > top.get(env.store, -1):
+            top[env.store] = env.seq
+    if not top or max(top.values()) <= MAX_SEQ_LEAP:
+        return []  # no seq in this batch could leap that far: skip the query
+    stores = sorted(top)
+    tx.execute("SELECT store, max_seq FROM stores WHERE max_seq IS NOT NULL AND store IN ("
+               + ", ".join("?" for _ in stores) + ")", stores)
+    last = dict(tx.fetchall())
+    return [(env, f"seq {env.seq} leaps more than {MAX_SEQ_LEAP} above {last[env.store]}")
+            for env in envs if env.kind not in SESSION_KINDS and env.store in last
+            and env.seq > last[env.store] + MAX_SEQ_LEAP]
+
+
+def _clamped(ts: str, received: float) -> float:
+    """A message's own time as a newest-wins guard: never later than when it arrived.
+
+    A store's clock may run ahead by up to the skew the decoder allows; with its raw ts as the
+    guard, one such message would hide every correct one for that long once the clock is set
+    right. Clamped to its arrival, it counts as "now" and the next message wins.
+    """
+    try:
+        return min(TS_CACHE.epoch(ts), received)
+    except (ProtocolError, OverflowError, OSError, ValueError):  # checked upstream
+        return received
+
+
+def _birth(db: Store, tx: Tx, env: Envelope, received: float, since: float) -> None:
+    """A birth brings a store online unless a newer session has been seen (by birth or death).
+
+    Sessions count within one agent instance (its state database). A birth of another
+    instance whose own time is later than the last accepted birth's (both clamped to their
+    arrival) is a store whose state was lost and that is live again: it is taken back at its
+    session, whatever the old one was, and its seq accounting restarts. An older instance's
+    birth (a late redelivery) changes nothing.
+    """
+    session = env.body["session"]
+    instance = env.body.get("instance")
     agent = {k: v for k, v in env.body.items() if k != "inventory"}
+    at = _clamped(env.ts, received)
+    tx.execute("SELECT instance, birth_at, birth_session, death_session FROM stores"
+               " WHERE store = ?", (env.store,))
+    row = tx.fetchone()
+    if row is not None and instance is not None:
+        known, last_at, b, d = row
+        newer_lineage = instance != known and (known is not None or session < max(b, d))
+        if newer_lineage:
+            if last_at is not None and at <= last_at:
+                return  # a birth of an instance older than the one we follow
+            tx.execute(
+                "UPDATE stores SET region = ?, instance = ?, birth_at = ?, birth_session = ?,"
+                " death_session = -1, online = 1, changed = ?, last_seen = ?, agent = ?,"
+                " first_seq = NULL, max_seq = NULL, received = 0, seq_since = ?, unseen = NULL"
+                " WHERE store = ?",
+                (env.region, instance, at, session, received, received, json.dumps(agent),
+                 since, env.store))
+            _inventory(tx, env)
+            return
     newer = "excluded.birth_session >= stores.birth_session AND " \
             "excluded.birth_session >= stores.death_session"
     tx.execute(
-        "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent,"
+        " instance, birth_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
         f" changed = CASE WHEN {newer} AND stores.online = 0 THEN excluded.changed"
         "            ELSE COALESCE(stores.changed, excluded.changed) END,"
         f" online = CASE WHEN {newer} THEN 1 ELSE stores.online END,"
         " agent = CASE WHEN excluded.birth_session >= stores.birth_session THEN excluded.agent"
         "         ELSE stores.agent END,"
+        f" instance = CASE WHEN {newer} THEN COALESCE(excluded.instance, stores.instance)"
+        "            ELSE stores.instance END,"
+        f" birth_at = CASE WHEN {newer} THEN {db.greatest}(COALESCE(stores.birth_at,"
+        " excluded.birth_at), excluded.birth_at) ELSE stores.birth_at END,"
+        " unseen = NULL,"
         f" birth_session = {db.greatest}(stores.birth_session, excluded.birth_session)",
-        (env.store, env.region, session, received, received, json.dumps(agent)))
+        (env.store, env.region, session, received, received, json.dumps(agent), instance, at))
+    _inventory(tx, env)
+
+
+def _inventory(tx: Tx, env: Envelope) -> None:
     tx.executemany(
         "INSERT INTO devices (store, device, kind) VALUES (?, ?, ?)"
         " ON CONFLICT (store, device) DO UPDATE SET kind = excluded.kind",
@@ -85,58 +202,71 @@ def _birth(db: Store, tx: Tx, env: Envelope, received: float) -> None:
 
 
 def _death(db: Store, tx: Tx, env: Envelope, received: float) -> None:
-    """A death takes a store offline unless its session is older than the last birth's."""
-    current = "excluded.death_session >= stores.birth_session"
+    """A death takes a store offline unless its session is older than the last birth's, or it
+    is another agent instance's than the one the store's sessions now count in."""
+    current = "excluded.death_session >= stores.birth_session AND" \
+              " (excluded.instance IS NULL OR stores.instance IS NULL" \
+              "  OR excluded.instance = stores.instance)"
     tx.execute(
-        "INSERT INTO stores (store, region, death_session, online, changed, last_seen)"
-        " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (store) DO UPDATE SET"
+        "INSERT INTO stores (store, region, death_session, online, changed, last_seen, instance)"
+        " VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"
         f" changed = CASE WHEN {current} AND stores.online = 1 THEN excluded.changed"
         "            ELSE stores.changed END,"
         f" online = CASE WHEN {current} THEN 0 ELSE stores.online END,"
-        f" death_session = {db.greatest}(stores.death_session, excluded.death_session)",
-        (env.store, env.region, env.body["session"], received, received))
+        f" death_session = CASE WHEN {current} THEN"
+        f" {db.greatest}(stores.death_session, excluded.death_session)"
+        "  ELSE stores.death_session END",
+        (env.store, env.region, env.body["session"], received, received,
+         env.body.get("instance")))
 
 
-def _telemetry(tx: Tx, envs: Iterable[Envelope]) -> None:
-    """Keep each device's newest reading (by its own timestamp)."""
-    newest: dict[tuple[str, str], tuple[str, dict]] = {}
-    norm: dict[str, str] = {}  # a batch repeats its timestamps: each is checked once
+def _telemetry(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
+    """Keep each device's newest reading (by its own timestamp, clamped to its arrival)."""
+    newest: dict[tuple[str, str], tuple[float, str, str, dict]] = {}
+    norm: dict[str, tuple[float, str]] = {}  # a batch repeats its timestamps: each done once
     for env in envs:
         for r in env.body["readings"]:
-            ts = norm.get(r["ts"])
-            if ts is None:
-                ts = norm[r["ts"]] = _norm_ts(r["ts"])
+            known = norm.get(r["ts"])
+            if known is None:
+                known = norm[r["ts"]] = (_clamped(r["ts"], received), _norm_ts(r["ts"]))
             key = (env.store, r["device"])
-            if key not in newest or ts >= newest[key][0]:
-                newest[key] = (ts, r)
+            if key not in newest or known >= newest[key][:2]:
+                newest[key] = (*known, r)
     latest = [(store, device, r["kind"], ts, json.dumps(r.get("values", {})),
-               int(bool(r.get("stale"))), r.get("reason"))
-              for (store, device), (ts, r) in newest.items()]
+               int(bool(r.get("stale"))), r.get("reason"), at)
+              for (store, device), (at, ts, r) in newest.items()]
     tx.executemany(
-        "INSERT INTO devices (store, device, kind, ts, vals, stale, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        "INSERT INTO devices (store, device, kind, ts, vals, stale, reason, reading_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
         " kind = excluded.kind, ts = excluded.ts, vals = excluded.vals, stale = excluded.stale,"
-        " reason = excluded.reason WHERE devices.ts IS NULL OR excluded.ts >= devices.ts",
+        " reason = excluded.reason, reading_at = excluded.reading_at"
+        " WHERE devices.reading_at IS NULL OR excluded.reading_at > devices.reading_at"
+        " OR (excluded.reading_at = devices.reading_at AND excluded.ts >= devices.ts)",
         latest)
 
 
-def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:
-    """Keep each device's newest decision (by the decision's timestamp)."""
+def _decisions(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
+    """Keep each device's newest decision (by its timestamp, clamped to its arrival)."""
     latest: dict[tuple[str, str], tuple] = {}
     for env in envs:
         b = env.body
         ts = _norm_ts(b["ts"])
+        at = _clamped(b["ts"], received)
         key = (env.store, b["device"])
-        if key not in latest or ts >= latest[key][6]:
+        if key not in latest or (at, ts) >= (latest[key][8], latest[key][6]):
             latest[key] = (env.store, b["device"], b["decision"], b.get("score"),
-                           b.get("threshold"), b.get("model"), ts, json.dumps(b["explanation"]))
+                           b.get("threshold"), b.get("model"), ts, json.dumps(b["explanation"]),
+                           at)
     tx.executemany(
         "INSERT INTO devices (store, device, decision, score, threshold, model, decision_ts,"
-        " explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store, device) DO UPDATE SET"
+        " explanation, decision_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (store, device) DO UPDATE SET"
         " decision = excluded.decision, score = excluded.score, threshold = excluded.threshold,"
         " model = excluded.model, decision_ts = excluded.decision_ts,"
-        " explanation = excluded.explanation"
-        " WHERE devices.decision_ts IS NULL OR excluded.decision_ts >= devices.decision_ts",
+        " explanation = excluded.explanation, decision_at = excluded.decision_at"
+        " WHERE devices.decision_at IS NULL OR excluded.decision_at > devices.decision_at"
+        " OR (excluded.decision_at = devices.decision_at"
+        "     AND excluded.decision_ts >= devices.decision_ts)",
         latest.values())
 
 
@@ -144,14 +274,15 @@ def _decisions(tx: Tx, envs: Iterable[Envelope]) -> None:
 
 def _store_row(r: tuple, now: float) -> dict[str, Any]:
     (store, region, online, changed, last_seen, birth_s, death_s, agent, first, mx, received,
-     devices, at_risk, open_alerts) = r
+     devices, at_risk, open_alerts, instance, unseen) = r
     span = 0 if first is None else mx - first + 1
     # A store heard from only through outbox messages (its birth came before this hub
     # started, and was not retained) has an unknown session state: None, not offline.
     known = birth_s >= 0 or death_s >= 0
     return {"store": store, "region": region, "online": bool(online) if known else None,
             "since": changed, "since_age_s": None if changed is None else round(now - changed, 1),
-            "last_seen": last_seen, "session": max(birth_s, death_s),
+            "last_seen": last_seen, "session": max(birth_s, death_s), "instance": instance,
+            "unseen_since": unseen,
             "agent": json.loads(agent) if agent else None,
             "seq": {"first": first, "last": mx, "received": received,
                     "missing": max(0, span - received)},
@@ -165,7 +296,8 @@ _STORES = (
     " (SELECT COUNT(*) FROM devices d WHERE d.store = s.store AND (d.decision IN (?, ?)"
     "   OR EXISTS (SELECT 1 FROM alerts a WHERE a.store = d.store AND a.device = d.device"
     "              AND a.state = 'raised'))),"
-    " (SELECT COUNT(*) FROM alerts a WHERE a.store = s.store AND a.state = 'raised')"
+    " (SELECT COUNT(*) FROM alerts a WHERE a.store = s.store AND a.state = 'raised'),"
+    " s.instance, s.unseen"
     " FROM stores s")
 
 
@@ -194,15 +326,43 @@ def store_detail(db: Store, store: str,
         if row is None:
             raise NotFound(f"unknown store {store!r}")
         out = _store_row(row, now)
+        # Gaps since the seq accounting (re)started; `seq - prev > 1`, not `seq > prev + 1`:
+        # prev + 1 overflows a BIGINT when an old database holds seq 2^63-1 twice.
         tx.execute(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
-            " FROM messages WHERE store = ? AND kind NOT IN ('birth', 'death')) g"
-            " WHERE seq > prev + 1 ORDER BY seq LIMIT 50", (store,))
+            " FROM messages WHERE store = ? AND kind NOT IN ('birth', 'death')"
+            " AND received >= COALESCE((SELECT seq_since FROM stores WHERE store = ?), 0)) g"
+            " WHERE seq - prev > 1 ORDER BY seq LIMIT 50", (store, store))
         out["gaps"] = [[a, b] for a, b in tx.fetchall()]
     out["devices"] = devices(db, store=store)
     if open_alerts is not None:
         out["alerts"] = open_alerts(db, store)
     return out
+
+
+def forget_session(db: Store, store: str, clock: Callable[[], float] = time.time,
+                   actor: Any = None, source: str | None = None) -> dict:
+    """Forget a store's sessions, agent instance and seq accounting (`edge-hub store STORE
+    --forget-session`): its next birth, whatever its session, brings it online. Recorded in
+    the audit log as `store.forget_session` by `actor` (hub.domains.access.Actor) in the same
+    transaction. Returns the state forgotten."""
+    keys = ("birth_session", "death_session", "instance", "first_seq", "max_seq", "received")
+    with db.transaction() as tx:
+        tx.execute("SELECT birth_session, death_session, instance, first_seq, max_seq, received"
+                   " FROM stores WHERE store = ?", (store,))
+        row = tx.fetchone()
+        if row is None:
+            raise NotFound(f"unknown store {store!r}")
+        now = clock()
+        tx.execute("UPDATE stores SET birth_session = -1, death_session = -1, instance = NULL,"
+                   " birth_at = NULL, online = 0, changed = ?, first_seq = NULL,"
+                   " max_seq = NULL, received = 0, seq_since = ? WHERE store = ?",
+                   (now, now, store))
+        if actor is not None:
+            audit.record(tx, clock, actor, "store.forget_session", f"store:{store}",
+                         {"store": store, "forgotten": dict(zip(keys, row))}, source)
+    keys = ("birth_session", "death_session", "instance", "first_seq", "max_seq", "received")
+    return dict(zip(keys, row))
 
 
 def _select(db: Store, sql: str, filters: dict[str, Any], order: str) -> list[tuple]:
@@ -258,3 +418,53 @@ def message_count(db: Store, store: str | None = None) -> int:
         else:
             tx.execute("SELECT COUNT(*) FROM messages")
         return tx.fetchone()[0]
+
+
+# Retention ------------------------------------------------------------------------------------
+
+def prune_messages(tx: Tx, kinds_before: dict[str, float], other_before: float | None,
+                   limit: int) -> int:
+    """Delete up to `limit` stored messages older (by arrival) than their kind's cut-off
+    (`kinds_before`: kind -> epoch; the rest: `other_before`, None keeps them); return how many.
+
+    The ids go with them: a redelivery older than the retention would be stored again, so keep
+    messages longer than the broker keeps a hub's session (7 days by default).
+    """
+    removed = 0
+    for kind, before in sorted(kinds_before.items()):
+        removed += _delete_some(tx, "messages WHERE kind = ? AND received < ?", (kind, before),
+                                limit - removed)
+    if other_before is not None and removed < limit:
+        known = sorted(kinds_before)
+        marks = ", ".join("?" for _ in known) or "''"
+        removed += _delete_some(tx, f"messages WHERE kind NOT IN ({marks}) AND received < ?",
+                                (*known, other_before), limit - removed)
+    return removed
+
+
+def _delete_some(tx: Tx, where: str, params: tuple, limit: int) -> int:
+    if limit <= 0:
+        return 0
+    tx.execute(f"DELETE FROM messages WHERE id IN (SELECT id FROM {where} LIMIT ?)",
+               (*params, limit))
+    return max(0, tx.rowcount)
+
+
+def mark_unseen(tx: Tx, before: float, now: float) -> int:
+    """Mark stores not heard from since `before` as unseen (from now); return how many."""
+    tx.execute("UPDATE stores SET unseen = ? WHERE unseen IS NULL"
+               " AND COALESCE(last_seen, 0) < ?", (now, before))
+    return max(0, tx.rowcount)
+
+
+def unseen_stores(tx: Tx, before: float) -> list[tuple[str, str, float | None]]:
+    """(store, region, last seen) of the stores not heard from since `before`."""
+    tx.execute("SELECT store, region, last_seen FROM stores WHERE 1 = 1"
+               " AND COALESCE(last_seen, 0) < ? ORDER BY region, store", (before,))
+    return tx.fetchall()
+
+
+def drop_stores(tx: Tx, stores: Sequence[str]) -> None:
+    """Remove stores with their devices and messages (the fleet's part of a prune)."""
+    for table in ("messages", "devices", "stores"):
+        tx.executemany(f"DELETE FROM {table} WHERE store = ?", [(s,) for s in stores])
