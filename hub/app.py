@@ -27,12 +27,14 @@ from hub.domains import alerts, audit, fleet
 from hub.domains.access import Actor, Scope, authorize, scope
 from hub.domains.access.schema import MIGRATIONS as _ACCESS
 from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
+from hub.domains.approvals.schema import MIGRATIONS as _APPROVALS
 from hub.domains.audit.schema import MIGRATIONS as _AUDIT
 from hub.domains.commands.schema import MIGRATIONS as _COMMANDS
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
 from hub.domains.flags.schema import MIGRATIONS as _FLAGS
 from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
 from hub.domains.rollout.schema import MIGRATIONS as _ROLLOUT
+from hub.domains.tickets.schema import MIGRATIONS as _TICKETS
 from hub.errors import HubError, NotFound, StoreError
 from hub.ingest import Ingest, Settings
 from hub.store import Store
@@ -40,8 +42,8 @@ from hub.store import Store
 log = logging.getLogger("hub.serve")
 
 # Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
-ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_COMMANDS, *_FLAGS,
-                  *_ROLLOUT)
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_TICKETS, *_APPROVALS,
+                  *_COMMANDS, *_FLAGS, *_ROLLOUT)
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
@@ -247,6 +249,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
     commander = None
+    tickets = None
     try:
         hub.start()
         from hub.control import start_commander
@@ -261,6 +264,14 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
             signal.signal(sig, handler)
         raise
     started: list[Any] = []
+    if settings.tickets is not None and settings.tickets.enabled:
+        # Ticket delivery and approvals: a thread of this worker on its own connection.
+        from hub.ticketing import TicketService
+
+        def publish(topic: str, payload: bytes) -> None:
+            hub.ingest.feed_client.publish(topic, payload, qos=1)
+        tickets = TicketService(open_store(db.url, create=False), settings.tickets,
+                                settings.client_id, publish, settings.prefix).start()
     try:
         for service in services:
             service.start()
@@ -277,7 +288,7 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         # half second while the writer thread lives; a worker that failed exits instead.
         sd_notify("READY=1", f"STATUS=ingesting as {settings.client_id}")
         while not stop.wait(0.5):
-            if hub.ingest.failed.is_set():
+            if hub.ingest.failed.is_set() or (tickets and tickets.failed.is_set()):
                 log.error("hub worker failed; exiting for its supervisor to restart it")
                 return 1
             if hub.ingest.writer is not None and hub.ingest.writer.is_alive():
@@ -302,6 +313,10 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         sd_notify("STOPPING=1")
         for service in reversed(started):
             service.stop()
+        if tickets is not None:
+            tickets.stop()
+            tickets.db.close()
+            log.info("ticket delivery stopped", extra=tickets.stats())
         if commander is not None:
             commander.stop()
         hub.stop()

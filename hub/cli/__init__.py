@@ -10,6 +10,8 @@
     api.py      api (the HTTP API alone)
     acl.py      acl render (the broker's ACL and password file)
     check_config.py  check-config FILE
+    tickets.py  tickets list, show, retry
+    approvals.py approvals list, show, approve, deny
     demo.py     demo
     control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts)
     local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
@@ -32,7 +34,7 @@ from hub.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from edge_common.output import escape
 from hub.errors import ConfigError, HubError, Invalid
 
-HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt", "starlette", "uvicorn")
+HUB_LIBRARIES = ("paho-mqtt", "psycopg", "orjson", "amqtt", "starlette", "uvicorn", "httpx")
 
 
 def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -47,8 +49,8 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import (acl, api, audit, check_config, control, demo, fleet, quarantine, serve,
-                         stores, users)
+    from hub.cli import (acl, api, approvals, audit, check_config, control, demo, fleet,
+                         quarantine, serve, stores, tickets, users)
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.register(sub)
     acl.register(sub)
     check_config.register(sub)
+    tickets.register(sub, add_db)
+    approvals.register(sub, add_db)
     demo.register(sub).set_defaults(func=demo.run)
     control.register(sub, add_db)  # keys, cmd, flags, bundle, rollout (issue 14)
     return parser

@@ -57,6 +57,8 @@ def register(sub, add_db) -> None:
                         "`edge-hub api` serves it alone)")
     p.add_argument("--config", default=os.environ.get("EDGE_HUB_CONFIG"),
                    help="hub config file (hub.example.toml; default $EDGE_HUB_CONFIG)")
+    p.add_argument("--tickets", metavar="FILE",
+                   help="a TOML file with the [tickets] policy and connectors (docs/tickets.md)")
     p.add_argument("--log-format", choices=("text", "json"))
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
@@ -112,6 +114,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     embedded = _pick(args.embedded_broker, b.embedded)
     if not args.check:
         logs.setup(_pick(args.log_format, lg.format), _pick(args.log_level, lg.level))
+    from hub import ticketing
+
+    policy = ticketing.load_policy(args.tickets)
+    if policy.enabled:   # settings and secrets checked before starting (the worker makes its own)
+        for connector in ticketing.build_connectors(policy).values():
+            connector.cleanup()
     settings = Settings(
         host=host, port=port, client_id=args.client_id or b.client_id or default_client_id(),
         group=_pick(args.group, b.group), prefix=_pick(args.prefix, b.prefix),
@@ -121,7 +129,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flaps=FlapPolicy(max_flaps=_pick(args.flap_max, ing.flap_max),
                          window_s=_pick(args.flap_window, ing.flap_window),
                          stable_s=_pick(args.flap_stable, ing.flap_stable)),
-        skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s))
+        skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s),
+        tickets=policy if policy.enabled else None,
+        on_transitions=ticketing.hook(policy) if policy.enabled else None)
     url = args.db or config.database.url or default_db()
     listen = args.api or config.api.listen
     if args.check:

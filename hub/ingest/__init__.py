@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Optional
 
 from edge_protocol.timestamps import DEFAULT_SKEW, Clock, Skew
 from hub.bus.consumer import Consumer, ConsumerSettings, Handoff, Item, Outgoing
@@ -32,6 +32,11 @@ class Settings(ConsumerSettings):
 
     flaps: alerts.FlapPolicy = field(default_factory=alerts.FlapPolicy)
     skew: Skew = DEFAULT_SKEW
+    # The ticket policy (hub.domains.tickets.TicketPolicy) and the hook hub.app's caller plugs
+    # in (hub.ticketing.on_transitions): alert transitions -> ticket intents, in the batch's
+    # transaction. None: no tickets.
+    tickets: Any = None
+    on_transitions: Optional[Callable[[Any, list], int]] = None
 
 
 class Ingest(Consumer):
@@ -59,7 +64,7 @@ class Ingest(Consumer):
 
     def commit(self, batch: list[Item]) -> int:
         """Store one batch in one transaction; return how many alert transitions it had."""
-        done = commit_or_split(self.db, batch, self.clock)
+        done = commit_or_split(self.db, batch, self.clock, self.s.on_transitions)
         for item, reason in done.quarantined:
             self.counts["quarantined"] += 1
             n = self.counts["quarantined"]
@@ -81,6 +86,8 @@ class Ingest(Consumer):
         self.counts["stored"] += done.stored
         self.counts["duplicates"] += done.duplicates
         self.counts["readings"] += done.readings
+        if done.ticket_intents:
+            self.counts["ticket_intents"] += done.ticket_intents
         return done.routed
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from edge_protocol import topics
 from edge_protocol.envelope import Envelope
@@ -43,11 +43,12 @@ class Committed:
     readings: int = 0
     routed: int = 0
     quarantined: list = field(default_factory=list)  # (Item, reason) split out of the batch
+    ticket_intents: int = 0
     rejected: Counter = field(default_factory=Counter)
     last: dict = field(default_factory=dict)  # reason -> the last Item rejected for it
 
     def merge(self, other: "Committed") -> "Committed":
-        for name in ("received", "stored", "duplicates", "readings", "routed"):
+        for name in ("received", "stored", "duplicates", "readings", "routed", "ticket_intents"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.quarantined += other.quarantined
         self.rejected.update(other.rejected)
@@ -55,8 +56,12 @@ class Committed:
         return self
 
 
-def commit_batch(db: Store, batch: list[Item]) -> Committed:
-    """Store one batch in one transaction (raise StoreError if it cannot commit)."""
+def commit_batch(db: Store, batch: list[Item],
+                 on_transitions: Callable[[Tx, list], int] | None = None) -> Committed:
+    """Store one batch in one transaction (raise StoreError if it cannot commit).
+
+    `on_transitions(tx, transitions)` (the ticket rules, plugged in by the app) runs in the
+    same transaction: a ticket intent commits with the alert that caused it, or not at all."""
     done = Committed(received=len(batch))
     valid: dict[str, Envelope] = {}
     raw: dict[str, bytes] = {}
@@ -92,6 +97,8 @@ def commit_batch(db: Store, batch: list[Item]) -> Committed:
             done.quarantined.append((Item(0, 0, topics.topic(env.region, env.store, env.kind),
                                           env, None, received), f"{code}: {detail}"))
         done.routed = alerts.record(tx, transitions, received) if transitions else 0
+        if transitions and on_transitions is not None:
+            done.ticket_intents = on_transitions(tx, transitions)
         tx.executemany(
             "INSERT INTO rejects (reason, count, last_topic, last_detail, last_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reason) DO UPDATE SET"
@@ -125,7 +132,8 @@ def usable(db: Store) -> bool:
         return False
 
 
-def commit_or_split(db: Store, batch: list[Item], clock=time.time) -> Committed:
+def commit_or_split(db: Store, batch: list[Item], clock=time.time,
+                    on_transitions: Callable[[Tx, list], int] | None = None) -> Committed:
     """Commit a batch; if it fails while the database works, split it in halves (recursively)
     to find the message(s) that break it, quarantine those with the database's reason and
     commit the rest. Raise StoreError only when the database itself cannot be written.
@@ -134,17 +142,18 @@ def commit_or_split(db: Store, batch: list[Item], clock=time.time) -> Committed:
     (a lock timeout, a serialization failure) does not send a good message there.
     """
     try:
-        return commit_batch(db, batch)
+        return commit_batch(db, batch, on_transitions)
     except StoreError as err:
         if not usable(db):
             raise
-        return _split(db, batch, err, clock)
+        return _split(db, batch, err, clock, on_transitions)
 
 
-def _split(db: Store, batch: list[Item], err: StoreError, clock) -> Committed:
+def _split(db: Store, batch: list[Item], err: StoreError, clock,
+           on_transitions: Callable[[Tx, list], int] | None = None) -> Committed:
     if len(batch) == 1:
         try:
-            return commit_batch(db, batch)  # once more alone: transient errors pass
+            return commit_batch(db, batch, on_transitions)  # once more alone: transients pass
         except StoreError as again:
             if not usable(db):
                 raise
@@ -153,11 +162,11 @@ def _split(db: Store, batch: list[Item], err: StoreError, clock) -> Committed:
     mid = len(batch) // 2
     for part in (batch[:mid], batch[mid:]):
         try:
-            done.merge(commit_batch(db, part))
+            done.merge(commit_batch(db, part, on_transitions))
         except StoreError as part_err:
             if not usable(db):
                 raise
-            done.merge(_split(db, part, part_err, clock))
+            done.merge(_split(db, part, part_err, clock, on_transitions))
     return done
 
 
