@@ -29,6 +29,7 @@ from typing import Any, Callable
 from edge_protocol import commands as proto
 from edge_protocol import topics
 from edge_protocol.errors import ProtocolError
+from hub.errors import HubError
 from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
 from hub.domains.rollout import rules as rollout
@@ -83,6 +84,79 @@ def store_control(db: Any, store: str) -> dict[str, Any]:
         return {"flags": flags.for_store(tx, store),
                 "command_rejects": commands.rejects(tx, store).get(store, {}),
                 "bundles": rollout.reports(tx, store)}
+
+
+# Approvals (hub.domains.approvals) --------------------------------------------------------
+
+def request_approval(tx: Any, clock: Callable[[], float], actor: Any, row: dict,
+                     detail: dict) -> int:
+    """A high-impact command becomes an approval request (its hash binds the exact command)."""
+    from hub.domains import approvals
+
+    payload = {"command": row["id"], "store": row["store"], "region": row["region"],
+               "device": row["device"], "action": row["action"], "args": row["args"],
+               "expires_s": row["expires_s"]}
+    return approvals.request(tx, clock, actor, f"command.{row['action']}", payload,
+                             store=row["store"], region=row["region"])
+
+
+def approval_of(tx: Any, cmd_id: str) -> int:
+    """The approval request of a held command (hub.errors.NotFound if there is none)."""
+    from hub.errors import NotFound
+
+    # Patterns as parameters: a literal % in SQL text is a placeholder to psycopg.
+    tx.execute("SELECT id FROM approval_requests WHERE action LIKE ? AND payload LIKE ?"
+               " ORDER BY id DESC", ("command.%", f'%"command":"{cmd_id}"%'))
+    row = tx.fetchone()
+    if row is None:
+        raise NotFound(f"no approval request for command {cmd_id[:64]!r}")
+    return int(row[0])
+
+
+def approve_command(db: Any, clock: Callable[[], float], actor: Any, cmd_id: str,
+                    ring: Any) -> dict:
+    """Approve a held command through the approvals domain (its rules: not the requester, a
+    role and scope that decide approvals, the hash of the exact command), then release it."""
+    from hub.domains import approvals
+
+    with db.transaction() as tx:
+        rid = approval_of(tx, cmd_id)
+        seen = approvals.show(tx, rid)["payload_hash"]
+        approvals.approve(tx, clock, actor, rid, seen)
+    release_approved(db, clock, ring)
+    with db.read() as tx:
+        return commands.get(tx, cmd_id)
+
+
+def release_approved(db: Any, clock: Callable[[], float], ring: Any) -> int:
+    """Sign and queue the commands whose approval requests were approved; record each outcome.
+
+    Only `command.*` requests: the ticketing worker runs the others."""
+    from hub.domains import approvals
+
+    with db.read() as tx:
+        ready = [r for r in approvals.runnable(tx) if r["action"].startswith("command.")]
+    n = 0
+    for r in ready:
+        with db.transaction() as tx:
+            if not approvals.start_run(tx, r["id"]):
+                continue  # another hub worker took it
+            if not r["intact"]:
+                approvals.record_outcome(tx, clock, r["id"], False,
+                                         "the stored action does not match its hash")
+                continue
+            voters = ", ".join(v["approver"] for v in approvals.show(tx, r["id"])["votes"]
+                               if v["decision"] == "approve")
+            try:
+                row = commands.release(tx, clock, str(r["payload"].get("command")), ring,
+                                       voters or "approvals")
+            except (commands.ApprovalError, HubError) as err:
+                approvals.record_outcome(tx, clock, r["id"], False, str(err))
+            else:
+                approvals.record_outcome(tx, clock, r["id"], True,
+                                         {"command": row["id"], "seq": row["seq"]})
+        n += 1
+    return n
 
 
 # Results from stores -----------------------------------------------------------------------
@@ -267,6 +341,8 @@ class Commander:
             if ("desired", (store, version)) not in waiting:
                 self._send(topics.config_topic(region, store, self.s.prefix), payload,
                            ("desired", (store, version)), retain=True)
+        if self.ring is not None and time.monotonic() - self._rollout_at >= ROLLOUT_EVERY_S:
+            release_approved(self.db, self.clock, self.ring)  # approved high-impact commands
         if rolling and time.monotonic() - self._rollout_at >= ROLLOUT_EVERY_S:
             self._rollout_at = time.monotonic()
             with self.db.transaction() as tx:

@@ -220,7 +220,7 @@ def test_a_restart_waits_for_an_approval_by_someone_else_then_restarts_the_agent
     held = json.loads(r.stdout)
     assert held["status"] == "awaiting_approval" and held["seq"] is None
     r = hub_cli("cmd", "approve", held["id"], *keys, EDGE_HUB_ACTOR="ann")
-    assert r.returncode == 2 and "own request" in r.stderr
+    assert r.returncode == 2 and "cannot approve" in r.stderr
     r = hub_cli("cmd", "approve", held["id"], "--json", "--wait", "60", *keys,
                 EDGE_HUB_ACTOR="bob")
     done = json.loads(r.stdout)

@@ -34,7 +34,7 @@ def hub(tmp_path):
     (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "text=$(reboot)"), 2, "bad_args"),
     (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "noequals"), 2, "K=V"),
     (("cmd", "store-0404", "diagnostics"), 1, "has not reported"),
-    (("cmd", "approve", "no-such-id"), 1, "no command"),
+    (("cmd", "approve", "no-such-id"), 1, "no approval request"),
 ])
 def test_mistakes_are_one_line_without_a_traceback(hub, args, code, words):
     db, keys, _ = hub

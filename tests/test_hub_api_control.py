@@ -66,11 +66,20 @@ def test_a_high_impact_command_waits_for_someone_else_s_approval(env):
              {"store": "s1", "action": "restart_agent"})
     held = r.json()
     assert r.status_code == 201 and held["status"] == "awaiting_approval"
+    assert isinstance(held["approval"], int)  # a request of the approvals domain
     own = call(client, tokens["ops"], "POST", f"/v1/commands/{held['id']}/approve")
-    assert own.status_code == 409 and "own" in own.json()["detail"]
+    assert own.status_code == 403 and "cannot approve" in own.json()["detail"]
+    # A regional manager of another region may not decide it either (the approvals rules).
+    r = call(client, tokens["s3-sm"], "POST", f"/v1/commands/{held['id']}/approve")
+    assert r.status_code == 403
     ok = call(client, tokens["admin"], "POST", f"/v1/commands/{held['id']}/approve")
-    assert ok.status_code == 200 and ok.json()["status"] == "queued"
-    assert ok.json()["approved_by"] == "admin"
+    assert ok.status_code == 200 and ok.json()["status"] == "queued", ok.text
+    assert ok.json()["approved_by"] == "admin" and ok.json()["seq"] == 1
+    with env[2].read() as tx:
+        tx.execute("SELECT status, outcome FROM approval_requests WHERE id = ?",
+                   (held["approval"],))
+        status, outcome = tx.fetchone()
+    assert status == "executed" and held["id"] in outcome
 
 
 @pytest.mark.parametrize("body, want", [

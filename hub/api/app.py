@@ -472,7 +472,7 @@ class Api:
 
     async def command_issue(self, request: Request, actor) -> Response:
         from edge_protocol.commands import CommandError
-        from hub.control import known_stores
+        from hub.control import known_stores, request_approval
         from hub.domains.commands import rules
 
         data = await read_json(request, self.max_body)
@@ -495,7 +495,8 @@ class Api:
                 region = known_stores(tx).get(store)
                 return rules.issue(tx, self.clock, actor, store=store, region=region,
                                    device=device, action=data["action"], args=args,
-                                   expires_s=float(expires), ring=ring)
+                                   expires_s=float(expires), ring=ring,
+                                   approvals=request_approval)
         try:
             row = await run_in_threadpool(run)
         except CommandError as err:
@@ -522,11 +523,11 @@ class Api:
         await run_in_threadpool(self._command, actor, cmd_id)
         ring = self._ring()
 
-        def run():
-            with self.db.transaction() as tx:
-                return rules.approve(tx, self.clock, actor, cmd_id, ring)
-        try:
-            return json_response(await run_in_threadpool(run))
+        from hub.control import approve_command
+
+        try:  # through the approvals domain (its rules), then signed and queued
+            return json_response(await run_in_threadpool(
+                approve_command, self.db, self.clock, actor, cmd_id, ring))
         except rules.ApprovalError as err:
             raise ApiError(409, str(err)) from err
 

@@ -109,6 +109,7 @@ def _region_of(db, store: str) -> str | None:
 
 def cmd_cmd(args: argparse.Namespace) -> int:
     from edge_protocol.commands import CommandError
+    from hub.control import request_approval
     from hub.domains.commands import rules
 
     words = list(args.words)
@@ -123,10 +124,12 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     if words and words[0] == "approve":
         if len(words) != 2:
             raise UsageError("usage: edge-hub cmd approve ID")
+        from hub.control import approve_command
+        from hub.errors import Forbidden
+
         try:
-            with db.transaction() as tx:
-                row = rules.approve(tx, time.time, _actor(), words[1], _ring(args))
-        except rules.ApprovalError as err:
+            row = approve_command(db, time.time, _actor(), words[1], _ring(args))
+        except Forbidden as err:  # one's own request, or a role that does not decide
             raise UsageError(str(err)) from err
         row = _wait(db, rules, row, args.wait)
         _show(row, args.json)
@@ -153,14 +156,16 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         with db.transaction() as tx:
             row = rules.issue(tx, time.time, _actor(), store=store, device=device,
                               action=action, args=cmd_args, expires_s=expires, ring=ring,
-                              region=region)
+                              region=region, approvals=request_approval)
     except CommandError as err:
         raise UsageError(f"{err.code}: {err.detail}") from err
     row = _wait(db, rules, row, args.wait)
     _show(row, args.json)
     if row["status"] == "awaiting_approval" and not args.json:
-        print(f"  a high-impact action: it waits for `edge-hub cmd approve {row['id']}` by "
-              "someone else")
+        print(f"  a high-impact action: it waits for approval request {row.get('approval')} "
+              f"(`edge-hub approvals show {row.get('approval')}`, then `edge-hub approvals "
+              f"approve {row.get('approval')}` or `edge-hub cmd approve {row['id']}` by "
+              "someone else)")
     return 1 if row["status"] in ("failed", "rejected") else 0
 
 

@@ -106,12 +106,28 @@ def issue(tx: Any, clock: Clock, actor: Any, *, store: str, region: str | None, 
               "args": args, "expires_s": expires_s}
     if action in HIGH_IMPACT:
         audit.record(tx, clock, actor, "commands.request", f"command:{row['id']}", detail)
-        if approvals is not None:
-            approvals(tx, clock, actor, kind="command", obj=row["id"], detail=detail)
+        if approvals is not None:  # hub.control.request_approval: the approvals domain
+            row["approval"] = approvals(tx, clock, actor, row, detail)
         return row
     row = _sign(tx, clock, row, ring)
     audit.record(tx, clock, actor, "commands.issue", f"command:{row['id']}",
                  dict(detail, seq=row["seq"], kid=row["kid"]))
+    return row
+
+
+def release(tx: Any, clock: Clock, cmd_id: str, ring: Any, approved_by: str) -> dict[str, Any]:
+    """Sign and queue a command held for approval once the approvals domain approved it (the
+    app checks the approval: its hash, its approvers' roles and scope)."""
+    row = get(tx, cmd_id)
+    if row["status"] != "awaiting_approval":
+        raise ApprovalError(f"command {cmd_id} is {row['status']}, not awaiting approval")
+    tx.execute("UPDATE commands SET approved_by = ? WHERE id = ?", (approved_by[:200], cmd_id))
+    from hub.domains.access import system_actor
+
+    row = _sign(tx, clock, dict(row, approved_by=approved_by), ring)
+    audit.record(tx, clock, system_actor(), "commands.approve", f"command:{cmd_id}",
+                 {"store": row["store"], "action": row["action"], "seq": row["seq"],
+                  "approved_by": approved_by})
     return row
 
 
