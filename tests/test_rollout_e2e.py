@@ -126,7 +126,8 @@ def test_a_bad_model_is_aborted_at_the_pilot_gate_and_rolled_back_by_itself(rig)
     wait_for(lambda: sql(rig.db, "SELECT version FROM bundle_reports WHERE store = 'store-0001'"
                                  " AND kind = 'model' AND status = 'applied'") == [(1,)], 60,
              "the pilot back on v1")
-    assert rig.agents["store-0001"].status()["scoring"]["model"] == "rollout-model-1"
+    wait_for(lambda: rig.agents["store-0001"].status()["scoring"]["model"]
+             == "rollout-model-1", 60, "the pilot scoring with v1 again")
     assert rig.agents["store-0001"].status()["control"]["bundles"]["model"]["rollback"] is True
     assert not applied(rig, "store-0002", bad["version"])
     assert v1["version"] == 1
@@ -148,4 +149,6 @@ def test_a_good_model_goes_through_every_stage_and_an_offline_pilot_catches_up(r
     rig.agents["store-0002"].start()
     wait_for(lambda: applied(rig, "store-0002", good["version"]), 60,
              "the offline pilot catching up")
-    assert rig.agents["store-0002"].status()["scoring"]["model"] == "rollout-model-2"
+    # Its status shows the model after its next scoring cycle has saved the engine's state.
+    wait_for(lambda: rig.agents["store-0002"].status()["scoring"]["model"] == "rollout-model-2",
+             60, "the offline pilot scoring with the new model")
