@@ -33,6 +33,13 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
+## Run the whole suite RUNS times (default 5), then RUNS times under `stress-ng --cpu 2`
+## (installed if missing), printing each run's verdict and duration (scripts/test-stress.sh).
+RUNS ?= 5
+.PHONY: test-stress
+test-stress: $(STAMP) system-deps
+	bash scripts/test-stress.sh $(RUNS)
+
 ## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
 ## copies in edge_agent/health/model/, and docs/model.md (about 4 CPU-minutes, plus about 15
 ## minutes on a loaded 2-core machine to replay the held-out fleet through `edge-agent replay`
@@ -51,3 +58,9 @@ dist: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .edge-demo .edge-demo-chain build dist *.egg-info
+
+## The long versions of the outage tests: the ticket connector down the issue's full 10 minutes
+## (make test runs 4), beside the rest of the suite.
+.PHONY: test-long
+test-long: $(STAMP) system-deps
+	EDGE_TEST_CONNECTOR_OUTAGE_S=600 $(BIN)/python -m pytest -q tests/e2e/test_tickets_outage.py

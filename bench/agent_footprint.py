@@ -143,7 +143,7 @@ class FullRig:
         import paho.mqtt.client as mqtt
 
         # This checkout's code, and the tests' real-broker helper (free port, own folder).
-        sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+        sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
         import edge_protocol as wire
         from edge_agent.simulators.snmp import SnmpSimulator
 

@@ -2,7 +2,8 @@
 
 1. Throughput: N ticket intents (creates, one problem each) waiting in the hub database, then
    delivered by W delivery workers (hub/ticketing/delivery.py, each with its own database connection and
-   HTTP client) to a local connector server: the ServiceNow stand-in of tests/itsm_standins.py
+   HTTP client) to a local connector server: the ServiceNow stand-in of
+   tests/support/itsm_standins.py
    (a Python ThreadingHTTPServer in this process, so its own cost is in the figure) and the
    generic webhook receiver. Intents per second = N over the wall time to deliver them all.
 2. Latency: a real `edge-hub serve --tickets` process on PostgreSQL (or SQLite) and a real
@@ -28,7 +29,7 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
 from brokers import Mosquitto  # noqa: E402
 from hub.connectors import build  # noqa: E402

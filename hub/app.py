@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from edge_common.output import escape
 from edge_protocol import envelope, topics
 from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import format_ts, utcnow
@@ -282,6 +283,10 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
                 topic, payload, qos=1, retain=True)
         log.info("hub started", extra={"worker": settings.client_id, "db": _safe(db.url),
                                        "subscription": hub.ingest.topic_filter})
+        while not (stop.is_set() or hub.ingest.failed.is_set()):
+            if hub.ingest.ready.wait(0.1):
+                print(ready_line(settings.client_id), flush=True)
+                break
         last = time.monotonic()
         pruned_at = float("-inf")
         # Under systemd (Type=notify, WatchdogSec): ready once subscribed, then a ping every
@@ -327,6 +332,13 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def ready_line(worker: str) -> str:
+    """The one line `edge-hub serve` prints on stdout once every lane's subscription is
+    acknowledged, so what stores send from then on reaches this worker (docs/architecture.md,
+    "Readiness"): `READY edge-hub worker=<client id>`. Tests and supervisors wait for it."""
+    return f"READY edge-hub worker={escape(worker)}"
 
 
 def _safe(url: str) -> str:

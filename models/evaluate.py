@@ -105,7 +105,7 @@ def report(card: dict) -> str:
         f"`{card['version']}`; {card['estimator']['n_estimators']} trees of depth "
         f"{card['estimator']['max_depth']} on {len(card['features'])} features; label: fails "
         "within the next 14 days. Every feature reads only names a collector emits "
-        "(tests/test_model_parity.py).",
+        "(tests/agent/health/test_model_parity.py).",
         "",
         f"Held-out fleet: seed {card['heldout']['seed']}, {card['heldout']['devices']} devices, "
         f"parameter draw `{card['heldout']['params']['name']}` (other onsets, precursor "

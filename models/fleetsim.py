@@ -6,7 +6,7 @@ reading every `step_s` seconds with only the names its collector declares (CAPAB
 the poll loop's `poll.errors`/`poll.timeouts`: event counters are counts since the agent
 started, states are what a poll would see at that instant, the maintenance counters (GS g 2)
 and SMART are refreshed hourly, a silent device gives the scheduler's stale reading.
-tests/test_model_parity.py holds it to that.
+tests/agent/health/test_model_parity.py holds it to that.
 
 Failure modes with a precursor that grows over an onset of days:
 - printer `cutter`: a worn autocutter (high GS g 2 cut count) errs more and more, then stays in

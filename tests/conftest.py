@@ -1,41 +1,17 @@
-"""Shared fixtures: the repo root, running the CLI as a subprocess, free ports."""
+"""Shared fixtures. The helper modules live in tests/support/ (on pytest's pythonpath, see
+pyproject.toml); ROOT, free_port, agent_env and run_cli are re-exported here for the tests that
+import them from conftest."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from testenv import ROOT, agent_env, free_port, run_cli  # noqa: F401  (re-exported)
 
-# Long scenarios that run in a background thread alongside the suite (tests/longrun.py).
+# Long scenarios that run in a background thread alongside the suite (tests/support/longrun.py).
 pytest_plugins = ("longrun",)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """Return a port free on 127.0.0.1 now (TCP by default, UDP with SOCK_DGRAM)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def agent_env(**extra: str) -> dict[str, str]:
-    """Environment for running this checkout's agent in a subprocess."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, timeout: float = 60, cwd: str | Path | None = None,
-            module: str = "edge_agent") -> subprocess.CompletedProcess:
-    """Run `python -m edge_agent ARGS` (or another module) and capture its output."""
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=timeout, env=agent_env(), cwd=cwd)
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ def test_a_bad_import_breaks_the_check(tmp_path, path, line):
     result = lint_imports(root)
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout
+    # ...because of this line: the report names the module that imports it, at that line.
+    module = path.removesuffix(".py").replace("/", ".")
+    lineno = len(target.read_text().splitlines())
+    assert f"{module} -> " in result.stdout and f"(l.{lineno})" in result.stdout, result.stdout
 
 
 def _cycles() -> list[list[str]]:

@@ -52,7 +52,7 @@ MEANS = (("host.temp_c", "temp_s", "temp_n"), ("host.fan_rpm", "fan_s", "fan_n")
 SMART_BAD = ("host.smart.reallocated", "host.smart.pending", "host.smart.uncorrectable",
              "host.smart.media_errors")
 # Every reading name the features read: the train/serve parity test checks that a collector
-# declares each one (tests/test_model_parity.py).
+# declares each one (tests/agent/health/test_model_parity.py).
 READS = tuple(sorted(set(COUNTERS) | {t[0] for t in TRANSITIONS} | {m[0] for m in MEANS}
                      | set(SMART_BAD) | {"printer.head_km", "printer.cut_count",
                                          "host.net.latency_ms", "poll.latency_ms",

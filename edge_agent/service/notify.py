@@ -31,6 +31,7 @@ DB_STALL_MIN_S = 30.0
 # Test-only: with this variable set to N, SIGUSR2 blocks the event loop for N seconds, so a test
 # can check that a hung loop stops the watchdog pings. Never set it in production.
 DEBUG_HANG_ENV = "EDGE_AGENT_DEBUG_HANG_S"
+HANG_STATUS = "STATUS=test-only hang: the event loop is blocked"
 
 
 class Notifier:
@@ -152,7 +153,7 @@ async def keep_notified(check: Callable[[], str | None], status: Callable[[], st
     notifier = notifier or Notifier()
     if not notifier.enabled:
         return
-    _install_debug_hang()
+    _install_debug_hang(notifier)
     period = notifier.watchdog_s / 2 if notifier.watchdog_s else STATUS_EVERY_S
     last_status = f"started; {status()}"
     notifier.send("READY=1", f"STATUS={last_status}", f"MAINPID={os.getpid()}")
@@ -222,8 +223,9 @@ async def _probe_db(agent: Any, progress: Progress) -> None:
     progress.db_ok_at = time.monotonic()
 
 
-def _install_debug_hang() -> None:
-    """Test-only: SIGUSR2 blocks the event loop for $EDGE_AGENT_DEBUG_HANG_S seconds."""
+def _install_debug_hang(notifier: Notifier) -> None:
+    """Test-only: SIGUSR2 blocks the event loop for $EDGE_AGENT_DEBUG_HANG_S seconds, saying
+    STATUS=test-only hang first, so a test knows from when nothing more may come."""
     seconds = os.environ.get(DEBUG_HANG_ENV, "")
     if not seconds or not hasattr(signal, "SIGUSR2"):
         return
@@ -234,4 +236,8 @@ def _install_debug_hang() -> None:
     log.warning("test-only hang switch armed: SIGUSR2 blocks the event loop",
                 extra={"seconds": hang})
     # Deliberately blocking: this simulates a collector that froze the loop.
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, time.sleep, hang)
+    def block() -> None:
+        notifier.send(HANG_STATUS)
+        time.sleep(hang)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, block)

@@ -1,9 +1,9 @@
 """The agent as a Windows service (pywin32): run, stop, install, remove, and log to the Event Log.
 
 pywin32 is imported only inside the functions that need it, so this module imports on Linux and
-its tests run there with a stand-in pywin32 (tests/test_service_windows.py). The service class
-is built by `service_class()` on first use: pythonservice.exe finds it through the module-level
-name `EdgeAgentService`, which resolves lazily (PEP 562).
+its tests run there with a stand-in pywin32 (tests/agent/service/test_service_windows.py). The
+service class is built by `service_class()` on first use: pythonservice.exe finds it through the
+module-level name `EdgeAgentService`, which resolves lazily (PEP 562).
 """
 
 from __future__ import annotations

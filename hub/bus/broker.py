@@ -34,8 +34,8 @@ class EmbeddedBroker:
         try:
             from amqtt.broker import Broker  # imported here: only the embedded mode needs it
         except ImportError as err:
-            raise BrokerError("--embedded-broker needs the amqtt package "
-                              "(pip install amqtt)") from err
+            raise BrokerError("--embedded-broker needs the amqtt package, which the hub's "
+                              "extra installs: pip install 'retail-edge[hub]'") from err
         # amqtt and its state machine log every connection and transition at INFO.
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)

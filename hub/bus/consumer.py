@@ -195,6 +195,10 @@ class Consumer:
         if settings.priority_lane and settings.shared:
             self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
         self._lanes_up: set[int] = set()
+        # Set once every lane's subscription has been acknowledged (SUBACK): from then on the
+        # broker delivers what stores send to this worker. `edge-hub serve` says READY on it.
+        self.ready = threading.Event()
+        self._subacked: set[bool] = set()
         self._store_topics: dict[str, bool] = {}
         # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
         self.feed_client = self.lane or self.client
@@ -302,9 +306,13 @@ class Consumer:
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         # SUBACK: from here on the broker delivers (or shares) the stream with this worker.
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if not refused:
+            self._subacked.add(userdata["priority"])
+            if len(self._subacked) == len(self.clients):
+                self.ready.set()
         if userdata["priority"]:
             return
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
         else:

@@ -10,8 +10,8 @@ buffer are cut out of it in one loop (`_read_publishes`), without paho's per-pac
 machine; anything else takes paho's path. `ack_many` queues a batch's PUBACKs as one write.
 It overrides private methods of paho 2.x (`_sock_recv`, `_sock_close`, `_handle_publish`) and
 `loop_read`, and uses `_in_packet`, `_packet_queue` and `_last_bytes_received`; pyproject pins
-paho-mqtt < 3. tests/test_hub_mqttclient.py checks it delivers what paho delivers on random
-packet streams, and tests/test_hub_ingest.py runs it against a real Mosquitto.
+paho-mqtt < 3. tests/hub/bus/test_hub_mqttclient.py checks it delivers what paho delivers on
+random packet streams, and tests/hub/ingest/test_hub_ingest.py runs it against a real Mosquitto.
 """
 
 from __future__ import annotations

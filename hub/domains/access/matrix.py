@@ -1,8 +1,8 @@
 """The permission matrix: which role may do which action, and whether its scope applies.
 
 This is the ONE place access is decided (`authorize` in hub/domains/access/__init__.py reads
-it); docs/access.md prints the same table and tests/test_access_matrix.py checks every cell
-against a hand-written expectation.
+it); docs/access.md prints the same table and tests/hub/access/test_access_matrix.py checks
+every cell against a hand-written expectation.
 
 A cell is one of:
     ALL      the role may do the action anywhere in the chain

@@ -5,7 +5,10 @@ state and since, so a replayed or re-raised transition finds the row already the
 twice, across hub restarts). The Router then claims pending rows, holds back a flapping alert
 (more than `max_flaps` transitions within `window_s`) until it has been stable for `stable_s`,
 collapses what was held to its latest state, and skips a transition whose state is the one
-last sent for that alert. A row is `sent` after the broker's PUBACK; a claim whose worker died
+last sent for that alert. A collapsed flap is the exception: it is sent with its `flapping`
+marker even in the state last sent, so the feed learns that the alert flapped however ingest's
+batches fell (docs/protocol.md, "Flapping"); only a flap that ends cleared before the feed ever
+showed the alert raised stays quiet. A row is `sent` after the broker's PUBACK; a claim whose worker died
 before the PUBACK is retried after `reclaim_s` (at least once; the feed's `id` lets a consumer
 drop the rare repeat).
 """
@@ -149,8 +152,13 @@ class Router:
                 else:
                     superseded, send = [], rows
                 for key, _s, _a, state, _at, payload in send:
-                    quiet = state == last_state or (flapping and last_state is None
-                                                    and state == "cleared")
+                    # A collapsed flap is sent even in the state last sent: the feed learns
+                    # the alert flapped, wherever ingest's batch boundaries fell. Only a flap
+                    # that ends cleared and was never shown raised stays quiet.
+                    if flapping:
+                        quiet = last_state is None and state == "cleared"
+                    else:
+                        quiet = state == last_state
                     if quiet:
                         superseded.append((key,))
                         continue

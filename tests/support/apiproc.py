@@ -1,0 +1,83 @@
+"""`edge-hub api` as a subprocess on a free port, and the CLI run against it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from testenv import ROOT, agent_env, free_port
+from wait import wait_until
+
+
+class ApiProcess:
+    """`python -m hub api` (or serve --api) until stopped; `url` once it answers."""
+
+    def __init__(self, db: str, workdir: Path, config: str = "", *, args: tuple = (),
+                 scheme: str = "http", ca: str | None = None):
+        self.port = free_port()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config = self.workdir / "hub.toml"
+        self.config.write_text(config)
+        self.log = self.workdir / "api.log"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.ca = ca
+        self.cmd = [sys.executable, "-m", "hub", *(args or ("api", "--listen",
+                                                             f"127.0.0.1:{self.port}")),
+                    "--db", db, "--config", str(self.config)]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "ApiProcess":
+        import ssl
+
+        self.proc = subprocess.Popen(self.cmd, env=agent_env(), cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        ctx = ssl.create_default_context(cafile=self.ca) if self.ca else None
+
+        def healthy() -> bool:  # ready: /v1/health answers
+            try:
+                with urllib.request.urlopen(self.url + "/v1/health", timeout=1, context=ctx):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout, "the API's /v1/health", interval=0.1,
+                   gone=lambda: self.proc.poll() is not None and
+                   f"the API exited {self.proc.poll()}", detail=self.log.read_text)
+        return self
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
+        return self.proc.returncode if self.proc else 0
+
+
+def cli(*args: str, url: str | None = None, token: str | None = None,
+        home: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -m hub ARGS` as a remote user: EDGE_HUB_URL/EDGE_HUB_TOKEN, or a home."""
+    extra = dict(env)
+    if url:
+        extra["EDGE_HUB_URL"] = url
+    if token:
+        extra["EDGE_HUB_TOKEN"] = token
+    base = agent_env(**extra)
+    for key in ("EDGE_HUB_DB",) + (() if url else ("EDGE_HUB_URL",)) + \
+            (() if token else ("EDGE_HUB_TOKEN",)):
+        if key not in extra:
+            base.pop(key, None)
+    if home is not None:
+        base["XDG_CONFIG_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True,
+                          timeout=60, env=base, cwd=ROOT)
+
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
