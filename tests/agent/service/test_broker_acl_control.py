@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, free_port
+from testenv import ROOT, free_port
 from brokers import MOSQUITTO
 from test_broker_templates import connect, make_pki, subscribe
 

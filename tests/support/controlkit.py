@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from conftest import ROOT, agent_env
+from testenv import ROOT, agent_env
 from edge_protocol import commands as proto
 from edge_protocol import signing
 
