@@ -2,7 +2,7 @@
 fixed fields and a fixed TEST-ONLY Ed25519 key (seed 0..31): Ed25519 is deterministic, so the
 hub's builders must reproduce the files byte for byte, and the agent's checks must accept them.
 
-    python tests/controlgolden.py    rewrites the files (after a deliberate protocol change)
+    python tests/support/controlgolden.py    rewrites the files (after a deliberate protocol change)
 """
 
 from __future__ import annotations
