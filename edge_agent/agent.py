@@ -72,18 +72,28 @@ class Agent:
             # systemd's READY/WATCHDOG/STATUS/STOPPING; returns at once outside systemd.
             self._notifier(),
             health_service(config.scoring, lambda: self.config.devices,
-                           on_engine=self._use_engine),
+                           on_engine=self._use_engine, control=lambda: self.control,
+                           model_override=lambda: self.model_override),
         ]
-        self.exit_code = 0
+        self.exit_code = 0  # 1 when the database was lost; 75 after a remote restart_agent
         self.fault: str | None = None  # why the agent stopped itself (the database was lost)
         self._db_identity: tuple[int, int] | None = None
+        self.control: Any = None
+        self.model_override: str | None = None  # a model bundle's file (edge_agent/control)
+        if config.control.enabled:
+            from edge_agent.control import Controller
+
+            # The control plane acts on the agent as a whole (reload, re-poll, restart): it
+            # is built before sync, whose client hooks into it.
+            self.control = Controller(self)
+            self.services.append(self._control_service())
         if config.sync.enabled:
             # paho is imported when this service starts, not before.
             self.services.append(sync.service(
                 config.sync, lambda: self.config,
                 base_dir=self.config_path.parent if self.config_path else None,
                 model_version=self.current_model_version,
-                on_client=self._use_sync_client))
+                on_client=self._use_sync_client, control=self.control))
 
     def _notifier(self) -> Service:
         async def systemd_notifier(parts: Parts) -> None:
@@ -92,8 +102,16 @@ class Agent:
 
         return systemd_notifier
 
+    def _control_service(self) -> Service:
+        async def control(parts: Parts) -> None:
+            await self.control.run()
+
+        return control
+
     def _use_engine(self, engine: Any) -> None:
-        """Keep the engine the health service made (births, summaries, tests)."""
+        """Keep the engine the health service made (births, summaries, tests); the scoring flag
+        (a kill switch from the hub) decides whether it may use its model."""
+        engine.model_allowed = lambda: self.flag("scoring")
         self.health = engine
 
     def _use_sync_client(self, client: Any) -> None:
@@ -230,9 +248,14 @@ class Agent:
         log.info("config reloaded", extra={k: ",".join(v) or "-" for k, v in changes.items()})
         return True
 
-    def request_stop(self) -> None:
-        """Ask the agent to stop (what SIGTERM does)."""
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask the agent to stop (what SIGTERM does); a non-zero code asks for a restart."""
+        self.exit_code = exit_code or self.exit_code
         self._stop.set()
+
+    def flag(self, name: str) -> bool:
+        """A feature flag from the hub (on unless a signed flags document says off)."""
+        return self.control.flag(name) if self.control is not None else True
 
     async def run(self) -> int:
         """Run until SIGTERM or SIGINT; return the exit code."""

@@ -217,6 +217,63 @@ class ScoringSection:
                                             "trading hours before the region sees it; 0 never.")
 
 
+def _check_hub_keys(value: tuple[str, ...]) -> str | None:
+    from edge_protocol import signing
+    from edge_protocol.errors import SignatureError
+
+    if len(value) > 8:
+        return "at most 8 keys"
+    for i, text in enumerate(value):
+        try:
+            signing.public_from_text(text)
+        except SignatureError as err:
+            return f"key {i + 1}: {err.detail or err.code} (paste what `edge-hub keys show` prints)"
+    return None
+
+
+@dataclass(frozen=True)
+class TrustSection:
+    """The hub's public keys this agent trusts for commands, flags and bundles (pinned)."""
+
+    hub_keys: tuple[str, ...] = setting((), doc="Hub Ed25519 public keys (base64), as "
+                                                "`edge-hub keys show` prints them.",
+                                        check=_check_hub_keys)
+
+
+_HOURS = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)\Z")
+
+
+def _check_hours(value: str) -> str | None:
+    if value and not _HOURS.match(value):
+        return 'expected HH:MM-HH:MM in local time, such as "08:00-21:00", or ""'
+    return None
+
+
+@dataclass(frozen=True)
+class ControlSection:
+    """Signed commands and feature flags from the hub (docs/commands.md)."""
+
+    enabled: bool = setting(True, doc="Accept signed commands and flags from the hub "
+                                      "(needs [trust].hub_keys).")
+    trading_hours: str = setting("", doc="Local HH:MM-HH:MM when the store trades: no test "
+                                         "print then unless forced; empty: never trading.",
+                                 check=_check_hours)
+    rejects_reported_per_hour: int = setting(60, doc="Refused commands reported to the hub "
+                                                     "one by one, at most, per hour (all are "
+                                                     "counted).", min=0, max=3600)
+
+    def trading(self, minute_of_day: int) -> bool:
+        """Whether a local minute of the day (0..1439) is inside the trading hours."""
+        m = _HOURS.match(self.trading_hours)
+        if not m:
+            return False
+        start = int(m.group(1)) * 60 + int(m.group(2))
+        end = int(m.group(3)) * 60 + int(m.group(4))
+        if start <= end:
+            return start <= minute_of_day < end
+        return minute_of_day >= start or minute_of_day < end  # past midnight
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """One device to poll, and how often; the collector's own settings are in `options`."""
@@ -252,6 +309,8 @@ class AgentConfig:
     outbox: OutboxSection = OutboxSection()
     telemetry: TelemetrySection = TelemetrySection()
     scoring: ScoringSection = ScoringSection()
+    trust: TrustSection = TrustSection()
+    control: ControlSection = ControlSection()
     devices: tuple[DeviceConfig, ...] = ()
     source: str = dataclasses.field(default="", compare=False)
 

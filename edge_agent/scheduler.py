@@ -86,6 +86,7 @@ class DeviceRunner:
         # its port before opening ours, so the two never hold one serial port at once.
         self.after = after
         self._opened = False
+        self.wake = asyncio.Event()
 
     @property
     def device(self) -> DeviceConfig:
@@ -108,7 +109,11 @@ class DeviceRunner:
                 except Exception:
                     log.exception("sink failed", extra={"device": self.device.id})
                 self.state.next_delay = backoff_delay(self.device, self.state.failures)
-                await asyncio.sleep(self.state.next_delay)
+                try:  # a remote "repoll" command wakes the runner early (edge_agent/control)
+                    await asyncio.wait_for(self.wake.wait(), self.state.next_delay)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
         finally:
             await self._close()
 

@@ -19,4 +19,11 @@ class ProtocolError(ValueError):
 # The name the agent and the hub used before the protocol package existed.
 WireError = ProtocolError
 
-__all__ = ["ProtocolError", "WireError"]
+__all__ = ["ProtocolError", "WireError", "SignatureError"]
+
+
+class SignatureError(ProtocolError):
+    """A signed document whose signature does not verify against a trusted key (signing.py)."""
+
+    def __init__(self, code: str = "bad_signature", detail: str = ""):
+        super().__init__(code, detail)

@@ -8,6 +8,7 @@ Topics (prefix configurable, default `edge/v1`):
     {prefix}/hub/state                     hub online/offline (retained)
     {prefix}/alerts/{region}/{store}       the hub's alert feed for regional managers
     {prefix}/approvals/{region}/{store}    the hub's approvals feed
+    {prefix}/bundles/{sha256}              bundle contents (hub to agents, retained)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ UP_KINDS = ("birth", "death", "telemetry", "decision", "alert", "event")
 PRIORITY_KINDS = ("alert", "decision", "birth", "death")
 # Hub-to-agent topic tails under a store's topic, and hub-wide first levels: never ingested.
 DOWN_KINDS = ("cmd", "config", "flags")
-HUB_LEVELS = ("hub", "alerts", "approvals")
+HUB_LEVELS = ("hub", "alerts", "approvals", "bundles")
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")
 
 
@@ -50,6 +51,10 @@ def flags_topic(region: str, store: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 def hub_state_topic(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}/hub/state"
+
+
+def bundle_topic(sha256: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/bundles/{sha256}"
 
 
 def alert_feed_topic(region: str, store: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -103,6 +108,6 @@ def is_store_topic(name: str, prefix: str = DEFAULT_PREFIX) -> bool:
 
 __all__ = ["DEFAULT_PREFIX", "UP_KINDS", "PRIORITY_KINDS", "DOWN_KINDS", "HUB_LEVELS", "ID",
            "topic", "cmd_topic", "cmd_result_topic", "config_topic", "flags_topic",
-           "hub_state_topic", "alert_feed_topic", "approvals_feed_topic",
+           "hub_state_topic", "bundle_topic", "alert_feed_topic", "approvals_feed_topic",
            "shared_subscription", "store_filter", "priority_filters", "parse_topic",
            "is_store_topic"]

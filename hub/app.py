@@ -30,8 +30,11 @@ from hub.domains.access.schema import MIGRATIONS as _ACCESS
 from hub.domains.alerts.schema import MIGRATIONS as _ALERTS
 from hub.domains.approvals.schema import MIGRATIONS as _APPROVALS
 from hub.domains.audit.schema import MIGRATIONS as _AUDIT
+from hub.domains.commands.schema import MIGRATIONS as _COMMANDS
 from hub.domains.fleet.schema import MIGRATIONS as _FLEET
+from hub.domains.flags.schema import MIGRATIONS as _FLAGS
 from hub.domains.quarantine.schema import MIGRATIONS as _QUARANTINE
+from hub.domains.rollout.schema import MIGRATIONS as _ROLLOUT
 from hub.domains.tickets.schema import MIGRATIONS as _TICKETS
 from hub.errors import HubError, NotFound, StoreError
 from hub.ingest import Ingest, Settings
@@ -40,7 +43,8 @@ from hub.store import Store
 log = logging.getLogger("hub.serve")
 
 # Every domain's migrations; a new domain appends its schema.MIGRATIONS here.
-ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_TICKETS, *_APPROVALS)
+ALL_MIGRATIONS = (*_FLEET, *_ALERTS, *_ACCESS, *_AUDIT, *_QUARANTINE, *_TICKETS, *_APPROVALS,
+                  *_COMMANDS, *_FLAGS, *_ROLLOUT)
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
@@ -50,8 +54,13 @@ def open_store(url: str, *, create: bool = True) -> Store:
 
 
 def store_detail(db: Store, store: str) -> dict[str, Any]:
-    """One store: fleet state, devices, seq gaps and its open alerts."""
-    return fleet.store_detail(db, store, open_alerts=alerts.open_alerts)
+    """One store: fleet state, devices, seq gaps, its open alerts, and its flags, bundles and
+    command refusals (hub.control)."""
+    from hub.control import store_control
+
+    detail = fleet.store_detail(db, store, open_alerts=alerts.open_alerts)
+    detail.update(store_control(db, store))
+    return detail
 
 @dataclass(frozen=True)
 class Retention:
@@ -221,7 +230,7 @@ class Hub:
 def serve(db: Store, settings: Settings, embedded: bool = False,
           stats_every: float = 30.0, services: Sequence[Any] = (),
           checkpoints: "Checkpointer | None" = None,
-          retention: Retention | None = Retention()) -> int:
+          retention: Retention | None = Retention(), ring: Any = None) -> int:
     """Run until SIGTERM or SIGINT; return the exit code.
 
     `services` are started after the worker and stopped before it (the HTTP API of
@@ -240,9 +249,14 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     hub = Hub(db, settings)
+    commander = None
     tickets = None
     try:
         hub.start()
+        from hub.control import start_commander
+
+        # Commands, flags, bundles; rollouts too when the worker holds the key ring.
+        commander = start_commander(db, settings, ring)
     except BaseException:
         db.close()
         if broker:
@@ -308,6 +322,8 @@ def serve(db: Store, settings: Settings, embedded: bool = False,
             tickets.stop()
             tickets.db.close()
             log.info("ticket delivery stopped", extra=tickets.stats())
+        if commander is not None:
+            commander.stop()
         hub.stop()
         if broker:
             broker.stop()

@@ -33,4 +33,15 @@ def run(args) -> int:
     print(f"  sync to {sync.host}:{sync.port}"
           f" ({'TLS with client certificate' if sync.tls else 'plain MQTT, no TLS'})"
           if sync.enabled else "  sync disabled")
+    from edge_protocol import signing
+
+    kids = sorted(signing.trusted_keys(config.trust.hub_keys))
+    if not config.control.enabled:
+        print("  commands and flags from the hub disabled ([control].enabled = false)")
+    elif kids:
+        print(f"  trusts {len(kids)} hub key(s): {', '.join(kids)}"
+              + (f"; no test print during {config.control.trading_hours} unless forced"
+                 if config.control.trading_hours else ""))
+    else:
+        print("  no hub key pinned in [trust]: commands and flags will be refused")
     return 0

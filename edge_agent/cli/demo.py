@@ -69,6 +69,8 @@ def register(sub) -> None:
                    help="sync with a hub's embedded broker there (plain MQTT 3.1.1, no TLS)")
     p.add_argument("--scoring-interval", type=float, metavar="S",
                    help="seconds between health cycles, which raise the alerts (default 60)")
+    p.add_argument("--trust", action="append", metavar="KEY",
+                   help="a hub public key to pin in [trust] (the chain demo's signed commands)")
     p.add_argument("--quiet", action="store_true",
                    help="print the store's events one a line instead of the status view")
     p.set_defaults(func=run)
@@ -98,6 +100,8 @@ def apply_options(data: dict, args) -> dict:
         # fast, since on one machine the hub is a moment away.
         data["sync"] = {"enabled": True, "host": host, "port": port, "tls": False,
                         "mqtt_version": "3.1.1", "reconnect_min": 0.2, "reconnect_max": 2.0}
+    if getattr(args, "trust", None):
+        data["trust"] = {"hub_keys": list(args.trust)}
     if getattr(args, "scoring_interval", None) is not None:
         data.setdefault("scoring", {})["interval"] = args.scoring_interval
     return data

@@ -37,7 +37,7 @@ def collect(config) -> dict:
     pid = holder(config.agent.state_dir)
     doc = {"store": config.agent.store, "region": config.agent.region,
            "agent": {"running": pid is not None, "pid": pid if pid and pid > 0 else None},
-           "devices": [], "outbox": None, "scoring": None}
+           "devices": [], "outbox": None, "scoring": None, "control": None}
     saved = {}
     health: dict = {}
     fault = statedb.read_fault(config.agent.state_dir)
@@ -55,6 +55,9 @@ def collect(config) -> dict:
                 doc["outbox"] = outbox_stats(db, time.time())
                 scoring = load_status(db)
                 doc["scoring"], health = scoring["scoring"], scoring["devices"]
+                from edge_agent.control.state import status as control_status
+
+                doc["control"] = control_status(db)
             finally:
                 db.close()
     from edge_agent.sync.state import status_from_disk
@@ -128,9 +131,40 @@ def run(args) -> int:
     else:
         print("outbox: no state database yet")
     print(scoring_line(doc["scoring"], config.scoring.enabled))
+    print(control_line(doc["control"], config))
     for d in doc["devices"]:
         h = d.get("health")
         if h and h["decision"] != "ok":
             score = f" (score {h['score']:.2f})" if h.get("score") is not None else ""
             print(f"  {d['id']}: {h['decision']}{score}")
     return 0
+
+
+def control_line(control: dict | None, config) -> str:
+    """Commands and flags from the hub in one or two lines."""
+    if not config.control.enabled:
+        return "control: commands and flags from the hub disabled in [control]"
+    keys = len(config.trust.hub_keys)
+    head = (f"control: {keys} hub key(s) pinned" if keys
+            else "control: NO hub key pinned in [trust]: every command is refused")
+    if not control:
+        return head
+    flags = control.get("flags")
+    if flags:
+        off = sorted(k for k, v in (flags.get("flags") or {}).items() if v is False)
+        head += (f"; flags v{flags.get('version')}: " +
+                 (", ".join(f"{k}=OFF" for k in off) if off else "all on"))
+    else:
+        head += "; flags: defaults (all on)"
+    head += f"; last seq {control.get('high_seq', 0)}"
+    applied = {k: v for k, v in (control.get("bundles") or {}).items() if v}
+    if applied:
+        head += "\n  bundles: " + ", ".join(
+            f"{k} v{v.get('version')} ({str(v.get('sha256'))[:12]})"
+            + (f", last good v{v['last_good']['version']}"
+               if (v.get("last_good") or {}).get("version") else "")
+            for k, v in applied.items())
+    rejects = control.get("rejects") or {}
+    if rejects:
+        head += "\n  refused commands: " + ", ".join(f"{k} {v}" for k, v in rejects.items())
+    return head

@@ -41,6 +41,8 @@ class HealthEngine:
         self.health: dict[str, DeviceHealth] = {}
         self.cycles = 0
         self.last_cycle: float | None = None
+        # The hub's "scoring" flag (a kill switch): off means rule alerts only, no model score.
+        self.model_allowed: Any = lambda: True
         self._zone: tuple | None = None
 
     @property
@@ -84,7 +86,8 @@ class HealthEngine:
         """Run features, one scoring batch and the policy for every device; return bodies."""
         devices = sorted(d for d in self.last if d in self.features.windows)
         vectors = [F.finite(v) for v in self.features.vectors(devices, now)]
-        scores: list[float | None] = list(self.scorer.score(vectors)) or [None] * len(devices)
+        scored = self.scorer.score(vectors) if self.model_allowed() else []
+        scores: list[float | None] = list(scored) or [None] * len(devices)
         limits = self.limits()
         explanations = self._explain(vectors, scores, limits)
         decisions, alerts = [], []
@@ -184,5 +187,6 @@ class HealthEngine:
         """Scoring state for `status`."""
         st = self.scorer.state()
         st.update({"enabled": bool(self.settings.enabled), "cycles": self.cycles,
-                   "last_cycle": self.last_cycle, "devices": len(self.features.windows)})
+                   "last_cycle": self.last_cycle, "devices": len(self.features.windows),
+                   "switched_off": not self.model_allowed()})
         return st

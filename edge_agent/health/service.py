@@ -45,6 +45,8 @@ def scoring_line(state: dict[str, Any] | None, enabled: bool) -> str:
         return "scoring: " + ("not started yet" if enabled else "disabled in [scoring]")
     if not state.get("enabled"):
         return "scoring: disabled in [scoring]; rule alerts only"
+    if state.get("switched_off"):
+        return "scoring: SWITCHED OFF by the hub (flag scoring=off); rule alerts only"
     if not state.get("model"):
         return f"scoring: NOT SCORING: {state.get('error') or 'no model'}; rule alerts only"
     extra = f"; last model refused: {state['error']}" if state.get("error") else ""
@@ -64,19 +66,25 @@ def model_stamp(path: str) -> tuple[float, int] | None:
 
 
 def health_service(settings: Any, devices: Callable[[], Iterable[Any]],
-                   on_engine: Callable[[HealthEngine], None] = lambda engine: None) -> Service:
+                   on_engine: Callable[[HealthEngine], None] = lambda engine: None,
+                   control: Callable[[], Any] = lambda: None,
+                   model_override: Callable[[], str | None] = lambda: None) -> Service:
     """Build the agent's health service: `settings` is the `[scoring]` section, `devices()`
-    the devices configured now (a reload changes them), `on_engine` learns each engine made.
+    the devices configured now (a reload changes them), `on_engine` learns each engine made,
+    `control()` the control plane if any (its bundles are restored before the first model
+    load), `model_override()` a model bundle's file that takes the place of [scoring].model.
     """
 
     async def health(parts: Parts) -> None:
-        await run_health(settings, devices, on_engine, parts)
+        await run_health(settings, devices, on_engine, parts, control, model_override)
 
     return health
 
 
 async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
-                     on_engine: Callable[[HealthEngine], None], parts: Parts) -> None:
+                     on_engine: Callable[[HealthEngine], None], parts: Parts,
+                     control: Callable[[], Any] = lambda: None,
+                     model_override: Callable[[], str | None] = lambda: None) -> None:
     """Run the health cycle every `[scoring].interval` seconds until cancelled.
 
     When the model file changes (a new model dropped in place), it is loaded before the next
@@ -97,10 +105,18 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
     stop_observing = recorder.observe(engine.observe)
     try:
         stamp = None
+        # A model bundle applied by the control plane takes the place of [scoring].model.
+        plane = control()
+        if plane is not None:
+            for _ in range(500):  # it restores the applied bundles first (10 s at most)
+                if plane.ready:
+                    break
+                await asyncio.sleep(0.02)
+        current = model_override() or settings.model
         if settings.enabled:
             # Loading imports onnxruntime and builds a session: off the event loop.
-            stamp = model_stamp(settings.model)
-            await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
+            stamp = model_stamp(current)
+            await loop.run_in_executor(None, engine.scorer.load, current or None)
         else:
             log.info("health scoring disabled; rule alerts only")
         log.info("health service started", extra={"model": engine.scorer.version or "none",
@@ -108,9 +124,10 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
         await db(save_state, conn, engine, time.time())
         while True:
             await asyncio.sleep(settings.interval)
-            if settings.enabled and model_stamp(settings.model) != stamp:
-                stamp = model_stamp(settings.model)
-                await loop.run_in_executor(None, engine.scorer.load, settings.model or None)
+            wanted = model_override() or settings.model
+            if settings.enabled and (wanted != current or model_stamp(wanted) != stamp):
+                current, stamp = wanted, model_stamp(wanted)
+                await loop.run_in_executor(None, engine.scorer.load, current or None)
             engine.forget({d.id for d in devices()})
             if engine.scorer.model is not None:
                 await loop.run_in_executor(None, engine.scorer.warm)  # off the event loop

@@ -130,8 +130,47 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # Signed commands and flags (edge_agent/control): the command ids seen until they expire,
+    # refusals counted by reason, a bounded log of commands, hub keys learned through a signed
+    # rotation. The seq high-water mark and the flags document live in meta.
+    _script(
+        db,
+        """
+        CREATE TABLE control_seen (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            expires REAL NOT NULL
+        );
+        CREATE INDEX control_seen_expires ON control_seen (expires);
+        CREATE TABLE control_rejects (
+            reason TEXT PRIMARY KEY,
+            count INTEGER NOT NULL DEFAULT 0,
+            last_at REAL,
+            last_detail TEXT
+        );
+        CREATE TABLE control_log (
+            n INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            command TEXT,
+            seq INTEGER,
+            action TEXT,
+            device TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            detail TEXT
+        );
+        CREATE TABLE control_keys (
+            kid TEXT PRIMARY KEY,
+            public TEXT NOT NULL,
+            learned REAL NOT NULL
+        );
+        """
+    )
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -22,12 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
 def service(settings: SyncSection, config: Callable[[], AgentConfig], *,
             base_dir: Path | None = None,
             model_version: Callable[[], str | None] = lambda: None,
-            on_client: Callable[["SyncClient"], Any] = lambda client: None) -> Service:
+            on_client: Callable[["SyncClient"], Any] = lambda client: None,
+            control: Any = None) -> Service:
     """Build the agent's sync service.
 
     `config()` is the running config (for births), `base_dir` the folder relative TLS paths
     start from, `model_version()` the model the health engine has loaded (None: read it from
-    the state database), `on_client` learns the client once it exists (for summaries, tests).
+    the state database), `on_client` learns the client once it exists (for summaries, tests),
+    `control` is the control plane (edge_agent.control.Controller) whose topics the client
+    subscribes and whose messages it hands over, or None.
     """
 
     async def sync(parts: Parts) -> None:
@@ -35,7 +38,7 @@ def service(settings: SyncSection, config: Callable[[], AgentConfig], *,
         from edge_agent.sync.client import SyncClient  # paho is imported here, not before
 
         client = SyncClient(settings, config, parts.outbox, parts.db, base_dir=base_dir,
-                            model_version=model_version)
+                            model_version=model_version, control=control)
         on_client(client)
         await client.run()
 

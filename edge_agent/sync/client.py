@@ -49,6 +49,7 @@ STATUS_EVERY_S = 2.0
 DISCONNECT_GRACE_S = 1.5
 ACK_GATHER_S = 0.05
 WITH_WILL = 4  # MQTT v5 DISCONNECT reason "Disconnect with Will Message"
+_TOPIC_TAILS = {"cmd_result": "cmd/result"}  # outbox kinds whose topic is not their name
 
 
 class Connection:
@@ -84,7 +85,7 @@ class SyncClient:
     def __init__(self, settings: SyncSection, config: Callable[[], AgentConfig], outbox: Outbox,
                  db: DbCall, *, base_dir: Path | None = None,
                  model_version: Callable[[], str | None] | None = None,
-                 rand: random.Random | None = None):
+                 rand: random.Random | None = None, control: Any = None):
         self.s = settings
         self.config = config
         cfg = config()
@@ -94,6 +95,9 @@ class SyncClient:
         self.base_dir = base_dir
         self.model_version = model_version or (lambda: None)
         self.rand = rand or random.Random()
+        # edge_agent.control.Controller: its topics are subscribed on each connection and its
+        # messages handed to control.on_message (on the event loop).
+        self.control = control
         self.hub_topic = wire.hub_state_topic(settings.prefix)
         self.v5 = settings.mqtt_version == "5"
         self._topics: dict[str, str] = {}
@@ -175,6 +179,9 @@ class SyncClient:
                                     hub_online=self.machine.hub_online(), last_error=None,
                                     force=True)
             conn.mqtt.subscribe(self.hub_topic, qos=1)
+            if self.control is not None:
+                for name in self.control.topics(self.s.prefix):
+                    conn.mqtt.subscribe(name, qos=1)
             if not self.s.wait_for_hub:
                 await self._send_birth(conn)
             await self._pump(conn)
@@ -252,8 +259,8 @@ class SyncClient:
     def _publish(self, conn: Connection, row: Row) -> bool:
         topic = self._topics.get(row.kind)
         if topic is None:
-            topic = self._topics[row.kind] = wire.topic(self.region, self.store, row.kind,
-                                                        self.s.prefix)
+            topic = self._topics[row.kind] = wire.topic(
+                self.region, self.store, _TOPIC_TAILS.get(row.kind, row.kind), self.s.prefix)
         info = conn.mqtt.publish(topic, row.payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.debug("sync publish not queued", extra={"rc": mqtt.error_string(info.rc)})
@@ -285,6 +292,8 @@ class SyncClient:
         body = birth.birth_body(cfg, conn.session, model_version=model,
                                 config_digest=await run_blocking(birth.config_hash, cfg),
                                 last_seq=self.outbox.last_seq, instance=conn.instance)
+        if self.control is not None:  # the bundle versions applied (docs/commands.md)
+            body["bundles"] = self.control.bundles.versions()
         if not self.machine.linked(conn.session):
             return
         conn.mqtt.publish(self._topic("birth"), self._envelope("birth", body), qos=1)
@@ -413,8 +422,10 @@ class SyncClient:
 
     def _on_message(self, conn: Connection, topic: str, payload: bytes,
                     retained: bool = False) -> None:
-        """A message on a topic other than the hub's state, on the loop (none subscribed yet;
-        commands and config will come here)."""
+        """A message on a topic other than the hub's state, on the loop: the control plane's
+        commands, flags, desired config and bundles (edge_agent/control)."""
+        if self.control is not None:
+            self.control.on_message(topic, payload, retained)
 
     def _on_connack(self, conn: Connection, code: int, present: bool) -> None:
         if not conn.connack.done():
@@ -511,6 +522,18 @@ class SyncClient:
             await self.db(state.write_status, self.outbox.db, dict(self._status))
         except Exception:
             log.exception("sync could not save its status")
+
+    def subscribe(self, name: str) -> None:
+        """Subscribe on the live connection (the control plane's bundle topics); topics the
+        controller lists are subscribed again on every new connection."""
+        conn = self._conn
+        if conn is not None and conn.connected and not conn.lost.is_set():
+            conn.mqtt.subscribe(name, qos=1)
+
+    def unsubscribe(self, name: str) -> None:
+        conn = self._conn
+        if conn is not None and conn.connected and not conn.lost.is_set():
+            conn.mqtt.unsubscribe(name)
 
     @property
     def connected(self) -> bool:

@@ -116,6 +116,15 @@ def _name(value: str, what: str) -> str:
     return value
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def _uuid(value: str) -> str:
+    if not _UUID.match(value):
+        raise Invalid("command id: expected a UUID")
+    return value
+
+
 def _flag(request: Request, key: str) -> bool:
     value = request.query_params.get(key)
     if value is None:
@@ -441,6 +450,119 @@ class Api:
         user, token = await run_in_threadpool(run)
         return json_response({"token": token, "user": user}, headers={"Cache-Control": "no-store"})
 
+    # the control plane (docs/commands.md) ----------------------------------------------
+
+    def _ring(self):
+        """The hub's key ring (keys.directory or the default folder), opened once."""
+        if getattr(self, "_key_ring", None) is None:
+            from pathlib import Path
+
+            from hub.keys import KeyRing, KeyringError, default_dir, passphrase_from
+
+            directory = self.config.keys.directory or default_dir()
+            try:
+                passphrase = (Path(self.config.keys.passphrase_file).read_bytes().strip()
+                              if self.config.keys.passphrase_file else passphrase_from(None))
+                self._key_ring = KeyRing.load(directory, passphrase)
+            except (KeyringError, OSError) as err:
+                log.warning("api: no key ring: %s", err)
+                raise ApiError(503, "this hub has no usable signing key (edge-hub keys init; "
+                                    "keys.directory)") from err
+        return self._key_ring
+
+    async def command_issue(self, request: Request, actor) -> Response:
+        from edge_protocol.commands import CommandError
+        from hub.control import known_stores, request_approval
+        from hub.domains.commands import rules
+
+        data = await read_json(request, self.max_body)
+        _fields(data, {"store", "action"}, {"device", "args", "expires_s"})
+        store = _name(data["store"], "store") if isinstance(data["store"], str) else None
+        if store is None or not isinstance(data["action"], str):
+            raise Invalid("store and action must be strings")
+        device = data.get("device")
+        if device is not None and not isinstance(device, str):
+            raise Invalid("device must be a string")
+        args = data.get("args", {})
+        expires = data.get("expires_s", 600)
+        if not isinstance(args, dict) or isinstance(expires, bool) or \
+                not isinstance(expires, (int, float)):
+            raise Invalid("args must be an object and expires_s a number")
+        ring = self._ring()
+
+        def run():
+            with self.db.transaction() as tx:
+                region = known_stores(tx).get(store)
+                return rules.issue(tx, self.clock, actor, store=store, region=region,
+                                   device=device, action=data["action"], args=args,
+                                   expires_s=float(expires), ring=ring,
+                                   approvals=request_approval)
+        try:
+            row = await run_in_threadpool(run)
+        except CommandError as err:
+            raise Invalid(f"{err.code}: {err.detail}") from err
+        return json_response(row, 201)
+
+    def _command(self, actor, cmd_id: str, action: str | None = None) -> dict:
+        from hub.domains.access import authorize
+        from hub.domains.commands import rules
+
+        with self.db.read() as tx:
+            row = rules.get(tx, cmd_id)
+        authorize(actor, "fleet.read", store=row["store"], region=row["region"])
+        return row
+
+    async def command_show(self, request: Request, actor) -> Response:
+        cmd_id = _uuid(request.path_params["command_id"])
+        return json_response(await run_in_threadpool(self._command, actor, cmd_id))
+
+    async def command_approve(self, request: Request, actor) -> Response:
+        from hub.domains.commands import rules
+
+        cmd_id = _uuid(request.path_params["command_id"])
+        await run_in_threadpool(self._command, actor, cmd_id)
+        ring = self._ring()
+
+        from hub.control import approve_command
+
+        try:  # through the approvals domain (its rules), then signed and queued
+            return json_response(await run_in_threadpool(
+                approve_command, self.db, self.clock, actor, cmd_id, ring))
+        except rules.ApprovalError as err:
+            raise ApiError(409, str(err)) from err
+
+    async def flags_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.flags import rules as flags
+
+        authorize(actor, "fleet.read")
+
+        def run():
+            with self.db.read() as tx:
+                return flags.overview(tx)
+        return json_response(await run_in_threadpool(run))
+
+    async def flags_set(self, request: Request, actor) -> Response:
+        from hub.control import known_stores
+        from hub.domains.flags import rules as flags
+
+        data = await read_json(request, self.max_body)
+        _fields(data, {"name", "value", "scope"}, set())
+        if not isinstance(data["name"], str) or not isinstance(data["scope"], str) or \
+                not isinstance(data["value"], bool):
+            raise Invalid("name and scope must be strings, value true or false")
+        ring = self._ring()
+
+        def run():
+            with self.db.transaction() as tx:
+                return flags.set_flag(tx, self.clock, actor, data["scope"], data["name"],
+                                      data["value"], ring, region_of=known_stores(tx))
+        try:
+            changed = await run_in_threadpool(run)
+        except ValueError as err:
+            raise Invalid(str(err)) from err
+        return json_response({"changed": changed})
+
     def routes(self) -> list[Route]:
         r = self.route
         return [
@@ -461,6 +583,11 @@ class Api:
             r("/v1/users/{name}", "GET", self.users_show),
             r("/v1/users/{name}/disable", "POST", self.users_disable),
             r("/v1/users/{name}/rotate-token", "POST", self.users_rotate),
+            r("/v1/commands", "POST", self.command_issue),
+            r("/v1/commands/{command_id}", "GET", self.command_show),
+            r("/v1/commands/{command_id}/approve", "POST", self.command_approve),
+            r("/v1/flags", "GET", self.flags_show),
+            r("/v1/flags", "POST", self.flags_set),
         ]
 
 

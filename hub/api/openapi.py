@@ -44,6 +44,7 @@ def _op(summary: str, action: str | None, params=(), body: str | None = None,
 
 
 ALERT_ID = r"^[0-9a-f]{12}$"
+COMMAND_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def paths() -> dict[str, dict[str, Any]]:
@@ -91,6 +92,23 @@ def paths() -> dict[str, dict[str, Any]]:
         "/v1/users/{name}/rotate-token": {"post": _op(
             "Revoke a user's tokens and return a new one", "users.manage",
             [_p("name", "user name")], errors=(400, 401, 403, 404, 409, 429))},
+        "/v1/commands": {"post": _op(
+            "Send a signed command to a store (docs/commands.md); high-impact actions wait "
+            "for an approval", "devices.act", body="NewCommand", ok=201,
+            errors=(400, 401, 403, 404, 413, 415, 429, 503))},
+        "/v1/commands/{command_id}": {"get": _op(
+            "A command: queued, delivered, done, failed, rejected or expired, with its result",
+            "fleet.read", [_p("command_id", "command id (a UUID)", COMMAND_ID)],
+            errors=(400, 401, 403, 404, 429))},
+        "/v1/commands/{command_id}/approve": {"post": _op(
+            "Approve a high-impact command someone else requested", "devices.act",
+            [_p("command_id", "command id (a UUID)", COMMAND_ID)],
+            errors=(400, 401, 403, 404, 409, 429, 503))},
+        "/v1/flags": {"get": _op("Feature flags set, by scope", "fleet.read"),
+                      "post": _op("Set a flag (scoring, tickets, remote_actions) on or off "
+                                  "for the chain, a region or a store", "devices.act",
+                                  body="FlagSetting",
+                                  errors=(400, 401, 403, 404, 413, 415, 429, 503))},
     }
 
 
@@ -119,6 +137,25 @@ def document(config: Any = None) -> dict[str, Any]:
                                                "$ref": "#/components/schemas/Name"}},
                                            "stores": {"type": "array", "items": {
                                                "$ref": "#/components/schemas/Name"}}}},
+                "NewCommand": {"type": "object", "additionalProperties": False,
+                               "required": ["store", "action"],
+                               "properties": {
+                                   "store": {"$ref": "#/components/schemas/Name"},
+                                   "device": {"$ref": "#/components/schemas/Name"},
+                                   "action": {"enum": ["repoll", "test_print", "recover",
+                                                       "reset", "reload_config",
+                                                       "restart_agent", "diagnostics"]},
+                                   "args": {"type": "object", "maxProperties": 8},
+                                   "expires_s": {"type": "number", "exclusiveMinimum": 0,
+                                                 "maximum": 604800}}},
+                "FlagSetting": {"type": "object", "additionalProperties": False,
+                                "required": ["name", "value", "scope"],
+                                "properties": {
+                                    "name": {"enum": ["scoring", "tickets",
+                                                      "remote_actions"]},
+                                    "value": {"type": "boolean"},
+                                    "scope": {"type": "string", "pattern":
+                                              r"^(chain|region:.+|store:.+)$"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status"],
                             "properties": {"type": {"type": "string"},
                                            "title": {"type": "string"},

@@ -13,6 +13,7 @@
     tickets.py  tickets list, show, retry
     approvals.py approvals list, show, approve, deny
     demo.py     demo
+    control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts)
     local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
@@ -48,8 +49,8 @@ def add_db(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hub.cli import (acl, api, approvals, audit, check_config, demo, fleet, quarantine, serve,
-                         stores, tickets, users)
+    from hub.cli import (acl, api, approvals, audit, check_config, control, demo, fleet,
+                         quarantine, serve, stores, tickets, users)
 
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets.register(sub, add_db)
     approvals.register(sub, add_db)
     demo.register(sub).set_defaults(func=demo.run)
+    control.register(sub, add_db)  # keys, cmd, flags, bundle, rollout (issue 14)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -86,12 +87,14 @@ class Chain:
         self.hub_online = threading.Event()
         self.alerts = 0
         self.client = None
+        self.story_procs: list[subprocess.Popen] = []
+        self.story_lock = threading.Lock()
 
     # Processes -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], **extra_env: str) -> subprocess.Popen:
         log = self.folder / f"{name}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
         with open(log, "wb") as err:
             # A session of its own: Ctrl-C reaches the demo only, which stops the children in
             # order (stores first, so the hub sees them leave; then the hub).
@@ -204,6 +207,8 @@ class Chain:
         try:
             return self._run()
         finally:
+            self.stop.set()  # the control story stops too
+            self.stop_story()
             if self.client is not None:
                 self.client.stop()
             for name, proc, _ in reversed(list(self.children)):
@@ -216,6 +221,8 @@ class Chain:
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.log"):
             (self.folder / name).unlink(missing_ok=True)
+        for name in ("keys", "model"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
         for store, _, _ in STORES:
             (self.folder / f"{store}.log").unlink(missing_ok=True)
             if (self.folder / store / "agent.lock").exists():
@@ -229,8 +236,13 @@ class Chain:
         broker = f"{self.host}:{self.port}"
         print(f"demo: the chain on this machine in {self.folder}/ "
               f"(embedded MQTT broker on {broker}); Ctrl-C stops it", flush=True)
+        from hub.keys import KeyRing
+
+        ring = KeyRing.init(self.folder / "keys")  # signs the demo's commands and bundles
+        trust = [a for key in ring.public_keys().values() for a in ("--trust", key)]
         self.spawn("hub", ["hub", "serve", "--embedded-broker", "--broker", broker,
-                           "--db", self.db, "--log-level", self.hub_log_level])
+                           "--db", self.db, "--log-level", self.hub_log_level],
+                   EDGE_HUB_KEYS=str(self.folder / "keys"))
         self.connect(time.monotonic() + 60)
         while not self.hub_online.wait(0.2):
             problem = self.check_children()
@@ -242,7 +254,9 @@ class Chain:
             self.spawn(store, ["edge_agent", "demo", "--store", store, "--region", region,
                                "--sync", broker, "--state-dir", str(self.folder / store),
                                "--scoring-interval", str(SCORING_INTERVAL), "--quiet",
-                               *extra])
+                               *trust, *extra])
+        story = threading.Thread(target=self.control_story, name="control-story", daemon=True)
+        story.start()
         print("demo: alerts on the regional feed (edge/v1/alerts/+/+) appear as they arrive",
               flush=True)
         next_view = time.monotonic() + self.refresh
@@ -268,6 +282,108 @@ class Chain:
         self.fleet_view()
         print(f"demo: done, {self.alerts} alert(s) reached the regional feed", flush=True)
         return code
+
+
+    # The control plane: a signed test print and a small rollout, from the CLI -------------
+
+    def hub_cli(self, *args: str, quiet: bool = False) -> subprocess.CompletedProcess:
+        """Run `edge-hub ARGS --db <the demo's>`; stopped with the demo (no process left)."""
+        if not quiet:
+            print("demo: $ edge-hub " + " ".join(args), flush=True)
+        with self.story_lock:
+            if self.stop.is_set():
+                return subprocess.CompletedProcess(args, 1, "", "")
+            proc = subprocess.Popen([sys.executable, "-m", "hub", *args, "--db", self.db],
+                                    text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.story_procs.append(proc)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        finally:
+            with self.story_lock:
+                self.story_procs.remove(proc)
+        if not quiet:
+            for line in (out + err).strip().splitlines()[:8]:
+                print(f"demo:   {line}", flush=True)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+    def stop_story(self) -> None:
+        """Stop the control story's running CLI, if any (the demo is ending)."""
+        with self.story_lock:
+            procs = list(self.story_procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def control_story(self) -> None:
+        """Once both stores are born: a test print on the north store's front printer, then a
+        model bundle rolled out to the north store (pilot) and then the chain."""
+        from hub.app import open_store
+
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                db = open_store(self.db, create=False)
+                try:
+                    with db.read() as tx:
+                        tx.execute("SELECT COUNT(*) FROM stores")
+                        if tx.fetchone()[0] >= len(STORES):
+                            break
+                finally:
+                    db.close()
+            except Exception:  # noqa: BLE001 - the database is not there yet
+                pass
+            self.stop.wait(1.0)
+        else:
+            return
+        keys = ("--dir", str(self.folder / "keys"))
+        self.hub_cli("cmd", "store-north", "receipt-front", "test_print", "--arg", "force=true",
+                     "--arg", "text=hello from the hub", "--wait", "30", *keys)
+        model = self.new_model()
+        r = self.hub_cli("bundle", "create", "--model", str(model), *keys)
+        found = re.search(r"\b([0-9a-f]{64})\b", r.stdout)
+        if not found:
+            return
+        sha = found.group(1)
+        r = self.hub_cli("rollout", "start", sha, "--stages", "pilot=store-north; chain",
+                         "--soak", "10s", "--gate", "min_device_days=0", *keys)
+        found = re.search(r"rollout ([0-9a-f-]{36})", r.stdout)
+        if not found:
+            return
+        rid = found.group(1)
+        seen = None
+        until = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < until:
+            r = self.hub_cli("rollout", "status", rid, quiet=True)
+            first = r.stdout.strip().splitlines()[:1]
+            if first and first != seen:
+                seen = first
+                print(f"demo: rollout: {first[0]}", flush=True)
+                if any(w in first[0] for w in (" done ", " aborted ")):
+                    break
+            self.stop.wait(2.0)
+
+    def new_model(self) -> Path:
+        """The shipped model with its card renamed demo-model-2 (the same weights)."""
+        from importlib import resources
+
+        # The agent's packaged model, found as package data (the hub imports no agent code).
+        shipped = resources.files("edge_agent.health.model")
+        folder = self.folder / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "device_health.onnx").write_bytes(
+            shipped.joinpath("device_health.onnx").read_bytes())
+        card = json.loads(shipped.joinpath("device_health.card.json").read_text())
+        card["version"] = "demo-model-2"
+        (folder / "device_health.card.json").write_text(json.dumps(card))
+        return folder / "device_health.onnx"
 
 
 def alert_line(topic: str, payload: bytes) -> str:

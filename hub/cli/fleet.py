@@ -161,6 +161,9 @@ def cmd_store(args) -> int:
     print(device_rows(d["devices"], with_store=False) if d["devices"] else "no devices yet")
     print()
     print(alert_rows(d["alerts"], with_store=False) if d["alerts"] else "no open alerts")
+    from hub.cli.control import store_control_text
+
+    print(store_control_text(d))  # flags, bundles, command refusals (hub.control)
     return 0
 
 

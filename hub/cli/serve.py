@@ -146,12 +146,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = store_of(args, create=True)
     try:
         services = [_api(url, listen, config)] if listen else []
-        checkpoints = _checkpoints(db, config)
+        ring = _ring(config)
+        checkpoints = _checkpoints(db, config, ring)
     except BaseException:
         db.close()
         raise
     return serve(db, settings, embedded=embedded, services=services, checkpoints=checkpoints,
-                 retention=retention)
+                 retention=retention, ring=ring)
+
+
+def _ring(config):
+    """The hub's key ring (keys.directory, else $EDGE_HUB_KEYS or the default folder), or None
+    when there is none: it signs audit checkpoints and the desired states rollouts move."""
+    from pathlib import Path
+
+    from hub.keys import KeyRing, default_dir
+
+    directory = config.keys.directory or default_dir()
+    if not KeyRing.exists(directory):
+        return None
+    passphrase = None
+    if config.keys.passphrase_file:
+        try:
+            passphrase = Path(config.keys.passphrase_file).read_bytes().strip()
+        except OSError as err:
+            raise UsageError(f"keys.passphrase_file: cannot read it: {err.strerror}") from err
+    else:
+        from hub.keys import passphrase_from
+
+        passphrase = passphrase_from(None)  # $EDGE_HUB_KEY_PASSPHRASE
+    from hub.keys import KeyringError
+
+    try:
+        return KeyRing.load(directory, passphrase)
+    except KeyringError as err:  # say why; checkpoints, if asked for, then refuse to start
+        logging.getLogger("hub.serve").warning("no key ring for this worker: %s", err)
+        return None
 
 
 def _api(url: str, listen: str, config):
@@ -176,30 +206,23 @@ def _api(url: str, listen: str, config):
     return Api()
 
 
-def _checkpoints(db, config):
+def _checkpoints(db, config, ring):
     """The audit checkpointer when the config asks for checkpoints and a key ring exists."""
-    from pathlib import Path
+    import logging as _logging
 
     from hub.app import Checkpointer
-    from hub.cli.audit import default_keys
-    from hub.keys import KeyRing
+    from hub.keys import default_dir
 
     audit = config.audit
     if audit.checkpoint_interval <= 0:
         return None
-    directory = config.keys.directory or default_keys()
-    if not (Path(directory) / "keys.json").exists():
+    if ring is None:
+        directory = config.keys.directory or default_dir()
         if audit.checkpoint_file or audit.checkpoint_topic:
             raise UsageError(f"[audit] asks for checkpoints, but there is no key ring in "
                              f"{directory} to sign them (keys.directory)")
-        logging.getLogger("hub.audit").warning(
+        _logging.getLogger("hub.audit").warning(
             "audit checkpoints off: no key ring in %s (keys.directory)", directory)
         return None
-    passphrase = None
-    if config.keys.passphrase_file:
-        try:
-            passphrase = Path(config.keys.passphrase_file).read_bytes().strip()
-        except OSError as err:
-            raise UsageError(f"keys.passphrase_file: cannot read it: {err.strerror}") from err
-    return Checkpointer(db, KeyRing.load(directory, passphrase), audit.checkpoint_interval,
-                        audit.checkpoint_file, topic=audit.checkpoint_topic)
+    return Checkpointer(db, ring, audit.checkpoint_interval, audit.checkpoint_file,
+                        topic=audit.checkpoint_topic)

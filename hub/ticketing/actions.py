@@ -64,7 +64,9 @@ def run_approved(db: Store, clock: Clock) -> int:
     with db.transaction() as tx:
         approvals.expire(tx, clock)
         approvals.prune(tx, clock() - KEEP_DECIDED_S)
-        ready = approvals.runnable(tx)
+        # Approved commands (`command.*`) are signed and queued by the control plane
+        # (hub.control.release_approved), which holds the hub's key.
+        ready = [r for r in approvals.runnable(tx) if not r["action"].startswith("command.")]
     n = 0
     for r in ready:
         with db.transaction() as tx:

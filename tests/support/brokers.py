@@ -32,6 +32,7 @@ def store_acl(stores: dict[str, str], prefix: str = "edge/v1", hub: str = "hub")
     """
     lines = [f"user {hub}", f"topic read {prefix}/#", f"topic write {prefix}/hub/state",
              f"topic write {prefix}/+/+/cmd", f"topic write {prefix}/+/+/config",
+             f"topic write {prefix}/+/+/flags", f"topic write {prefix}/bundles/+",
              f"topic write {prefix}/alerts/#", ""]
     for store, region in stores.items():
         own = f"{prefix}/{region}/{store}"
@@ -39,6 +40,7 @@ def store_acl(stores: dict[str, str], prefix: str = "edge/v1", hub: str = "hub")
         lines += [f"topic write {own}/{kind}" for kind in
                   ("birth", "death", "telemetry", "decision", "alert", "event", "cmd/result")]
         lines += [f"topic read {own}/cmd", f"topic read {own}/config",
+                  f"topic read {own}/flags", f"topic read {prefix}/bundles/+",
                   f"topic read {prefix}/hub/state", ""]
     return "\n".join(lines)
 

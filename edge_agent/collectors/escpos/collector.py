@@ -39,6 +39,8 @@ class EscposCollector(Collector):
         self.flushed = 0   # stale bytes discarded before requests, since start
         self.garbage = 0   # bytes that fit no reply, since start
         self.silent_polls = 0
+        # A poll and a remote command (test print, recovery) never share the port at once.
+        self._io_lock = asyncio.Lock()
         # Maintenance counters (GS g 2): the last values read and when to read them next
         # (the first poll after start reads them).
         self.counters: dict[int, int] = {}
@@ -57,6 +59,22 @@ class EscposCollector(Collector):
                                                              "reason": str(err)})
 
     async def poll(self) -> Reading:
+        async with self._io_lock:
+            return await self._poll()
+
+    async def send(self, data: bytes) -> None:
+        """Write bytes between polls (edge_agent/control: test print, DLE ENQ recovery)."""
+        async with self._io_lock:
+            try:
+                if self.transport is None or not self.transport.is_open:
+                    await self._drop()
+                    await self._connect()
+                await self.transport.write(data)
+            finally:
+                if not self.keep_open:
+                    await self._drop()
+
+    async def _poll(self) -> Reading:
         started = time.monotonic()
         try:
             if self.transport is None or not self.transport.is_open:

@@ -54,6 +54,10 @@ def render_acl(store_regions: Iterable[tuple[str, str]], users: Iterable[dict[st
     lines += [f"topic read $share/hub/{prefix}/+/+/#", f"topic write {prefix}/+/+/cmd",
               f"topic write {prefix}/+/+/config", f"topic readwrite {prefix}/hub/state",
               f"topic write {prefix}/alerts/#", f"topic write {prefix}/approvals/#"]
+    # The control plane (docs/commands.md): results through the worker's own shared
+    # subscription; signed flags and bundle contents, retained.
+    lines += [f"topic read $share/hub-cmd/{prefix}/+/+/cmd/result",
+              f"topic write {prefix}/+/+/flags", f"topic write {prefix}/bundles/+"]
     if checkpoint_topic:
         lines.append(f"topic write {checkpoint_topic}")
     names = {hub_user: "the hub"}
@@ -67,6 +71,7 @@ def render_acl(store_regions: Iterable[tuple[str, str]], users: Iterable[dict[st
         lines += ["", f"user {store}"]
         lines += [f"topic write {own}/{kind}" for kind in STORE_WRITES]
         lines += [f"topic read {own}/cmd", f"topic read {own}/config",
+                  f"topic read {own}/flags", f"topic read {prefix}/bundles/+",
                   f"topic read {prefix}/hub/state"]
     for user in sorted(users, key=lambda u: u["name"]):
         name = _ok(user["name"], "user")

