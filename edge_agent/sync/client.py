@@ -527,12 +527,12 @@ class SyncClient:
         """Subscribe on the live connection (the control plane's bundle topics); topics the
         controller lists are subscribed again on every new connection."""
         conn = self._conn
-        if conn is not None and conn.connected and not conn.lost.is_set():
+        if conn is not None and conn.mqtt is not None and self.machine.linked(conn.session):
             conn.mqtt.subscribe(name, qos=1)
 
     def unsubscribe(self, name: str) -> None:
         conn = self._conn
-        if conn is not None and conn.connected and not conn.lost.is_set():
+        if conn is not None and conn.mqtt is not None and self.machine.linked(conn.session):
             conn.mqtt.unsubscribe(name)
 
     @property
