@@ -36,9 +36,16 @@ _CRITICAL_BITS = frozenset({"noPaper", "noToner", "doorOpen", "jammed", "offline
 
 # ---------------------------------------------------------------- plain value helpers
 
+# SNMP's widest integer is Counter64 (unsigned); a value past a signed 64-bit integer fits no
+# column at the hub and would get the whole telemetry message refused there (edge_protocol).
+_INT_MIN, _INT_MAX = -2**63, 2**63 - 1
+
+
 def as_int(value: RawValue) -> int | None:
-    """Return an integer value, or None for anything else."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """Return an integer value within a signed 64-bit range, or None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and _INT_MIN <= value <= _INT_MAX:
+        return value
+    return None
 
 
 def as_text(value: RawValue) -> str | None:

@@ -41,6 +41,11 @@ def test_a_rendered_store_block_grants_only_that_store_and_region(region, store)
     for line in block.splitlines():
         if line.startswith("topic "):
             topic = line.split()[-1]
+            if topic == "edge/v1/bundles/+":
+                # Bundle contents: shared by the chain, signed and content-addressed
+                # (docs/commands.md); read only.
+                assert line.split()[1] == "read"
+                continue
             assert topic == "edge/v1/hub/state" or topic.startswith(f"edge/v1/{region}/{store}/")
             assert "#" not in topic and "+" not in topic
 
