@@ -15,35 +15,16 @@ DeviceError into a stale reading; it never lets it escape to the loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from edge_common.configschema import ConfigError as SharedConfigError
+from edge_common.configschema import Problem
 
 
 class EdgeError(Exception):
     """Base of every error the agent raises on purpose."""
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One mistake in a config: where (a key path such as devices[1].interval) and what."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class ConfigError(EdgeError):
-    """A config file or device URL is invalid."""
-
-    def __init__(self, problems: list[Problem] | Problem | str, source: str | None = None):
-        if isinstance(problems, str):
-            problems = [Problem("", problems)]
-        elif isinstance(problems, Problem):
-            problems = [problems]
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("; ".join(str(p) for p in self.problems))
+class ConfigError(EdgeError, SharedConfigError):
+    """A config file or device URL is invalid; carries one Problem per mistake."""
 
 
 class ReadingError(EdgeError):

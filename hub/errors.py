@@ -18,6 +18,9 @@ store adapters for databases, hub/bus for the broker.
 
 from __future__ import annotations
 
+from edge_common.configschema import ConfigError as SharedConfigError
+from edge_common.configschema import Problem  # noqa: F401 (re-exported: hub.errors.Problem)
+
 
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
@@ -41,37 +44,8 @@ class NotFound(HubError):
 
 # Added with the hub's config, access and audit (issue 12) ----------------------------------
 
-class Problem:
-    """One mistake in a config: where (a key path such as api.tls_cert) and what."""
-
-    __slots__ = ("path", "message")
-
-    def __init__(self, path: str, message: str):
-        self.path = path
-        self.message = message
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Problem) and (self.path, self.message) == \
-            (other.path, other.message)
-
-    def __repr__(self) -> str:
-        return f"Problem({self.path!r}, {self.message!r})"
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class ConfigError(HubError):
-    """A hub config file is invalid; carries one Problem per mistake."""
-
-    def __init__(self, problems: "list[Problem] | Problem | str", source: str | None = None):
-        if isinstance(problems, str):
-            problems = [Problem("", problems)]
-        elif isinstance(problems, Problem):
-            problems = [problems]
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("; ".join(str(p) for p in self.problems))
+class ConfigError(HubError, SharedConfigError):
+    """A hub config file is invalid; carries one Problem (edge_common.configschema) per mistake."""
 
 
 class Invalid(HubError):
