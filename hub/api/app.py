@@ -125,6 +125,12 @@ def _uuid(value: str) -> str:
     return value
 
 
+def _int_id(value: str, what: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise Invalid(f"{what}: expected a positive integer")
+    return int(value)
+
+
 def _flag(request: Request, key: str) -> bool:
     value = request.query_params.get(key)
     if value is None:
@@ -180,6 +186,14 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
     return data
+
+
+async def _optional_json(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object body, or {} when the request has none (no body, no content type)."""
+    if not request.headers.get("content-type") and \
+            request.headers.get("content-length", "0") == "0":
+        return {}
+    return await read_json(request, limit)
 
 
 def _no_constant(name: str) -> Any:
@@ -563,6 +577,116 @@ class Api:
             raise Invalid(str(err)) from err
         return json_response({"changed": changed})
 
+    # tickets and approvals (docs/tickets.md, docs/approvals.md) ----------------------
+
+    async def tickets_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import scope
+        from hub.domains.tickets import rules as tickets
+
+        sc = scope(actor, "tickets.read")   # Forbidden for a role without it
+        open_only, store = _flag(request, "open"), _opt_name(request, "store")
+        limit = _int(request, "limit", self.list_max, 1, self.list_max)
+
+        def run():
+            with self.db.read() as tx:
+                rows = tickets.list_tickets(tx, open_only=open_only, store=store,
+                                            limit=limit if sc is None else self.list_max * 10)
+            if sc is not None:
+                rows = [r for r in rows if sc.admits(r["store"], r["region"])][:limit]
+            return rows
+        return json_response(await run_in_threadpool(run))
+
+    async def tickets_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.tickets import rules as tickets
+
+        tid = _int_id(request.path_params["ticket_id"], "ticket id")
+
+        def run():
+            with self.db.read() as tx:
+                t = tickets.show(tx, tid)
+            authorize(actor, "tickets.read", store=t["store"], region=t["region"])
+            return t
+        return json_response(await run_in_threadpool(run))
+
+    def _expire_approvals(self) -> None:
+        from hub.domains import approvals
+
+        with self.db.transaction() as tx:   # an expired request says so, and is audited
+            approvals.expire(tx, self.clock)
+
+    async def approvals_list(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+        from hub.domains.access import scope
+
+        scope(actor, "tickets.read")   # Forbidden for a role that may read none
+        pending = _flag(request, "pending")
+        limit = _int(request, "limit", self.list_max, 1, self.list_max)
+
+        def run():
+            self._expire_approvals()
+            with self.db.read() as tx:
+                rows = approvals.list_requests(tx, pending_only=pending,
+                                               limit=self.list_max * 10)
+            return [r for r in rows if approvals.visible_to(actor, r)][:limit]
+        return json_response(await run_in_threadpool(run))
+
+    def _approval(self, tx, actor, rid: int) -> dict:
+        from hub.domains import approvals
+        from hub.domains.access import authorize
+
+        r = approvals.show(tx, rid)
+        if not approvals.visible_to(actor, r):
+            if r["chain_wide"]:
+                authorize(actor, "tickets.read")
+            authorize(actor, "tickets.read", store=r["store"], region=r["region"])
+        return r
+
+    async def approvals_show(self, request: Request, actor) -> Response:
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+
+        def run():
+            self._expire_approvals()
+            with self.db.read() as tx:
+                return self._approval(tx, actor, rid)
+        return json_response(await run_in_threadpool(run))
+
+    async def approvals_approve(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+        data = await _optional_json(request, self.max_body)
+        _fields(data, set(), {"reason", "hash"})
+        reason, seen = data.get("reason", ""), data.get("hash")
+        if not isinstance(reason, str) or (seen is not None and not (
+                isinstance(seen, str) and re.fullmatch(r"[0-9a-f]{64}", seen))):
+            raise Invalid("reason must be a string and hash 64 hexadecimal digits")
+
+        def run():
+            with self.db.transaction() as tx:
+                self._approval(tx, actor, rid)
+                # Without a hash: the action as stored now, read in this same transaction
+                # (as `edge-hub approvals approve` without --hash).
+                h = seen or approvals.show(tx, rid)["payload_hash"]
+                return approvals.approve(tx, self.clock, actor, rid, h, reason)
+        return json_response(await run_in_threadpool(run))
+
+    async def approvals_deny(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+        data = await read_json(request, self.max_body)
+        _fields(data, {"reason"}, set())
+        reason = data["reason"]
+        if not isinstance(reason, str) or not reason.strip():
+            raise Invalid("deny needs a reason (a non-empty string)")
+
+        def run():
+            with self.db.transaction() as tx:
+                self._approval(tx, actor, rid)
+                return approvals.deny(tx, self.clock, actor, rid, reason)
+        return json_response(await run_in_threadpool(run))
+
     def routes(self) -> list[Route]:
         r = self.route
         return [
@@ -588,6 +712,12 @@ class Api:
             r("/v1/commands/{command_id}/approve", "POST", self.command_approve),
             r("/v1/flags", "GET", self.flags_show),
             r("/v1/flags", "POST", self.flags_set),
+            r("/v1/tickets", "GET", self.tickets_list, query={"open", "store", "limit"}),
+            r("/v1/tickets/{ticket_id}", "GET", self.tickets_show),
+            r("/v1/approvals", "GET", self.approvals_list, query={"pending", "limit"}),
+            r("/v1/approvals/{approval_id}", "GET", self.approvals_show),
+            r("/v1/approvals/{approval_id}/approve", "POST", self.approvals_approve),
+            r("/v1/approvals/{approval_id}/deny", "POST", self.approvals_deny),
         ]
 
 
