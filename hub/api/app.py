@@ -119,9 +119,9 @@ def _name(value: str, what: str) -> str:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-def _uuid(value: str) -> str:
+def _uuid(value: str, what: str = "command id") -> str:
     if not _UUID.match(value):
-        raise Invalid("command id: expected a UUID")
+        raise Invalid(f"{what}: expected a UUID")
     return value
 
 
@@ -687,6 +687,104 @@ class Api:
                 return approvals.deny(tx, self.clock, actor, rid, reason)
         return json_response(await run_in_threadpool(run))
 
+    # bundles and rollouts (docs/rollout.md) -----------------------------------------
+
+    async def bundles_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.list_bundles(tx)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.list_rollouts(tx)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+        rid = _uuid(request.path_params["rollout_id"], "rollout id")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.status(tx, rid)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_start(self, request: Request, actor) -> Response:
+        import dataclasses
+
+        from hub.control import known_stores, store_sessions
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "devices.act")
+        data = await read_json(request, self.max_body)
+        _fields(data, {"bundle", "stages"}, {"soak_s", "urgent", "approval", "gates"})
+        bundle, stages = data["bundle"], data["stages"]
+        if not isinstance(bundle, str) or not re.fullmatch(r"[0-9a-f]{8,64}", bundle):
+            raise Invalid("bundle: expected 8 to 64 hexadecimal digits of its sha256")
+        if not isinstance(stages, str) or not stages.strip() or len(stages) > 4096:
+            raise Invalid("stages: expected \"NAME=store,store; NAME=region:R; chain\"")
+        soak = data.get("soak_s", 24 * 3600)
+        urgent = data.get("urgent", False)
+        if isinstance(soak, bool) or not isinstance(soak, (int, float)) or \
+                not isinstance(urgent, bool):
+            raise Invalid("soak_s must be a number of seconds and urgent true or false")
+        approval = tuple(_str_list(data, "approval"))
+        gates_in = data.get("gates", {})
+        known = {f.name: f.type for f in dataclasses.fields(rollout.Gates)}
+        if not isinstance(gates_in, dict) or any(
+                k not in known or isinstance(v, bool) or not isinstance(v, (int, float))
+                or v < 0 or ("float" not in str(known[k]) and not isinstance(v, int))
+                for k, v in gates_in.items()):
+            raise Invalid(f"gates: an object of {', '.join(known)}, each a number >= 0")
+        gates = rollout.Gates(**gates_in)
+        ring = self._ring()
+
+        def run():
+            with self.db.transaction() as tx:
+                return rollout.start(tx, self.clock, actor, ring, bundle=bundle, stages=stages,
+                                     stores=known_stores(tx), soak_s=float(soak),
+                                     urgent=urgent, approvals=approval, gates=gates,
+                                     sessions=store_sessions(tx))
+        try:
+            return json_response(await run_in_threadpool(run), 201)
+        except rollout.RolloutError as err:
+            raise ApiError(409 if "still going" in str(err) else 400, str(err)) from err
+
+    async def rollouts_control(self, request: Request, actor) -> Response:
+        from hub.control import known_stores, store_sessions
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "devices.act")
+        rid = _uuid(request.path_params["rollout_id"], "rollout id")
+        action = request.url.path.rsplit("/", 1)[1]   # one route per action, this function
+        # Pausing and resuming sign nothing: they work on a hub without its key ring.
+        ring = self._ring() if action in ("abort", "approve") else None
+
+        def run():
+            with self.db.transaction() as tx:
+                return rollout.control(tx, self.clock, actor, ring, rid, action,
+                                       known_stores(tx), store_sessions(tx))
+        try:
+            return json_response(await run_in_threadpool(run))
+        except rollout.RolloutError as err:
+            raise ApiError(409, str(err)) from err
+
     def routes(self) -> list[Route]:
         r = self.route
         return [
@@ -718,6 +816,12 @@ class Api:
             r("/v1/approvals/{approval_id}", "GET", self.approvals_show),
             r("/v1/approvals/{approval_id}/approve", "POST", self.approvals_approve),
             r("/v1/approvals/{approval_id}/deny", "POST", self.approvals_deny),
+            r("/v1/bundles", "GET", self.bundles_list),
+            r("/v1/rollouts", "GET", self.rollouts_list),
+            r("/v1/rollouts", "POST", self.rollouts_start),
+            r("/v1/rollouts/{rollout_id}", "GET", self.rollouts_show),
+            *(r(f"/v1/rollouts/{{rollout_id}}/{action}", "POST", self.rollouts_control)
+              for action in ("pause", "resume", "abort", "approve")),
         ]
 
 

@@ -46,6 +46,7 @@ def _op(summary: str, action: str | None, params=(), body: str | None = None,
 
 ALERT_ID = r"^[0-9a-f]{12}$"
 INT_ID = r"^[0-9]{1,18}$"
+ROLLOUT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 COMMAND_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
@@ -135,6 +136,28 @@ def paths() -> dict[str, dict[str, Any]]:
             "Deny a request (its requester may withdraw it); a reason is required",
             "approvals.decide", [_p("approval_id", "approval request id", INT_ID)],
             body="Deny", errors=(400, 401, 403, 404, 409, 413, 415, 429))},
+        "/v1/bundles": {"get": _op("Bundles uploaded (edge-hub bundle add): kind, name, "
+                                   "version, sha256, size", "rollouts.read")},
+        "/v1/rollouts": {
+            "get": _op("The last 50 rollouts, newest first, with stages, state, last gate and "
+                       "stores assigned", "rollouts.read"),
+            "post": _op("Start a staged rollout of an uploaded bundle (docs/rollout.md)",
+                        "devices.act", body="NewRollout", ok=201,
+                        errors=(400, 401, 403, 404, 409, 413, 415, 429, 503))},
+        "/v1/rollouts/{rollout_id}": {"get": _op(
+            "One rollout", "rollouts.read", [_p("rollout_id", "rollout id (a UUID)", ROLLOUT_ID)],
+            errors=(400, 401, 403, 404, 429))},
+        **{f"/v1/rollouts/{{rollout_id}}/{action}": {"post": _op(
+            doc, "devices.act", [_p("rollout_id", "rollout id (a UUID)", ROLLOUT_ID)],
+            errors=(400, 401, 403, 404, 409, 429) + ((503,) if action in ("abort", "approve")
+                                                     else ()))}
+           for action, doc in (
+               ("pause", "Pause a running rollout (no stage moves, no gate is judged)"),
+               ("resume", "Resume a paused rollout"),
+               ("abort", "Abort a rollout: every updated store is rolled back to its last "
+                         "good bundle"),
+               ("approve", "Let a rollout waiting for approval begin its next stage (not its "
+                           "starter)"))},
     }
 
 
@@ -190,6 +213,21 @@ def document(config: Any = None) -> dict[str, Any]:
                          "required": ["reason"],
                          "properties": {"reason": {"type": "string", "minLength": 1,
                                                    "maxLength": 500}}},
+                "NewRollout": {"type": "object", "additionalProperties": False,
+                               "required": ["bundle", "stages"],
+                               "properties": {
+                                   "bundle": {"type": "string",
+                                              "pattern": "^[0-9a-f]{8,64}$"},
+                                   "stages": {"type": "string", "maxLength": 4096,
+                                              "description": "pilot=s1,s2; north=region:"
+                                                             "north; chain"},
+                                   "soak_s": {"type": "number", "minimum": 0,
+                                              "maximum": 2592000},
+                                   "urgent": {"type": "boolean"},
+                                   "approval": {"type": "array", "items": {
+                                       "$ref": "#/components/schemas/Name"}},
+                                   "gates": {"type": "object", "additionalProperties": {
+                                       "type": "number", "minimum": 0}}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status"],
                             "properties": {"type": {"type": "string"},
                                            "title": {"type": "string"},
