@@ -56,6 +56,23 @@ def load_policy(path: str | None) -> TicketPolicy:
     return parse(data.get("tickets", {}))
 
 
+def policy_from_config(config) -> TicketPolicy:
+    """The [tickets] table of the hub config (HubConfig.tickets) as a policy; a mistake is a
+    ConfigError naming its key path (`tickets.families[0].priority`) and the file."""
+    from hub.domains.tickets.policy import PolicyError, parse
+    from hub.errors import ConfigError as HubConfigError, Problem
+
+    table = getattr(config, "tickets", None) or {}
+    if not table:
+        return TicketPolicy(enabled=False)
+    try:
+        return parse(table)
+    except PolicyError as err:
+        path, sep, why = str(err).partition(": ")
+        raise HubConfigError([Problem(path if sep else "tickets", why if sep else str(err))],
+                          getattr(config, "source", "")) from err
+
+
 def approvals_topic(region: str | None, store: str | None, prefix: str = "edge/v1") -> str:
     """{prefix}/approvals/{region}/{store} (edge_protocol.topics); chain-wide requests go to
     {prefix}/approvals/_chain/_chain. A regional manager subscribes to .../approvals/REGION/#."""
