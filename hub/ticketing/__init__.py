@@ -116,10 +116,21 @@ def on_transitions(tx, clock: Callable[[], float], policy: TicketPolicy,
     """Apply alert transitions (in seq order) to tickets; return the intents made."""
     if not policy.enabled:
         return 0
+    from hub.domains.flags import rules as flags
+
     made = 0
+    switched: dict[str, bool] = {}   # the `tickets` kill switch, read once a store a batch
     for env in transitions:
         if policy.rule_for(env.body["what"]) is None:
             continue
+        if env.store not in switched:
+            switched[env.store] = flags.is_on(tx, env.store, "tickets",
+                                              getattr(env, "region", None))
+            if not switched[env.store]:
+                log.info("tickets: switched off for store %s: its alerts open no ticket",
+                         env.store)
+        if not switched[env.store]:
+            continue   # `edge-hub flags set tickets=off`: no ticket, comment or resolve
         out = rules.on_alert(tx, clock, policy,
                              event_of(env, _facts(tx, env.store, env.body["device"])))
         made += len(out.intents)
