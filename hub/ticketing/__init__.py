@@ -37,7 +37,8 @@ CHAIN = "_chain"   # the approvals feed's region and store for chain-wide reques
 
 
 def load_policy(path: str | None) -> TicketPolicy:
-    """The [tickets] table of a TOML file (until the hub config file holds it)."""
+    """The [tickets] table of a TOML file (`serve --tickets FILE`, which takes the place of the
+    hub config's [tickets] table: policy_from_config)."""
     if not path:
         return TicketPolicy(enabled=False)
     try:
