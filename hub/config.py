@@ -7,8 +7,11 @@ mistake by key path (exit 2).
 
 Sections: [broker] (MQTT), [database], [api] (HTTP listener and TLS), [limits] (request size,
 rate, list lengths), [ingest], [audit] (checkpoints), [keys] (the hub's signing key), and
-[tickets], [approvals], [commands], [rollout] reserved for the work that follows (they accept
-no keys yet; a key there is reported as unknown rather than silently ignored).
+[tickets] (the ticket policy, docs/tickets.md: kept here as its raw table, since its parser
+lives in the tickets domain above this layer; `hub.ticketing.policy_from_config` parses it with
+key paths such as `tickets.families[0].priority`, and check-config and serve call it), and
+[approvals], [commands], [rollout] reserved for the work that follows (they accept no keys yet;
+a key there is reported as unknown rather than silently ignored).
 """
 
 from __future__ import annotations
@@ -189,11 +192,6 @@ class KeysSection:
 
 
 @dataclass(frozen=True)
-class TicketsSection:
-    """Reserved for ITSM tickets (issue 13); no keys yet."""
-
-
-@dataclass(frozen=True)
 class ApprovalsSection:
     """Reserved for human approvals (issue 13); no keys yet."""
 
@@ -229,7 +227,9 @@ class HubConfig:
     audit: AuditSection = AuditSection()
     keys: KeysSection = KeysSection()
     log: LogSection = LogSection()
-    tickets: TicketsSection = TicketsSection()
+    # The [tickets] policy as its TOML table ({} when absent): free-form here, parsed and
+    # checked by hub.domains.tickets.policy.parse (through hub.ticketing.policy_from_config).
+    tickets: dict = dataclasses.field(default_factory=dict)
     approvals: ApprovalsSection = ApprovalsSection()
     commands: CommandsSection = CommandsSection()
     rollout: RolloutSection = RolloutSection()
@@ -239,12 +239,15 @@ class HubConfig:
 def parse_config(data: dict[str, Any], source: str = "") -> HubConfig:
     """Build a HubConfig from parsed TOML; raise ConfigError listing every problem."""
     problems: list[Problem] = []
-    config = load(HubConfig, data, "", problems, skip=("source",))
+    config = load(HubConfig, data, "", problems, skip=("source", "tickets"))
     if "source" in data:
         problems.append(Problem("source", "unknown key"))
+    tickets = data.get("tickets", {})
+    if not isinstance(tickets, dict):
+        problems.append(Problem("tickets", "expected a table"))
     if problems:
         raise ConfigError(problems, source)
-    return dataclasses.replace(config, source=source)
+    return dataclasses.replace(config, source=source, tickets=tickets)
 
 
 def parse_text(text: str, source: str = "<string>") -> HubConfig:

@@ -119,10 +119,16 @@ def _name(value: str, what: str) -> str:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-def _uuid(value: str) -> str:
+def _uuid(value: str, what: str = "command id") -> str:
     if not _UUID.match(value):
-        raise Invalid("command id: expected a UUID")
+        raise Invalid(f"{what}: expected a UUID")
     return value
+
+
+def _int_id(value: str, what: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise Invalid(f"{what}: expected a positive integer")
+    return int(value)
 
 
 def _flag(request: Request, key: str) -> bool:
@@ -180,6 +186,14 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
     return data
+
+
+async def _optional_json(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object body, or {} when the request has none (no body, no content type)."""
+    if not request.headers.get("content-type") and \
+            request.headers.get("content-length", "0") == "0":
+        return {}
+    return await read_json(request, limit)
 
 
 def _no_constant(name: str) -> Any:
@@ -563,6 +577,214 @@ class Api:
             raise Invalid(str(err)) from err
         return json_response({"changed": changed})
 
+    # tickets and approvals (docs/tickets.md, docs/approvals.md) ----------------------
+
+    async def tickets_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import scope
+        from hub.domains.tickets import rules as tickets
+
+        sc = scope(actor, "tickets.read")   # Forbidden for a role without it
+        open_only, store = _flag(request, "open"), _opt_name(request, "store")
+        limit = _int(request, "limit", self.list_max, 1, self.list_max)
+
+        def run():
+            with self.db.read() as tx:
+                rows = tickets.list_tickets(tx, open_only=open_only, store=store,
+                                            limit=limit if sc is None else self.list_max * 10)
+            if sc is not None:
+                rows = [r for r in rows if sc.admits(r["store"], r["region"])][:limit]
+            return rows
+        return json_response(await run_in_threadpool(run))
+
+    async def tickets_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.tickets import rules as tickets
+
+        tid = _int_id(request.path_params["ticket_id"], "ticket id")
+
+        def run():
+            with self.db.read() as tx:
+                t = tickets.show(tx, tid)
+            authorize(actor, "tickets.read", store=t["store"], region=t["region"])
+            return t
+        return json_response(await run_in_threadpool(run))
+
+    def _expire_approvals(self) -> None:
+        from hub.domains import approvals
+
+        with self.db.transaction() as tx:   # an expired request says so, and is audited
+            approvals.expire(tx, self.clock)
+
+    async def approvals_list(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+        from hub.domains.access import scope
+
+        scope(actor, "tickets.read")   # Forbidden for a role that may read none
+        pending = _flag(request, "pending")
+        limit = _int(request, "limit", self.list_max, 1, self.list_max)
+
+        def run():
+            self._expire_approvals()
+            with self.db.read() as tx:
+                rows = approvals.list_requests(tx, pending_only=pending,
+                                               limit=self.list_max * 10)
+            return [r for r in rows if approvals.visible_to(actor, r)][:limit]
+        return json_response(await run_in_threadpool(run))
+
+    def _approval(self, tx, actor, rid: int) -> dict:
+        from hub.domains import approvals
+        from hub.domains.access import authorize
+
+        r = approvals.show(tx, rid)
+        if not approvals.visible_to(actor, r):
+            if r["chain_wide"]:
+                authorize(actor, "tickets.read")
+            authorize(actor, "tickets.read", store=r["store"], region=r["region"])
+        return r
+
+    async def approvals_show(self, request: Request, actor) -> Response:
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+
+        def run():
+            self._expire_approvals()
+            with self.db.read() as tx:
+                return self._approval(tx, actor, rid)
+        return json_response(await run_in_threadpool(run))
+
+    async def approvals_approve(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+        data = await _optional_json(request, self.max_body)
+        _fields(data, set(), {"reason", "hash"})
+        reason, seen = data.get("reason", ""), data.get("hash")
+        if not isinstance(reason, str) or (seen is not None and not (
+                isinstance(seen, str) and re.fullmatch(r"[0-9a-f]{64}", seen))):
+            raise Invalid("reason must be a string and hash 64 hexadecimal digits")
+
+        def run():
+            with self.db.transaction() as tx:
+                self._approval(tx, actor, rid)
+                # Without a hash: the action as stored now, read in this same transaction
+                # (as `edge-hub approvals approve` without --hash).
+                h = seen or approvals.show(tx, rid)["payload_hash"]
+                return approvals.approve(tx, self.clock, actor, rid, h, reason)
+        return json_response(await run_in_threadpool(run))
+
+    async def approvals_deny(self, request: Request, actor) -> Response:
+        from hub.domains import approvals
+
+        rid = _int_id(request.path_params["approval_id"], "approval id")
+        data = await read_json(request, self.max_body)
+        _fields(data, {"reason"}, set())
+        reason = data["reason"]
+        if not isinstance(reason, str) or not reason.strip():
+            raise Invalid("deny needs a reason (a non-empty string)")
+
+        def run():
+            with self.db.transaction() as tx:
+                self._approval(tx, actor, rid)
+                return approvals.deny(tx, self.clock, actor, rid, reason)
+        return json_response(await run_in_threadpool(run))
+
+    # bundles and rollouts (docs/rollout.md) -----------------------------------------
+
+    async def bundles_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.list_bundles(tx)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.list_rollouts(tx)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_show(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "rollouts.read")
+        rid = _uuid(request.path_params["rollout_id"], "rollout id")
+
+        def run():
+            with self.db.read() as tx:
+                return rollout.status(tx, rid)
+        return json_response(await run_in_threadpool(run))
+
+    async def rollouts_start(self, request: Request, actor) -> Response:
+        import dataclasses
+
+        from hub.control import known_stores, store_sessions
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "devices.act")
+        data = await read_json(request, self.max_body)
+        _fields(data, {"bundle", "stages"}, {"soak_s", "urgent", "approval", "gates"})
+        bundle, stages = data["bundle"], data["stages"]
+        if not isinstance(bundle, str) or not re.fullmatch(r"[0-9a-f]{8,64}", bundle):
+            raise Invalid("bundle: expected 8 to 64 hexadecimal digits of its sha256")
+        if not isinstance(stages, str) or not stages.strip() or len(stages) > 4096:
+            raise Invalid("stages: expected \"NAME=store,store; NAME=region:R; chain\"")
+        soak = data.get("soak_s", 24 * 3600)
+        urgent = data.get("urgent", False)
+        if isinstance(soak, bool) or not isinstance(soak, (int, float)) or \
+                not isinstance(urgent, bool):
+            raise Invalid("soak_s must be a number of seconds and urgent true or false")
+        approval = tuple(_str_list(data, "approval"))
+        gates_in = data.get("gates", {})
+        known = {f.name: f.type for f in dataclasses.fields(rollout.Gates)}
+        if not isinstance(gates_in, dict) or any(
+                k not in known or isinstance(v, bool) or not isinstance(v, (int, float))
+                or v < 0 or ("float" not in str(known[k]) and not isinstance(v, int))
+                for k, v in gates_in.items()):
+            raise Invalid(f"gates: an object of {', '.join(known)}, each a number >= 0")
+        gates = rollout.Gates(**gates_in)
+        ring = self._ring()
+
+        def run():
+            with self.db.transaction() as tx:
+                return rollout.start(tx, self.clock, actor, ring, bundle=bundle, stages=stages,
+                                     stores=known_stores(tx), soak_s=float(soak),
+                                     urgent=urgent, approvals=approval, gates=gates,
+                                     sessions=store_sessions(tx))
+        try:
+            return json_response(await run_in_threadpool(run), 201)
+        except rollout.RolloutError as err:
+            raise ApiError(409 if "still going" in str(err) else 400, str(err)) from err
+
+    async def rollouts_control(self, request: Request, actor) -> Response:
+        from hub.control import known_stores, store_sessions
+        from hub.domains.access import authorize
+        from hub.domains.rollout import rules as rollout
+
+        authorize(actor, "devices.act")
+        rid = _uuid(request.path_params["rollout_id"], "rollout id")
+        action = request.url.path.rsplit("/", 1)[1]   # one route per action, this function
+        # Pausing and resuming sign nothing: they work on a hub without its key ring.
+        ring = self._ring() if action in ("abort", "approve") else None
+
+        def run():
+            with self.db.transaction() as tx:
+                return rollout.control(tx, self.clock, actor, ring, rid, action,
+                                       known_stores(tx), store_sessions(tx))
+        try:
+            return json_response(await run_in_threadpool(run))
+        except rollout.RolloutError as err:
+            raise ApiError(409, str(err)) from err
+
     def routes(self) -> list[Route]:
         r = self.route
         return [
@@ -588,6 +810,18 @@ class Api:
             r("/v1/commands/{command_id}/approve", "POST", self.command_approve),
             r("/v1/flags", "GET", self.flags_show),
             r("/v1/flags", "POST", self.flags_set),
+            r("/v1/tickets", "GET", self.tickets_list, query={"open", "store", "limit"}),
+            r("/v1/tickets/{ticket_id}", "GET", self.tickets_show),
+            r("/v1/approvals", "GET", self.approvals_list, query={"pending", "limit"}),
+            r("/v1/approvals/{approval_id}", "GET", self.approvals_show),
+            r("/v1/approvals/{approval_id}/approve", "POST", self.approvals_approve),
+            r("/v1/approvals/{approval_id}/deny", "POST", self.approvals_deny),
+            r("/v1/bundles", "GET", self.bundles_list),
+            r("/v1/rollouts", "GET", self.rollouts_list),
+            r("/v1/rollouts", "POST", self.rollouts_start),
+            r("/v1/rollouts/{rollout_id}", "GET", self.rollouts_show),
+            *(r(f"/v1/rollouts/{{rollout_id}}/{action}", "POST", self.rollouts_control)
+              for action in ("pause", "resume", "abort", "approve")),
         ]
 
 

@@ -27,7 +27,8 @@ def _p(name: str, doc: str, pattern: str | None = None) -> dict[str, Any]:
 
 
 def _op(summary: str, action: str | None, params=(), body: str | None = None,
-        ok: int = 200, errors=(400, 401, 403, 429)) -> dict[str, Any]:
+        ok: int = 200, errors=(400, 401, 403, 429),
+        body_required: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": list(params),
                           "responses": {str(ok): {"description": "done",
                                                   "content": {"application/json": {}}}}}
@@ -38,12 +39,14 @@ def _op(summary: str, action: str | None, params=(), body: str | None = None,
     else:
         op["security"] = []
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{body}"}}}}
     return op
 
 
 ALERT_ID = r"^[0-9a-f]{12}$"
+INT_ID = r"^[0-9]{1,18}$"
+ROLLOUT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 COMMAND_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
@@ -109,6 +112,52 @@ def paths() -> dict[str, dict[str, Any]]:
                                   "for the chain, a region or a store", "devices.act",
                                   body="FlagSetting",
                                   errors=(400, 401, 403, 404, 413, 415, 429, 503))},
+        "/v1/tickets": {"get": _op(
+            "Tickets the hub opened in the chain's ITSM, newest first, with their ITSM key, "
+            "state and deliveries (inside the caller's scope)", "tickets.read",
+            [_q("open", "boolean", "only open or cleared ones"), store_q, limit])},
+        "/v1/tickets/{ticket_id}": {"get": _op(
+            "One ticket and its delivery intents", "tickets.read",
+            [_p("ticket_id", "ticket id", INT_ID)], errors=(400, 401, 403, 404, 429))},
+        "/v1/approvals": {"get": _op(
+            "Approval requests, newest first, inside the caller's scope (docs/approvals.md)",
+            "tickets.read", [_q("pending", "boolean", "only pending ones"), limit])},
+        "/v1/approvals/{approval_id}": {"get": _op(
+            "One approval request: the action, its hash, its votes", "tickets.read",
+            [_p("approval_id", "approval request id", INT_ID)],
+            errors=(400, 401, 403, 404, 429))},
+        "/v1/approvals/{approval_id}/approve": {"post": _op(
+            "Approve the action whose hash you saw (without hash: as stored now); refused "
+            "for the requester (403), outside scope (403), not pending, expired or a "
+            "changed action (409)", "approvals.decide",
+            [_p("approval_id", "approval request id", INT_ID)], body="Approve",
+            errors=(400, 401, 403, 404, 409, 413, 415, 429), body_required=False)},
+        "/v1/approvals/{approval_id}/deny": {"post": _op(
+            "Deny a request (its requester may withdraw it); a reason is required",
+            "approvals.decide", [_p("approval_id", "approval request id", INT_ID)],
+            body="Deny", errors=(400, 401, 403, 404, 409, 413, 415, 429))},
+        "/v1/bundles": {"get": _op("Bundles uploaded (edge-hub bundle add): kind, name, "
+                                   "version, sha256, size", "rollouts.read")},
+        "/v1/rollouts": {
+            "get": _op("The last 50 rollouts, newest first, with stages, state, last gate and "
+                       "stores assigned", "rollouts.read"),
+            "post": _op("Start a staged rollout of an uploaded bundle (docs/rollout.md)",
+                        "devices.act", body="NewRollout", ok=201,
+                        errors=(400, 401, 403, 404, 409, 413, 415, 429, 503))},
+        "/v1/rollouts/{rollout_id}": {"get": _op(
+            "One rollout", "rollouts.read", [_p("rollout_id", "rollout id (a UUID)", ROLLOUT_ID)],
+            errors=(400, 401, 403, 404, 429))},
+        **{f"/v1/rollouts/{{rollout_id}}/{action}": {"post": _op(
+            doc, "devices.act", [_p("rollout_id", "rollout id (a UUID)", ROLLOUT_ID)],
+            errors=(400, 401, 403, 404, 409, 429) + ((503,) if action in ("abort", "approve")
+                                                     else ()))}
+           for action, doc in (
+               ("pause", "Pause a running rollout (no stage moves, no gate is judged)"),
+               ("resume", "Resume a paused rollout"),
+               ("abort", "Abort a rollout: every updated store is rolled back to its last "
+                         "good bundle"),
+               ("approve", "Let a rollout waiting for approval begin its next stage (not its "
+                           "starter)"))},
     }
 
 
@@ -156,6 +205,29 @@ def document(config: Any = None) -> dict[str, Any]:
                                     "value": {"type": "boolean"},
                                     "scope": {"type": "string", "pattern":
                                               r"^(chain|region:.+|store:.+)$"}}},
+                "Approve": {"type": "object", "additionalProperties": False,
+                            "properties": {"reason": {"type": "string", "maxLength": 500},
+                                           "hash": {"type": "string",
+                                                    "pattern": "^[0-9a-f]{64}$"}}},
+                "Deny": {"type": "object", "additionalProperties": False,
+                         "required": ["reason"],
+                         "properties": {"reason": {"type": "string", "minLength": 1,
+                                                   "maxLength": 500}}},
+                "NewRollout": {"type": "object", "additionalProperties": False,
+                               "required": ["bundle", "stages"],
+                               "properties": {
+                                   "bundle": {"type": "string",
+                                              "pattern": "^[0-9a-f]{8,64}$"},
+                                   "stages": {"type": "string", "maxLength": 4096,
+                                              "description": "pilot=s1,s2; north=region:"
+                                                             "north; chain"},
+                                   "soak_s": {"type": "number", "minimum": 0,
+                                              "maximum": 2592000},
+                                   "urgent": {"type": "boolean"},
+                                   "approval": {"type": "array", "items": {
+                                       "$ref": "#/components/schemas/Name"}},
+                                   "gates": {"type": "object", "additionalProperties": {
+                                       "type": "number", "minimum": 0}}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status"],
                             "properties": {"type": {"type": "string"},
                                            "title": {"type": "string"},

@@ -22,6 +22,9 @@ def run(args) -> int:
 
     try:
         config = load_config(args.file)
+        from hub.ticketing import policy_from_config
+
+        policy = policy_from_config(config)   # [tickets]: the policy's own key paths
     except ConfigError as err:
         where = f"{err.source}: " if err.source else ""
         for problem in err.problems:
@@ -39,4 +42,7 @@ def run(args) -> int:
     print(f"  audit checkpoints every {au.checkpoint_interval:g} s"
           + (f" to {escape(au.checkpoint_file)}" if au.checkpoint_file else "")
           if au.checkpoint_interval else "  audit checkpoints off")
+    print(f"  tickets {'on' if policy.enabled else 'off'}"
+          + (f": {len(policy.families)} famil{'y' if len(policy.families) == 1 else 'ies'}, "
+             f"{len(policy.connectors)} connector(s)" if policy.enabled else ""))
     return 0

@@ -58,7 +58,8 @@ def register(sub, add_db) -> None:
     p.add_argument("--config", default=os.environ.get("EDGE_HUB_CONFIG"),
                    help="hub config file (hub.example.toml; default $EDGE_HUB_CONFIG)")
     p.add_argument("--tickets", metavar="FILE",
-                   help="a TOML file with the [tickets] policy and connectors (docs/tickets.md)")
+                   help="a TOML file with the [tickets] policy and connectors (docs/tickets.md); "
+                        "default: the [tickets] table of --config")
     p.add_argument("--log-format", choices=("text", "json"))
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
@@ -116,7 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logs.setup(_pick(args.log_format, lg.format), _pick(args.log_level, lg.level))
     from hub import ticketing
 
-    policy = ticketing.load_policy(args.tickets)
+    # --tickets FILE wins; without it, the hub config's [tickets] table (docs/tickets.md).
+    policy = ticketing.load_policy(args.tickets) if args.tickets else \
+        ticketing.policy_from_config(config)
     if policy.enabled:   # settings and secrets checked before starting (the worker makes its own)
         for connector in ticketing.build_connectors(policy).values():
             connector.cleanup()
@@ -140,7 +143,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         print(f"edge-hub serve: ok: worker {escape(settings.client_id)}, broker {host}:{port}"
               f"{' (embedded)' if embedded else ''}, database {escape(_safe(url))}"
-              + (f", api {escape(listen)}" if listen else ""))
+              + (f", api {escape(listen)}" if listen else "")
+              + (f", tickets {len(policy.families)} families "
+                 f"({'--tickets' if args.tickets else 'config'})" if policy.enabled else ""))
         return 0
     args.db = url
     db = store_of(args, create=True)

@@ -37,7 +37,8 @@ CHAIN = "_chain"   # the approvals feed's region and store for chain-wide reques
 
 
 def load_policy(path: str | None) -> TicketPolicy:
-    """The [tickets] table of a TOML file (until the hub config file holds it)."""
+    """The [tickets] table of a TOML file (`serve --tickets FILE`, which takes the place of the
+    hub config's [tickets] table: policy_from_config)."""
     if not path:
         return TicketPolicy(enabled=False)
     try:
@@ -54,6 +55,23 @@ def load_policy(path: str | None) -> TicketPolicy:
     from hub.domains.tickets.policy import parse
 
     return parse(data.get("tickets", {}))
+
+
+def policy_from_config(config) -> TicketPolicy:
+    """The [tickets] table of the hub config (HubConfig.tickets) as a policy; a mistake is a
+    ConfigError naming its key path (`tickets.families[0].priority`) and the file."""
+    from hub.domains.tickets.policy import PolicyError, parse
+    from hub.errors import ConfigError as HubConfigError, Problem
+
+    table = getattr(config, "tickets", None) or {}
+    if not table:
+        return TicketPolicy(enabled=False)
+    try:
+        return parse(table)
+    except PolicyError as err:
+        path, sep, why = str(err).partition(": ")
+        raise HubConfigError([Problem(path if sep else "tickets", why if sep else str(err))],
+                          getattr(config, "source", "")) from err
 
 
 def approvals_topic(region: str | None, store: str | None, prefix: str = "edge/v1") -> str:
@@ -99,10 +117,21 @@ def on_transitions(tx, clock: Callable[[], float], policy: TicketPolicy,
     """Apply alert transitions (in seq order) to tickets; return the intents made."""
     if not policy.enabled:
         return 0
+    from hub.domains.flags import rules as flags
+
     made = 0
+    switched: dict[str, bool] = {}   # the `tickets` kill switch, read once a store a batch
     for env in transitions:
         if policy.rule_for(env.body["what"]) is None:
             continue
+        if env.store not in switched:
+            switched[env.store] = flags.is_on(tx, env.store, "tickets",
+                                              getattr(env, "region", None))
+            if not switched[env.store]:
+                log.info("tickets: switched off for store %s: its alerts open no ticket",
+                         env.store)
+        if not switched[env.store]:
+            continue   # `edge-hub flags set tickets=off`: no ticket, comment or resolve
         out = rules.on_alert(tx, clock, policy,
                              event_of(env, _facts(tx, env.store, env.body["device"])))
         made += len(out.intents)

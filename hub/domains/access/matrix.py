@@ -23,6 +23,7 @@ ACTIONS = {
     "alerts.read": "alerts raised and cleared",
     "alerts.ack": "acknowledge an alert",
     "devices.act": "act on a device (commands, restarts, rollouts to it)",
+    "rollouts.read": "bundles and rollouts: stages, state, gates, stores assigned",
     "tickets.read": "ITSM tickets",
     "tickets.write": "open, update, close tickets",
     "approvals.decide": "approve or reject a pending action",
@@ -37,7 +38,8 @@ _READ_SCOPED = {"fleet.read": SCOPED, "alerts.read": SCOPED, "tickets.read": SCO
 
 MATRIX: dict[str, dict[str, str]] = {
     "hq-admin": {action: ALL for action in ACTIONS},
-    "it-operator": {**_READ_ALL, "alerts.ack": ALL, "devices.act": ALL, "tickets.write": ALL},
+    "it-operator": {**_READ_ALL, "alerts.ack": ALL, "devices.act": ALL, "rollouts.read": ALL,
+                    "tickets.write": ALL},
     # Approvals (issue 13): "the approver must hold a role and scope covering the store".
     "regional-manager": {**_READ_SCOPED, "alerts.ack": SCOPED, "approvals.decide": SCOPED},
     "store-manager": {**_READ_SCOPED, "alerts.ack": SCOPED, "approvals.decide": SCOPED},

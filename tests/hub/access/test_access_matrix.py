@@ -21,6 +21,7 @@ fleet.read        A         A            S                 S              A
 alerts.read       A         A            S                 S              A
 alerts.ack        A         A            S                 S              -
 devices.act       A         A            -                 -              -
+rollouts.read     A         A            -                 -              -
 tickets.read      A         A            S                 S              A
 tickets.write     A         A            -                 -              -
 approvals.decide  A         -            S                 S              -
@@ -81,7 +82,7 @@ def test_every_cell(role, action, place):
 
 
 def test_cell_count_covers_the_whole_matrix():
-    assert len(CELLS) == len(ROLES) * len(ACTIONS) * 3 == 165
+    assert len(CELLS) == len(ROLES) * len(ACTIONS) * 3 == 180
 
 
 def test_scope_comes_from_regions_or_stores_and_a_store_needs_its_region():

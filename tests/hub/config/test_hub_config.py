@@ -50,6 +50,11 @@ def documented_keys():
     return sections
 
 
+# Tables the config keeps as they are, parsed by their domain: [tickets] is the ticket policy
+# (hub.domains.tickets.policy.parse; its example is in '##' lines, tested below).
+FREE_FORM = {"tickets"}
+
+
 def sections():
     hints = typing.get_type_hints(HubConfig)
     return {name: tp for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
@@ -82,6 +87,10 @@ def test_every_key_is_documented_in_the_example_with_its_default():
                 problems.append(f"{name}.{f.name}: example shows {value!r}, "
                                 f"default is {f.default!r}")
     for name, keys in documented.items():
+        if name in FREE_FORM:
+            problems += [f"{name}.{k}: a free-form table shows its example in '##' lines"
+                         for k in keys]
+            continue
         cls = sections().get(name)
         if cls is None:
             problems.append(f"[{name}] is not a hub config section")
@@ -109,7 +118,7 @@ def test_the_drift_check_can_fail(tmp_path, monkeypatch):
     ("[database]\nurl = 'mysql://x'", "database.url", "SQLite path"),
     ("[limits]\nmax_body_bytes = 1", "limits.max_body_bytes", ">= 1024"),
     ("[audit]\ncheckpoint_topic = 'a/#'", "audit.checkpoint_topic", "topic"),
-    ("[tickets]\nurl = 'x'", "tickets.url", "unknown key"),
+    ("[approvals]\nurl = 'x'", "approvals.url", "unknown key"),
     ("[nope]\nx = 1", "nope", "unknown key"),
     ("log = 3", "log", "expected a table"),
     ("[log]\nlevel = 'loud'", "log.level", "must be one of"),
@@ -178,3 +187,79 @@ def test_key_names_with_control_characters_are_escaped(tmp_path):
     assert out.returncode == 2
     assert "\x1b" not in out.stderr and "\x9b" not in out.stderr
     assert "unknown key" in out.stderr
+
+
+def _example_tickets_policy() -> str:
+    """The [tickets] example of hub.example.toml ('##' lines), uncommented."""
+    lines, inside = [], False
+    for line in EXAMPLE.read_text().splitlines():
+        if line.strip() == "[tickets]":
+            inside = True
+            lines.append(line)
+        elif inside and re.match(r"^\[[a-z]", line):
+            break
+        elif inside and line.startswith("##   "):
+            lines.append(line[5:])
+        elif inside and line.strip() == "##":
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_ticket_policy_lives_in_the_hub_config_with_key_paths_for_mistakes(tmp_path):
+    from hub.errors import ConfigError
+    from hub.ticketing import policy_from_config
+
+    text = _example_tickets_policy()
+    assert "[[tickets.families]]" in text
+    policy = policy_from_config(hubconfig.parse_text(text))
+    assert policy.enabled and policy.rule_for("predicted_failure").priority == "low"
+    assert policy.connector("servicenow") is not None
+    assert not policy_from_config(HubConfig()).enabled   # no [tickets]: no tickets
+    bad = text.replace('priority = "high"', 'priority = "urgent"')
+    with pytest.raises(ConfigError) as err:
+        policy_from_config(hubconfig.parse_text(bad, "hub.toml"))
+    assert err.value.problems[0].path == "tickets.families[0].priority"
+    assert err.value.source == "hub.toml"
+    with pytest.raises(ConfigError) as err:   # the policy's keys, not the config loader's
+        policy_from_config(hubconfig.parse_text("[tickets]\nurl = 'x'\n"))
+    assert err.value.problems[0].path == "tickets.url"
+    assert "unknown key" in err.value.problems[0].message
+    with pytest.raises(ConfigError, match="tickets: expected a table"):
+        hubconfig.parse_text('tickets = 3\n')
+    # check-config names the policy's key path, and says ok (tickets on) for the example.
+    f = tmp_path / "hub.toml"
+    f.write_text(bad)
+    out = hub("check-config", str(f))
+    assert out.returncode == 2 and "tickets.families[0].priority" in out.stderr
+    f.write_text(text)
+    out = hub("check-config", str(f))
+    assert out.returncode == 0 and "tickets on: 2 families, 1 connector(s)" in out.stdout, \
+        out.stderr
+
+
+def test_serve_takes_the_ticket_policy_from_its_config_unless_tickets_is_given(tmp_path):
+    import os
+    import subprocess
+
+    policy = ('[tickets]\nenabled = true\n[[tickets.families]]\nwhat = "failed"\n'
+              'ticket = "incident"\npriority = "high"\n[[tickets.routes]]\nconnector = "hook"\n'
+              '[tickets.connectors.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
+              'secret_env = "HUB_TEST_HOOK_SECRET"\n')
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[database]\nurl = "{tmp_path / "hub.db"}"\n' + policy)
+    env = {**os.environ, "HUB_TEST_HOOK_SECRET": "s"}
+
+    def serve(*extra):
+        return subprocess.run([sys.executable, "-m", "hub", "serve", "--config", str(config),
+                               *extra, "--check"], capture_output=True, text=True, env=env,
+                              timeout=60)
+    out = serve()
+    assert out.returncode == 0 and "tickets 1 families (config)" in out.stdout, out.stderr
+    alone = tmp_path / "tickets.toml"
+    alone.write_text(policy.replace('what = "failed"', 'what = "failed"\n[[tickets.families]]\n'
+                                    'what = "predicted_failure"'))
+    out = serve("--tickets", str(alone))
+    assert out.returncode == 0 and "tickets 2 families (--tickets)" in out.stdout, out.stderr
+    config.write_text(config.read_text().replace('"high"', '"urgent"'))
+    out = serve()
+    assert out.returncode == 2 and "tickets.families[0].priority" in out.stderr
