@@ -29,7 +29,7 @@ from typing import Any, Callable
 from edge_protocol import commands as proto
 from edge_protocol import topics
 from edge_protocol.errors import ProtocolError
-from hub.errors import HubError
+from hub.errors import Conflict, HubError, Invalid
 from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
 from hub.domains.rollout import rules as rollout
@@ -49,6 +49,27 @@ def known_stores(tx: Any) -> dict[str, str]:
     """store -> region for every store the hub has heard from."""
     tx.execute("SELECT store, region FROM stores")
     return {s: r for s, r in tx.fetchall()}
+
+
+def command_region(tx: Any, store: str, given: str | None = None) -> str | None:
+    """The region a command for `store` goes to: the one the hub knows from the store's birth;
+    `given` (the caller's --region) only for a store not seen yet, and refused when it names
+    another region than the known one (the command would go to a topic no store reads)."""
+    tx.execute("SELECT region FROM stores WHERE store = ?", (store,))
+    row = tx.fetchone()
+    known = row[0] if row else None
+    if known and given and given != known:
+        raise Invalid(f"store {store} is in region {known}, not {given}")
+    return known or given
+
+
+def rollout_refusal(err: rollout.RolloutError, starting: bool = False) -> HubError:
+    """A refusal of the rollout domain as the API and the CLI report it: a rollout of the kind
+    still going, or a state that does not allow the action, is a Conflict (409, exit 1); any
+    other refusal of a start request (stages, approvals, soak) is Invalid (400, exit 2)."""
+    if not starting or "still going" in str(err):
+        return Conflict(str(err))
+    return Invalid(str(err))
 
 
 def store_sessions(tx: Any) -> dict[str, int]:

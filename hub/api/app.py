@@ -486,17 +486,22 @@ class Api:
 
     async def command_issue(self, request: Request, actor) -> Response:
         from edge_protocol.commands import CommandError
-        from hub.control import known_stores, request_approval
+        from hub.control import command_region, request_approval
         from hub.domains.commands import rules
 
         data = await read_json(request, self.max_body)
-        _fields(data, {"store", "action"}, {"device", "args", "expires_s"})
+        _fields(data, {"store", "action"}, {"device", "args", "expires_s", "region"})
         store = _name(data["store"], "store") if isinstance(data["store"], str) else None
         if store is None or not isinstance(data["action"], str):
             raise Invalid("store and action must be strings")
         device = data.get("device")
         if device is not None and not isinstance(device, str):
             raise Invalid("device must be a string")
+        given = data.get("region")   # only for a store the hub has not seen yet
+        if given is not None and not isinstance(given, str):
+            raise Invalid("region must be a string")
+        if given is not None:
+            _name(given, "region")
         args = data.get("args", {})
         expires = data.get("expires_s", 600)
         if not isinstance(args, dict) or isinstance(expires, bool) or \
@@ -506,16 +511,29 @@ class Api:
 
         def run():
             with self.db.transaction() as tx:
-                region = known_stores(tx).get(store)
+                region = command_region(tx, store, given)
                 return rules.issue(tx, self.clock, actor, store=store, region=region,
                                    device=device, action=data["action"], args=args,
                                    expires_s=float(expires), ring=ring,
-                                   approvals=request_approval)
+                                   approvals=request_approval, source=self.source(request))
         try:
             row = await run_in_threadpool(run)
         except CommandError as err:
             raise Invalid(f"{err.code}: {err.detail}") from err
         return json_response(row, 201)
+
+    async def commands_list(self, request: Request, actor) -> Response:
+        from hub.domains.access import scope
+        from hub.domains.commands import rules
+
+        sc = scope(actor, "fleet.read")   # None: the whole chain; else its regions and stores
+        store = _opt_name(request, "store")
+        limit = _int(request, "limit", 50, 1, min(1000, self.list_max))
+
+        def run():
+            with self.db.read() as tx:
+                return rules.list_commands(tx, store=store, limit=limit, scope=sc)
+        return json_response(await run_in_threadpool(run))
 
     def _command(self, actor, cmd_id: str, action: str | None = None) -> dict:
         from hub.domains.access import authorize
@@ -570,12 +588,14 @@ class Api:
         def run():
             with self.db.transaction() as tx:
                 return flags.set_flag(tx, self.clock, actor, data["scope"], data["name"],
-                                      data["value"], ring, region_of=known_stores(tx))
+                                      data["value"], ring, region_of=known_stores(tx),
+                                      source=self.source(request))
         try:
             changed = await run_in_threadpool(run)
         except ValueError as err:
             raise Invalid(str(err)) from err
-        return json_response({"changed": changed})
+        return json_response({"name": data["name"], "value": data["value"],
+                              "scope": data["scope"], "changed": changed})
 
     # tickets and approvals (docs/tickets.md, docs/approvals.md) ----------------------
 
@@ -726,7 +746,7 @@ class Api:
     async def rollouts_start(self, request: Request, actor) -> Response:
         import dataclasses
 
-        from hub.control import known_stores, store_sessions
+        from hub.control import known_stores, rollout_refusal, store_sessions
         from hub.domains.access import authorize
         from hub.domains.rollout import rules as rollout
 
@@ -762,11 +782,11 @@ class Api:
                                      sessions=store_sessions(tx))
         try:
             return json_response(await run_in_threadpool(run), 201)
-        except rollout.RolloutError as err:
-            raise ApiError(409 if "still going" in str(err) else 400, str(err)) from err
+        except rollout.RolloutError as err:   # 409 a rollout still going, else 400
+            raise rollout_refusal(err, starting=True) from err
 
     async def rollouts_control(self, request: Request, actor) -> Response:
-        from hub.control import known_stores, store_sessions
+        from hub.control import known_stores, rollout_refusal, store_sessions
         from hub.domains.access import authorize
         from hub.domains.rollout import rules as rollout
 
@@ -782,8 +802,8 @@ class Api:
                                        known_stores(tx), store_sessions(tx))
         try:
             return json_response(await run_in_threadpool(run))
-        except rollout.RolloutError as err:
-            raise ApiError(409, str(err)) from err
+        except rollout.RolloutError as err:   # a state that does not allow it: 409
+            raise rollout_refusal(err) from err
 
     def routes(self) -> list[Route]:
         r = self.route
@@ -805,6 +825,7 @@ class Api:
             r("/v1/users/{name}", "GET", self.users_show),
             r("/v1/users/{name}/disable", "POST", self.users_disable),
             r("/v1/users/{name}/rotate-token", "POST", self.users_rotate),
+            r("/v1/commands", "GET", self.commands_list, query={"store", "limit"}),
             r("/v1/commands", "POST", self.command_issue),
             r("/v1/commands/{command_id}", "GET", self.command_show),
             r("/v1/commands/{command_id}/approve", "POST", self.command_approve),

@@ -95,7 +95,11 @@ def paths() -> dict[str, dict[str, Any]]:
         "/v1/users/{name}/rotate-token": {"post": _op(
             "Revoke a user's tokens and return a new one", "users.manage",
             [_p("name", "user name")], errors=(400, 401, 403, 404, 409, 429))},
-        "/v1/commands": {"post": _op(
+        "/v1/commands": {"get": _op(
+            "Commands, newest first, inside the caller's scope (docs/commands.md)",
+            "fleet.read", [store_q, _q("limit", "integer", "at most this many (default 50, "
+                                                           "at most 1000)")]),
+                         "post": _op(
             "Send a signed command to a store (docs/commands.md); high-impact actions wait "
             "for an approval", "devices.act", body="NewCommand", ok=201,
             errors=(400, 401, 403, 404, 413, 415, 429, 503))},
@@ -109,7 +113,9 @@ def paths() -> dict[str, dict[str, Any]]:
             errors=(400, 401, 403, 404, 409, 429, 503))},
         "/v1/flags": {"get": _op("Feature flags set, by scope", "fleet.read"),
                       "post": _op("Set a flag (scoring, tickets, remote_actions) on or off "
-                                  "for the chain, a region or a store", "devices.act",
+                                  "for the chain, a region or a store; the answer names the "
+                                  "setting and the stores that get a new signed flags "
+                                  "document: {name, value, scope, changed}", "devices.act",
                                   body="FlagSetting",
                                   errors=(400, 401, 403, 404, 413, 415, 429, 503))},
         "/v1/tickets": {"get": _op(
@@ -191,6 +197,11 @@ def document(config: Any = None) -> dict[str, Any]:
                                "properties": {
                                    "store": {"$ref": "#/components/schemas/Name"},
                                    "device": {"$ref": "#/components/schemas/Name"},
+                                   "region": {"$ref": "#/components/schemas/Name",
+                                              "description": "the store's region, only for "
+                                                             "a store the hub has not seen "
+                                                             "yet (another region than the "
+                                                             "known one is 400)"},
                                    "action": {"enum": ["repoll", "test_print", "recover",
                                                        "reset", "reload_config",
                                                        "restart_agent", "diagnostics"]},

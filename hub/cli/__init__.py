@@ -16,6 +16,8 @@
     control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts)
     local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
+`edge-hub --hub URL COMMAND ...` is the same as `edge-hub COMMAND ... --hub URL`.
+
 Exit codes: 0 done; 1 the work failed (unknown store or alert, broker unreachable, no
 database, 401/403 from the API); 2 a mistake in the arguments or the config. No user mistake
 prints a traceback. Every read command takes `--json`; it goes through the API when a hub URL
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-hub", description="Retail Edge hub: fleet state, alert routing, central IT")
     parser.add_argument("--version", action="store_true", help="print versions and exit")
+    parser.add_argument("--hub", dest="global_hub", metavar="URL",
+                        help="the hub's API URL, for a command that goes through the API "
+                             "(the same as that command's own --hub)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.register(sub, add_db)
     fleet.register(sub, add_db)
@@ -107,6 +112,15 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.global_hub:   # `edge-hub --hub URL cmd ...` as `edge-hub cmd ... --hub URL`
+        if not hasattr(args, "hub"):
+            print(f"edge-hub: --hub: `edge-hub {args.command}` does not go through the API",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if args.hub not in (None, args.global_hub):
+            print("edge-hub: --hub given twice with different URLs", file=sys.stderr)
+            return EXIT_USAGE
+        args.hub = args.global_hub
     try:
         return int(args.func(args) or 0)
     except (UsageError, Invalid, ConfigError) as err:  # a bad argument, value or --config

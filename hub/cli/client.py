@@ -143,7 +143,10 @@ class Client:
         finally:
             conn.close()
         if resp.status >= 400:
-            raise _error(resp.status, raw)
+            err = _error(resp.status, raw)
+            if isinstance(err, RateLimited):
+                err.retry_after = _retry_after(resp.getheader("Retry-After"))
+            raise err
         try:
             return json.loads(raw)
         except ValueError as err:
@@ -157,6 +160,18 @@ class Client:
         return self.request("POST", path, None, body)
 
 
+class RateLimited(HubError):
+    """429: over the caller's rate; `retry_after` is the seconds the hub asked to wait."""
+
+    retry_after: float = 1.0
+
+
+def _retry_after(value: str | None) -> float:
+    if value and value.isdigit():
+        return min(float(value), 60.0)
+    return 1.0
+
+
 def _error(status: int, raw: bytes) -> HubError:
     detail = ""
     try:
@@ -165,7 +180,7 @@ def _error(status: int, raw: bytes) -> HubError:
     except (ValueError, AttributeError):
         pass
     cls = {400: Invalid, 401: Unauthorized, 403: Forbidden, 404: NotFound,
-           409: Conflict}.get(status, HubError)
+           409: Conflict, 429: RateLimited}.get(status, HubError)
     prefix = {401: "not authorized (401)", 403: "forbidden (403)"}.get(status,
                                                                        f"hub answered {status}")
     return cls(f"{prefix}: {detail}" if detail else prefix)

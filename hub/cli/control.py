@@ -1,25 +1,35 @@
-"""`edge-hub keys|cmd|flags`: the hub's signing keys, signed commands to stores, feature flags.
+"""`edge-hub keys|cmd|flags|bundle|rollout`: the hub's signing keys, signed commands to stores,
+feature flags, bundles and staged rollouts.
 
-    edge-hub keys init|rotate|show [--dir DIR] [--passphrase-file F]
+    edge-hub keys init|rotate|show|retire [--dir DIR] [--passphrase-file F]
     edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] [--expires 10m] [--wait S] [--json]
-    edge-hub cmd status ID [--json]
-    edge-hub cmd list [--store S] [--json]
-    edge-hub flags set NAME=on|off (--store S | --region R | --chain)
+    edge-hub cmd status ID [--wait S] [--json] | cmd approve ID [--wait S] [--json]
+    edge-hub cmd list [--store S] [--limit N] [--json]
+    edge-hub flags set NAME=on|off (--store S | --region R | --chain) [--json]
     edge-hub flags show [--json]
+    edge-hub bundle create|assign (on the hub host) | bundle list [--json]
+    edge-hub rollout start|status|pause|resume|abort|approve ... [--json]
 
-The CLI writes commands and flags to the fleet database (signed, audited); the hub worker
-(`edge-hub serve`) publishes them and records results. Registered by hub/cli.py.
+cmd, flags, bundle list and rollout go through the hub's API when a hub URL is known (--hub,
+$EDGE_HUB_URL, the credentials file: hub/cli/local.py), as the token's user: the API decides
+what the user's role and scope allow (403 is one line and exit 1), signs with the hub's key
+ring and audits the user. With --db (or no hub URL) they work on the database as a local
+actor, signing with the key ring of --dir; `Local` does what each route does, so --json
+prints the same either way. The hub worker (`edge-hub serve`) publishes what they queue and
+records the results. bundle create and assign read files and sign on the hub host (--db).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Iterator
 
-from hub.cli.common import UsageError, age, escape, open_db, print_json, table
+from hub.cli.common import UsageError, age, ago, escape, open_db, print_json, table
+from hub.errors import Invalid
 
 
 def _ring(args: argparse.Namespace):
@@ -68,16 +78,214 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-# cmd --------------------------------------------------------------------------------------
+# Where the work happens: the API as the token's user, or the database as a local actor ----
+
+class Remote:
+    """The control plane through the hub's API, as the token's user: the API enforces the
+    user's role and scope, signs with the hub's key ring and audits the user as the actor."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def issue(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.client.post("/v1/commands", spec)
+
+    def command(self, cmd_id: str) -> dict[str, Any]:
+        return self.client.get(f"/v1/commands/{cmd_id}")
+
+    def approve(self, cmd_id: str) -> dict[str, Any]:
+        return self.client.post(f"/v1/commands/{cmd_id}/approve")
+
+    def commands(self, store: str | None, limit: int) -> list[dict[str, Any]]:
+        return self.client.get("/v1/commands", store=store, limit=limit)
+
+    def flags(self) -> dict[str, Any]:
+        return self.client.get("/v1/flags")
+
+    def set_flag(self, scope: str, name: str, value: bool) -> dict[str, Any]:
+        return self.client.post("/v1/flags", {"name": name, "value": value, "scope": scope})
+
+    def bundles(self) -> list[dict[str, Any]]:
+        return self.client.get("/v1/bundles")
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return self.client.get("/v1/rollouts")
+
+    def rollout(self, rid: str) -> dict[str, Any]:
+        return self.client.get(f"/v1/rollouts/{rid}")
+
+    def start(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.client.post("/v1/rollouts", spec)
+
+    def control(self, rid: str, action: str) -> dict[str, Any]:
+        return self.client.post(f"/v1/rollouts/{rid}/{action}")
+
+
+class Local:
+    """The same on the hub database (--db, the config's, $EDGE_HUB_DB), as a local actor
+    ($EDGE_HUB_ACTOR, else $USER), signing with the key ring of --dir. Each method does what
+    its API route does, with the same checks, answers and refusals."""
+
+    def __init__(self, args: argparse.Namespace):
+        from hub.cli import local
+
+        self.args = args
+        self.db = local.open_db(args, create=True)
+        self.actor = _actor()
+        self.source = local.source()
+
+    def ring(self):
+        return _ring(self.args)
+
+    def issue(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from edge_protocol.commands import CommandError
+        from hub.control import command_region, request_approval
+        from hub.domains.commands import rules
+
+        ring = self.ring()
+        try:
+            with self.db.transaction() as tx:
+                region = command_region(tx, spec["store"], spec.get("region"))
+                return rules.issue(tx, time.time, self.actor, store=spec["store"],
+                                   region=region, device=spec.get("device"),
+                                   action=spec["action"], args=spec.get("args", {}),
+                                   expires_s=spec["expires_s"], ring=ring,
+                                   approvals=request_approval, source=self.source)
+        except CommandError as err:
+            raise Invalid(f"{err.code}: {err.detail}") from err
+
+    def command(self, cmd_id: str) -> dict[str, Any]:
+        from hub.domains.commands import rules
+
+        with self.db.read() as tx:
+            return rules.get(tx, cmd_id)
+
+    def approve(self, cmd_id: str) -> dict[str, Any]:
+        from hub.control import approve_command
+
+        self.command(cmd_id)  # an unknown id says so before the key ring is opened
+        return approve_command(self.db, time.time, self.actor, cmd_id, self.ring())
+
+    def commands(self, store: str | None, limit: int) -> list[dict[str, Any]]:
+        from hub.domains.commands import rules
+
+        with self.db.read() as tx:
+            return rules.list_commands(tx, store=store, limit=limit)
+
+    def flags(self) -> dict[str, Any]:
+        from hub.domains.flags import rules as flags
+
+        with self.db.read() as tx:
+            return flags.overview(tx)
+
+    def set_flag(self, scope: str, name: str, value: bool) -> dict[str, Any]:
+        from hub.control import known_stores
+        from hub.domains.flags import rules as flags
+
+        ring = self.ring()
+        try:
+            with self.db.transaction() as tx:
+                changed = flags.set_flag(tx, time.time, self.actor, scope, name, value, ring,
+                                         region_of=known_stores(tx), source=self.source)
+        except ValueError as err:
+            raise Invalid(str(err)) from err
+        return {"name": name, "value": value, "scope": scope, "changed": changed}
+
+    def bundles(self) -> list[dict[str, Any]]:
+        from hub.domains.rollout import rules as rollout
+
+        with self.db.read() as tx:
+            return rollout.list_bundles(tx)
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        from hub.domains.rollout import rules as rollout
+
+        with self.db.read() as tx:
+            return rollout.list_rollouts(tx)
+
+    def rollout(self, rid: str) -> dict[str, Any]:
+        from hub.domains.rollout import rules as rollout
+
+        with self.db.read() as tx:
+            return rollout.status(tx, rid)
+
+    def start(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from hub.control import known_stores, rollout_refusal, store_sessions
+        from hub.domains.rollout import rules as rollout
+
+        ring = self.ring()
+        try:
+            with self.db.transaction() as tx:
+                return rollout.start(tx, time.time, self.actor, ring, bundle=spec["bundle"],
+                                     stages=spec["stages"], stores=known_stores(tx),
+                                     soak_s=float(spec["soak_s"]), urgent=spec["urgent"],
+                                     approvals=tuple(spec["approval"]),
+                                     gates=rollout.Gates(**spec["gates"]),
+                                     sessions=store_sessions(tx))
+        except rollout.RolloutError as err:
+            raise rollout_refusal(err, starting=True) from err
+
+    def control(self, rid: str, action: str) -> dict[str, Any]:
+        from hub.control import known_stores, rollout_refusal, store_sessions
+        from hub.domains.rollout import rules as rollout
+
+        self.rollout(rid)  # an unknown id says so before the key ring is opened
+        # Pausing and resuming sign nothing: they work without the key ring (as in the API).
+        ring = self.ring() if action in ("abort", "approve") else None
+        try:
+            with self.db.transaction() as tx:
+                return rollout.control(tx, time.time, self.actor, ring, rid, action,
+                                       known_stores(tx), store_sessions(tx))
+        except rollout.RolloutError as err:
+            raise rollout_refusal(err) from err
+
+
+@contextlib.contextmanager
+def backend(args: argparse.Namespace) -> Iterator[Remote | Local]:
+    """Remote when a hub URL is known and --db is not given (hub/cli/local.py), else Local
+    (its database closed at the end)."""
+    from hub.cli import local
+
+    if getattr(args, "hub", None) and getattr(args, "db", None):
+        raise UsageError("give --hub (through the API) or --db (on the hub host), not both")
+    client = local.remote(args)
+    if client:
+        yield Remote(client)
+        return
+    work = Local(args)
+    try:
+        yield work
+    finally:
+        work.db.close()
+
+
+def _actor():
+    """An administrator on the hub host working through --db (the API passes its user)."""
+    from hub.config import check_id
+    from hub.domains.access import local_actor
+
+    name = os.environ.get("EDGE_HUB_ACTOR")
+    if name and check_id(name):
+        raise UsageError(f"$EDGE_HUB_ACTOR: not a usable name: {escape(name[:40])!r}")
+    if not name:
+        from hub.cli.local import os_user
+
+        name = os_user() if check_id(os_user()) is None else "unknown"
+    return local_actor(name)
+
+
+# Arguments: checked here, so a mistake is one line (exit 2) in both modes ----------------
 
 _DURATION = re.compile(r"(\d{1,7})([smhd]?)\Z")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}\Z")
 
 
 def parse_duration(text: str, option: str = "--expires") -> float:
     m = _DURATION.match(text.strip())
     if not m:
         raise UsageError(f"{option}: expected a duration such as 90s, 10m, 2h or 1d, "
-                         f"got {text[:40]!r}")
+                         f"got {escape(text[:40])!r}")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
@@ -85,7 +293,7 @@ def parse_arg(text: str) -> tuple[str, Any]:
     """K=V: true/false become booleans, digits an integer, anything else a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise UsageError(f"--arg: expected K=V, got {text[:60]!r}")
+        raise UsageError(f"--arg: expected K=V, got {escape(text[:60])!r}")
     if value in ("true", "false"):
         return key, value == "true"
     if re.fullmatch(r"-?\d{1,18}", value):
@@ -93,90 +301,104 @@ def parse_arg(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _actor():
-    """An administrator on the hub host working through --db (the API passes its user)."""
-    from hub.domains.access import local_actor
+def _uuid(text: str, what: str) -> str:
+    if not _UUID.match(text):
+        raise UsageError(f"{what}: expected a UUID such as 0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6,"
+                         f" got {escape(text[:40])!r}")
+    return text
 
-    return local_actor(os.environ.get("EDGE_HUB_ACTOR") or os.environ.get("USER") or "unknown")
+
+def _number(text: str, option: str, lo: float, hi: float, integer: bool = False) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:  # NaN fails both comparisons
+        raise UsageError(f"{option}: expected {'an integer' if integer else 'a number'} "
+                         f"{lo:g}-{hi:g}, got {escape(text[:40])!r}")
+    return value
 
 
-def _region_of(db, store: str) -> str | None:
-    from hub.control import known_stores
+# Tables that list ids are not shrunk to the terminal (an id cut short cannot be pasted
+# into the next command); the cells that may be long are cut here instead.
+WHOLE_IDS = 1 << 16
 
-    with db.read() as tx:
-        return known_stores(tx).get(store)
 
+def _cut(text: str | None, n: int) -> str | None:
+    return text if text is None or len(text) <= n else text[:n - 1] + "…"
+
+
+def _exit(row: dict[str, Any]) -> int:
+    """1 when the command did not do its work (failed, refused by the store, expired)."""
+    return 1 if row["status"] in ("failed", "rejected", "expired") else 0
+
+
+# cmd --------------------------------------------------------------------------------------
 
 def cmd_cmd(args: argparse.Namespace) -> int:
-    from edge_protocol.commands import CommandError
-    from hub.control import request_approval
-    from hub.domains.commands import rules
-
     words = list(args.words)
-    db = _store(args)
-    if words and words[0] == "status":
-        if len(words) != 2:
-            raise UsageError("usage: edge-hub cmd status ID")
-        with db.read() as tx:
-            row = rules.get(tx, words[1])
-        _show(row, args.json)
-        return 0 if row["status"] != "failed" else 1
-    if words and words[0] == "approve":
-        if len(words) != 2:
-            raise UsageError("usage: edge-hub cmd approve ID")
-        from hub.control import approve_command
-        from hub.errors import Forbidden
-
-        try:
-            row = approve_command(db, time.time, _actor(), words[1], _ring(args))
-        except Forbidden as err:  # one's own request, or a role that does not decide
-            raise UsageError(str(err)) from err
-        row = _wait(db, rules, row, args.wait)
-        _show(row, args.json)
-        return 1 if row["status"] in ("failed", "rejected") else 0
-    if words and words[0] == "list":
-        with db.read() as tx:
-            rows = rules.list_commands(tx, store=args.store, limit=args.limit)
+    wait = _number(args.wait, "--wait", 0, 86400)
+    if words[0] == "list":
+        if len(words) != 1:
+            raise UsageError("usage: edge-hub cmd list [--store S] [--limit N]")
+        limit = int(_number(args.limit, "--limit", 1, 1000, integer=True))
+        with backend(args) as work:
+            rows = work.commands(args.store, limit)
         if args.json:
             print_json(rows)
+        elif not rows:
+            print("no commands" + (f" for {escape(args.store)}" if args.store else ""))
         else:
-            print(table(("ID", "STORE", "DEVICE", "ACTION", "SEQ", "STATUS", "REASON"),
-                               [(r["id"], r["store"], r["device"] or "", r["action"], r["seq"],
-                                 r["status"], r["reason"] or "") for r in rows]))
+            print(table(("ID", "STORE", "DEVICE", "ACTION", "SEQ", "STATUS", "BY", "ISSUED"),
+                        [(r["id"], r["store"], r["device"], r["action"], r["seq"],
+                          _cut(r["status"] + (f" ({r['reason']})" if r["reason"] else ""), 40),
+                          _cut(r["actor"], 24), ago(r["created"])) for r in rows],
+                        width=WHOLE_IDS))
         return 0
+    if words[0] in ("status", "approve"):
+        if len(words) != 2:
+            raise UsageError(f"usage: edge-hub cmd {words[0]} ID")
+        cmd_id = _uuid(words[1], "command id")
+        with backend(args) as work:
+            row = work.command(cmd_id) if words[0] == "status" else work.approve(cmd_id)
+            row = _wait(work, row, wait)
+        _show(row, args.json)
+        return _exit(row)
     if len(words) not in (2, 3):
-        raise UsageError("usage: edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...]")
-    store, action = words[0], words[-1]
-    device = words[1] if len(words) == 3 else None
-    cmd_args = dict(parse_arg(a) for a in args.arg or ())
-    expires = parse_duration(args.expires)
-    ring = _ring(args)
-    region = args.region or _region_of(db, store)
-    try:
-        with db.transaction() as tx:
-            row = rules.issue(tx, time.time, _actor(), store=store, device=device,
-                              action=action, args=cmd_args, expires_s=expires, ring=ring,
-                              region=region, approvals=request_approval)
-    except CommandError as err:
-        raise UsageError(f"{err.code}: {err.detail}") from err
-    row = _wait(db, rules, row, args.wait)
+        raise UsageError("usage: edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | "
+                         "status ID | approve ID | list")
+    spec: dict[str, Any] = {"store": words[0], "action": words[-1],
+                            "args": dict(parse_arg(a) for a in args.arg or ()),
+                            "expires_s": parse_duration(args.expires)}
+    if len(words) == 3:
+        spec["device"] = words[1]
+    if args.region:
+        spec["region"] = args.region
+    with backend(args) as work:
+        row = _wait(work, work.issue(spec), wait)
     _show(row, args.json)
-    if row["status"] == "awaiting_approval" and not args.json:
-        print(f"  a high-impact action: it waits for approval request {row.get('approval')} "
-              f"(`edge-hub approvals show {row.get('approval')}`, then `edge-hub approvals "
-              f"approve {row.get('approval')}` or `edge-hub cmd approve {row['id']}` by "
-              "someone else)")
-    return 1 if row["status"] in ("failed", "rejected") else 0
+    return _exit(row)
 
 
-def _wait(db, rules, row: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Poll the row until it is finished (or held for an approval), at most `seconds`."""
+def _wait(work: Remote | Local, row: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Ask for the command until it is finished (or held for an approval), at most `seconds`:
+    every 50 ms at first, then less often (at most every 0.5 s; over the API, as often as
+    the hub's rate limit allows)."""
+    from hub.cli.client import RateLimited
+    from hub.domains.commands.rules import OPEN
+
     deadline = time.monotonic() + seconds
-    while (time.monotonic() < deadline and row["status"] in rules.OPEN
-           and row["status"] != "awaiting_approval"):
-        time.sleep(0.05)
-        with db.read() as tx:
-            row = rules.get(tx, row["id"])
+    pause = 0.05
+    while row["status"] in OPEN and row["status"] != "awaiting_approval":
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, 0.5)
+        try:
+            row = work.command(row["id"])
+        except RateLimited as err:
+            pause = max(pause, err.retry_after)
     return row
 
 
@@ -184,58 +406,66 @@ def _show(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(row)
         return
-    esc = escape
-    print(f"command {row['id']}: {row['action']} on {row['store']}"
-          + (f"/{row['device']}" if row["device"] else "")
-          + f" (seq {row['seq']}): {row['status']}"
-          + (f" ({esc(row['reason'])})" if row.get("reason") else ""))
+    e = escape
+    print(f"command {row['id']}: {e(row['action'])} on {e(row['store'])}"
+          + (f"/{e(row['device'])}" if row["device"] else "")
+          + (f" (seq {row['seq']})" if row["seq"] is not None else "")
+          + f": {row['status']}" + (f" ({e(row['reason'])})" if row.get("reason") else ""))
+    when = f"  issued by {e(row['actor'])} {ago(row['created'])}"
+    if row.get("approved_by"):
+        when += f", approved by {e(row['approved_by'])}"
+    if row["status"] in ("queued", "sending", "delivered") and row.get("expires"):
+        when += f"; expires in {age(max(0.0, row['expires'] - time.time()))}"
+    print(when)
     if row.get("detail"):
-        print(f"  {esc(row['detail'])}")
+        print(f"  {e(row['detail'])}")
     for key, value in (row.get("output") or {}).items():
-        print(f"  {esc(str(key))}: {esc(str(value))[:200]}")
+        print(f"  {e(str(key))}: {e(str(value))[:200]}")
+    if row["status"] == "awaiting_approval":
+        ref = row.get("approval")
+        print("  a high-impact action: it waits for someone else's approval ("
+              + (f"`edge-hub approvals approve {ref}` or " if ref else "")
+              + f"`edge-hub cmd approve {row['id']}`)")
 
 
 # flags ------------------------------------------------------------------------------------
 
 def cmd_flags(args: argparse.Namespace) -> int:
-    from hub.domains.flags import rules as flags
-
-    db = _store(args)
     if args.flags_command == "show":
-        with db.read() as tx:
-            doc = flags.overview(tx)
+        with backend(args) as work:
+            doc = work.flags()
         if args.json:
             print_json(doc)
+        elif not doc["settings"]:
+            print("no flags set: every flag is on (the default)")
         else:
             print(table(("SCOPE", "NAME", "VALUE", "SET BY", "AT"),
-                               [(s["scope"], s["name"], "on" if s["value"] else "OFF",
-                                 s["actor"], age(max(0, time.time() - s["at"])) + " ago")
-                                for s in doc["settings"]]) if doc["settings"]
-                  else "no flags set: every flag is on (the default)")
+                        [(s["scope"], s["name"], "on" if s["value"] else "OFF", s["actor"],
+                          ago(s["at"])) for s in doc["settings"]]))
+            print(f"\n{doc['applied']} of {doc['stores']} store(s) applied their latest "
+                  "flags document")
         return 0
     name, sep, value = args.setting.partition("=")
     if not sep or value not in ("on", "off"):
-        raise UsageError(f"expected NAME=on|off, got {args.setting[:60]!r}")
+        raise UsageError(f"expected NAME=on|off, got {escape(args.setting[:60])!r}")
     scope = ("chain" if args.chain else f"region:{args.region}" if args.region
              else f"store:{args.store}")
-    ring = _ring(args)
-    stores, _ = _stores_and_sessions(db)
-    try:
-        with db.transaction() as tx:
-            changed = flags.set_flag(tx, time.time, _actor(), scope, name, value == "on", ring,
-                                     region_of=stores)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
-    print(f"{name} {value} for {scope}: {len(changed)} store(s) get a new signed flags "
-          "document (published by the hub worker)")
+    with backend(args) as work:
+        out = work.set_flag(scope, name, value == "on")
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{escape(out['name'])} {value} for {escape(out['scope'])}: "
+              f"{len(out['changed'])} store(s) get a new signed flags document (published by "
+              "the hub worker)")
     return 0
 
+
+# bundles and rollouts --------------------------------------------------------------------
 
 def _store(args: argparse.Namespace):
     return open_db(args.db, create=True)
 
-
-# bundles and rollouts --------------------------------------------------------------------
 
 def _stores_and_sessions(db) -> tuple[dict[str, str], dict[str, int]]:
     from hub.control import known_stores, store_sessions
@@ -249,22 +479,24 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
     from hub.domains.rollout import rules as rollout
 
-    db = _store(args)
     if args.bundle_command == "list":
-        with db.read() as tx:
-            rows = rollout.list_bundles(tx)
+        with backend(args) as work:
+            rows = work.bundles()
         if args.json:
             print_json(rows)
         else:
-            print(table(("SHA256", "KIND", "NAME", "VERSION", "SIZE"),
-                               [(r["sha256"][:16], r["kind"], r["name"], r["version"], r["size"])
-                                for r in rows]) if rows else "no bundles")
+            print(table(("SHA256", "KIND", "NAME", "VERSION", "SIZE", "CREATED"),
+                        [(r["sha256"][:16], r["kind"], r["name"], r["version"], r["size"],
+                          ago(r["created"])) for r in rows]) if rows else "no bundles")
         return 0
+    # create and assign: on the hub host, with the key ring (the API does not take files).
+    db = _store(args)
     ring = _ring(args)
     if args.bundle_command == "assign":
         stores, _ = _stores_and_sessions(db)
         if args.store not in stores:
-            raise UsageError(f"unknown store {args.store!r} (it has not reported yet)")
+            raise UsageError(f"unknown store {escape(args.store[:64])!r} (it has not reported "
+                             "yet)")
         with db.transaction() as tx:
             b = rollout.get_bundle(tx, args.bundle)
             version = rollout.assign(tx, time.time, ring, args.store, stores[args.store],
@@ -317,8 +549,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gates(items) -> Any:
-    """--gate NAME=VALUE over the defaults of hub.domains.rollout.rules.Gates."""
+def _gates(items) -> dict[str, float]:
+    """--gate NAME=VALUE over the defaults of hub.domains.rollout.rules.Gates: {name: value},
+    as the API's `gates` takes them."""
     import dataclasses
 
     from hub.domains.rollout.rules import Gates
@@ -329,66 +562,104 @@ def _gates(items) -> Any:
         name, sep, value = item.partition("=")
         if not sep or name not in types:
             raise UsageError(f"--gate: expected one of {', '.join(types)} =VALUE, "
-                             f"got {item[:60]!r}")
+                             f"got {escape(item[:60])!r}")
         try:
             number = float(value) if "float" in str(types[name]) else int(value)
         except ValueError as err:
-            raise UsageError(f"--gate {name}: not a number: {value[:30]!r}") from err
-        if number < 0:
-            raise UsageError(f"--gate {name}: must be >= 0")
+            raise UsageError(f"--gate {name}: not a number: {escape(value[:30])!r}") from err
+        if not number >= 0 or number == float("inf"):
+            raise UsageError(f"--gate {name}: must be a number >= 0")
         values[name] = number
-    return Gates(**values)
+    return values
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from hub.domains.rollout import rules as rollout
-
-    db = _store(args)
-    if args.rollout_command == "status":
-        with db.read() as tx:
-            rows = [rollout.status(tx, args.id)] if args.id else rollout.list_rollouts(tx)
-        if args.json:
-            print_json(rows if not args.id else rows[0])
-            return 0
-        for r in rows:
-            stage = r["stages"][r["stage"]]["name"] if r["stages"] else "-"
-            print(f"rollout {r['id']}: {r['kind']} v{r['version']} {r['state']} at stage "
-                  f"{stage} ({r['stage'] + 1}/{len(r['stages'])})"
-                  + (f": {escape(r['reason'])}" if r["reason"] else ""))
-            done = sum(s["applied"] for s in r["stores"])
-            print(f"  {len(r['stores'])} store(s) assigned, {done} applied, "
-                  f"{sum(1 for s in r['stores'] if s['failed'])} failed")
-            if r["last_gate"]:
-                g = r["last_gate"]
-                print(f"  last gate: {g.get('verdict')} ({g.get('gate', 'all gates')}): "
-                      f"rate updated {g.get('rate_updated')}, not updated "
-                      f"{g.get('rate_baseline')} alerts per device-day")
-        if not rows:
-            print("no rollouts")
-        return 0
-    ring = _ring(args)
-    stores, sessions = _stores_and_sessions(db)
-    from hub.domains.rollout.rules import RolloutError
-
-    try:
-        with db.transaction() as tx:
-            if args.rollout_command == "start":
-                row = rollout.start(tx, time.time, _actor(), ring, bundle=args.bundle,
-                                    stages=args.stages, stores=stores,
-                                    soak_s=parse_duration(args.soak, "--soak"),
-                                    urgent=args.urgent, approvals=tuple(args.approval or ()),
-                                    sessions=sessions, gates=_gates(args.gate or ()))
+    action = args.rollout_command
+    if action == "status":
+        rid = _uuid(args.id, "rollout id") if args.id else None
+        with backend(args) as work:
+            r = work.rollout(rid) if rid else None
+            rows = [] if rid else work.rollouts()
+        if r is not None:
+            if args.json:
+                print_json(r)
             else:
-                row = rollout.control(tx, time.time, _actor(), ring, args.id,
-                                      args.rollout_command, stores, sessions)
-    except RolloutError as err:
-        raise UsageError(str(err)) from err
-    if args.json:
-        print_json(row)
+                print(rollout_text(r, stores=True))
+            return 0
+        if args.json:
+            print_json(rows)
+        elif not rows:
+            print("no rollouts")
+        else:
+            print(table(("ID", "BUNDLE", "STATE", "STAGE", "APPLIED", "FAILED", "BY",
+                         "STARTED"),
+                        [(r["id"], f"{r['kind']} v{r['version']}", r["state"],
+                          _cut(_stage(r), 30),
+                          f"{sum(1 for s in r['stores'] if s['applied'])}/{len(r['stores'])}",
+                          sum(1 for s in r["stores"] if s["failed"]), _cut(r["actor"], 24),
+                          ago(r["created"])) for r in rows], width=WHOLE_IDS))
+            print("\n`edge-hub rollout status ID` shows one with its stages, gate and stores")
+        return 0
+    if action == "start":
+        if not _SHA_PREFIX.match(args.bundle):
+            raise UsageError("BUNDLE: expected 8 to 64 hexadecimal digits of its sha256 "
+                             f"(edge-hub bundle list), got {escape(args.bundle[:70])!r}")
+        if not args.stages.strip() or len(args.stages) > 4096:
+            raise UsageError('--stages: expected "NAME=store,store; NAME=region:R; chain"')
+        spec = {"bundle": args.bundle, "stages": args.stages,
+                "soak_s": parse_duration(args.soak, "--soak"), "urgent": args.urgent,
+                "approval": list(args.approval or ()), "gates": _gates(args.gate or ())}
+        with backend(args) as work:
+            r = work.start(spec)
     else:
-        print(f"rollout {row['id']}: {row['state']}, stage "
-              f"{row['stages'][row['stage']]['name']}")
+        rid = _uuid(args.id, "rollout id")
+        with backend(args) as work:
+            r = work.control(rid, action)
+    if args.json:
+        print_json(r)
+    else:
+        print(rollout_text(r))
     return 0
+
+
+def _stage(r: dict[str, Any]) -> str:
+    if not r["stages"]:
+        return "-"
+    return f"{r['stages'][r['stage']]['name']} ({r['stage'] + 1}/{len(r['stages'])})"
+
+
+def rollout_text(r: dict[str, Any], stores: bool = False) -> str:
+    """A rollout for people: its state and stage, its stages, its stores' progress, the last
+    gate's verdict; with `stores`, a row per store (the first 50)."""
+    e = escape
+    lines = [f"rollout {r['id']}: {e(r['kind'])} v{r['version']} {r['state']} at stage "
+             f"{e(_stage(r))}" + (f": {e(r['reason'])}" if r["reason"] else "")]
+    lines.append(f"  bundle {r['sha256'][:16]}, soak {age(r['soak_s'])}"
+                 + (", urgent" if r["urgent"] else "")
+                 + f"; started by {e(r['actor'])} {ago(r['created'])}")
+    lines.append("  stages: " + " -> ".join(
+        f"{e(s['name'])} ({len(s['stores'])} store(s)"
+        + (", waits for approval" if s.get("approval") else "") + ")" for s in r["stages"]))
+    applied = sum(1 for s in r["stores"] if s["applied"])
+    failed = sum(1 for s in r["stores"] if s["failed"])
+    back = sum(1 for s in r["stores"] if s["rolled_back"])
+    lines.append(f"  {len(r['stores'])} store(s) assigned, {applied} applied, {failed} failed"
+                 + (f", {back} rolled back" if back else ""))
+    g = r.get("last_gate")
+    if g:
+        lines.append(f"  last gate: {e(g.get('verdict'))} ({e(g.get('gate', 'all gates'))}): "
+                     f"rate updated {g.get('rate_updated')}, not updated "
+                     f"{g.get('rate_baseline')} alerts per device-day")
+    if stores and r["stores"]:
+        names = [s["name"] for s in r["stages"]]
+        rows = [(s["store"], names[s["stage"]] if 0 <= s["stage"] < len(names) else s["stage"],
+                 "yes" if s["applied"] else "no", s["failed"] or None,
+                 "yes" if s["rolled_back"] else "no") for s in r["stores"][:50]]
+        lines.append("")
+        lines.append(table(("STORE", "STAGE", "APPLIED", "FAILED", "ROLLED BACK"), rows))
+        if len(r["stores"]) > 50:
+            lines.append(f"... and {len(r['stores']) - 50} more (--json lists every store)")
+    return "\n".join(lines)
 
 
 # edge-hub store ---------------------------------------------------------------------------
@@ -417,15 +688,24 @@ def store_control_text(detail: dict[str, Any]) -> str:
 # Parser -----------------------------------------------------------------------------------
 
 def register(sub, add_db) -> None:
-    common = add_db
+    from hub.cli import local
     from hub.keys import default_dir
 
-    def keyopts(p: argparse.ArgumentParser) -> None:
+    def keyopts(p: argparse.ArgumentParser, remote: bool = False) -> None:
+        also = " With a hub URL the API server signs with its own key ring." if remote else ""
         p.add_argument("--dir", default=default_dir(),
-                       help="key folder (default $EDGE_HUB_KEYS or %(default)s)")
+                       help="key folder, for --db (default $EDGE_HUB_KEYS or %(default)s)."
+                            + also)
         p.add_argument("--passphrase-file",
                        help="file whose first line is the key's passphrase "
                             "(default $EDGE_HUB_KEY_PASSPHRASE; none: not encrypted)")
+
+    def either(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+        """Through the API (--hub, $EDGE_HUB_URL, the credentials file) or on --db."""
+        if json_flag:
+            p.add_argument("--json", action="store_true",
+                           help="print JSON for scripts (the same through the API or --db)")
+        local.add_db_args(p)
 
     p = sub.add_parser("keys", help="the hub's Ed25519 signing keys: init, rotate, show")
     ks = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -441,26 +721,36 @@ def register(sub, add_db) -> None:
             q.add_argument("kid")
         q.set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("cmd", help="send a signed command to a store; `cmd status ID`",
-                       description="edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | "
-                                   "cmd status ID | cmd approve ID | cmd list. Actions: repoll, "
-                                   "test_print, recover, reset and restart_agent (these two "
-                                   "wait for an approval), reload_config, diagnostics.")
+    p = sub.add_parser(
+        "cmd", help="send a signed command to a store; `cmd status ID`, `cmd list`",
+        description="edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | cmd status ID | "
+                    "cmd approve ID | cmd list. Actions: repoll, test_print, recover, "
+                    "reset and restart_agent (these two wait for someone else's approval), "
+                    "reload_config, diagnostics. Through the hub's API when a hub URL is "
+                    "known (--hub, $EDGE_HUB_URL, the credentials file), as the token's user; "
+                    "else on the database of --db as a local actor ($EDGE_HUB_ACTOR, else "
+                    "$USER), signed with the key ring of --dir. Exit 0 done or still open, "
+                    "1 failed, refused by the store, expired, or refused by the hub (401, "
+                    "403, 404, 409), 2 a mistake in the arguments.")
     p.add_argument("words", nargs="+",
                    metavar="STORE [DEVICE] ACTION | status ID | approve ID | list")
     p.add_argument("--arg", action="append", metavar="K=V", help="an argument of the action")
-    p.add_argument("--expires", default="10m", help="lifetime (90s, 10m, 2h, 1d)")
-    p.add_argument("--region", help="the store's region, when the hub has not seen it yet")
-    p.add_argument("--wait", type=float, default=0.0,
-                   help="wait up to this many seconds for the result")
+    p.add_argument("--expires", default="10m", help="lifetime (90s, 10m, 2h, 1d; at most 7d)")
+    p.add_argument("--region", help="the store's region, only when the hub has not seen the "
+                                    "store yet")
+    p.add_argument("--wait", default="0", metavar="S",
+                   help="wait up to S seconds for the result (the hub is asked again and "
+                        "again, every 50 ms at first, at most every 0.5 s)")
     p.add_argument("--store", help="list: only this store")
-    p.add_argument("--limit", type=int, default=50, help="list: rows")
-    keyopts(p)
-    common(p)
+    p.add_argument("--limit", default="50", help="list: at most this many (1-1000, default 50)")
+    keyopts(p, remote=True)
+    either(p)
     p.set_defaults(func=cmd_cmd)
 
     p = sub.add_parser("flags", help="feature flags and kill switches (scoring, tickets, "
-                                     "remote_actions)")
+                                     "remote_actions)",
+                       description="Through the hub's API when a hub URL is known, as the "
+                                   "token's user; else on the database of --db.")
     fs = p.add_subparsers(dest="flags_command", metavar="ACTION", required=True)
     q = fs.add_parser("set", help="NAME=on|off for a store, a region or the chain")
     q.add_argument("setting", metavar="NAME=on|off")
@@ -468,40 +758,44 @@ def register(sub, add_db) -> None:
     where.add_argument("--store")
     where.add_argument("--region")
     where.add_argument("--chain", action="store_true")
-    keyopts(q)
-    common(q, json_flag=False)
+    keyopts(q, remote=True)
+    either(q)
     q.set_defaults(func=cmd_flags)
     q = fs.add_parser("show", help="flag settings by scope")
-    common(q)
+    either(q)
     q.set_defaults(func=cmd_flags)
 
     p = sub.add_parser("bundle", help="signed, content-addressed config and model bundles")
     bs = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
-    q = bs.add_parser("create", help="--model FILE.onnx (its card beside it) | --config FILE.toml")
+    q = bs.add_parser("create", help="--model FILE.onnx (its card beside it) | --config "
+                                     "FILE.toml (on the hub host: --db and the key ring)")
     q.add_argument("--model")
     q.add_argument("--config")
     q.add_argument("--version", type=int, help="default: the kind's highest + 1")
     q.add_argument("--expires", default="365d")
     q.add_argument("--min-agent", default="0.0.0", help="lowest agent version, x.y.z")
     keyopts(q)
-    common(q)
+    add_db(q)
     q.set_defaults(func=cmd_bundle)
-    q = bs.add_parser("list", help="bundles")
-    common(q)
+    q = bs.add_parser("list", help="bundles (through the API when a hub URL is known)")
+    either(q)
     q.set_defaults(func=cmd_bundle)
-    q = bs.add_parser("assign", help="put a bundle in one store's desired state (no rollout)")
+    q = bs.add_parser("assign", help="put a bundle in one store's desired state (no rollout; "
+                                     "on the hub host)")
     q.add_argument("store")
     q.add_argument("bundle", help="sha256 or a prefix of it (8+ hex digits)")
     q.add_argument("--rollback", action="store_true", help="sign it as a rollback (lower version)")
     q.add_argument("--urgent", action="store_true", help="apply during trading hours too")
     keyopts(q)
-    common(q, json_flag=False)
+    add_db(q, json_flag=False)
     q.set_defaults(func=cmd_bundle)
 
-    p = sub.add_parser("rollout", help="staged rollouts with health gates and automatic abort")
+    p = sub.add_parser("rollout", help="staged rollouts with health gates and automatic abort",
+                       description="Through the hub's API when a hub URL is known, as the "
+                                   "token's user; else on the database of --db.")
     rs = p.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
     q = rs.add_parser("start", help='BUNDLE --stages "pilot=s1,s2; north=region:north; chain"')
-    q.add_argument("bundle")
+    q.add_argument("bundle", help="8 to 64 hex digits of its sha256 (edge-hub bundle list)")
     q.add_argument("--stages", required=True)
     q.add_argument("--soak", default="24h", help="how long each stage soaks before its gates")
     q.add_argument("--urgent", action="store_true", help="apply during trading hours too")
@@ -511,17 +805,17 @@ def register(sub, add_db) -> None:
                    help="a gate threshold (docs/rollout.md): max_apply_failures, "
                         "max_restarts_per_store, max_alert_ratio, min_excess_alerts, "
                         "min_device_days, inconclusive_soaks")
-    keyopts(q)
-    common(q)
+    keyopts(q, remote=True)
+    either(q)
     q.set_defaults(func=cmd_rollout)
-    q = rs.add_parser("status", help="one rollout or all")
+    q = rs.add_parser("status", help="one rollout (with its stores) or a table of the last 50")
     q.add_argument("id", nargs="?")
-    common(q)
+    either(q)
     q.set_defaults(func=cmd_rollout)
     for name in ("pause", "resume", "abort", "approve"):
         q = rs.add_parser(name, help=f"{name} a rollout" + (" (rolls back)" if name == "abort"
                                                             else ""))
         q.add_argument("id")
-        keyopts(q)
-        common(q)
+        keyopts(q, remote=True)
+        either(q)
         q.set_defaults(func=cmd_rollout)

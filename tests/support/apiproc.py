@@ -80,4 +80,37 @@ def cli(*args: str, url: str | None = None, token: str | None = None,
                           timeout=60, env=base, cwd=ROOT)
 
 
+def hub_here(*args: str, url: str | None = None, token: str | None = None,
+             **env: str) -> subprocess.CompletedProcess:
+    """`edge-hub ARGS` run in this process (hub.cli.main) with its exit code, stdout and
+    stderr: what `cli` does in a subprocess, without the interpreter's start (about 0.3 s a
+    call). EDGE_HUB_URL and EDGE_HUB_TOKEN are set from url and token or else unset, no
+    credentials file is read, EDGE_HUB_DB is unset; the environment is restored after."""
+    import contextlib
+    import io
+
+    from hub.cli import main
+
+    saved = dict(os.environ)
+    for key in ("EDGE_HUB_URL", "EDGE_HUB_TOKEN", "EDGE_HUB_DB"):
+        os.environ.pop(key, None)
+    os.environ["EDGE_HUB_CREDENTIALS"] = os.devnull + ".none"
+    if url:
+        os.environ["EDGE_HUB_URL"] = url
+    if token:
+        os.environ["EDGE_HUB_TOKEN"] = token
+    os.environ.update(env)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:   # argparse's own errors
+                code = stop.code if isinstance(stop.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

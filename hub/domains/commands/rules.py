@@ -48,9 +48,19 @@ def get(tx: Any, cmd_id: str) -> dict[str, Any]:
     return _row(r)
 
 
-def list_commands(tx: Any, store: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    where, params = ("WHERE store = ?", [store]) if store else ("", [])
-    tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM commands {where} ORDER BY created DESC"
+def list_commands(tx: Any, store: str | None = None, limit: int = 50,
+                  scope: Any = None) -> list[dict[str, Any]]:
+    """The newest commands first, at most `limit` (1-1000); only one store's with `store`, and
+    only those inside `scope` (an access Scope: its regions and stores) when given."""
+    where, params = (["store = ?"], [store]) if store else ([], [])
+    if scope is not None:
+        regions, stores = sorted(scope.regions), sorted(scope.stores)
+        inside = ([f"region IN ({', '.join('?' * len(regions))})"] if regions else []) + \
+            ([f"store IN ({', '.join('?' * len(stores))})"] if stores else [])
+        where.append("(" + " OR ".join(inside) + ")" if inside else "1 = 0")
+        params += regions + stores
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM commands {clause} ORDER BY created DESC"
                f" LIMIT ?", (*params, max(1, min(limit, 1000))))
     return [_row(r) for r in tx.fetchall()]
 
@@ -80,11 +90,14 @@ def _sign(tx: Any, clock: Clock, row: dict[str, Any], ring: Any) -> dict[str, An
 
 def issue(tx: Any, clock: Clock, actor: Any, *, store: str, region: str | None, device: str | None,
           action: str, args: dict[str, Any], expires_s: float, ring: Any,
-          approvals: Callable[..., Any] | None = None) -> dict[str, Any]:
+          approvals: Callable[..., Any] | None = None,
+          source: str | None = None) -> dict[str, Any]:
     """Create a command: checked against the allow-list, audited, signed and queued, or held
-    for an approval when the action is high-impact (`approvals`, when given, is told)."""
+    for an approval when the action is high-impact (`approvals`, when given, is told).
+    `source` is where the request came from, for the audit log (api:ADDRESS, cli:HOST)."""
     if not region:
-        raise NotFound(f"store {store[:64]!r} has not reported yet; give its --region")
+        raise NotFound(f"store {store[:64]!r} has not reported yet; give its region "
+                       "(--region)")
     authorize(actor, "devices.act", store=store, region=region)
     proto.check_action(action, device, args)
     if not 0 < expires_s <= proto.MAX_LIFETIME_S:
@@ -105,13 +118,14 @@ def issue(tx: Any, clock: Clock, actor: Any, *, store: str, region: str | None, 
     detail = {"store": store, "region": region, "device": device, "action": action,
               "args": args, "expires_s": expires_s}
     if action in HIGH_IMPACT:
-        audit.record(tx, clock, actor, "commands.request", f"command:{row['id']}", detail)
+        audit.record(tx, clock, actor, "commands.request", f"command:{row['id']}", detail,
+                     source)
         if approvals is not None:  # hub.control.request_approval: the approvals domain
             row["approval"] = approvals(tx, clock, actor, row, detail)
         return row
     row = _sign(tx, clock, row, ring)
     audit.record(tx, clock, actor, "commands.issue", f"command:{row['id']}",
-                 dict(detail, seq=row["seq"], kid=row["kid"]))
+                 dict(detail, seq=row["seq"], kid=row["kid"]), source)
     return row
 
 

@@ -43,11 +43,12 @@ def effective(all_settings: dict[str, dict[str, bool]], store: str, region: str)
 
 
 def set_flag(tx: Any, clock: Clock, actor: Any, scope: str, name: str, value: bool,
-             ring: Any, region_of: dict[str, str]) -> list[str]:
+             ring: Any, region_of: dict[str, str], source: str | None = None) -> list[str]:
     """Set a flag at a scope; re-sign the documents that change; return those stores.
 
     `region_of` maps every store the hub knows to its region (the fleet's; hub.control
-    reads it), plus any that only have a flags document."""
+    reads it), plus any that only have a flags document. `source` is where the request came
+    from, for the audit log (api:ADDRESS, cli:HOST)."""
     if name not in NAMES:
         raise ValueError(f"unknown flag {name[:40]!r}; flags: {', '.join(NAMES)}")
     if not _SCOPE.match(scope):
@@ -70,7 +71,7 @@ def set_flag(tx: Any, clock: Clock, actor: Any, scope: str, name: str, value: bo
     audit.record(tx, clock, actor, "flags.set", f"flag:{name}",
                  {"scope": scope, "name": name, "value": value,
                   **({"store": which, "region": stores[which]} if kind == "store" else {}),
-                  **({"region": which} if kind == "region" else {})})
+                  **({"region": which} if kind == "region" else {})}, source)
     if kind == "store":
         targets = {which: stores[which]}
     elif kind == "region":

@@ -82,6 +82,41 @@ def test_a_high_impact_command_waits_for_someone_else_s_approval(env):
     assert status == "executed" and held["id"] in outcome
 
 
+def test_the_command_list_is_scoped_to_the_caller_and_its_query_checked(env):
+    client, tokens, _, _ = env
+    ids = {}
+    for store, device in (("s1", "p1"), ("s3", "x1")):
+        r = call(client, tokens["ops"], "POST", "/v1/commands",
+                 {"store": store, "device": device, "action": "repoll"})
+        ids[store] = r.json()["id"]
+    seen = {who: {c["id"] for c in call(client, tokens[who], "GET", "/v1/commands").json()}
+            for who in ("admin", "audit", "north-rm", "s3-sm")}
+    assert seen["admin"] == seen["audit"] == {ids["s3"], ids["s1"]}
+    assert seen["north-rm"] == {ids["s1"]} and seen["s3-sm"] == {ids["s3"]}
+    one = call(client, tokens["admin"], "GET", "/v1/commands?store=s1&limit=1").json()
+    assert [c["id"] for c in one] == [ids["s1"]]
+    assert call(client, tokens["north-rm"], "GET", "/v1/commands?store=s3").json() == []
+    for query in ("limit=0", "limit=1001", "store=../s1", "status=queued", "limit=1&limit=2"):
+        r = call(client, tokens["admin"], "GET", f"/v1/commands?{query}")
+        assert r.status_code == 400, query
+
+
+def test_a_region_is_taken_only_for_a_store_the_hub_has_not_seen(env):
+    client, tokens, db, _ = env
+    r = call(client, tokens["ops"], "POST", "/v1/commands",
+             {"store": "s9", "action": "diagnostics", "region": "west"})
+    assert r.status_code == 201 and r.json()["region"] == "west", r.text
+    for region, status in (("south", 400), ("../x", 400), (7, 400)):
+        r = call(client, tokens["ops"], "POST", "/v1/commands",
+                 {"store": "s1", "action": "diagnostics", "region": region})
+        assert r.status_code == status, (region, r.text)
+    assert "is in region north" in call(client, tokens["ops"], "POST", "/v1/commands", {
+        "store": "s1", "action": "diagnostics", "region": "south"}).json()["detail"]
+    with db.read() as tx:
+        tx.execute("SELECT store, region FROM commands")
+        assert tx.fetchall() == [("s9", "west")]
+
+
 @pytest.mark.parametrize("body, want", [
     ({"store": "s1", "device": "p1", "action": "format_disk"}, "unknown_action"),
     ({"store": "s1", "device": "p1", "action": "test_print", "args": {"text": "a;b"}},
@@ -105,6 +140,8 @@ def test_flags_through_the_api(env):
     r = call(client, tokens["ops"], "POST", "/v1/flags",
              {"name": "scoring", "value": False, "scope": "region:north"})
     assert r.status_code == 200 and sorted(r.json()["changed"]) == ["s1", "s2"]
+    assert {k: v for k, v in r.json().items() if k != "changed"} == \
+        {"name": "scoring", "value": False, "scope": "region:north"}
     shown = call(client, tokens["audit"], "GET", "/v1/flags").json()
     assert shown["settings"][0]["scope"] == "region:north" and shown["stores"] == 2
     bad = call(client, tokens["ops"], "POST", "/v1/flags",

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from apiproc import hub_here
 from controlkit import hub_cli
 from hub.app import open_store
 from hub.keys import KeyRing
@@ -30,18 +31,34 @@ def hub(tmp_path):
     (("bundle", "create"), 2, "--model FILE.onnx or --config"),
     (("bundle", "create", "--config", "/nonexistent.toml"), 2, "cannot read"),
     (("rollout", "start", "deadbeefdeadbeef", "--stages", "pilot=store-0001"), 1, "no bundle"),
-    (("rollout", "start", "dead", "--stages", "pilot=store-0001"), 1, "8 hex digits"),
+    # A malformed id or bundle is a mistake in the arguments (2), as the API's 400 is; an
+    # unknown one is work that cannot be done (1), as the API's 404 is.
+    (("rollout", "start", "dead", "--stages", "pilot=store-0001"), 2, "8 to 64 hexadecimal"),
+    (("rollout", "pause", "not-a-rollout"), 2, "rollout id: expected a UUID"),
+    (("rollout", "pause", "0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6"), 1, "no rollout"),
+    (("rollout", "status", "x"), 2, "expected a UUID"),
     (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "text=$(reboot)"), 2, "bad_args"),
     (("cmd", "store-0001", "receipt-1", "test_print", "--arg", "noequals"), 2, "K=V"),
     (("cmd", "store-0404", "diagnostics"), 1, "has not reported"),
-    (("cmd", "approve", "no-such-id"), 1, "no approval request"),
+    (("cmd", "store-0001", "diagnostics", "--region", "south"), 2, "is in region north"),
+    (("cmd", "store-0001", "diagnostics", "--wait", "nan"), 2, "--wait"),
+    (("cmd", "store-0001", "diagnostics", "--wait", "-1"), 2, "--wait"),
+    (("cmd", "list", "--limit", "0"), 2, "--limit"),
+    (("cmd", "list", "extra"), 2, "usage: edge-hub cmd list"),
+    (("cmd", "status", "no-such-id"), 2, "command id: expected a UUID"),
+    (("cmd", "status", "0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6"), 1, "no command"),
+    (("cmd", "approve", "no-such-id"), 2, "command id: expected a UUID"),
+    (("cmd", "approve", "0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6"), 1, "no command"),
+    (("cmd", "store-0001", "diagnostics", "--hub", "http://127.0.0.1:9"), 2, "not both"),
 ])
 def test_mistakes_are_one_line_without_a_traceback(hub, args, code, words):
     db, keys, _ = hub
-    needs_keys = args[0] in ("flags", "bundle", "rollout", "cmd") and args[:2] != ("flags", "show")
-    r = hub_cli(*args, *db, *(keys if needs_keys else ()))
+    needs_keys = args[0] in ("flags", "bundle", "rollout", "cmd") and \
+        args[:2] not in (("flags", "show"), ("rollout", "status"))
+    r = hub_here(*args, *db, *(keys if needs_keys else ()))   # in this process: quicker
     assert r.returncode == code, (r.stdout, r.stderr)
     assert words in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
 
 
 def test_bad_toml_and_a_bad_gate_are_usage_errors(hub):
