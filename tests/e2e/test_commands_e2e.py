@@ -10,11 +10,13 @@ import time
 
 import pytest
 
+from apiproc import ApiProcess, cli, hub_here
 from brokers import Mosquitto
 from controlkit import (REGION, Agent, Raw, SimPrinter, agent_log_rows, agent_rejects,
                         agent_toml, forge, hub_cli, next_seq, signed_command, wait_for)
 from hub.keys import KeyRing
 from hub.app import open_store
+from hub.domains.audit import entries as audit_entries
 import hubkit
 from hubkit import HubProcess
 
@@ -46,6 +48,20 @@ def rig(tmp_path_factory):
         hub.terminate()
         printer.close()
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def api(rig):
+    """`edge-hub api` on the rig's database, signing with the rig's key ring, and an
+    it-operator's token: the CLI through the API, as people away from the hub host use it."""
+    server = ApiProcess(rig.db, rig.tmp / "api",
+                        f'[keys]\ndirectory = "{rig.tmp / "keys"}"\n').start()
+    made = hub_here("users", "add", "ops", "--role", "it-operator", "--json", "--db", rig.db)
+    assert made.returncode == 0, made.stderr
+    try:
+        yield type("Api", (), dict(url=server.url, token=json.loads(made.stdout)["token"]))()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
 
 
 def _store_known(db_url: str) -> bool:
@@ -87,6 +103,33 @@ def test_a_signed_test_print_runs_once_and_its_result_reaches_the_hub(rig):
     wait_for(lambda: rig.printer.cuts == cuts + 1, what="the receipt cut at the printer")
     status = hub_cli("cmd", "status", row["id"], "--db", rig.db)
     assert status.returncode == 0 and "done" in status.stdout
+
+
+def test_a_test_print_issued_through_the_api_runs_and_its_result_is_read_through_the_api(
+        rig, api):
+    """The whole path: `edge-hub cmd` (a real process, API mode) -> the API -> the database ->
+    the hub worker -> Mosquitto -> the agent -> its result -> the hub -> `edge-hub cmd status`
+    through the API."""
+    cuts = rig.printer.cuts
+    r = cli("cmd", STORE, "receipt-1", "test_print", "--arg", "text=from the api",
+            "--wait", "60", "--json", url=api.url, token=api.token)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    row = json.loads(r.stdout)
+    assert row["status"] == "done" and row["actor"] == "ops" and row["output"]["bytes"] > 0
+    wait_for(lambda: rig.printer.cuts == cuts + 1, what="the receipt cut at the printer")
+    status = hub_here("cmd", "status", row["id"], url=api.url, token=api.token)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"command {row['id']}: test_print on {STORE}/receipt-1")
+    assert ": done" in status.stdout.splitlines()[0] and "issued by ops" in status.stdout
+    db = open_store(rig.db)
+    try:
+        with db.read() as tx:
+            trail = [(e["action"], e["actor"], (e["source"] or "")[:4])
+                     for e in audit_entries(tx) if e["object"] == f"command:{row['id']}"]
+    finally:
+        db.close()
+    assert trail[0] == ("commands.issue", "ops", "api:")
+    assert ("commands.result", "edge-hub", "stor") in trail
 
 
 def test_refused_commands_are_not_run_and_are_counted_and_reported(rig):
@@ -201,6 +244,8 @@ def test_the_cli_refuses_bad_commands_without_a_traceback(rig):
                 "--dir", str(rig.tmp / "keys"))
     assert r.returncode == 2 and "--expires" in r.stderr
     r = hub_cli("cmd", "status", "no-such-id", "--db", rig.db)
+    assert r.returncode == 2 and "expected a UUID" in r.stderr
+    r = hub_cli("cmd", "status", "0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6", "--db", rig.db)
     assert r.returncode == 1 and "no command" in r.stderr
 
 
@@ -220,7 +265,7 @@ def test_a_restart_waits_for_an_approval_by_someone_else_then_restarts_the_agent
     held = json.loads(r.stdout)
     assert held["status"] == "awaiting_approval" and held["seq"] is None
     r = hub_cli("cmd", "approve", held["id"], *keys, EDGE_HUB_ACTOR="ann")
-    assert r.returncode == 2 and "cannot approve" in r.stderr
+    assert r.returncode == 1 and "cannot approve" in r.stderr
     r = hub_cli("cmd", "approve", held["id"], "--json", "--wait", "60", *keys,
                 EDGE_HUB_ACTOR="bob")
     done = json.loads(r.stdout)
