@@ -4,13 +4,14 @@
    real agent with a simulated receipt printer. For each of N commands: the wall time of the
    whole CLI run (`edge-hub cmd ... --wait`, a fresh Python process that signs, stores and
    polls for the result), and the hub's own times from the row (created -> delivered -> result
-   recorded).
+   recorded). With --api the CLI goes through a real API server (`edge-hub api` on the same
+   database, signing with the same key ring) as an it-operator's token, and polls the API.
 2. A flag to N simulated connected stores: N MQTT connections in one process (a select loop
    over paho clients, each subscribed to its store's flags topic and verifying the signed
    document as the agent does); `edge-hub flags set scoring=off --chain` is run and the time
    from its start to each store holding the verified document is recorded.
 
-    python bench/commands.py [--commands 30] [--stores 1000]
+    python bench/commands.py [--commands 30] [--stores 1000] [--api]
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from brokers import Mosquitto  # noqa: E402
-from conftest import agent_env  # noqa: E402
+from testenv import agent_env  # noqa: E402
 from controlkit import REGION, Agent, SimPrinter, agent_toml, hub_cli, wait_for  # noqa: E402
 from edge_protocol import commands as proto  # noqa: E402
 from edge_protocol import signing  # noqa: E402
@@ -52,7 +53,7 @@ def line(name: str, values: list[float]) -> str:
             f"p95 {pct(ms, 95):8.1f} ms   max {max(ms):8.1f} ms")
 
 
-def bench_commands(tmp: Path, n: int) -> None:
+def bench_commands(tmp: Path, n: int, api: bool = False) -> None:
     broker = Mosquitto(tmp / "broker").start()
     ring = KeyRing.init(tmp / "keys")
     db = str(tmp / "hub.db")
@@ -61,7 +62,18 @@ def bench_commands(tmp: Path, n: int) -> None:
     config = tmp / "agent.toml"
     config.write_text(agent_toml(tmp / "state", broker, ring, printer=printer))
     agent = Agent(config, tmp / "agent.log").start()
+    server = None
     try:
+        via = ["--db", db, "--dir", str(tmp / "keys")]
+        env: dict[str, str] = {}
+        if api:
+            from apiproc import ApiProcess
+
+            server = ApiProcess(db, tmp / "api",
+                                f'[keys]\ndirectory = "{tmp / "keys"}"\n').start()
+            made = hub_cli("users", "add", "ops", "--role", "it-operator", "--json", "--db", db)
+            via, env = [], {"EDGE_HUB_URL": server.url,
+                            "EDGE_HUB_TOKEN": json.loads(made.stdout)["token"]}
         hub.wait_connected()
         store = open_store(db)
         wait_for(lambda: _known(store, "store-0001"), 60, "the store's birth")
@@ -73,8 +85,7 @@ def bench_commands(tmp: Path, n: int) -> None:
                 if action == "test_print":
                     words += ["--arg", "force=true"]
                 t0 = time.perf_counter()
-                r = hub_cli("cmd", *words, "--db", db, "--dir", str(tmp / "keys"), "--json",
-                            "--wait", "30")
+                r = hub_cli("cmd", *words, *via, "--json", "--wait", "30", **env)
                 wall.append(time.perf_counter() - t0)
                 row = json.loads(r.stdout)
                 if row["status"] != "done":
@@ -86,7 +97,8 @@ def bench_commands(tmp: Path, n: int) -> None:
                         tx.execute("SELECT delivered FROM commands WHERE id = ?", (row["id"],))
                         row["delivered"] = tx.fetchone()[0]
                 to_delivered.append(row["delivered"] - row["created"])
-            print(line(f"{action}: edge-hub cmd --wait, whole CLI run", wall))
+            print(line(f"{action}: edge-hub cmd --wait, whole CLI run"
+                       + (" (API)" if api else ""), wall))
             print(line(f"{action}: hub row created -> result recorded", hub_total))
             print(line(f"{action}: hub row created -> broker PUBACK", to_delivered))
         # A kill switch on the real agent: from the CLI's start until the hub holds the agent's
@@ -95,8 +107,7 @@ def bench_commands(tmp: Path, n: int) -> None:
         for i in range(n // 3 or 1):
             value = "off" if i % 2 == 0 else "on"
             t0 = time.time()
-            r = hub_cli("flags", "set", f"scoring={value}", "--chain", "--db", db, "--dir",
-                        str(tmp / "keys"))
+            r = hub_cli("flags", "set", f"scoring={value}", "--chain", *via, **env)
             if r.returncode != 0:
                 raise SystemExit(r.stderr)
             with store.read() as tx:
@@ -114,6 +125,8 @@ def bench_commands(tmp: Path, n: int) -> None:
         print(line("flag on a real agent: CLI start -> its report at the hub", applied))
         store.close()
     finally:
+        if server is not None:
+            server.stop()
         agent.stop()
         hub.terminate()
         printer.close()
@@ -225,12 +238,14 @@ def main() -> None:
     p.add_argument("--commands", type=int, default=30)
     p.add_argument("--stores", type=int, default=1000)
     p.add_argument("--only", choices=("commands", "flags"))
+    p.add_argument("--api", action="store_true",
+                   help="commands: the CLI through the hub's API instead of --db")
     args = p.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, loopback, Mosquitto, "
           f"hub on SQLite")
     with tempfile.TemporaryDirectory() as d:
         if args.only in (None, "commands"):
-            bench_commands(Path(d), args.commands)
+            bench_commands(Path(d), args.commands, args.api)
         if args.only in (None, "flags"):
             bench_flags(Path(d), args.stores)
 

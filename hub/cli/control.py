@@ -84,6 +84,8 @@ class Remote:
     """The control plane through the hub's API, as the token's user: the API enforces the
     user's role and scope, signs with the hub's key ring and audits the user as the actor."""
 
+    poll_max = 0.5   # `cmd --wait` asks at most every 0.5 s once the first second has gone
+
     def __init__(self, client):
         self.client = client
 
@@ -125,6 +127,8 @@ class Local:
     """The same on the hub database (--db, the config's, $EDGE_HUB_DB), as a local actor
     ($EDGE_HUB_ACTOR, else $USER), signing with the key ring of --dir. Each method does what
     its API route does, with the same checks, answers and refusals."""
+
+    poll_max = 0.05   # a read of the local database: `cmd --wait` asks every 50 ms
 
     def __init__(self, args: argparse.Namespace):
         from hub.cli import local
@@ -382,8 +386,9 @@ def cmd_cmd(args: argparse.Namespace) -> int:
 
 def _wait(work: Remote | Local, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Ask for the command until it is finished (or held for an approval), at most `seconds`:
-    every 50 ms at first, then less often (at most every 0.5 s; over the API, as often as
-    the hub's rate limit allows)."""
+    every 50 ms on the database; through the API every 50 ms at first, then less and less
+    often (x1.5 each time, at most every 0.5 s: two requests a second against the API's
+    limits.rate_per_s), and after a 429 only once its Retry-After has passed."""
     from hub.cli.client import RateLimited
     from hub.domains.commands.rules import OPEN
 
@@ -394,7 +399,7 @@ def _wait(work: Remote | Local, row: dict[str, Any], seconds: float) -> dict[str
         if left <= 0:
             break
         time.sleep(min(pause, left))
-        pause = min(pause * 1.5, 0.5)
+        pause = min(pause * 1.5, max(0.05, work.poll_max))
         try:
             row = work.command(row["id"])
         except RateLimited as err:
@@ -739,10 +744,11 @@ def register(sub, add_db) -> None:
     p.add_argument("--region", help="the store's region, only when the hub has not seen the "
                                     "store yet")
     p.add_argument("--wait", default="0", metavar="S",
-                   help="wait up to S seconds for the result (the hub is asked again and "
-                        "again, every 50 ms at first, at most every 0.5 s)")
+                   help="wait up to S seconds for the result (asked every 50 ms on --db; "
+                        "through the API every 50 ms at first, then at most every 0.5 s)")
     p.add_argument("--store", help="list: only this store")
-    p.add_argument("--limit", default="50", help="list: at most this many (1-1000, default 50)")
+    p.add_argument("--limit", default="50", metavar="N",
+                   help="list: at most this many (1-1000, default 50)")
     keyopts(p, remote=True)
     either(p)
     p.set_defaults(func=cmd_cmd)
