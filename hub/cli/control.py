@@ -305,6 +305,16 @@ def parse_arg(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _id(text: str, what: str) -> str:
+    """A store, device or region name as the hub takes it (hub.config.check_id)."""
+    from hub.config import check_id
+
+    why = check_id(text)
+    if why:
+        raise UsageError(f"{what} {escape(text[:40])!r}: {why}")
+    return text
+
+
 def _uuid(text: str, what: str) -> str:
     if not _UUID.match(text):
         raise UsageError(f"{what}: expected a UUID such as 0190c0de-7a1b-4c2d-9e3f-a1b2c3d4e5f6,"
@@ -346,6 +356,8 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         if len(words) != 1:
             raise UsageError("usage: edge-hub cmd list [--store S] [--limit N]")
         limit = int(_number(args.limit, "--limit", 1, 1000, integer=True))
+        if args.store:
+            _id(args.store, "--store")
         with backend(args) as work:
             rows = work.commands(args.store, limit)
         if args.json:
@@ -371,13 +383,15 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     if len(words) not in (2, 3):
         raise UsageError("usage: edge-hub cmd STORE [DEVICE] ACTION [--arg K=V ...] | "
                          "status ID | approve ID | list")
+    for what, name in zip(("STORE", "DEVICE"), words[:-1]):
+        _id(name, what)
     spec: dict[str, Any] = {"store": words[0], "action": words[-1],
                             "args": dict(parse_arg(a) for a in args.arg or ()),
                             "expires_s": parse_duration(args.expires)}
     if len(words) == 3:
         spec["device"] = words[1]
     if args.region:
-        spec["region"] = args.region
+        spec["region"] = _id(args.region, "--region")
     with backend(args) as work:
         row = _wait(work, work.issue(spec), wait)
     _show(row, args.json)
