@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 32          # messages waiting for the worker; more are refused as "busy"
 PENDING_MAX = 32        # accepted commands waiting to run; more are refused as "busy"
 FAILS_MAX = 3           # a message whose handling raised this often is refused ("error")
+RETRY_S = 1.0           # before trying a pending command again after a failed commit
 FAULT_ENV = "EDGE_AGENT_TEST_KILL"
 FAULT_POINTS = ("cmd-received", "cmd-recorded", "cmd-started")
 ACTION_TIMEOUT_S = 30.0
@@ -365,17 +366,23 @@ class Controller:
                 entry = self._runs[0]
                 status = "failed"
                 try:
-                    status = await self._execute(proto.Command(**entry["cmd"]))
+                    status = await self._execute(proto.Command(**entry["cmd"]), entry)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # The state database refused the start or the result: the entry stays
-                    # pending in it (reported `interrupted` at the next start, if started).
-                    log.exception("command could not be run or recorded",
-                                  extra={"command": entry["cmd"].get("id")})
-                finally:
-                    if self._runs and self._runs[0] is entry:
-                        self._runs.popleft()
+                    # The state database refused a commit. Not started yet: try again (a few
+                    # times; it stays pending in the database for the next start anyway).
+                    # Started: the action may have acted, so it is not run again here; the
+                    # next start reports it `interrupted`.
+                    entry["tries"] = entry.get("tries", 0) + 1
+                    again = not entry.get("started") and entry["tries"] < FAILS_MAX
+                    log.exception("command could not be run or recorded", extra={
+                        "command": entry["cmd"].get("id"), "again": again})
+                    if again:
+                        await asyncio.sleep(RETRY_S)
+                        continue
+                if self._runs and self._runs[0] is entry:
+                    self._runs.popleft()
                 waiter = self._waiters.get(entry["cmd"].get("id"))
                 if waiter is not None and not waiter.done():
                     waiter.set_result(status)
@@ -383,7 +390,7 @@ class Controller:
             if not self._runs:
                 await self._run_wake.wait()
 
-    async def _execute(self, cmd: proto.Command) -> str:
+    async def _execute(self, cmd: proto.Command, entry: dict[str, Any] | None = None) -> str:
         """Run one taken command and commit its result (ending its pending entry)."""
         agent, now = self.agent, self.clock()
         if now >= cmd.expires:
@@ -394,6 +401,8 @@ class Controller:
             return await self._reject("cmd", b"", policy[0], policy[1], cmd=cmd,
                                       also=_finish(cmd.id))
         await agent._db(state.start_pending, agent.db, cmd.id)
+        if entry is not None:
+            entry["started"] = True
         self._crash_at("cmd-started")
         self.executed[cmd.action] += 1
         status, reason, detail, output = "done", None, "", {}

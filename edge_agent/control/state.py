@@ -199,6 +199,7 @@ def status(db: sqlite3.Connection) -> dict[str, Any] | None:
     try:
         bundles = load_bundles(db)
         doc = {"high_seq": high_seq(db), "rejects": rejects(db), "flags": load_flags(db),
+               "pending": [i["cmd"].get("id") for i in load_pending(db)],
                "recent": recent(db, 5),
                "bundles": {k: bundles.get(k) for k in ("model", "config")},
                "desired_version": bundles.get("desired_version")}

@@ -364,6 +364,7 @@ def test_an_agent_killed_before_acknowledging_a_command_gets_it_again_and_runs_i
         else:  # taken and pending, in one transaction
             assert _agent_high_seq(rig.state) == issued["seq"]
             assert _agent_pending(rig.state) == [issued["id"]]
+            assert rig.agent.status()["control"]["pending"] == [issued["id"]]
         assert _status(rig.db, issued["id"]) in ("sending", "delivered")
         rig.agent.start()
         want = "failed" if point == "cmd-started" else "done"

@@ -127,3 +127,71 @@ def test_two_threads_finishing_at_once_still_acknowledge_in_order():
     for t in threads:
         t.join()
     assert sent == [(mid, 1) for mid in range(1, 2001)]
+
+
+# With a real Mosquitto and a real agent (in-process): a command the controller cannot record
+# gets no PUBACK; the client drops the link, and the broker sends it again (DUP) on the next
+# connection, where it is recorded, acknowledged and run once.
+
+def test_a_command_not_recorded_comes_again_on_the_next_connection_and_runs_once(tmp_path):
+    import json
+    import sqlite3
+
+    from brokers import Mosquitto
+    from controlkit import Raw, signed_command
+    from syncrig import REGION, RunningAgent, sync_toml
+    from wait import wait_until
+
+    from edge_protocol import topics
+    from hub.keys import KeyRing
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    ring = KeyRing.init(tmp_path / "keys")
+    keys = ", ".join(f'"{k}"' for k in ring.public_keys().values())
+    toml = (f'[agent]\nstore = "store-0001"\nregion = "{REGION}"\n'
+            f'state_dir = "{tmp_path}/state"\n\n[scoring]\nenabled = false\n\n'
+            f"[sync]\n{sync_toml(broker, None, wait_for_hub=False)}\n\n"
+            f"[trust]\nhub_keys = [{keys}]\n\n"
+            '[[devices]]\nid = "register"\nkind = "host"\ninterval = 1.0\n')
+    raw = Raw(broker, "test-hub")
+    a = RunningAgent(tmp_path / "agent", toml)
+    try:
+        a.start()
+        ctl = a.agent.control
+        wait_until(lambda: ctl.ready and a.client.connected, what="the agent connected")
+        # A retained flags document: once applied, the cmd topic (subscribed before flags on
+        # every connection) is subscribed at the broker.
+        raw.send(topics.flags_topic(REGION, "store-0001"), ring.sign_document(
+            {"v": 1, "type": "flags", "store": "store-0001", "version": 1,
+             "flags": {"tickets": True}, "issued": "2026-12-01T00:00:00Z"}), retain=True)
+        wait_until(lambda: ctl.flags_version == 1, what="the flags applied")
+        connects = a.client.connects
+
+        take, dups = ctl.take_command, []
+
+        async def locked_once(payload, dup=False, wait=False):
+            dups.append(dup)
+            if len(dups) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return await take(payload, dup, wait)
+
+        ctl.take_command = locked_once
+        doc = signed_command(ring, seq=1, device="register", action="repoll")
+        raw.send(topics.cmd_topic(REGION, "store-0001"), json.dumps(doc).encode())
+        wait_until(lambda: [r for r in a.db(lambda: a.agent.db.execute(
+            "SELECT status FROM control_log WHERE command = ?", (doc["id"],)).fetchall())],
+            what="the command's result recorded")
+        assert a.client.unrecorded == 1
+        assert a.client.connects == connects + 1  # the link was dropped for it, once
+        assert dups == [False, True]  # the broker's copy on the next connection is flagged
+        assert ctl.executed["repoll"] == 1
+        assert a.db(lambda: a.agent.db.execute(
+            "SELECT status FROM control_log WHERE command = ?", (doc["id"],)).fetchall()) \
+            == [("done",)]
+        # Its PUBACK went on the new connection: nothing is left waiting in line there.
+        wait_until(lambda: a.client._conn is not None and a.client._conn.received.waiting == 0,
+                   what="every received message acknowledged")
+    finally:
+        raw.close()
+        a.stop()
+        broker.stop()
