@@ -32,11 +32,12 @@ was never started runs; one that was started when the agent died is reported `fa
 reason `interrupted`, and not run again (at most once). A copy the broker sends again (DUP)
 of a command already taken is acknowledged without a second result or a refusal.
 
+Refusals are counted in the state database, shown by `edge-agent status`, and reported to
+the hub (one by one up to [control].rejects_reported_per_hour, the counts with every report).
+
 EDGE_AGENT_TEST_KILL (tests only; docs/commands.md) makes the agent SIGKILL itself at one
 point of a command's way: `cmd-received` (before any check or record), `cmd-recorded` (taken
-and pending, before the PUBACK) or `cmd-started` (marked started, before the action). Refusals are
-counted in the state database, shown by `edge-agent status`, and reported to the hub (one by
-one up to [control].rejects_reported_per_hour, the counts with every report).
+and pending, before the PUBACK) or `cmd-started` (marked started, before the action).
 """
 
 from __future__ import annotations
@@ -241,9 +242,6 @@ class Controller:
                 _done(receipt)
                 return
         _fail(receipt)
-
-    def off(self) -> list[str]:
-        return sorted(k for k, v in self.flags.items() if not v)
 
     def _crash_at(self, point: str) -> None:
         """The test fault hook (EDGE_AGENT_TEST_KILL): die here as a power cut would."""
