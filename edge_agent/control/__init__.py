@@ -3,9 +3,11 @@
     state.py    seq high-water mark, ids seen, refusals by reason, the command log, flags
     actions.py  the allow-listed actions, one async function each (never a shell string)
 
-The sync client hands every message on the store's `cmd` and `flags` topics to
-`Controller.on_message` (on the event loop); a bounded queue feeds one worker, which checks
-each command in this order and stops at the first failure, counting it by reason:
+The sync client hands every message on the store's `cmd`, `flags`, `config` and bundle topics
+to `Controller.on_message` (on the event loop) with a receipt; a bounded queue feeds the intake
+worker, which records each message durably and only then marks its receipt done, which lets
+the client send the PUBACK (edge_agent/sync/acks.py: in arrival order). It checks each
+command in this order and stops at the first failure, counting it by reason:
 
     1. size, JSON, shape               oversized, not_json, bad_message
     2. signature against a pinned key  no_trusted_key, unknown_key, bad_signature
@@ -20,17 +22,32 @@ each command in this order and stops at the first failure, counting it by reason
     7. local policy                    remote_actions_off (flag), trading_hours
                                        (test print while trading, unless force=true)
 
-then runs the action and commits its result to the outbox (`cmd_result`, topic .../cmd/result)
-with the log row in the same transaction, so the result survives an outage. Refusals are
-counted in the state database, shown by `edge-agent status`, and reported to the hub (one by
-one up to [control].rejects_reported_per_hour, the counts with every report).
+A command that passes is recorded as taken and pending in the same transaction as step 5 and
+acknowledged; a second worker, the executor, runs the pending commands one at a time (so a
+slow action holds up neither the intake nor the PUBACKs), checking expiry and local policy
+again, marking the command started (committed) before its action, and commits its result to
+the outbox (`cmd_result`, topic .../cmd/result) with the log row and the end of its pending
+entry in one transaction, so the result survives an outage. At start, a pending command that
+was never started runs; one that was started when the agent died is reported `failed`,
+reason `interrupted`, and not run again (at most once). A copy the broker sends again (DUP)
+of a command already taken is acknowledged without a second result or a refusal.
+
+Refusals are counted in the state database, shown by `edge-agent status`, and reported to
+the hub (one by one up to [control].rejects_reported_per_hour, the counts with every report).
+
+EDGE_AGENT_TEST_KILL (tests only; docs/commands.md) makes the agent SIGKILL itself at one
+point of a command's way: `cmd-received` (before any check or record), `cmd-recorded` (taken
+and pending, before the PUBACK) or `cmd-started` (marked started, before the action).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
+import os
+import signal
 import time
 from typing import Any, Callable
 
@@ -43,6 +60,11 @@ from edge_agent.control import actions, state
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 32          # messages waiting for the worker; more are refused as "busy"
+PENDING_MAX = 32        # accepted commands waiting to run; more are refused as "busy"
+FAILS_MAX = 3           # a message whose handling raised this often is refused ("error")
+RETRY_S = 1.0           # before trying a pending command again after a failed commit
+FAULT_ENV = "EDGE_AGENT_TEST_KILL"
+FAULT_POINTS = ("cmd-received", "cmd-recorded", "cmd-started")
 ACTION_TIMEOUT_S = 30.0
 PRE_AUTH = ("oversized", "not_json", "bad_message", "no_trusted_key", "unknown_key",
             "bad_signature", "bad_key", "wrong_store", "busy")
@@ -61,8 +83,16 @@ class Controller:
         self.trusted: dict[str, bytes] = dict(self.pinned)
         self.flags: dict[str, bool] = {}
         self.flags_version = 0
-        self._queue: collections.deque[tuple[str, bytes, str]] = collections.deque()
+        # (kind, payload, topic, receipt, dup): the receipt's done() lets the PUBACK go.
+        self._queue: collections.deque[tuple[str, bytes, str, Any, bool]] = collections.deque()
         self._wake: asyncio.Event | None = None
+        self._runs: collections.deque[dict[str, Any]] = collections.deque()  # pending entries
+        self._run_wake: asyncio.Event | None = None
+        self._waiters: dict[str, asyncio.Future[str]] = {}  # command id -> its final status
+        self._fails: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.redelivered = 0   # copies of taken commands acknowledged again (DUP), not refused
+        fault = os.environ.get(FAULT_ENV, "")
+        self.fault = fault if fault in FAULT_POINTS else None
         self._reported: collections.deque[float] = collections.deque()
         self.after_result: Callable[[], None] | None = None
         self.executed: collections.Counter[str] = collections.Counter()  # action -> runs
@@ -90,8 +120,14 @@ class Controller:
         if client is not None:
             client.unsubscribe(topic)
 
-    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
-        """Take one message from the cmd, flags, config or a bundle topic (event loop)."""
+    def on_message(self, topic: str, payload: bytes, retained: bool = False,
+                   receipt: Any = None, dup: bool = False) -> None:
+        """Take one message from the cmd, flags, config or a bundle topic (event loop).
+
+        `receipt` (edge_agent.sync.acks.Receipt, or None) is marked done once the message is
+        recorded, or durably refused, and failed when it cannot be: then the client drops the
+        connection without its PUBACK and the broker sends it again. `dup`: the broker's DUP
+        flag (it sent this message before, and had no PUBACK for it)."""
         own = f"{self.prefix}/{self.region}/{self.store}/"
         if topic.startswith(f"{self.prefix}/bundles/"):
             kind = "content"
@@ -99,16 +135,25 @@ class Controller:
             kind = {"cmd": "cmd", "flags": "flags", "config": "desired"}.get(topic[len(own):])
         else:
             kind = None
-        if kind is None:
+        if kind is None or (kind != "cmd" and not payload):
+            # Not ours, or a retained document cleared (keep what is in force): nothing to record.
+            _done(receipt)
             return
-        if kind != "cmd" and not payload:
-            return  # a retained document cleared: keep what is in force
         if len(self._queue) >= QUEUE_MAX:
-            self._spawn(self._reject(kind, payload, "busy", "too many commands at once"))
+            self._spawn(self._refuse_busy(kind, bytes(payload), receipt))
             return
-        self._queue.append((kind, bytes(payload), topic))
+        self._queue.append((kind, bytes(payload), topic, receipt, dup))
         if self._wake is not None:
             self._wake.set()
+
+    async def _refuse_busy(self, kind: str, payload: bytes, receipt: Any) -> None:
+        try:
+            await self._reject(kind, payload, "busy", "too many commands at once")
+        except Exception:
+            log.exception("control could not record a refusal", extra={"kind": kind})
+            _fail(receipt)
+            return
+        _done(receipt)
 
     def flag(self, name: str) -> bool:
         return self.flags.get(name, True)
@@ -130,15 +175,28 @@ class Controller:
                                               "off": ",".join(self.off()) or "-"})
         await self.bundles.restore()
         self._wake = asyncio.Event()
+        self._run_wake = asyncio.Event()
+        await self._resume_pending()
+        executor = asyncio.get_running_loop().create_task(self._execute_loop())
         self.ready = True
         if not self.pinned:
             log.warning("no hub keys pinned in [trust]: every command and flag is refused")
+        try:
+            await self._intake_loop()
+        finally:
+            executor.cancel()
+            try:
+                await executor
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+
+    async def _intake_loop(self) -> None:
         while True:
             while self._queue:
-                kind, payload, topic = self._queue.popleft()
+                kind, payload, topic, receipt, dup = self._queue.popleft()
                 try:
                     if kind == "cmd":
-                        await self.handle_command(payload)
+                        await self.take_command(payload, dup)
                     elif kind == "flags":
                         await self.handle_flags(payload)
                     elif kind == "desired":
@@ -148,7 +206,11 @@ class Controller:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("control message failed", extra={"kind": kind})
+                    log.exception("control message failed; not acknowledged", extra={
+                        "kind": kind})
+                    await self._failed(kind, payload, receipt)
+                    continue
+                _done(receipt)
             self._wake.clear()
             try:
                 await self.bundles.apply_deferred()
@@ -160,14 +222,58 @@ class Controller:
                 except asyncio.TimeoutError:
                     pass
 
+    async def _failed(self, kind: str, payload: bytes, receipt: Any) -> None:
+        """A message whose handling raised (the state database locked or full, a bug): no
+        PUBACK, so the broker sends it again after the client reconnects. The same message
+        failing FAILS_MAX times (across connections) is refused as `error`, if that refusal
+        can be recorded, so one poison message cannot hold the link in a reconnect loop."""
+        key = hashlib.sha256(payload).hexdigest()
+        fails = self._fails.pop(key, 0) + 1
+        self._fails[key] = fails
+        while len(self._fails) > QUEUE_MAX:
+            self._fails.popitem(last=False)
+        if fails >= FAILS_MAX:
+            try:
+                await self._reject(kind, payload, "error", f"handling failed {fails} times")
+            except Exception:
+                log.exception("control could not record a refusal", extra={"kind": kind})
+            else:
+                del self._fails[key]
+                _done(receipt)
+                return
+        _fail(receipt)
+
+    def _crash_at(self, point: str) -> None:
+        """The test fault hook (EDGE_AGENT_TEST_KILL): die here as a power cut would."""
+        if self.fault == point:
+            log.critical("test fault: killing the agent", extra={"point": point})
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def off(self) -> list[str]:
         return sorted(k for k, v in self.flags.items() if not v)
 
     # Commands ----------------------------------------------------------------------------
 
-    async def handle_command(self, payload: bytes) -> str:
-        """Check and run one command; return its final status or the refusal reason."""
+    async def handle_command(self, payload: bytes, dup: bool = False) -> str:
+        """Take one command and wait for its end; return its final status or the refusal
+        reason ('redelivered' for a DUP copy of one already taken)."""
+        status = await self.take_command(payload, dup, wait=True)
+        if status != "accepted":
+            return status
+        cid = proto.peek_id(payload)[0]
+        waiter = self._waiters.get(cid)
+        if waiter is None:
+            return status
+        try:
+            return await waiter
+        finally:
+            self._waiters.pop(cid, None)
+
+    async def take_command(self, payload: bytes, dup: bool = False, wait: bool = False) -> str:
+        """Check one command and record it (taken and pending) or its refusal: durably, since
+        its PUBACK follows. Return 'accepted', 'redelivered' or the refusal reason."""
         agent, now = self.agent, self.clock()
+        self._crash_at("cmd-received")
         if not self.pinned:
             return await self._reject("cmd", payload, "no_trusted_key",
                                       "no hub key pinned in [trust]")
@@ -177,25 +283,125 @@ class Controller:
         except proto.CommandError as err:
             return await self._reject("cmd", payload, err.code, err.detail)
         await self._learn(keys, cmd.kid)
-        why = await agent._db(state.consume, agent.db, cmd.id, cmd.seq, cmd.expires, now)
+        refusal = self._refusal(cmd)
+        if refusal is None and len(self._runs) >= PENDING_MAX:
+            refusal = ("busy", f"{PENDING_MAX} commands waiting to run")
+        if refusal is None:
+            entry = {"cmd": _command_doc(cmd), "started": False}
+            why = await agent._db(state.consume, agent.db, cmd.id, cmd.seq, cmd.expires, now,
+                                  entry)
+        else:
+            why = await agent._db(state.replay, agent.db, cmd.id, cmd.seq)
+        if why == "replayed_id" and dup:
+            # The broker's copy of a command this agent took before it could send the PUBACK
+            # (it died, or the link dropped): acknowledge it; its result, if any, is in the
+            # outbox already, or comes from the pending run.
+            self.redelivered += 1
+            log.info("command redelivered; already taken", extra={"command": cmd.id,
+                                                                  "seq": cmd.seq})
+            return "redelivered"
         if why:
             return await self._reject("cmd", payload, why, f"seq {cmd.seq}", cmd=cmd)
+        if refusal is not None:
+            # It passed 1-5: it consumes its seq, in the refusal's transaction.
+            return await self._reject("cmd", payload, refusal[0], refusal[1], cmd=cmd,
+                                      take=(cmd.id, cmd.seq, cmd.expires, now))
+        log.info("command accepted", extra={"command": cmd.id, "seq": cmd.seq,
+                                            "action": cmd.action, "device": cmd.device or "-"})
+        self._crash_at("cmd-recorded")
+        if wait:
+            self._waiters[cmd.id] = asyncio.get_running_loop().create_future()
+        self._runs.append(entry)
+        if self._run_wake is not None:
+            self._run_wake.set()
+        return "accepted"
+
+    def _refusal(self, cmd: proto.Command) -> tuple[str, str] | None:
+        """Steps 6 and 7: the action, its arguments and device, local policy."""
         try:
             spec = proto.check_action(cmd.action, cmd.device, cmd.args)
             if cmd.device is not None:
-                dev = agent.config.device(cmd.device)
+                dev = self.agent.config.device(cmd.device)
                 if dev is None:
                     raise proto.CommandError("unknown_device", "not a device of this store")
                 if spec.kinds and dev.kind not in spec.kinds:
                     raise proto.CommandError("bad_args", f"{cmd.action} does not apply to a "
                                                          f"{dev.kind} device")
         except proto.CommandError as err:
-            return await self._reject("cmd", payload, err.code, err.detail, cmd=cmd)
-        policy = self._policy(cmd)
+            return err.code, err.detail
+        return self._policy(cmd)
+
+    # The executor ------------------------------------------------------------------------
+
+    async def _resume_pending(self) -> None:
+        """At start: commands taken before the last stop and not finished."""
+        agent = self.agent
+        for entry in await agent._db(state.load_pending, agent.db):
+            try:
+                cmd = proto.Command(**entry["cmd"])
+            except TypeError:
+                log.error("unreadable pending command dropped", extra={"entry": str(entry)[:200]})
+                cid = entry["cmd"].get("id")
+                await agent._db(_transaction, agent.db,
+                                lambda db, cid=cid: state.finish_pending(db, cid))
+                continue
+            if entry.get("started"):
+                # It was running when the agent died: whether its action took effect is
+                # unknown, so it is not run again; the hub learns it was cut short.
+                log.warning("command interrupted by the agent's stop; not run again",
+                            extra={"command": cmd.id, "action": cmd.action})
+                await self._result(_result_body(cmd, "failed", "interrupted",
+                                                "the agent stopped while it ran", {}),
+                                   cmd.device, also=_finish(cmd.id))
+                continue
+            log.info("command taken before a restart; running it", extra={"command": cmd.id,
+                                                                           "seq": cmd.seq})
+            self._runs.append(entry)
+
+    async def _execute_loop(self) -> None:
+        while True:
+            while self._runs:
+                entry = self._runs[0]
+                status = "failed"
+                try:
+                    status = await self._execute(proto.Command(**entry["cmd"]), entry)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The state database refused a commit. Not started yet: try again (a few
+                    # times; it stays pending in the database for the next start anyway).
+                    # Started: the action may have acted, so it is not run again here; the
+                    # next start reports it `interrupted`.
+                    entry["tries"] = entry.get("tries", 0) + 1
+                    again = not entry.get("started") and entry["tries"] < FAILS_MAX
+                    log.exception("command could not be run or recorded", extra={
+                        "command": entry["cmd"].get("id"), "again": again})
+                    if again:
+                        await asyncio.sleep(RETRY_S)
+                        continue
+                if self._runs and self._runs[0] is entry:
+                    self._runs.popleft()
+                waiter = self._waiters.get(entry["cmd"].get("id"))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(status)
+            self._run_wake.clear()
+            if not self._runs:
+                await self._run_wake.wait()
+
+    async def _execute(self, cmd: proto.Command, entry: dict[str, Any] | None = None) -> str:
+        """Run one taken command and commit its result (ending its pending entry)."""
+        agent, now = self.agent, self.clock()
+        if now >= cmd.expires:
+            return await self._reject("cmd", b"", "expired", "expired before it could run",
+                                      cmd=cmd, also=_finish(cmd.id))
+        policy = self._policy(cmd)  # again: a flag or the hours may have changed meanwhile
         if policy:
-            return await self._reject("cmd", payload, policy[0], policy[1], cmd=cmd)
-        log.info("command accepted", extra={"command": cmd.id, "seq": cmd.seq,
-                                            "action": cmd.action, "device": cmd.device or "-"})
+            return await self._reject("cmd", b"", policy[0], policy[1], cmd=cmd,
+                                      also=_finish(cmd.id))
+        await agent._db(state.start_pending, agent.db, cmd.id)
+        if entry is not None:
+            entry["started"] = True
+        self._crash_at("cmd-started")
         self.executed[cmd.action] += 1
         status, reason, detail, output = "done", None, "", {}
         try:
@@ -210,11 +416,8 @@ class Controller:
         except Exception as err:  # a bug in an action: report it, keep running
             log.exception("action raised", extra={"action": cmd.action})
             status, reason, detail = "failed", "error", f"{type(err).__name__}"
-        row_seq = await self._result({"type": "command", "command": cmd.id, "seq": cmd.seq,
-                                      "action": cmd.action, "status": status,
-                                      "reason": reason, "detail": detail,
-                                      "output": _bounded(output), "verified": True},
-                                     cmd.device)
+        row_seq = await self._result(_result_body(cmd, status, reason, detail, output),
+                                     cmd.device, also=_finish(cmd.id))
         log.info("command " + status, extra={"command": cmd.id, "action": cmd.action,
                                              "reason": reason or "-"})
         hook, self.after_result = self.after_result, None
@@ -293,7 +496,9 @@ class Controller:
     # Reporting ---------------------------------------------------------------------------
 
     async def _reject(self, kind: str, payload: bytes, reason: str, detail: str,
-                      cmd: proto.Command | None = None) -> str:
+                      cmd: proto.Command | None = None,
+                      take: tuple[str, int, float, float] | None = None,
+                      also: Callable[[Any], None] | None = None) -> str:
         agent, now = self.agent, self.clock()
         self.refused[reason] += 1
         cid, seq, action = (cmd.id, cmd.seq, cmd.action) if cmd else proto.peek_id(payload)
@@ -303,6 +508,10 @@ class Controller:
                     extra={"reason": reason, "detail": detail[:200], "command": cid or "-"})
 
         def write(db):
+            if take is not None:  # the command's id and seq, taken with its refusal
+                state.take(db, *take)
+            if also is not None:
+                also(db)
             state.count_reject(db, reason, detail, now)
             state.log_row(db, command=cid, seq=seq, action=action,
                           device=cmd.device if cmd and isinstance(cmd.device, str) else None,
@@ -352,6 +561,33 @@ class Controller:
 
     def _spawn(self, coro) -> None:
         asyncio.get_running_loop().create_task(coro)
+
+
+def _done(receipt: Any) -> None:
+    if receipt is not None:
+        receipt.done()
+
+
+def _fail(receipt: Any) -> None:
+    if receipt is not None:
+        receipt.fail()
+
+
+def _finish(cmd_id: str) -> Callable[[Any], None]:
+    return lambda db: state.finish_pending(db, cmd_id)
+
+
+def _command_doc(cmd: proto.Command) -> dict[str, Any]:
+    return {"id": cmd.id, "store": cmd.store, "region": cmd.region, "device": cmd.device,
+            "action": cmd.action, "args": dict(cmd.args), "issued": cmd.issued,
+            "expires": cmd.expires, "seq": cmd.seq, "kid": cmd.kid}
+
+
+def _result_body(cmd: proto.Command, status: str, reason: str | None, detail: str,
+                 output: dict) -> dict[str, Any]:
+    return {"type": "command", "command": cmd.id, "seq": cmd.seq, "action": cmd.action,
+            "status": status, "reason": reason, "detail": detail, "output": _bounded(output),
+            "verified": True}
 
 
 def _transaction(db, fn) -> None:

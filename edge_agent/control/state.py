@@ -3,7 +3,9 @@
 Every function here runs on the agent's database thread with the agent's connection. The
 sequence high-water mark and the command id are checked and recorded in one transaction
 (`consume`), committed before the action runs: a crash during an action never lets the same
-command, or an older one, run again.
+command, or an older one, run again. The same transaction adds an accepted command to
+`control.pending` (meta), which its result's transaction removes; the agent acknowledges the
+command to the broker only after that commit (docs/commands.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 HIGH_SEQ = "control.high_seq"
 FLAGS = "control.flags"
 BUNDLES = "control.bundles"
+PENDING = "control.pending"  # accepted commands not finished (JSON list, at most 32)
 SEEN_MAX = 10000      # ids kept until their command expires; beyond this the oldest go first
 LOG_MAX = 200         # rows of the command log kept
 DETAIL_MAX = 300
@@ -36,28 +39,86 @@ def high_seq(db: sqlite3.Connection) -> int:
     return int(value) if value and value.isdigit() else 0
 
 
+def replay(db: sqlite3.Connection, cmd_id: str, seq: int) -> str | None:
+    """Whether a command was taken before: 'replayed_id', 'replayed_seq' or None (a read)."""
+    if db.execute("SELECT 1 FROM control_seen WHERE id = ?", (cmd_id,)).fetchone():
+        return "replayed_id"
+    if seq <= high_seq(db):
+        return "replayed_seq"
+    return None
+
+
+def take(db: sqlite3.Connection, cmd_id: str, seq: int, expires: float, now: float) -> None:
+    """Record a command's id and seq as taken (inside the caller's transaction)."""
+    db.execute("DELETE FROM control_seen WHERE expires < ?", (now,))
+    db.execute("INSERT INTO control_seen (id, seq, expires) VALUES (?, ?, ?)",
+               (cmd_id, seq, expires))
+    db.execute("DELETE FROM control_seen WHERE id IN (SELECT id FROM control_seen"
+               " ORDER BY seq DESC LIMIT -1 OFFSET ?)", (SEEN_MAX,))
+    _put(db, HIGH_SEQ, str(seq))
+
+
 def consume(db: sqlite3.Connection, cmd_id: str, seq: int, expires: float,
-            now: float) -> str | None:
-    """Record a command as taken, or say why not: 'replayed_id' or 'replayed_seq'."""
+            now: float, pending: dict[str, Any] | None = None) -> str | None:
+    """Record a command as taken, or say why not: 'replayed_id' or 'replayed_seq'.
+
+    With `pending` (an accepted command, edge_agent.control), it joins the commands waiting
+    to run in the same transaction: once this commits, the command is the agent's to run
+    (or to report interrupted) even if the process dies before its PUBACK or its action.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
-        if db.execute("SELECT 1 FROM control_seen WHERE id = ?", (cmd_id,)).fetchone():
+        why = replay(db, cmd_id, seq)
+        if why:
             db.execute("ROLLBACK")
-            return "replayed_id"
-        if seq <= high_seq(db):
-            db.execute("ROLLBACK")
-            return "replayed_seq"
-        db.execute("DELETE FROM control_seen WHERE expires < ?", (now,))
-        db.execute("INSERT INTO control_seen (id, seq, expires) VALUES (?, ?, ?)",
-                   (cmd_id, seq, expires))
-        db.execute("DELETE FROM control_seen WHERE id IN (SELECT id FROM control_seen"
-                   " ORDER BY seq DESC LIMIT -1 OFFSET ?)", (SEEN_MAX,))
-        _put(db, HIGH_SEQ, str(seq))
+            return why
+        take(db, cmd_id, seq, expires, now)
+        if pending is not None:
+            _put_pending(db, load_pending(db) + [pending])
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     return None
+
+
+def load_pending(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Accepted commands not finished yet, in the order taken: {"cmd": {...}, "started"}."""
+    value = _get(db, PENDING)
+    try:
+        items = json.loads(value) if value else []
+    except ValueError:
+        return []
+    return [i for i in items if isinstance(i, dict) and isinstance(i.get("cmd"), dict)] \
+        if isinstance(items, list) else []
+
+
+def _put_pending(db: sqlite3.Connection, items: list[dict[str, Any]]) -> None:
+    _put(db, PENDING, json.dumps(items, separators=(",", ":"), sort_keys=True))
+
+
+def start_pending(db: sqlite3.Connection, cmd_id: str) -> None:
+    """Mark a pending command as started (committed before its action runs): one that is
+    still pending and started at the next start was cut short, and is not run again."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        items = load_pending(db)
+        for item in items:
+            if item["cmd"].get("id") == cmd_id:
+                item["started"] = True
+        _put_pending(db, items)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def finish_pending(db: sqlite3.Connection, cmd_id: str) -> None:
+    """Drop a command from the pending list (inside the transaction of its result)."""
+    items = load_pending(db)
+    left = [i for i in items if i["cmd"].get("id") != cmd_id]
+    if len(left) != len(items):
+        _put_pending(db, left)
 
 
 def count_reject(db: sqlite3.Connection, reason: str, detail: str, now: float) -> int:
@@ -138,6 +199,7 @@ def status(db: sqlite3.Connection) -> dict[str, Any] | None:
     try:
         bundles = load_bundles(db)
         doc = {"high_seq": high_seq(db), "rejects": rejects(db), "flags": load_flags(db),
+               "pending": [i["cmd"].get("id") for i in load_pending(db)],
                "recent": recent(db, 5),
                "bundles": {k: bundles.get(k) for k in ("model", "config")},
                "desired_version": bundles.get("desired_version")}

@@ -4,6 +4,7 @@
     birth.py    the birth message: inventory, capabilities, versions, config hash
     backoff.py  reconnect delays (exponential, bounded, jittered)
     machine.py  the link's states: an enum, a transition table, one locked fire(event)
+    acks.py     PUBACKs for received messages: after they are recorded, in arrival order
     client.py   the MQTT client: connect, birth and Will, drain the outbox at QoS 1, acks
 """
 

@@ -9,6 +9,13 @@ outbox, not paho, holds a backlog. Each connection uses a fresh paho client, so 
 kept from a lost connection is resent behind our back: after a reconnect the client reads the
 unacknowledged rows from the outbox again (a redelivery carries the same envelope id).
 
+Received messages are acknowledged by hand (paho's `manual_ack=True`): the hub's state at once,
+on paho's thread (nothing to record); a control message (command, flags, desired state, bundle)
+only once the controller has recorded it, or durably refused it, in the state database; every
+PUBACK in the order its PUBLISH arrived (`acks.AckOrder`, one per connection). A message the
+controller could not record gets no PUBACK: the client drops the link and the broker sends it
+again, flagged DUP, on the next connection (docs/sync.md, "What is acknowledged when").
+
 The link's state (connecting, waiting for the hub, the handshake, draining, stopping) is a
 `machine.Machine`: paho's thread fires CONNACK, the link lost and the hub's states into it
 directly, the event loop fires attempts, births and the stop; the loop then reacts (births,
@@ -38,6 +45,7 @@ from edge_agent.outbox import ENVELOPE_VERSION, Outbox, Row, uuid7
 from edge_agent.reading import format_ts, utcnow
 from edge_agent.services import DbCall
 from edge_agent.sync import backoff, birth, state
+from edge_agent.sync.acks import AckOrder, Receipt
 from edge_agent.sync.machine import Event, IllegalTransition, Machine, State, Transition
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,10 @@ DISCONNECT_GRACE_S = 1.5
 ACK_GATHER_S = 0.05
 WITH_WILL = 4  # MQTT v5 DISCONNECT reason "Disconnect with Will Message"
 _TOPIC_TAILS = {"cmd_result": "cmd/result"}  # outbox kinds whose topic is not their name
+# MQTT v5 Receive Maximum: QoS 1 messages the broker may have unacknowledged with us at once
+# (for 3.1.1 the broker's own limit holds: Mosquitto's max_inflight_messages, 20). At most the
+# controller's queue (32), so a PUBACK held for a message being recorded bounds what waits.
+RECEIVE_MAX = 32
 
 
 class Connection:
@@ -77,6 +89,8 @@ class Connection:
         self.birth_model: str | None = None  # the model version the last birth announced
         self.birth_pending = False           # a spawned birth is being built (not re-entered)
         self.will = b""
+        # PUBACKs for received messages, in arrival order (made with the paho client).
+        self.received: AckOrder | None = None
 
 
 class SyncClient:
@@ -120,6 +134,7 @@ class SyncClient:
         self.max_inflight = 0
         self.connects = 0
         self.bad_hub_states = 0
+        self.unrecorded = 0  # received messages not recorded: the link was dropped for them
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -305,13 +320,16 @@ class SyncClient:
     # Runs on a worker thread: TLS files, the TCP connect and the handshake block.
     def _open(self, conn: Connection) -> None:
         s = self.s
+        # manual_ack: paho sends no PUBACK by itself (it would, right after on_message, before
+        # the controller has recorded anything); conn.received sends them, in order.
         if self.v5:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.store,
-                                 protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+                                 protocol=mqtt.MQTTv5, reconnect_on_failure=False,
+                                 manual_ack=True)
         else:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.store,
                                  protocol=mqtt.MQTTv311, clean_session=False,
-                                 reconnect_on_failure=False)
+                                 reconnect_on_failure=False, manual_ack=True)
         # Our window is the bound. paho's queue limit sits just above it (the birth is extra),
         # so a bug here shows as MQTT_ERR_QUEUE_SIZE, never as an unbounded queue. paho's own
         # in-flight limit is off (0): with it, paho rescans its whole queue on every PUBACK,
@@ -329,11 +347,15 @@ class SyncClient:
         client.on_disconnect = lambda c, u, flags, rc, p: self._thread_lost(conn, str(rc))
         client.on_publish = lambda c, u, mid, rc, p: self._thread_ack(conn, mid, rc)
         client.on_message = lambda c, u, msg: self._thread_message(
-            conn, msg.topic, msg.payload, bool(msg.retain))
+            conn, msg.topic, msg.payload, bool(msg.retain),
+            conn.received.received(msg.mid, msg.qos), bool(msg.dup))
+        conn.received = AckOrder(client.ack, on_failed=lambda r: self._thread_event(
+            self._on_unrecorded, conn, r))
         conn.mqtt = client
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = s.session_expiry
+            props.ReceiveMaximum = RECEIVE_MAX
             client.connect(s.host, s.port, s.keepalive, clean_start=False, properties=props)
         else:
             client.connect(s.host, s.port, s.keepalive)
@@ -398,10 +420,21 @@ class SyncClient:
         self._thread_event(self._on_lost, conn, reason)
 
     def _thread_message(self, conn: Connection, topic: str, payload: bytes,
-                        retained: bool = False) -> None:
+                        retained: bool = False, receipt: Receipt | None = None,
+                        dup: bool = False) -> None:
         if topic != self.hub_topic:
-            self._thread_event(self._on_message, conn, topic, payload, retained)
+            # Acknowledged when the controller has recorded it (receipt.done, on the loop).
+            self._thread_event(self._on_message, conn, topic, payload, retained, receipt, dup)
             return
+        try:
+            self._thread_hub_state(conn, payload, retained)
+        finally:
+            # The hub's state is acted on here and kept nowhere: its PUBACK may go at once
+            # (after those of the messages before it, which AckOrder keeps in order).
+            if receipt is not None:
+                receipt.done()
+
+    def _thread_hub_state(self, conn: Connection, payload: bytes, retained: bool) -> None:
         try:
             online = wire.decode_hub_state(payload)["online"]
         except wire.WireError as err:
@@ -421,11 +454,26 @@ class SyncClient:
             self._thread_event(self._on_hub_state, conn, step, retained)
 
     def _on_message(self, conn: Connection, topic: str, payload: bytes,
-                    retained: bool = False) -> None:
+                    retained: bool = False, receipt: Receipt | None = None,
+                    dup: bool = False) -> None:
         """A message on a topic other than the hub's state, on the loop: the control plane's
-        commands, flags, desired config and bundles (edge_agent/control)."""
+        commands, flags, desired config and bundles (edge_agent/control), which marks the
+        receipt done once it has recorded the message."""
         if self.control is not None:
-            self.control.on_message(topic, payload, retained)
+            self.control.on_message(topic, payload, retained, receipt=receipt, dup=dup)
+        elif receipt is not None:
+            receipt.done()
+
+    def _on_unrecorded(self, conn: Connection, receipt: Receipt) -> None:
+        """The controller could not record a message: it gets no PUBACK, and neither can
+        anything after it (PUBACKs go in order), so the link is dropped; the broker sends the
+        message again (DUP) on the next connection, after the reconnect backoff."""
+        self.unrecorded += 1
+        if conn.mqtt is None or not self.machine.linked(conn.session):
+            return  # already gone: the broker sends it again anyway
+        log.error("a message from the hub could not be recorded; reconnecting to get it again",
+                  extra={"mid": receipt.mid, "session": conn.session})
+        conn.mqtt.disconnect()
 
     def _on_connack(self, conn: Connection, code: int, present: bool) -> None:
         if not conn.connack.done():
@@ -575,6 +623,13 @@ class SyncClient:
     async def _teardown(self, conn: Connection) -> None:
         # The link is over for the machine whatever ended it (stays STOPPING during a stop).
         self.machine.fire(Event.LOST, conn.session)
+        if conn.received is not None:
+            # No PUBACK goes out on a later connection for a message of this one: paho does not
+            # check ids, and the broker sends what it has no PUBACK for again (DUP).
+            left = conn.received.close()
+            if left:
+                log.info("received messages left unacknowledged; the broker sends them again",
+                         extra={"count": left, "session": conn.session})
         client = conn.mqtt
         if client is not None:
             if conn.down is None:

@@ -14,6 +14,7 @@ from datetime import datetime
 import pytest
 
 from controlkit import forge, signed_command
+from wait import wait_until
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from edge_protocol import bundles
@@ -123,3 +124,165 @@ def test_a_bundle_waits_for_trading_hours_to_end_unless_urgent(tmp_path, ring, u
         assert a.outbox_results()[-1]["status"] == "applied"
     finally:
         a.close()
+
+
+# Acknowledgement (docs/commands.md, "Delivery"): a message's receipt is marked done, which
+# lets the sync client send its PUBACK, only once the controller has committed it.
+
+class Receipt:
+    """What the sync client hands the controller with a message (edge_agent/sync/acks.py);
+    done() looks at the state database, from another connection, at the moment it is called."""
+
+    def __init__(self, look=None):
+        self.look = look
+        self.state: str | None = None
+        self.seen = None
+
+    def done(self) -> None:
+        self.seen = self.look() if self.look else None
+        self.state = self.state or "done"
+
+    def fail(self) -> None:
+        self.state = self.state or "failed"
+
+
+def _read(a, sql: str, *args):
+    db = sqlite3.connect(f"file:{a.agent.config.state_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def _deliver(a, payload: bytes, receipt: Receipt, dup: bool = False, kind: str = "cmd") -> None:
+    from edge_protocol import topics
+
+    ctl = a.agent.control
+    topic = {"cmd": topics.cmd_topic, "flags": topics.flags_topic}[kind](
+        ctl.region, ctl.store, ctl.prefix)
+    a.loop.call_soon_threadsafe(lambda: ctl.on_message(topic, payload, receipt=receipt, dup=dup))
+    wait_until(lambda: receipt.state, what="the receipt to be done or failed")
+
+
+def test_a_command_is_acknowledged_only_after_it_is_committed_taken_and_pending(tmp_path, ring):
+    a = InProcess(tmp_path, ring, "")
+    try:
+        doc = signed_command(ring, seq=3, device="register", action="repoll")
+        r = Receipt(lambda: (_read(a, "SELECT id, seq FROM control_seen"),
+                             _read(a, "SELECT value FROM meta WHERE key = 'control.high_seq'")))
+        _deliver(a, json.dumps(doc).encode(), r)
+        assert r.state == "done"
+        assert r.seen == ([(doc["id"], 3)], [("3",)])
+        wait_until(lambda: [b for b in a.outbox_results() if b["command"] == doc["id"]],
+                   what="the command's result")
+        assert a.agent.control.executed["repoll"] == 1
+        assert _read(a, "SELECT value FROM meta WHERE key = 'control.pending'") == [("[]",)]
+        # A refusal is acknowledged after it is counted (and its report committed).
+        r2 = Receipt(lambda: _read(a, "SELECT count FROM control_rejects"
+                                      " WHERE reason = 'bad_signature'"))
+        _deliver(a, json.dumps(forge(signed_command(ring, seq=4))).encode(), r2)
+        assert r2.state == "done" and r2.seen == [(1,)]
+        # Flags: acknowledged after the document is saved.
+        flags = ring.sign_document({"v": 1, "type": "flags", "store": "store-0001",
+                                    "version": 1, "flags": {"scoring": False},
+                                    "issued": "2026-12-01T00:00:00Z"})
+        r3 = Receipt(lambda: _read(a, "SELECT value FROM meta WHERE key = 'control.flags'"))
+        _deliver(a, json.dumps(flags).encode(), r3, kind="flags")
+        assert r3.state == "done" and '"scoring":false' in r3.seen[0][0]
+    finally:
+        a.close()
+
+
+def test_a_redelivered_copy_of_a_taken_command_runs_once_and_reports_once(tmp_path, ring):
+    a = InProcess(tmp_path, ring, "")
+    try:
+        payload = json.dumps(signed_command(ring, seq=5, device="register",
+                                            action="repoll")).encode()
+        assert a.call(a.agent.control.handle_command(payload)) == "done"
+        # The broker's copy (DUP: it had no PUBACK): acknowledged, not run, not refused.
+        r = Receipt()
+        _deliver(a, payload, r, dup=True)
+        assert r.state == "done"
+        assert a.agent.control.redelivered == 1
+        # The same bytes published again (no DUP) are a replay: refused and counted.
+        assert a.call(a.agent.control.handle_command(payload)) == "replayed_id"
+        results = a.outbox_results()
+        assert [b["status"] for b in results] == ["done", "rejected"]
+        assert a.agent.control.executed["repoll"] == 1
+        assert dict(_read(a, "SELECT reason, count FROM control_rejects")) == {"replayed_id": 1}
+        # A DUP copy of a command never seen is an ordinary first delivery.
+        fresh = json.dumps(signed_command(ring, seq=6, device="register",
+                                          action="repoll")).encode()
+        assert a.call(a.agent.control.handle_command(fresh, dup=True)) == "done"
+    finally:
+        a.close()
+
+
+def test_a_command_that_cannot_be_recorded_is_not_acknowledged_and_runs_once_later(tmp_path,
+                                                                                   ring):
+    a = InProcess(tmp_path, ring, "")
+    try:
+        a.call(a.agent._db(lambda db: db.execute("PRAGMA busy_timeout = 50"), a.agent.db))
+        payload = json.dumps(signed_command(ring, seq=7, device="register",
+                                            action="repoll")).encode()
+        lock = sqlite3.connect(a.agent.config.state_path, timeout=10)
+        lock.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        try:
+            r = Receipt()
+            _deliver(a, payload, r)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert r.state == "failed"  # no PUBACK: the client drops the link, the broker resends
+        assert _read(a, "SELECT id FROM control_seen") == []
+        assert a.agent.control.executed["repoll"] == 0
+        again = Receipt()
+        _deliver(a, payload, again, dup=True)  # the broker's copy on the next connection
+        assert again.state == "done"
+        wait_until(lambda: a.outbox_results(), what="the command's result")
+        assert [b["status"] for b in a.outbox_results()] == ["done"]
+        assert a.agent.control.executed["repoll"] == 1
+    finally:
+        a.close()
+
+
+def test_pending_commands_run_after_a_restart_and_started_ones_are_reported_interrupted(
+        tmp_path, ring):
+    from edge_agent.control import _command_doc
+    from edge_agent.control import state as cstate
+    from edge_protocol import commands as proto
+
+    a = InProcess(tmp_path, ring, "")
+    a.close()
+    path = a.agent.config.state_path
+    cmds = []
+    for seq, action in ((11, "repoll"), (12, "diagnostics")):
+        doc = signed_command(ring, seq=seq, device="register", action=action)
+        cmds.append(proto.check_command(json.dumps(doc).encode(), store="store-0001",
+                                        trusted=_trusted(ring), now=time.time()))
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for cmd in cmds:
+            assert cstate.consume(db, cmd.id, cmd.seq, cmd.expires, time.time(),
+                                  {"cmd": _command_doc(cmd), "started": False}) is None
+        # The first was running when the agent died; the second never started.
+        cstate.start_pending(db, cmds[0].id)
+    finally:
+        db.close()
+    b = InProcess(tmp_path, ring, "")
+    try:
+        wait_until(lambda: len(b.outbox_results()) == 2, what="both results after the start")
+        by_id = {r["command"]: r for r in b.outbox_results()}
+        assert (by_id[cmds[0].id]["status"], by_id[cmds[0].id]["reason"]) == \
+            ("failed", "interrupted")
+        assert by_id[cmds[1].id]["status"] == "done"
+        assert b.agent.control.executed == {"diagnostics": 1}
+        assert _read(b, "SELECT value FROM meta WHERE key = 'control.pending'") == [("[]",)]
+    finally:
+        b.close()
+
+
+def _trusted(ring) -> dict:
+    from edge_protocol import signing
+
+    return signing.trusted_keys(list(ring.public_keys().values()))

@@ -326,3 +326,121 @@ def _payload(db_url: str, cmd_id: str) -> str:
             return tx.fetchone()[0]
     finally:
         db.close()
+
+
+class ResultTap:
+    """A subscriber on the store's result topic that keeps every result envelope it sees."""
+
+    def __init__(self, broker):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.envelopes: list[dict] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="result-tap",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe(f"edge/v1/{REGION}/{STORE}/cmd/result", qos=1)
+        wait_for(subscribed.is_set, what="the result tap's SUBACK")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.envelopes.append(json.loads(msg.payload))
+
+    def of(self, cmd_id: str) -> list[dict]:
+        with self._lock:
+            return [e for e in self.envelopes if e["body"].get("command") == cmd_id]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _agent_pending(state) -> list[str]:
+    db = sqlite3.connect(f"file:{state / 'agent.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'control.pending'").fetchone()
+        return [i["cmd"]["id"] for i in json.loads(row[0])] if row else []
+    finally:
+        db.close()
+
+
+def _agent_high_seq(state) -> int:
+    db = sqlite3.connect(f"file:{state / 'agent.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'control.high_seq'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("point", ["cmd-received", "cmd-recorded", "cmd-started"])
+def test_an_agent_killed_before_acknowledging_a_command_gets_it_again_and_runs_it_once(rig,
+                                                                                      point):
+    """The agent SIGKILLs itself (EDGE_AGENT_TEST_KILL) at a point of a test print's way,
+    before its PUBACK. Restarted, it gets the command again from its persistent session:
+    killed before recording it, it runs it once; killed after recording it, it runs it from
+    its pending list and acknowledges the broker's DUP copy without refusing it; killed
+    after starting it, it does not run it again and reports it interrupted. One result
+    reaches the broker and the hub, and nothing is counted as refused."""
+    import signal
+
+    keys = ("--db", rig.db, "--dir", str(rig.tmp / "keys"), "--json")
+    tap = ResultTap(rig.broker)
+    try:
+        assert rig.agent.stop() == 0
+        rig.agent.start(EDGE_AGENT_TEST_KILL=point)
+        wait_for(lambda: '"sync connected"' in rig.agent.log().rsplit('"agent started"', 1)[-1],
+                 60, what="the agent (with the fault armed) to connect")
+        cuts, before = rig.printer.cuts, agent_rejects(rig.state)
+        issued = json.loads(hub_cli("cmd", STORE, "receipt-1", "test_print", "--arg",
+                                    "force=true", *keys).stdout)
+        assert rig.agent.proc.wait(60) == -signal.SIGKILL
+        assert "test fault: killing the agent" in rig.agent.log().rsplit('"agent started"', 1)[-1]
+        assert rig.printer.cuts == cuts
+        if point == "cmd-received":  # nothing recorded
+            assert _agent_high_seq(rig.state) < issued["seq"]
+            assert _agent_pending(rig.state) == []
+        else:  # taken and pending, in one transaction
+            assert _agent_high_seq(rig.state) == issued["seq"]
+            assert _agent_pending(rig.state) == [issued["id"]]
+            assert rig.agent.status()["control"]["pending"] == [issued["id"]]
+        assert _status(rig.db, issued["id"]) in ("sending", "delivered")
+        rig.agent.start()
+        want = "failed" if point == "cmd-started" else "done"
+        wait_for(lambda: _status(rig.db, issued["id"]) == want, 60,
+                 what=f"the command {want} at the hub")
+        # A later command's result leaves the outbox after any copy of the first's (rows go in
+        # seq order): once the tap has it, a second result of the first would have arrived.
+        barrier = cmd(rig, STORE, "diagnostics")
+        assert barrier["status"] == "done"
+        wait_for(lambda: tap.of(barrier["id"]), what="the barrier's result at the tap")
+        results = tap.of(issued["id"])
+        assert len({e["id"] for e in results}) == 1, results
+        assert results[0]["body"]["status"] == want
+        ran = [r for r in agent_log_rows(rig.state) if r[0] == issued["id"]]
+        assert [r[3] for r in ran] == [want]
+        if point == "cmd-started":
+            assert results[0]["body"]["reason"] == "interrupted"
+            assert rig.printer.cuts == cuts  # not run again: it may have printed already
+        else:
+            assert rig.printer.cuts == cuts + 1
+        assert agent_rejects(rig.state) == before  # the redelivery is not a refusal
+        assert _agent_pending(rig.state) == []
+        since = rig.agent.log().rsplit('"agent started"', 1)[-1]
+        if point == "cmd-recorded":
+            # Killed before its PUBACK: the broker did send it again (DUP), and the agent
+            # acknowledged the copy as taken. (Killed in the executor, the PUBACK may or may
+            # not have left first; either way the result above is the only one.)
+            assert "command redelivered; already taken" in since
+        elif point == "cmd-received":
+            assert "command redelivered" not in since
+    finally:
+        tap.close()
+        if rig.agent.proc.poll() is not None:
+            rig.agent.start()

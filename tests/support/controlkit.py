@@ -69,11 +69,12 @@ class Agent:
         self.config, self.log_path = config, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Agent":
+    def start(self, **env: str) -> "Agent":
+        """Start it; `env` adds to its environment (EDGE_AGENT_TEST_KILL, say)."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config",
                                       str(self.config), "--log-format", "json"],
-                                     env=agent_env(), stdout=subprocess.DEVNULL,
+                                     env=agent_env(**env), stdout=subprocess.DEVNULL,
                                      stderr=self._log, cwd=ROOT)
         return self
 
