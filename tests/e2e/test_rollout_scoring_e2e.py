@@ -13,6 +13,8 @@ at the hub), so no verdict depends on how fast the machine is."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import badmodels
@@ -57,10 +59,11 @@ def rig(tmp_path, monkeypatch):
         broker.stop()
 
 
-def pilot_errors(rig) -> int:
-    rows = sql(rig.db, "SELECT COALESCE(SUM(new), 0) FROM scoring_errors WHERE store = ?",
-               (PILOT,))
-    return int(rows[0][0]) if rows else 0
+def pilot_nans(rig) -> int:
+    """The pilot's NaN scores the hub has heard of (other reasons, such as a worker that a
+    very busy machine made time out, are not this model's doing and not counted here)."""
+    rows = sql(rig.db, "SELECT errors FROM scoring_errors WHERE store = ?", (PILOT,))
+    return sum(json.loads(e).get("non_finite", 0) for (e,) in rows)
 
 
 def test_a_model_that_loads_but_fails_at_scoring_is_stopped_by_the_scoring_errors_gate(rig):
@@ -75,18 +78,17 @@ def test_a_model_that_loads_but_fails_at_scoring_is_stopped_by_the_scoring_error
             "--soak", "1h", "--gate", "min_excess_scoring_errors=3")
     # The shadow run passed (finite scores on every device): the bundle applied.
     wait_for(lambda: applied(rig, PILOT, bad["version"]), 60, "the bad model on the pilot")
-    assert pilot_errors(rig) == 0
+    assert pilot_nans(rig) == 0
     rig.printer.sim.command("overheat on")  # an input the shadow run never saw
-    wait_for(lambda: pilot_errors(rig) >= 3, 60, "the pilot's scoring errors at the hub")
+    wait_for(lambda: pilot_nans(rig) >= 3, 60, "the pilot's NaN scores at the hub")
     end_soak(rig.db, r["id"])
     final = wait_for(lambda: (s := state(rig, r["id"]))["state"] == "aborted" and s, 60,
                      "the automatic abort")
     assert final["reason"].startswith("gate scoring_errors failed at stage pilot")
     gate = final["last_gate"]
     assert gate["gate"] == "scoring_errors" and gate["apply_failures"] == 0
-    assert gate["scoring_errors"]["updated"] >= 3 and gate["scoring_errors"]["baseline"] == 0
-    assert gate["scoring_errors"]["reasons"] == {"non_finite": gate["scoring_errors"]["updated"]}
-    assert gate["scoring_errors"]["limit"] == 5.0
+    assert gate["scoring_errors"]["reasons"]["non_finite"] >= 3
+    assert gate["scoring_errors"]["updated"] >= 3 and gate["scoring_errors"]["limit"] == 5.0
     assert not any(s["failed"] for s in final["stores"])  # no store failed to apply it
     # Rolled back by the hub alone: the pilot scores with v1 again; store-0002 never had it.
     wait_for(lambda: sql(rig.db, "SELECT version FROM bundle_reports WHERE store = ? AND"
