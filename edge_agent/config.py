@@ -183,6 +183,10 @@ class ScoringSection:
     model: str = setting("", doc="Path of the ONNX model (its card beside it); "
                                  "empty means the model shipped with the agent.")
     interval: float = setting(60.0, doc="Seconds between scoring cycles.", gt=0, max=86400)
+    error_report_every: float = setting(
+        300.0, doc="Seconds between two scoring_errors events while devices keep going without a "
+                   "model score (the first errors after a quiet spell are sent at once).",
+        min=0, max=86400)
     threshold: float = setting(0.0, doc="Score at or above which a device is predicted to "
                                         "fail; 0 means the model card's.", min=0, max=1)
     watch: float = setting(0.0, doc="Score at or above which a device is watched; 0 means the "

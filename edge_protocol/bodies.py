@@ -501,12 +501,60 @@ class Death:
         return cls(session, instance)
 
 
+# Why a device went without a model score in a scoring cycle (docs/protocol.md, the
+# scoring_errors event). An agent uses only these; the hub takes any other identifier too
+# (a newer agent may know more), at most MAX_REASONS of them.
+SCORING_ERROR_REASONS = ("inference_error", "non_finite", "out_of_range", "bad_output",
+                         "worker_crash", "worker_timeout", "worker_start", "no_model")
+SCORING_ERRORS_EVENT = "scoring_errors"
+MAX_REASONS = 16
+
+
+def check_counts(value: object, name: str) -> dict[str, int]:
+    """{reason: count}: at most MAX_REASONS identifiers, each count an int in 0..MAX_SEQ."""
+    if type(value) is not dict:
+        raise _fail("bad_body", f"{name}: expected an object of counts")
+    if len(value) > MAX_REASONS:  # type: ignore[arg-type]
+        raise _fail("bad_body", f"{name}: more than {MAX_REASONS} reasons")
+    return {check_id(k, f"{name}: reason"): check_int(v, f"{name}.{k}", 0, MAX_SEQ)
+            for k, v in value.items()}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringErrors:
+    """The body of a `scoring_errors` event: devices that went without a model score, by
+    reason, since the previous such event (`errors`) and since the agent's state database was
+    made (`total`, kept across restarts), with the model scoring when it was sent."""
+
+    errors: Mapping[str, int]
+    total: Mapping[str, int]
+    model: Optional[str] = None
+
+    _KNOWN = frozenset(("event", "errors", "total", "model"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ScoringErrors":
+        errors = check_counts(data.get("errors"), "errors")
+        total = check_counts(data.get("total"), "total")
+        model = check_text(data.get("model"), "model", optional=True, max_len=200)
+        _extra(data, cls._KNOWN, "event")
+        return cls(errors, total, model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": SCORING_ERRORS_EVENT, "errors": dict(self.errors),
+                "total": dict(self.total), "model": self.model}
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Something a store wants the hub to know that is neither a reading nor an alert."""
+    """Something a store wants the hub to know that is neither a reading nor an alert.
+
+    Most events are free-form (bounded, every scalar checked); a `scoring_errors` event is
+    typed (`scoring`: its ScoringErrors)."""
 
     event: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    scoring: Optional[ScoringErrors] = None
 
     @classmethod
     def from_dict(cls, data: object, clock: Clock | None = None,
@@ -514,7 +562,14 @@ class Event:
         if type(data) is not dict:
             raise _fail("bad_body", "body: expected an object")
         event = check_id(data.get("event"), "event")  # type: ignore[attr-defined]
-        return cls(event, _extra(data, frozenset(("event",)), "event"))  # type: ignore
+        scoring = None
+        if event == SCORING_ERRORS_EVENT:
+            scoring = ScoringErrors.from_dict(data)  # type: ignore[arg-type]
+        return cls(event, _extra(data, frozenset(("event",)), "event"),  # type: ignore
+                   scoring)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, **self.detail}
 
 
 BODIES = {"telemetry": Telemetry, "decision": Decision, "alert": Alert, "birth": Birth,
@@ -689,6 +744,8 @@ def check_body(kind: str, body: Mapping[str, Any], clock: Clock | None = None,
 
 __all__ = ["MIN_INT", "MAX_INT", "MAX_SESSION", "MAX_SEQ", "MAX_TEXT", "DECISIONS",
            "ALERT_STATES", "SEVERITIES", "ALERT_FAMILIES", "ALERT_AUDIENCES",
-           "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event", "BODIES",
+           "SCORING_ERROR_REASONS", "SCORING_ERRORS_EVENT", "MAX_REASONS", "check_counts",
+           "Reading", "Telemetry", "Decision", "Alert", "Birth", "Death", "Event",
+           "ScoringErrors", "BODIES",
            "parse_body", "check_body", "check_values", "check_text", "check_id", "check_int",
            "check_number", "check_scalar", "check_ts", "clean_text"]

@@ -77,15 +77,18 @@ class Retention:
 
 def retention_step(db: Store, policy: Retention, clock=time.time) -> dict[str, int]:
     """One bounded round of retention (`serve` runs one every `policy.every_s`): old
-    messages and readings, old feed rows, stores unseen for long marked. Returns the counts;
+    messages and readings (and scoring_errors rows, as old as the messages), old feed rows,
+    stores unseen for long marked. Returns the counts;
     a count equal to `policy.batch` means more is left for the next round."""
     now = clock()
-    done = {"messages": 0, "feed": 0, "unseen": 0}
+    done = {"messages": 0, "feed": 0, "unseen": 0, "scoring_errors": 0}
     with db.transaction() as tx:
         kinds = {} if policy.readings_s is None else {"telemetry": now - policy.readings_s}
         other = None if policy.messages_s is None else now - policy.messages_s
         if kinds or other is not None:
             done["messages"] = fleet.prune_messages(tx, kinds, other, policy.batch)
+        if other is not None:  # the scoring_errors events' rows go with the messages
+            done["scoring_errors"] = fleet.prune_scoring_errors(tx, other, policy.batch)
         if policy.feed_s is not None:
             done["feed"] = alerts.prune(tx, now - policy.feed_s, policy.batch)
         if policy.unseen_s is not None:

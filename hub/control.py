@@ -30,6 +30,7 @@ from edge_protocol import commands as proto
 from edge_protocol import topics
 from edge_protocol.errors import ProtocolError
 from hub.errors import Conflict, HubError, Invalid
+from hub.domains import fleet
 from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
 from hub.domains.rollout import rules as rollout
@@ -79,7 +80,8 @@ def store_sessions(tx: Any) -> dict[str, int]:
 
 def fleet_health(tx: Any, stores: list[str], since: float, until: float,
                  sessions: dict[str, int]) -> rollout.Health:
-    """Device-days, predicted_failure + failed alerts raised, new sessions, for some stores."""
+    """Device-days, predicted_failure + failed alerts raised, new sessions, and devices left
+    without a model score (the agents' scoring_errors events), for some stores."""
     if not stores:
         return rollout.Health(0.0, 0, 0)
     marks = ",".join("?" * len(stores))
@@ -96,7 +98,9 @@ def fleet_health(tx: Any, stores: list[str], since: float, until: float,
             start = sessions.get(store)
             if start is not None and session is not None and session > start:
                 restarts += int(session) - int(start)
-    return rollout.Health(devices * max(0.0, until - since) / DAY, alerts, restarts)
+    errors, reasons = fleet.scoring_errors(tx, stores, since, until)
+    return rollout.Health(devices * max(0.0, until - since) / DAY, alerts, restarts, errors,
+                          reasons)
 
 
 def store_control(db: Any, store: str) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from typing import Any
+
+from edge_protocol.bodies import MAX_REASONS, MAX_SEQ, SCORING_ERRORS_EVENT
 
 from edge_agent.health import features as F
 from edge_agent.health.policy import (DeviceHealth, Escalation, Thresholds, decide, note_reading,
@@ -44,6 +47,13 @@ class HealthEngine:
         # The hub's "scoring" flag (a kill switch): off means rule alerts only, no model score.
         self.model_allowed: Any = lambda: True
         self._zone: tuple | None = None
+        # Devices that went without a model score in a cycle, by reason (SCORING_ERROR_REASONS):
+        # since the state database was made (saved with the windows, so a restart keeps it),
+        # and not yet reported to the hub in a scoring_errors event.
+        self.errors_total: Counter[str] = Counter()
+        self.errors_unreported: Counter[str] = Counter()
+        self._reported_at: float | None = None
+        self._last_report_quiet = True
 
     @property
     def model_version(self) -> str | None:
@@ -86,8 +96,15 @@ class HealthEngine:
         """Run features, one scoring batch and the policy for every device; return bodies."""
         devices = sorted(d for d in self.last if d in self.features.windows)
         vectors = [F.finite(v) for v in self.features.vectors(devices, now)]
-        scored = self.scorer.score(vectors) if self.model_allowed() else []
-        scores: list[float | None] = list(scored) or [None] * len(devices)
+        scores: list[float | None] = [None] * len(devices)
+        if devices and self.model_allowed():
+            if self.scorer.model is not None:
+                scored, errors = self.scorer.score_checked(vectors)
+                scores = scored or scores
+                self.note_errors(errors)
+            elif getattr(self.settings, "enabled", True):
+                # Scoring is on and allowed, but no model loads: rules only for every device.
+                self.note_errors(Counter(no_model=len(devices)))
         limits = self.limits()
         explanations = self._explain(vectors, scores, limits)
         decisions, alerts = [], []
@@ -134,10 +151,13 @@ class HealthEngine:
                     owners.append((i, j))
         if not rows:
             return {}
-        alt = self.scorer.score(rows)
+        # Explanations only: a failed batch here names no features and is not counted.
+        alt, _ = self.scorer.score_checked(rows)
         contrib: dict[int, list[tuple[float, int]]] = {}
         for (i, j), s in zip(owners, alt):
-            gain = scores[i] - s
+            if s is None:
+                continue
+            gain = scores[i] - s  # type: ignore[operator]
             if gain > 0.02:  # below this a feature barely moves the score
                 contrib.setdefault(i, []).append((gain, j))
         out = {}
@@ -151,6 +171,59 @@ class HealthEngine:
                 words.append(F.describe(j, vectors[i][j], rising))
             out[i] = words
         return out
+
+    # Scoring errors --------------------------------------------------------------------------
+
+    def note_errors(self, errors: Counter[str]) -> None:
+        """Count devices that went without a model score (bounded: the reasons are a fixed
+        set, each count stops at the protocol's maximum)."""
+        for reason, n in errors.items():
+            if n <= 0 or (reason not in self.errors_total
+                          and len(self.errors_total) >= MAX_REASONS):
+                continue
+            self.errors_total[reason] = min(MAX_SEQ, self.errors_total[reason] + n)
+            self.errors_unreported[reason] = min(MAX_SEQ, self.errors_unreported[reason] + n)
+
+    def error_report(self, now: float, every: float, force: bool = False) -> dict | None:
+        """The body of a scoring_errors event when one is due, else None.
+
+        Due when errors are unreported and the last report was `every` seconds ago, or carried
+        no errors (so the first errors after a quiet spell go at once, a steady stream at most
+        once every `every` seconds); `force` (the service's start) sends one even with nothing
+        new, so the hub has the totals this run counts from."""
+        pending = +self.errors_unreported
+        if not force:
+            if not pending:
+                return None
+            if (self._reported_at is not None and not self._last_report_quiet
+                    and now - self._reported_at < every):
+                return None
+        body = {"event": SCORING_ERRORS_EVENT, "errors": dict(sorted(pending.items())),
+                "total": dict(sorted((+self.errors_total).items())),
+                "model": self.scorer.version}
+        self.errors_unreported.clear()
+        self._reported_at = now
+        self._last_report_quiet = not pending
+        return body
+
+    def errors_doc(self) -> str:
+        """The counters as saved in the state database (meta `scoring_errors`)."""
+        return json.dumps({"total": dict(+self.errors_total),
+                           "unreported": dict(+self.errors_unreported)}, sort_keys=True)
+
+    def restore_errors(self, text: str) -> None:
+        """Take back the counters a previous run saved (ignore a damaged value)."""
+        try:
+            doc = json.loads(text)
+            for key, counter in (("total", self.errors_total),
+                                 ("unreported", self.errors_unreported)):
+                counter.clear()
+                for reason, n in list(doc.get(key, {}).items())[:MAX_REASONS]:
+                    if isinstance(reason, str) and isinstance(n, int) and n > 0:
+                        counter[reason] = min(MAX_SEQ, n)
+        except (ValueError, TypeError, AttributeError):
+            self.errors_total.clear()
+            self.errors_unreported.clear()
 
     def save(self, db: sqlite3.Connection, now: float) -> None:
         """Persist changed windows and every device's health (database thread)."""
@@ -176,6 +249,12 @@ class HealthEngine:
     def load(self, db: sqlite3.Connection) -> int:
         """Restore windows and health saved by a previous run; return devices restored."""
         n = self.features.load(db)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'scoring_errors'").fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        if row:
+            self.restore_errors(row[0])
         for dev, body in db.execute("SELECT device, body FROM health"):
             try:
                 self.health[dev] = DeviceHealth.from_dict(json.loads(body))
@@ -188,5 +267,6 @@ class HealthEngine:
         st = self.scorer.state()
         st.update({"enabled": bool(self.settings.enabled), "cycles": self.cycles,
                    "last_cycle": self.last_cycle, "devices": len(self.features.windows),
-                   "switched_off": not self.model_allowed()})
+                   "switched_off": not self.model_allowed(),
+                   "errors": dict(sorted((+self.errors_total).items()))})
         return st

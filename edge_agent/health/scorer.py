@@ -20,14 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
+
+from edge_protocol.bodies import SCORING_ERROR_REASONS
 
 from edge_agent.errors import EdgeError
 from edge_agent.health.features import NAMES
@@ -42,7 +46,12 @@ WORKER_ANSWER_S = 30.0
 
 
 class ModelError(EdgeError):
-    """A health model that cannot be used: missing, corrupt, or not matching its card."""
+    """A health model that cannot be used: missing, corrupt, or not matching its card; or a
+    scoring batch that failed, with `reason` one of SCORING_ERROR_REASONS."""
+
+    def __init__(self, message: str = "", reason: str = "inference_error"):
+        super().__init__(message)
+        self.reason = reason if reason in SCORING_ERROR_REASONS else "inference_error"
 
 
 def packaged_model() -> Path:
@@ -178,6 +187,11 @@ def run_session(session: Any, input_name: str, rows: Sequence[Sequence[float]]) 
     x = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float32,
                     count=len(rows) * width).reshape(len(rows), width)
     out = session.run(["probabilities"], {input_name: x})[0]
+    # The card check saw the declared shape; a graph may still compute another one.
+    shape = getattr(out, "shape", ())
+    if len(shape) != 2 or shape[0] != len(rows) or shape[1] != 2:
+        raise ModelError(f"the model's probabilities came out of shape {tuple(shape)}, "
+                         f"not ({len(rows)}, 2)", "bad_output")
     return out[:, 1].tolist()
 
 
@@ -213,13 +227,17 @@ class WorkerSession:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             close_fds=True)
         self.starts += 1
-        hello = self._answer(WORKER_START_S)
+        try:
+            hello = self._answer(WORKER_START_S)
+        except ModelError as err:
+            raise ModelError(str(err), "worker_timeout" if err.reason == "worker_timeout"
+                             else "worker_start") from err
         if "error" in hello:
             self.close()
-            raise ModelError(str(hello["error"]))
+            raise ModelError(str(hello["error"]), "worker_start")
         if hello.get("ready") is not True:
             self.close()
-            raise ModelError(f"scoring worker for {self.path} did not start")
+            raise ModelError(f"scoring worker for {self.path} did not start", "worker_start")
 
     def _answer(self, timeout: float) -> dict[str, Any]:
         import select
@@ -232,25 +250,29 @@ class WorkerSession:
             if left <= 0:
                 self.close()
                 raise ModelError(f"scoring worker for {self.path} did not answer in "
-                                 f"{timeout:g} s")
+                                 f"{timeout:g} s", "worker_timeout")
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 break
         line = self.proc.stdout.readline(1 << 24)
         if not line:
             self.close()
-            raise ModelError(f"scoring worker for {self.path} exited")
+            raise ModelError(f"scoring worker for {self.path} exited", "worker_crash")
         try:
             doc = json.loads(line)
         except ValueError as err:
             self.close()
-            raise ModelError(f"scoring worker for {self.path} answered nonsense") from err
+            raise ModelError(f"scoring worker for {self.path} answered nonsense",
+                             "worker_crash") from err
         if not isinstance(doc, dict):
             self.close()
-            raise ModelError(f"scoring worker for {self.path} answered nonsense")
+            raise ModelError(f"scoring worker for {self.path} answered nonsense", "worker_crash")
         return doc
 
-    def run(self, rows: Sequence[Sequence[float]]) -> list[float]:
+    def run(self, rows: Sequence[Sequence[float]]) -> list[Any]:
+        """The worker's scores for the rows, one a row, as it sent them (a score may be NaN,
+        infinite or out of [0, 1]: Scorer.score_checked judges each); ModelError with its
+        reason when the batch got no scores at all."""
         request = (json.dumps({"rows": [list(map(float, r)) for r in rows]},
                               allow_nan=False) + "\n").encode()
         for attempt in (1, 2):
@@ -260,17 +282,22 @@ class WorkerSession:
                 self.proc.stdin.write(request)
                 self.proc.stdin.flush()
                 doc = self._answer(WORKER_ANSWER_S)
-            except (BrokenPipeError, ModelError):
+            except (BrokenPipeError, ModelError) as err:
                 # It may have reached its idle exit just as we wrote: one new worker, once.
                 self.close()
                 if attempt == 2:
-                    raise
+                    if isinstance(err, ModelError):
+                        raise
+                    raise ModelError(f"scoring worker for {self.path} went away",
+                                     "worker_crash") from err
                 continue
+            if "error" in doc:
+                raise ModelError(f"scoring worker for {self.path}: {str(doc['error'])[:300]}",
+                                 str(doc.get("reason") or "inference_error"))
             scores = doc.get("scores")
-            if "error" in doc or not isinstance(scores, list) or len(scores) != len(rows) \
-                    or not all(isinstance(x, float) and 0.0 <= x <= 1.0 for x in scores):
-                raise ModelError(f"scoring worker for {self.path}: "
-                                 f"{doc.get('error') or 'scores missing or out of range'}")
+            if not isinstance(scores, list) or len(scores) != len(rows):
+                raise ModelError(f"scoring worker for {self.path}: scores missing or not one "
+                                 "a row", "bad_output")
             return scores
         return []  # pragma: no cover - the loop returns or raises
 
@@ -323,8 +350,9 @@ def worker_main(path: str, sha256: str, idle_s: float) -> int:
         try:
             rows = json.loads(line)["rows"]
             say({"scores": run_session(session, input_name, rows)})
-        except Exception as err:  # report it to the agent, which logs it
-            say({"error": f"{type(err).__name__}: {err}"})
+        except Exception as err:  # report it to the agent, which logs and counts it
+            say({"error": f"{type(err).__name__}: {err}",
+                 "reason": getattr(err, "reason", "inference_error")})
 
 
 class Scorer:
@@ -357,19 +385,66 @@ class Scorer:
         return self.model.version if self.model else None
 
     def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
-        """Return P(fails within 7 days) for each row, in one batch; [] without a model."""
+        """Return P(fails within 7 days) for each row, in one batch; [] without a model.
+
+        In a worker, a batch with any unusable score gives [] (score_checked says which and
+        why); in process, the model's numbers as they came (a shadow run judges them)."""
         if self.model is None or not rows:
             return []
         width = len(NAMES)
         if any(len(r) != width for r in rows):
             raise ValueError(f"every row must have {width} features")
         if isinstance(self.model.session, WorkerSession):
-            try:
-                return self.model.session.run(rows)
-            except ModelError as err:  # this batch goes without scores; the next tries again
-                log.error("scoring worker failed", extra={"error": str(err)})
-                return []
+            scores, errors = self.score_checked(rows)
+            return [] if errors else scores  # type: ignore[return-value]
         return run_session(self.model.session, self.model.input_name, rows)
+
+    def score_checked(self, rows: Sequence[Sequence[float]]
+                      ) -> tuple[list[float | None], Counter[str]]:
+        """Score rows in one batch; return each row's score (None when it has no usable one)
+        and the rows without one, counted by reason (SCORING_ERROR_REASONS). A batch that
+        fails as a whole (the session raised, the worker crashed, hung or could not start,
+        the output had the wrong shape) counts every row; a NaN, an infinity or a number
+        outside [0, 1] counts its own row, and the other rows keep their scores. Without a
+        model: ([], no errors); the caller knows whether it wanted one."""
+        errors: Counter[str] = Counter()
+        if self.model is None or not rows:
+            return [], errors
+        width = len(NAMES)
+        if any(len(r) != width for r in rows):
+            raise ValueError(f"every row must have {width} features")
+        try:
+            if isinstance(self.model.session, WorkerSession):
+                raw = self.model.session.run(rows)
+            else:
+                raw = run_session(self.model.session, self.model.input_name, rows)
+        except ModelError as err:  # this batch goes without scores; the next tries again
+            log.error("scoring failed", extra={"error": str(err)[:300], "reason": err.reason,
+                                               "devices": len(rows)})
+            errors[err.reason] += len(rows)
+            return [None] * len(rows), errors
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+            log.error("scoring failed", extra={"error": f"{type(err).__name__}: {err}"[:300],
+                                               "reason": "inference_error",
+                                               "devices": len(rows)})
+            errors["inference_error"] += len(rows)
+            return [None] * len(rows), errors
+        out: list[float | None] = []
+        for x in raw:
+            if type(x) not in (float, int):
+                errors["bad_output"] += 1
+                out.append(None)
+            elif not math.isfinite(x):
+                errors["non_finite"] += 1
+                out.append(None)
+            elif not 0.0 <= x <= 1.0:
+                errors["out_of_range"] += 1
+                out.append(None)
+            else:
+                out.append(float(x))
+        if errors:
+            log.error("scores refused", extra={"model": self.version, **dict(errors)})
+        return out, errors
 
     def warm(self) -> None:
         """Start the scoring worker before a cycle (call it off the event loop); a worker that

@@ -19,13 +19,15 @@ from edge_agent.services import Parts, Service
 
 log = logging.getLogger(__name__)
 META_KEY = "scoring"
+ERRORS_KEY = "scoring_errors"  # the scoring error counters (HealthEngine.errors_doc)
 
 
 def save_state(db: sqlite3.Connection, engine: HealthEngine, now: float) -> None:
-    """Persist the engine and its scoring state (database thread)."""
+    """Persist the engine, its scoring state and its scoring error counts (database thread)."""
     engine.save(db, now)
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
-               " value = excluded.value", (META_KEY, json.dumps(engine.state())))
+    db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+                   " value = excluded.value", [(META_KEY, json.dumps(engine.state())),
+                                               (ERRORS_KEY, engine.errors_doc())])
 
 
 def load_status(db: sqlite3.Connection) -> dict[str, Any]:
@@ -50,6 +52,10 @@ def scoring_line(state: dict[str, Any] | None, enabled: bool) -> str:
     if not state.get("model"):
         return f"scoring: NOT SCORING: {state.get('error') or 'no model'}; rule alerts only"
     extra = f"; last model refused: {state['error']}" if state.get("error") else ""
+    errors = state.get("errors") or {}
+    if errors:
+        extra += (f"; {sum(errors.values())} device score(s) failed since the state database "
+                  "was made (" + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) + ")")
     return (f"scoring: model {state['model']}, {state.get('devices', 0)} device(s), "
             f"{state.get('cycles', 0)} cycle(s) this run{extra}")
 
@@ -121,6 +127,11 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
             log.info("health scoring disabled; rule alerts only")
         log.info("health service started", extra={"model": engine.scorer.version or "none",
                                                    "restored_devices": restored})
+        every = float(getattr(settings, "error_report_every", 300.0))
+        if settings.enabled:
+            # The totals this run counts from (and what the last run left unreported), so the
+            # hub can tell the errors of any later window (docs/protocol.md, scoring_errors).
+            recorder.publish("event", engine.error_report(time.time(), every, force=True))
         await db(save_state, conn, engine, time.time())
         while True:
             await asyncio.sleep(settings.interval)
@@ -137,6 +148,9 @@ async def run_health(settings: Any, devices: Callable[[], Iterable[Any]],
                 recorder.publish("decision", body)
             for body in alerts:
                 recorder.publish("alert", body)
+            report = engine.error_report(now, every)
+            if report is not None:
+                recorder.publish("event", report)
             if decisions or alerts:
                 log.info("health cycle", extra={"decisions": len(decisions),
                                                 "alerts": len(alerts)})

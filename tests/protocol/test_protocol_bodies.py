@@ -64,6 +64,21 @@ CASES = {
                                                "x": {"a": [[[[1]]]]}}, "bad_body"),
     "death session 2^63": ("death", {"session": 2**63}, "out_of_range"),
     "event name with a slash": ("event", {"event": "a/b"}, "bad_text"),
+    "scoring_errors without errors": ("event", {"event": "scoring_errors", "total": {}},
+                                      "bad_body"),
+    "scoring_errors count negative": ("event", {"event": "scoring_errors", "errors": {},
+                                                "total": {"non_finite": -1}}, "out_of_range"),
+    "scoring_errors count past 2^53": ("event", {"event": "scoring_errors", "errors": {
+        "non_finite": 2**53 + 1}, "total": {}}, "out_of_range"),
+    "scoring_errors count a float": ("event", {"event": "scoring_errors", "errors": {
+        "non_finite": 1.5}, "total": {}}, "bad_body"),
+    "scoring_errors reason with ESC": ("event", {"event": "scoring_errors", "errors": {},
+                                                 "total": {"nan\x1b": 1}}, "bad_text"),
+    "scoring_errors 17 reasons": ("event", {"event": "scoring_errors", "errors": {},
+                                            "total": {f"r{i}": 1 for i in range(17)}},
+                                  "bad_body"),
+    "scoring_errors model with LF": ("event", {"event": "scoring_errors", "errors": {},
+                                               "total": {}, "model": "m\nx"}, "bad_text"),
     "telemetry reading device with NUL": ("telemetry", {"readings": [
         {"device": "p\x001", "kind": "escpos", "ts": TS}]}, "bad_text"),
     "telemetry value 2^64": ("telemetry", {"readings": [
@@ -88,6 +103,12 @@ def test_valid_bodies_pass_and_type():
     assert bodies.parse_body("decision", decision(), CLOCK).score == 0.5
     assert bodies.parse_body("alert", alert(decision=decision()), CLOCK).decision.device == "p1"
     assert bodies.parse_body("birth", {"session": 0, "inventory": []}, CLOCK).session == 0
+    # A scoring_errors event is typed; a reason a newer agent adds is taken (an identifier).
+    ev = bodies.parse_body("event", {"event": "scoring_errors", "errors": {"non_finite": 2},
+                                     "total": {"non_finite": 9, "newer_reason": 1},
+                                     "model": None}, CLOCK)
+    assert ev.scoring.errors == {"non_finite": 2} and ev.scoring.total["newer_reason"] == 1
+    assert bodies.parse_body("event", {"event": "outbox_drops", "drops": {}}).scoring is None
 
 
 def test_without_a_clock_only_the_spelling_of_a_time_is_checked():

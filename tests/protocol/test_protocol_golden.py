@@ -38,7 +38,7 @@ def test_the_hub_decoder_accepts_each_golden_message_with_its_clock(kind):
     assert got.kind == kind and got.body == env["body"] and got.v == 1
 
 
-@pytest.mark.parametrize("kind", ("telemetry", "decision", "alert"))
+@pytest.mark.parametrize("kind", ("telemetry", "decision", "alert", "event"))
 def test_typed_bodies_round_trip_the_golden_bodies(kind):
     body = golden(kind)["body"]
     assert wire.parse_body(kind, body, golden_clock(kind)).to_dict() == body
@@ -116,3 +116,18 @@ def test_device_text_with_control_characters_is_sent_clean_and_accepted():
     assert body["readings"][0]["values"]["device.description"] == "HP LaserJet    "
     assert body["readings"][0]["reason"] == "timeout [2J"
     wire.check_body("telemetry", body)
+
+
+def test_the_agent_scoring_errors_event_is_shaped_like_the_golden_event():
+    from collections import Counter
+
+    from edge_agent.config import ScoringSection
+    from edge_agent.health.engine import HealthEngine
+
+    engine = HealthEngine(ScoringSection())
+    engine.note_errors(Counter(non_finite=12, worker_timeout=1))
+    body = engine.error_report(0.0, 300.0)
+    body["model"] = "device_health-3872b4285766"  # no model is loaded here
+    golden_body = golden("event")["body"]
+    assert set(body) == set(golden_body) and body["event"] == golden_body["event"]
+    assert wire.parse_body("event", body).scoring.errors == golden_body["errors"]

@@ -45,4 +45,17 @@ MIGRATIONS = (
         "ALTER TABLE devices ADD COLUMN decision_at DOUBLE PRECISION",
         "CREATE INDEX IF NOT EXISTS messages_received ON messages (received)",
     )),
+    # Issue 14, the scoring_errors rollout gate: each store's scoring_errors events (devices
+    # that went without a model score, by reason: docs/protocol.md), one row a message. `at`
+    # is the event's own time clamped to its arrival; `total` the store's count since its
+    # state database was made, `new` the count since its previous event, `reasons` and
+    # `errors` the same two by reason (JSON). The gate sums what each store added in a window
+    # (fleet.scoring_errors).
+    Migration("fleet", 3, (
+        """CREATE TABLE IF NOT EXISTS scoring_errors (
+            id TEXT PRIMARY KEY, store TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+            total BIGINT NOT NULL, new BIGINT NOT NULL, reasons TEXT NOT NULL,
+            errors TEXT NOT NULL, model TEXT)""",
+        "CREATE INDEX IF NOT EXISTS scoring_errors_store_at ON scoring_errors (store, at)",
+    )),
 )

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from edge_protocol.bodies import TS_CACHE
+from edge_protocol.bodies import SCORING_ERRORS_EVENT, TS_CACHE
 from edge_protocol.envelope import Envelope
 from edge_protocol.errors import ProtocolError
 from edge_protocol.timestamps import normalize_ts as _norm_ts
@@ -57,6 +57,8 @@ def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
     _account(db, tx, envs, received)
     _telemetry(tx, [e for e in envs if e.kind == "telemetry"], received)
     _decisions(tx, [e for e in envs if e.kind == "decision"], received)
+    _scoring_errors(tx, [e for e in envs if e.kind == "event"
+                         and e.body.get("event") == SCORING_ERRORS_EVENT], received)
     return sorted((e for e in envs if e.kind == "alert"), key=lambda e: (e.store, e.seq))
 
 
@@ -243,6 +245,66 @@ def _telemetry(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
         " WHERE devices.reading_at IS NULL OR excluded.reading_at > devices.reading_at"
         " OR (excluded.reading_at = devices.reading_at AND excluded.ts >= devices.ts)",
         latest)
+
+
+def _scoring_errors(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
+    """Keep each scoring_errors event (checked field by field upstream) as one row."""
+    tx.executemany(
+        "INSERT INTO scoring_errors (id, store, at, total, new, reasons, errors, model)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        [(e.id, e.store, _clamped(e.ts, received), sum(e.body["total"].values()),
+          sum(e.body["errors"].values()), json.dumps(e.body["total"], sort_keys=True),
+          json.dumps(e.body["errors"], sort_keys=True), e.body.get("model")) for e in envs])
+
+
+def scoring_errors(tx: Tx, stores: Sequence[str], since: float, until: float
+                   ) -> tuple[int, dict[str, int]]:
+    """Devices the stores' agents left without a model score in (since, until], by when their
+    scoring_errors event was made: (how many, the same by reason).
+
+    Each event says what its agent counted since its previous event (`errors`) and since its
+    state database was made (`total`), by reason. A store's event in the window adds, for each
+    reason, the larger of its `errors` and its growth of `total` over the store's event before
+    it (so an event lost on the way still counts through the next one's total); after a total
+    lower than the one before (a new state database) it adds its `errors`. An agent that sends
+    no such event (older than it) adds nothing.
+    """
+    reasons: dict[str, int] = {}
+    for i in range(0, len(stores), 500):  # bounded IN lists
+        part = list(stores[i:i + 500])
+        marks = ",".join("?" * len(part))
+        tx.execute(f"SELECT store, total, reasons, errors FROM scoring_errors WHERE store IN"
+                   f" ({marks}) AND at > ? AND at <= ? ORDER BY store, at, id",
+                   (*part, since, until))
+        inside = tx.fetchall()
+        tx.execute(f"SELECT s.store, s.total, s.reasons FROM scoring_errors s JOIN (SELECT store,"
+                   f" MAX(at) AS at FROM scoring_errors WHERE store IN ({marks}) AND at <= ?"
+                   f" GROUP BY store) p ON s.store = p.store AND s.at = p.at", (*part, since))
+        before = {store: (int(total), json.loads(why)) for store, total, why in tx.fetchall()}
+        for store, total, why, new in inside:
+            total, now_by, new_by = int(total), json.loads(why), json.loads(new)
+            prev = before.get(store)
+            for reason in set(now_by) | set(new_by):
+                add = int(new_by.get(reason, 0))
+                if prev is not None and total >= prev[0]:
+                    add = max(add, int(now_by.get(reason, 0)) - int(prev[1].get(reason, 0)))
+                if add > 0:
+                    reasons[reason] = reasons.get(reason, 0) + add
+            before[store] = (total, now_by)
+    return sum(reasons.values()), dict(sorted(reasons.items()))
+
+
+def prune_scoring_errors(tx: Tx, before: float, limit: int) -> int:
+    """Delete up to `limit` scoring_errors rows made before `before` (retention)."""
+    return _delete_table_some(tx, "scoring_errors", "at < ?", (before,), limit)
+
+
+def _delete_table_some(tx: Tx, table: str, where: str, params: tuple, limit: int) -> int:
+    if limit <= 0:
+        return 0
+    tx.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where}"
+               " LIMIT ?)", (*params, limit))
+    return max(0, tx.rowcount)
 
 
 def _decisions(tx: Tx, envs: Iterable[Envelope], received: float) -> None:
@@ -466,5 +528,5 @@ def unseen_stores(tx: Tx, before: float) -> list[tuple[str, str, float | None]]:
 
 def drop_stores(tx: Tx, stores: Sequence[str]) -> None:
     """Remove stores with their devices and messages (the fleet's part of a prune)."""
-    for table in ("messages", "devices", "stores"):
+    for table in ("messages", "devices", "scoring_errors", "stores"):
         tx.executemany(f"DELETE FROM {table} WHERE store = ?", [(s,) for s in stores])

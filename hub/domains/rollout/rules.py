@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from edge_protocol import bundles as proto
@@ -195,6 +196,14 @@ class Gates:
     min_excess_alerts: int = 3          # updated vs not updated: ratio above this, and at
     min_device_days: float = 1.0        # least this many extra alerts; fewer device-days:
     inconclusive_soaks: int = 3         # inconclusive (soak again, then pause)
+    # Devices the updated stores' agents left without a model score (NaN, out of range, the
+    # worker crashed or hung, no model...), per device-day: fails when above this limit, and
+    # above this many times the stores not yet updated, and at least this many errors more
+    # than their rate predicts. At the default 60 s scoring interval a device is scored 1,440
+    # times a day: 5 is about a third of a percent of its scores.
+    max_scoring_errors_per_device_day: float = 5.0
+    max_scoring_error_ratio: float = 2.0
+    min_excess_scoring_errors: int = 20
 
 
 def parse_stages(text: str, stores: dict[str, str],
@@ -369,6 +378,8 @@ class Health:
     device_days: float
     alerts: int          # predicted_failure and failed alerts raised in the window
     restarts: int        # new sessions (agent restarts and reconnections) since the stage began
+    scoring_errors: int = 0  # devices left without a model score in the window (agent reports)
+    scoring_reasons: dict = field(default_factory=dict)  # the same by reason
 
 
 def evaluate(gates: Gates, *, updated: Health, baseline: Health, stores: int,
@@ -380,6 +391,12 @@ def evaluate(gates: Gates, *, updated: Health, baseline: Health, stores: int,
         return "fail", dict(figures, gate="apply_failures")
     if stores and updated.restarts / stores > gates.max_restarts_per_store:
         return "fail", dict(figures, gate="restarts")
+    # Before the device-days check: an agent's own report that it could not score needs no
+    # statistics of the devices, and a model that fails every score fails within hours.
+    scoring = scoring_figures(gates, updated, baseline)
+    figures["scoring_errors"] = scoring
+    if scoring["failed"]:
+        return "fail", dict(figures, gate="scoring_errors")
     if updated.device_days < gates.min_device_days or baseline.device_days < gates.min_device_days:
         return "inconclusive", dict(figures, gate="device_days")
     rate_u = _rate(updated)
@@ -394,9 +411,43 @@ def evaluate(gates: Gates, *, updated: Health, baseline: Health, stores: int,
 
 
 def _rate(h: Health) -> float:
-    if h.device_days > 0:
-        return h.alerts / h.device_days
-    return float("inf") if h.alerts else 0.0
+    return _per_day(h.alerts, h.device_days)
+
+
+def _per_day(count: int, device_days: float) -> float:
+    if device_days > 0:
+        return count / device_days
+    return float("inf") if count else 0.0
+
+
+def _shown(rate: float) -> float | str:
+    """A figure for JSON: rounded, or "inf" / "-inf"."""
+    if math.isfinite(rate):
+        return round(rate, 4)
+    return "inf" if rate > 0 else "-inf"
+
+
+def scoring_figures(gates: Gates, updated: Health, baseline: Health) -> dict[str, Any]:
+    """The scoring_errors gate: its value, its limits and whether it fails (docs/rollout.md).
+
+    Fails when the updated stores' scoring errors per device-day are above the absolute limit,
+    and above `max_scoring_error_ratio` times the stores not yet updated, and at least
+    `min_excess_scoring_errors` more than the not-updated rate predicts for their device-days
+    (so one batch lost to a busy machine does not abort a rollout)."""
+    rate_u = _per_day(updated.scoring_errors, updated.device_days)
+    rate_b = _per_day(baseline.scoring_errors, baseline.device_days)
+    expected = rate_b * updated.device_days if rate_b != float("inf") else float("inf")
+    excess = updated.scoring_errors - expected
+    failed = (rate_u > gates.max_scoring_errors_per_device_day
+              and rate_u > gates.max_scoring_error_ratio * rate_b
+              and excess >= gates.min_excess_scoring_errors)
+    return {"updated": updated.scoring_errors, "baseline": baseline.scoring_errors,
+            "rate_updated": _shown(rate_u), "rate_baseline": _shown(rate_b),
+            "limit": gates.max_scoring_errors_per_device_day,
+            "ratio_limit": gates.max_scoring_error_ratio,
+            "excess": _shown(excess),
+            "min_excess": gates.min_excess_scoring_errors,
+            "reasons": dict(updated.scoring_reasons), "failed": failed}
 
 
 HealthFn = Callable[[Any, list[str], float, float, dict[str, int]], Health]
@@ -446,8 +497,15 @@ def tick(tx: Any, clock: Clock, ring: Any, health: HealthFn, stores: dict[str, s
         tx.execute("UPDATE rollouts SET last_gate = ? WHERE id = ?",
                    (json.dumps(dict(figures, verdict=verdict, at=now)), rid))
         if verdict == "fail":
+            why = ""
+            if figures["gate"] == "scoring_errors":
+                sc = figures["scoring_errors"]
+                why = (f": {sc['rate_updated']} scoring errors per device-day on the updated "
+                       f"stores (limit {sc['limit']:g}; not updated {sc['rate_baseline']}; "
+                       f"{sc['updated']} errors: "
+                       + ", ".join(f"{k} {v}" for k, v in sc["reasons"].items())[:200] + ")")
             _abort(tx, clock, ring, rid, f"gate {figures['gate']} failed at stage "
-                                         f"{r['stages'][r['stage']]['name']}")
+                                         f"{r['stages'][r['stage']]['name']}{why}")
             out.append((rid, "aborted"))
         elif verdict == "inconclusive":
             extra = (now - r["stage_started"]) / max(r["soak_s"], 1.0)
