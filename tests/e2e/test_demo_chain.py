@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -35,10 +36,32 @@ def test_the_chain_demo_shows_both_stores_online_routes_an_alert_and_leaves_no_p
         tmp_path):
     token = uuid.uuid4().hex
     folder = tmp_path / "chain"
-    result = subprocess.run(
-        [sys.executable, "-m", "hub", "demo", "--seconds", "40", "--refresh", "5",
+    # Run it as a person does and stop it with Ctrl-C (SIGINT) once the fleet view has shown
+    # both stores online and an alert has come back on the regional feed; --seconds is only a
+    # bound in case that never happens.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "demo", "--seconds", "120", "--refresh", "5",
          "--dir", str(folder)],
-        capture_output=True, text=True, timeout=150, cwd=ROOT, env=agent_env(**{MARK: token}))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=agent_env(**{MARK: token}))
+    lines: list[str] = []
+    seen: set[str] = set()
+    interrupted = False
+    for line in proc.stdout:
+        lines.append(line)
+        if re.match(r"north\s+store-north\s+online\b", line):
+            seen.add("north")
+        if re.match(r"south\s+store-south\s+online\b", line):
+            seen.add("south")
+        if line.startswith("ALERT edge/v1/alerts/"):
+            seen.add("alert")
+        if not interrupted and seen == {"north", "south", "alert"}:
+            proc.send_signal(signal.SIGINT)
+            interrupted = True
+    stderr = proc.stderr.read()
+    proc.wait(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), stderr)
+    assert interrupted, "".join(lines)[-3000:] + stderr[-3000:]
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr

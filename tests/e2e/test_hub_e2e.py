@@ -94,7 +94,7 @@ def critical_at_hub(db_url: str, store: str = STORES[0]) -> list[tuple[str, int]
 # The broker stays down this long, with rows enqueued by hand. tests/e2e/test_long_outage.py keeps
 # it down 150 s under a real agent whose own policy raises and clears alerts meanwhile, and
 # brings the store back before the hub too.
-OUTAGE_S = 10
+OUTAGE_S = 4
 
 
 def test_after_a_broker_outage_every_committed_alert_and_decision_reaches_the_hub_once_in_order(

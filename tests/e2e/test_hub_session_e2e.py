@@ -22,6 +22,12 @@ def toml(state_dir, port: int) -> str:
             '[[devices]]\nid = "register"\nkind = "host"\ninterval = 0.5\n')
 
 
+def logs(hub, agent_log) -> str:
+    """The hub's and the agent's last log lines, for a failure message."""
+    agent = agent_log.read_text(errors="replace") if agent_log.exists() else ""
+    return f"hub log:\n{hub.log()[-2500:]}\nagent log:\n{agent[-2500:]}"
+
+
 def test_a_store_whose_state_database_was_lost_comes_back_online(mosquitto, tmp_path):
     db = str(tmp_path / "hub.db")
     hub = HubProcess(mosquitto, db, "hub-lost", log_path=tmp_path / "hub.log").start()
@@ -51,7 +57,8 @@ def test_a_store_whose_state_database_was_lost_comes_back_online(mosquitto, tmp_
         finally:
             assert agent.stop() == 0
         old = wait_until(lambda: (d := detail()) and d["online"] is False and d,
-                         what="the store offline after its agent stopped")
+                         what="the store offline after its agent stopped",
+                         detail=lambda: logs(hub, tmp_path / "a1.log"))
         assert old["session"] >= 2
         shutil.rmtree(state)  # the state database is lost
         agent = AgentProcess(config, tmp_path / "a2.log")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import free_port, run_cli
+from apiproc import hub_here
+from conftest import free_port
 import edge_protocol as wire
 from hub.ingest.writer import apply as ingest_apply
 from hub.app import open_store
@@ -14,7 +15,9 @@ from hubkit import alert_body, birth_body, decision_body, envelope, telemetry
 
 
 def hub(*args: str):
-    return run_cli(*args, module="hub")
+    """`edge-hub ARGS` in this process (apiproc.hub_here: the same main(), without an
+    interpreter start per call); the console script as a process is tested in tests/e2e."""
+    return hub_here(*args)
 
 
 @pytest.fixture

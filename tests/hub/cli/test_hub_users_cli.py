@@ -7,12 +7,15 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from apiproc import hub_here
+
 from hub.keys import KeyRing
 
 
 def hub(*args: str):
-    return run_cli(*args, module="hub")
+    """`edge-hub ARGS` in this process (apiproc.hub_here: the same main(), without an
+    interpreter start per call); the console script as a process is tested in tests/e2e."""
+    return hub_here(*args)
 
 
 def test_users_lifecycle_and_its_audit_trail(hub_db):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from apiproc import hub_here
+
 from hub.app import open_store
 from hub.domains.tickets import outbox, policy as pol, rules
 from hub.domains.tickets.text import DeviceFacts
@@ -19,7 +20,9 @@ POLICY = pol.TicketPolicy(routes=(pol.Route("sn"),),
 
 
 def hub(*args: str):
-    return run_cli(*args, module="hub")
+    """`edge-hub ARGS` in this process (apiproc.hub_here: the same main(), without an
+    interpreter start per call); the console script as a process is tested in tests/e2e."""
+    return hub_here(*args)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import json
 import pytest
 
 import edge_protocol as wire
-from conftest import run_cli
+from apiproc import hub_here
 from hub.app import open_store
 from hub.bus.consumer import Item
 from hub.domains import fleet, quarantine
@@ -107,23 +107,20 @@ def test_quarantine_list_show_drop_escape_store_text_and_json_keeps_it(hub_db):
                        ("s9\x1b[2J\r\nFAKE ROW", "why\x07\u202e"))
     finally:
         db.close()
-    out = run_cli("quarantine", "list", "--db", hub_db, module="hub")
+    out = hub_here("quarantine", "list", "--db", hub_db)
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stdout and "\r" not in out.stdout and "\u202e" not in out.stdout
     assert "s9\\e[2J\\r\\nFAKE ROW" in out.stdout
     assert len(out.stdout.strip().splitlines()) == 2
-    data = json.loads(run_cli("quarantine", "list", "--db", hub_db, "--json",
-                              module="hub").stdout)
+    data = json.loads(hub_here("quarantine", "list", "--db", hub_db, "--json").stdout)
     assert data[0]["store"] == "s9\x1b[2J\r\nFAKE ROW" and data[0]["id"] == env["id"]
-    show = run_cli("quarantine", "show", env["id"], "--db", hub_db, module="hub")
+    show = hub_here("quarantine", "show", env["id"], "--db", hub_db)
     assert show.returncode == 0 and env["id"] in show.stdout and "\x1b" not in show.stdout
-    assert run_cli("quarantine", "show", "ffffffff", "--db", hub_db,
-                   module="hub").returncode == 1
-    assert run_cli("quarantine", "drop", "--db", hub_db, module="hub").returncode == 2
-    drop = run_cli("quarantine", "drop", env["id"], "--db", hub_db, module="hub")
+    assert hub_here("quarantine", "show", "ffffffff", "--db", hub_db).returncode == 1
+    assert hub_here("quarantine", "drop", "--db", hub_db).returncode == 2
+    drop = hub_here("quarantine", "drop", env["id"], "--db", hub_db)
     assert drop.returncode == 0 and "dropped 1" in drop.stdout, drop.stderr
-    assert "no quarantined messages" in run_cli("quarantine", "list", "--db", hub_db,
-                                                module="hub").stdout
+    assert "no quarantined messages" in hub_here("quarantine", "list", "--db", hub_db).stdout
     from hub.domains import audit
     db = open_store(hub_db)
     try:
