@@ -669,6 +669,11 @@ def rollout_text(r: dict[str, Any], stores: bool = False) -> str:
         lines.append(f"  last gate: {e(g.get('verdict'))} ({e(g.get('gate', 'all gates'))}): "
                      f"rate updated {g.get('rate_updated')}, not updated "
                      f"{g.get('rate_baseline')} alerts per device-day")
+        sc = g.get("scoring_errors")
+        if isinstance(sc, dict):
+            lines.append(f"  scoring errors: {sc.get('updated')} on updated stores "
+                         f"({sc.get('rate_updated')} per device-day, limit {sc.get('limit')}), "
+                         f"{sc.get('baseline')} on the rest")
     if stores and r["stores"]:
         names = [s["name"] for s in r["stages"]]
         rows = [(s["store"], names[s["stage"]] if 0 <= s["stage"] < len(names) else s["stage"],
@@ -824,7 +829,9 @@ def register(sub, add_db) -> None:
     q.add_argument("--gate", action="append", metavar="NAME=VALUE",
                    help="a gate threshold (docs/rollout.md): max_apply_failures, "
                         "max_restarts_per_store, max_alert_ratio, min_excess_alerts, "
-                        "min_device_days, inconclusive_soaks")
+                        "min_device_days, inconclusive_soaks, "
+                        "max_scoring_errors_per_device_day, max_scoring_error_ratio, "
+                        "min_excess_scoring_errors")
     keyopts(q, remote=True)
     either(q)
     q.set_defaults(func=cmd_rollout)

@@ -193,6 +193,11 @@ def test_a_model_whose_scoring_fails_is_stopped_at_the_pilot_and_rolled_back(db,
     assert desired_model(db, "p2") == (v1["sha256"], True)
     assert desired_model(db, "n1") == (v1["sha256"], False)  # never touched
     assert "rollouts.abort" in actions
+    # What a person reads in `edge-hub rollout status ID` (the table form of the same status).
+    from hub.cli.control import rollout_text
+
+    text = rollout_text(st)
+    assert "scoring errors: " in text and "1440.0 per device-day, limit 5.0" in text
 
 
 def test_a_rollout_started_before_the_gate_existed_ticks_with_its_defaults(db, ring):
