@@ -35,10 +35,12 @@ test: $(STAMP) system-deps
 
 ## Run the whole suite RUNS times (default 5), then RUNS times under `stress-ng --cpu 2`
 ## (installed if missing), printing each run's verdict and duration (scripts/test-stress.sh).
+## MODE=plain or MODE=stress runs only one of the two halves (default both).
 RUNS ?= 5
+MODE ?= both
 .PHONY: test-stress
 test-stress: $(STAMP) system-deps
-	bash scripts/test-stress.sh $(RUNS)
+	bash scripts/test-stress.sh $(RUNS) $(MODE)
 
 ## Retrain the health model on the simulated fleet: models/device_health.{onnx,card.json}, the
 ## copies in edge_agent/health/model/, and docs/model.md (about 4 CPU-minutes, plus about 15
