@@ -55,6 +55,7 @@ from edge_agent.control.state import save_bundles as save_state
 log = logging.getLogger(__name__)
 FETCH_FIRST_S = 30.0    # the first ask again after this; then twice as long each time
 FETCH_MAX_S = 900.0     # at most this apart
+APPLY_TRIES = 3         # rounds a staged bundle whose apply raised is tried in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Bundles:
         self.state: dict[str, Any] = {}       # applied bundles by kind, and desired_version
         self.wanted: dict[str, Want] = {}     # kind -> the bundle wanted and not applied yet
         self.mono = time.monotonic            # the re-ask schedule's clock (tests set it)
+        self._errors: dict[str, int] = {}     # sha -> rounds its staged apply raised
 
     @property
     def folder(self) -> Path:
@@ -262,10 +264,26 @@ class Bundles:
         return await self._apply(kind, w, folder)
 
     async def apply_deferred(self) -> None:
-        """Staged bundles whose time has come (trading hours over, or urgent now)."""
+        """Staged bundles whose time has come (trading hours over, or urgent now). One whose
+        apply raised (not a refusal: the disk, the state database) is tried again on the
+        worker's next round, and given up as `failed` (reason `error`) after APPLY_TRIES."""
         for kind, w in list(self.wanted.items()):
-            if w.staged is not None and (w.urgent or not self._trading()):
+            if w.staged is None or not (w.urgent or not self._trading()):
+                continue
+            try:
                 await self._apply(kind, w, Path(w.staged))
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                tries = self._errors[w.m.sha256] = self._errors.get(w.m.sha256, 0) + 1
+                log.exception("staged bundle could not be applied", extra={
+                    "kind": kind, "version": w.m.version, "tries": tries})
+                if tries >= APPLY_TRIES and self.wanted.get(kind) is w:
+                    del self._errors[w.m.sha256]
+                    await self._drop(kind, "failed", "error",
+                                     f"applying raised {tries} times: {type(err).__name__}")
+            else:
+                self._errors.pop(w.m.sha256, None)
 
     def _trading(self) -> bool:
         lt = time.localtime(self.c.clock())

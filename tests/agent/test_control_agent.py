@@ -350,7 +350,7 @@ def test_a_bundle_wanted_when_the_agent_stopped_is_fetched_and_applied_after_the
         ctl = b.agent.control
         # Sought again: asked for at start, and subscribed on every connection from now on.
         assert content_topic in ctl.topics(ctl.prefix)
-        assert ctl.bundles.wanted["config"].asks == 1
+        assert ctl.bundles.wanted["config"].asks >= 1
         assert any("fetching it again" in rec.getMessage() for rec in caplog.records)
         # The retained desired state again (same version): nothing new, and still wanted.
         again = Receipt()
@@ -487,3 +487,29 @@ def test_a_wanted_bundle_whose_manifest_expired_during_a_stop_is_refused_at_the_
             ("rejected", "expired", 1, m["sha256"])
     finally:
         b.close()
+
+
+def test_a_staged_bundle_whose_apply_keeps_raising_is_given_up_after_a_few_rounds(tmp_path,
+                                                                                  ring, caplog):
+    from edge_agent.control.bundles import APPLY_TRIES
+
+    a = InProcess(tmp_path, ring, 'trading_hours = "08:00-21:00"', clock=lambda: _local(12))
+    try:
+        ctl = a.agent.control
+        m, data = config_bundle(ring, _with_device(a, "till-2"), 1)
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m, 1, False))) == "accepted"
+        assert a.call(ctl.bundles.handle_content(m["sha256"], data)) == "deferred"
+        staged = ctl.bundles.wanted["config"].staged
+        (tmp_path / staged / "agent.toml").unlink()  # the staged copy lost under the agent
+        ctl.clock = lambda: _local(22)
+        for _ in range(APPLY_TRIES):  # (the worker's own rounds may take some of these)
+            a.call(ctl.bundles.apply_deferred())
+        assert ctl.bundles.wanted == {} and _bundles_meta(a)["wanted"] == {}
+        raised = [r for r in caplog.records if r.getMessage().startswith(
+            "staged bundle could not be applied")]
+        assert len(raised) == APPLY_TRIES
+        (r,) = [r for r in a.outbox_results() if r["type"] == "bundle"]
+        assert (r["status"], r["reason"]) == ("failed", "error")
+        assert "till-2" not in a.config.read_text()
+    finally:
+        a.close()
