@@ -183,7 +183,7 @@ def wanted_line(kind: str, w: dict) -> str:
         return what + "staged, applies " + ("now" if w.get("urgent") else
                                              "after trading hours")
     asks = w.get("asks") if isinstance(w.get("asks"), int) else 0
-    tries = w.get("asks_max")
+    tries = w.get("asks_max") if isinstance(w.get("asks_max"), int) else asks + 1
     if asks >= tries:
         return what + (f"waiting for its content (asked {asks} times; asks again on the next "
                        "connection or desired state)")
