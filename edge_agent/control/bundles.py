@@ -237,8 +237,11 @@ class Bundles:
                 log.info("bundle content asked for again", extra={
                     "kind": kind, "version": w.m.version, "asks": asks,
                     "last": asks >= FETCH_TRIES})
-        if asked:  # saved for `edge-agent status` (how often it asked)
-            await self.agent._db(save_state, self.agent.db, _doc(self.state, self.wanted))
+        if asked:  # saved for `edge-agent status` only: a failed save changes nothing else
+            try:
+                await self.agent._db(save_state, self.agent.db, _doc(self.state, self.wanted))
+            except Exception:
+                log.exception("could not save how often a bundle was asked for")
 
     # Content -------------------------------------------------------------------------------
 
