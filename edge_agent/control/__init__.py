@@ -218,7 +218,7 @@ class Controller:
                 await self.bundles.apply_deferred()
                 await self.bundles.ask_again()  # wanted contents that have not come
             except Exception:
-                log.exception("deferred bundle failed")
+                log.exception("staged or wanted bundle work failed")
             if not self._queue:
                 try:  # bundles staged during trading hours are looked at twice a minute
                     await asyncio.wait_for(self._wake.wait(), 30.0)
