@@ -24,14 +24,24 @@ logs=.test-stress
 mkdir -p "$logs"
 failed=0
 stress_pid=""
+child=""
 stop_stress() { [ -n "$stress_pid" ] && kill "$stress_pid" 2>/dev/null && wait "$stress_pid" 2>/dev/null; stress_pid=""; }
-trap stop_stress EXIT INT TERM
+# Stopped (Ctrl-C, kill): stop the run in progress (its whole process group) and the load, and
+# exit; the run is in the background so that the trap runs at once, not after the run.
+interrupted() { [ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null; stop_stress; exit "$1"; }
+trap stop_stress EXIT
+trap 'interrupted 130' INT
+trap 'interrupted 143' TERM
+set -m  # each background job in its own process group
 
 one_run() {  # $1 label, $2 run number
   local log="$logs/$1-$2.log" start end rc verdict
   start=$(date +%s)
-  make test >"$log" 2>&1
+  make test >"$log" 2>&1 &
+  child=$!
+  wait "$child"
   rc=$?
+  child=""
   end=$(date +%s)
   if [ "$rc" -eq 0 ]; then verdict="passed"; else verdict="FAILED"; failed=$((failed + 1)); fi
   printf 'test-stress: %-9s run %d/%d %s in %d s (load %s; %s; log %s)\n' "$1" "$2" "$runs" \
