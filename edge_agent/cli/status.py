@@ -164,7 +164,27 @@ def control_line(control: dict | None, config) -> str:
             + (f", last good v{v['last_good']['version']}"
                if (v.get("last_good") or {}).get("version") else "")
             for k, v in applied.items())
+    for kind, w in (control.get("wanted") or {}).items():
+        head += "\n  " + wanted_line(kind, w)
     rejects = control.get("rejects") or {}
     if rejects:
         head += "\n  refused commands: " + ", ".join(f"{k} {v}" for k, v in rejects.items())
     return head
+
+
+def wanted_line(kind: str, w: dict) -> str:
+    """One bundle the hub wants and the agent has not applied yet, and what it waits for."""
+    since = w.get("since")
+    when = (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
+            if isinstance(since, (int, float)) and since > 0 else "an unknown time")
+    what = (f"bundle {kind} v{w.get('version')} ({str(w.get('sha256'))[:12]}) wanted "
+            f"(desired state v{w.get('desired_version')}) since {when}, not applied: ")
+    if w.get("staged"):
+        return what + "staged, applies " + ("now" if w.get("urgent") else
+                                             "after trading hours")
+    asks = w.get("asks") if isinstance(w.get("asks"), int) else 0
+    tries = w.get("asks_max") if isinstance(w.get("asks_max"), int) else asks + 1
+    if asks >= tries:
+        return what + (f"waiting for its content (asked {asks} times; asks again on the next "
+                       "connection or desired state)")
+    return what + f"waiting for its content (asked {asks} of {tries} times)"

@@ -37,7 +37,9 @@ the hub (one by one up to [control].rejects_reported_per_hour, the counts with e
 
 EDGE_AGENT_TEST_KILL (tests only; docs/commands.md) makes the agent SIGKILL itself at one
 point of a command's way: `cmd-received` (before any check or record), `cmd-recorded` (taken
-and pending, before the PUBACK) or `cmd-started` (marked started, before the action).
+and pending, before the PUBACK) or `cmd-started` (marked started, before the action); or of a
+bundle's: `bundle-wanted` (a desired state naming a bundle recorded, before its PUBACK and
+before the content is asked for).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ PENDING_MAX = 32        # accepted commands waiting to run; more are refused as 
 FAILS_MAX = 3           # a message whose handling raised this often is refused ("error")
 RETRY_S = 1.0           # before trying a pending command again after a failed commit
 FAULT_ENV = "EDGE_AGENT_TEST_KILL"
-FAULT_POINTS = ("cmd-received", "cmd-recorded", "cmd-started")
+FAULT_POINTS = ("cmd-received", "cmd-recorded", "cmd-started", "bundle-wanted")
 ACTION_TIMEOUT_S = 30.0
 PRE_AUTH = ("oversized", "not_json", "bad_message", "no_trusted_key", "unknown_key",
             "bad_signature", "bad_key", "wrong_store", "busy")
@@ -214,8 +216,9 @@ class Controller:
             self._wake.clear()
             try:
                 await self.bundles.apply_deferred()
+                await self.bundles.ask_again()  # wanted contents that have not come
             except Exception:
-                log.exception("deferred bundle failed")
+                log.exception("staged or wanted bundle work failed")
             if not self._queue:
                 try:  # bundles staged during trading hours are looked at twice a minute
                     await asyncio.wait_for(self._wake.wait(), 30.0)

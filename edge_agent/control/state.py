@@ -19,6 +19,7 @@ HIGH_SEQ = "control.high_seq"
 FLAGS = "control.flags"
 BUNDLES = "control.bundles"
 PENDING = "control.pending"  # accepted commands not finished (JSON list, at most 32)
+FETCH_TRIES = 8       # times a start asks the broker for one wanted bundle's content itself
 SEEN_MAX = 10000      # ids kept until their command expires; beyond this the oldest go first
 LOG_MAX = 200         # rows of the command log kept
 DETAIL_MAX = 300
@@ -172,7 +173,9 @@ def save_flags(db: sqlite3.Connection, doc: dict[str, Any]) -> None:
 
 
 def load_bundles(db: sqlite3.Connection) -> dict[str, Any]:
-    """Applied bundles by kind (version, sha256, path, last good) and the desired version."""
+    """Applied bundles by kind (version, sha256, path, last good), the desired version, and
+    the bundles wanted and not applied yet (`wanted`, by kind: edge_agent/control/bundles.py).
+    """
     value = _get(db, BUNDLES)
     try:
         doc = json.loads(value) if value else {}
@@ -202,7 +205,21 @@ def status(db: sqlite3.Connection) -> dict[str, Any] | None:
                "pending": [i["cmd"].get("id") for i in load_pending(db)],
                "recent": recent(db, 5),
                "bundles": {k: bundles.get(k) for k in ("model", "config")},
-               "desired_version": bundles.get("desired_version")}
+               "desired_version": bundles.get("desired_version"),
+               "wanted": wanted_status(bundles.get("wanted"))}
     except sqlite3.OperationalError:
         return None
     return doc
+
+
+WANTED_KEYS = ("name", "version", "sha256", "desired_version", "since", "staged", "asks",
+               "rollback", "urgent")
+
+
+def wanted_status(wanted: Any) -> dict[str, Any]:
+    """What `edge-agent status` shows of the bundles wanted and not applied: by kind, the
+    saved fields but the manifest ({} when nothing is waiting)."""
+    if not isinstance(wanted, dict):
+        return {}
+    return {k: {**{f: w.get(f) for f in WANTED_KEYS}, "asks_max": FETCH_TRIES}
+            for k, w in sorted(wanted.items()) if k in ("model", "config") and isinstance(w, dict)}

@@ -1,6 +1,8 @@
 """The agent's controller inside a real Agent (its state database, outbox and scheduler; no
-broker): refusals beyond the hourly report budget are counted but not reported one by one, and
-a bundle that arrives during trading hours waits for them to end unless it is urgent."""
+broker): refusals beyond the hourly report budget are counted but not reported one by one; a
+bundle that arrives during trading hours waits for them to end unless it is urgent; messages
+are acknowledged only once recorded; commands and bundles wanted before a stop are taken up
+again after the restart."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from hub.keys import KeyRing
 class InProcess:
     """A real Agent on an event loop in a background thread (sync off)."""
 
-    def __init__(self, tmp_path, ring, control: str):
+    def __init__(self, tmp_path, ring, control: str, clock=None):
         keys = ", ".join(f'"{k}"' for k in ring.public_keys().values())
         self.config = tmp_path / "agent.toml"
         self.config.write_text(
@@ -35,6 +37,8 @@ class InProcess:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.agent = Agent(load_config(self.config), self.config)
+        if clock is not None:  # the controller's wall clock from its start (trading hours)
+            self.agent.control.clock = clock
         self.call(self.agent.start())
         deadline = time.monotonic() + 30
         while not self.agent.control.ready:
@@ -158,8 +162,11 @@ def _deliver(a, payload: bytes, receipt: Receipt, dup: bool = False, kind: str =
     from edge_protocol import topics
 
     ctl = a.agent.control
-    topic = {"cmd": topics.cmd_topic, "flags": topics.flags_topic}[kind](
-        ctl.region, ctl.store, ctl.prefix)
+    if kind.startswith("content:"):  # the bundle whose SHA-256 follows
+        topic = topics.bundle_topic(kind.split(":", 1)[1], ctl.prefix)
+    else:
+        topic = {"cmd": topics.cmd_topic, "flags": topics.flags_topic,
+                 "desired": topics.config_topic}[kind](ctl.region, ctl.store, ctl.prefix)
     a.loop.call_soon_threadsafe(lambda: ctl.on_message(topic, payload, receipt=receipt, dup=dup))
     wait_until(lambda: receipt.state, what="the receipt to be done or failed")
 
@@ -286,3 +293,223 @@ def _trusted(ring) -> dict:
     from edge_protocol import signing
 
     return signing.trusted_keys(list(ring.public_keys().values()))
+
+
+# Bundles wanted and not applied (docs/rollout.md, "A stop between the desired state and the
+# swap"): recorded with the desired state, sought again after a restart, applied without a new
+# desired version.
+
+def _bundles_meta(a) -> dict:
+    rows = _read(a, "SELECT value FROM meta WHERE key = 'control.bundles'")
+    return json.loads(rows[0][0]) if rows else {}
+
+
+def _status(a) -> tuple[dict, str]:
+    """`edge-agent status` (its --json document's control part, and its text) from the disk."""
+    from edge_agent.cli.status import collect, control_line
+
+    config = load_config(a.config)
+    doc = collect(config)
+    return doc["control"], control_line(doc["control"], config)
+
+
+def _with_device(a, name: str) -> str:
+    return a.config.read_text() + f'\n[[devices]]\nid = "{name}"\nkind = "host"\n'
+
+
+def test_a_bundle_wanted_when_the_agent_stopped_is_fetched_and_applied_after_the_restart(
+        tmp_path, ring, caplog):
+    from edge_protocol import topics
+
+    a = InProcess(tmp_path, ring, "")
+    m, data = config_bundle(ring, _with_device(a, "till-2"), 1)
+    content_topic = topics.bundle_topic(m["sha256"], a.agent.control.prefix)
+    retained = desired(ring, m, 4, urgent=False)
+    try:
+        # The desired state is acknowledged once the bundle it names is recorded as wanted.
+        r = Receipt(lambda: _bundles_meta(a))
+        _deliver(a, retained, r, kind="desired")
+        assert r.state == "done"
+        assert r.seen["desired_version"] == 4
+        assert r.seen["wanted"]["config"]["sha256"] == m["sha256"]
+        assert "config" not in r.seen  # nothing applied
+        assert content_topic in a.agent.control.topics(a.agent.control.prefix)
+    finally:
+        a.close()  # stopped before the content arrives
+    control, text = _status(a)
+    assert control["desired_version"] == 4 and control["bundles"]["config"] is None
+    wanted = control["wanted"]["config"]
+    assert (wanted["version"], wanted["sha256"], wanted["desired_version"]) == \
+        (1, m["sha256"], 4)
+    assert wanted["staged"] is None and "manifest" not in wanted
+    assert f"bundle config v1 ({m['sha256'][:12]}) wanted (desired state v4)" in text
+    assert "waiting for its content" in text
+
+    b = InProcess(tmp_path, ring, "")
+    try:
+        ctl = b.agent.control
+        # Sought again: asked for at start, and subscribed on every connection from now on.
+        assert content_topic in ctl.topics(ctl.prefix)
+        assert ctl.bundles.wanted["config"].asks >= 1
+        assert any("fetching it again" in rec.getMessage() for rec in caplog.records)
+        # The retained desired state again (same version): nothing new, and still wanted.
+        again = Receipt()
+        _deliver(b, retained, again, kind="desired")
+        assert again.state == "done"
+        assert b.call(ctl.bundles.handle_desired(retained)) == "unchanged"
+        assert "config" in _bundles_meta(b)["wanted"]
+        # The content (the retained copy the subscription brings): applied, and acknowledged
+        # once applied and recorded, with no new desired version.
+        got = Receipt(lambda: _bundles_meta(b))
+        _deliver(b, data, got, kind=f"content:{m['sha256']}")
+        assert got.state == "done"
+        assert got.seen["wanted"] == {} and got.seen["config"]["version"] == 1
+        assert got.seen["desired_version"] == 4
+        assert "till-2" in b.config.read_text()
+        assert content_topic not in ctl.topics(ctl.prefix)
+        applied = [r for r in b.outbox_results() if r["type"] == "bundle"]
+        assert [(r["status"], r["bundle_version"]) for r in applied] == [("applied", 1)]
+        control, text = _status(b)
+        assert control["wanted"] == {} and control["bundles"]["config"]["version"] == 1
+        assert "wanted" not in text and "bundles: config v1" in text
+    finally:
+        b.close()
+
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_bundle_staged_for_after_trading_hours_survives_a_restart(tmp_path, ring, damaged):
+    """Content staged during trading hours (acknowledged as deferred) is applied after them by
+    the next start, from its staged copy; a staged copy that no longer matches its manifest is
+    fetched again instead."""
+    from edge_protocol import topics
+
+    hours = 'trading_hours = "08:00-21:00"'
+    a = InProcess(tmp_path, ring, hours, clock=lambda: _local(12))
+    m, data = config_bundle(ring, _with_device(a, "till-2"), 1)
+    try:
+        ctl = a.agent.control
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m, 1, False))) == "accepted"
+        assert a.call(ctl.bundles.handle_content(m["sha256"], data)) == "deferred"
+        staged = _bundles_meta(a)["wanted"]["config"]["staged"]
+        assert staged and "till-2" not in a.config.read_text()
+    finally:
+        a.close()
+    assert "staged, applies after trading hours" in _status(a)[1]
+    if damaged:
+        (tmp_path / staged / "agent.toml").write_text("[agent]\n")
+    b = InProcess(tmp_path, ring, hours, clock=lambda: _local(12))
+    try:
+        ctl = b.agent.control
+        content_topic = topics.bundle_topic(m["sha256"], ctl.prefix)
+        if damaged:
+            assert ctl.bundles.wanted["config"].staged is None
+            assert content_topic in ctl.topics(ctl.prefix)  # fetched again
+            assert b.call(ctl.bundles.handle_content(m["sha256"], data)) == "deferred"
+        else:
+            assert ctl.bundles.wanted["config"].staged == staged
+            assert content_topic not in ctl.topics(ctl.prefix)  # nothing to fetch
+        b.call(ctl.bundles.apply_deferred())  # still trading
+        assert "till-2" not in b.config.read_text()
+        ctl.clock = lambda: _local(22)
+        b.call(ctl.bundles.apply_deferred())
+        assert "till-2" in b.config.read_text()
+        assert _bundles_meta(b)["wanted"] == {}
+        assert _bundles_meta(b)["config"]["version"] == 1
+        assert [r["status"] for r in b.outbox_results() if r["type"] == "bundle"] == ["applied"]
+    finally:
+        b.close()
+
+
+def test_a_newer_desired_state_replaces_the_bundle_still_wanted_of_its_kind(tmp_path, ring):
+    """Wanted v1, then a desired state naming v2 before v1's content came: v1's content is no
+    longer applied when it arrives (it would go backwards after v2), v2's is."""
+    a = InProcess(tmp_path, ring, "")
+    try:
+        ctl = a.agent.control
+        m1, d1 = config_bundle(ring, _with_device(a, "till-2"), 1)
+        m2, d2 = config_bundle(ring, _with_device(a, "till-3"), 2)
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m1, 1, False))) == "accepted"
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m2, 2, False))) == "accepted"
+        assert _bundles_meta(a)["wanted"]["config"]["version"] == 2
+        assert a.call(ctl.bundles.handle_content(m1["sha256"], d1)) == "unwanted"
+        assert a.call(ctl.bundles.handle_content(m2["sha256"], d2)) == "applied"
+        text = a.config.read_text()
+        assert "till-3" in text and "till-2" not in text
+    finally:
+        a.close()
+
+
+def test_a_start_asks_for_a_wanted_bundle_a_bounded_number_of_times(tmp_path, ring):
+    """The content does not come: the agent asks again on a backoff (its clock set by the
+    test), at most FETCH_TRIES times, and its status says so."""
+    from edge_agent.control.state import FETCH_TRIES
+
+    a = InProcess(tmp_path, ring, "")
+    try:
+        ctl = a.agent.control
+        now = [0.0]
+        ctl.bundles.mono = lambda: now[0]
+        m, _ = config_bundle(ring, _with_device(a, "till-2"), 1)
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m, 1, False))) == "accepted"
+        assert ctl.bundles.wanted["config"].asks == 1
+        a.call(ctl.bundles.ask_again())  # not due yet
+        assert ctl.bundles.wanted["config"].asks == 1
+        gaps = []
+        for _ in range(FETCH_TRIES + 3):
+            due = ctl.bundles.wanted["config"].next_ask
+            gaps.append(due - now[0])
+            now[0] = due
+            a.call(ctl.bundles.ask_again())
+        assert ctl.bundles.wanted["config"].asks == FETCH_TRIES
+        assert gaps[:4] == [30.0, 60.0, 120.0, 240.0] and max(gaps) == 900.0
+        assert _bundles_meta(a)["wanted"]["config"]["asks"] == FETCH_TRIES
+        assert f"asked {FETCH_TRIES} times; asks again on the next connection" in _status(a)[1]
+    finally:
+        a.close()
+
+
+def test_a_wanted_bundle_whose_manifest_expired_during_a_stop_is_refused_at_the_start(
+        tmp_path, ring):
+    a = InProcess(tmp_path, ring, "")
+    try:
+        m, _ = config_bundle(ring, _with_device(a, "till-2"), 1)  # expires in 3 days
+        assert a.call(a.agent.control.bundles.handle_desired(
+            desired(ring, m, 1, False))) == "accepted"
+    finally:
+        a.close()
+    b = InProcess(tmp_path, ring, "", clock=lambda: time.time() + 4 * 86400)
+    try:
+        assert b.agent.control.bundles.wanted == {}
+        assert _bundles_meta(b)["wanted"] == {}
+        (r,) = [r for r in b.outbox_results() if r["type"] == "bundle"]
+        assert (r["status"], r["reason"], r["bundle_version"], r["sha256"]) == \
+            ("rejected", "expired", 1, m["sha256"])
+    finally:
+        b.close()
+
+
+def test_a_staged_bundle_whose_apply_keeps_raising_is_given_up_after_a_few_rounds(tmp_path,
+                                                                                  ring, caplog):
+    from edge_agent.control.bundles import APPLY_TRIES
+
+    a = InProcess(tmp_path, ring, 'trading_hours = "08:00-21:00"', clock=lambda: _local(12))
+    try:
+        ctl = a.agent.control
+        m, data = config_bundle(ring, _with_device(a, "till-2"), 1)
+        assert a.call(ctl.bundles.handle_desired(desired(ring, m, 1, False))) == "accepted"
+        assert a.call(ctl.bundles.handle_content(m["sha256"], data)) == "deferred"
+        staged = ctl.bundles.wanted["config"].staged
+        (tmp_path / staged / "agent.toml").unlink()  # the staged copy lost under the agent
+        ctl.clock = lambda: _local(22)
+        for _ in range(APPLY_TRIES):  # (the worker's own rounds may take some of these)
+            a.call(ctl.bundles.apply_deferred())
+        assert ctl.bundles.wanted == {} and _bundles_meta(a)["wanted"] == {}
+        raised = [r for r in caplog.records if r.getMessage().startswith(
+            "staged bundle could not be applied")]
+        assert len(raised) == APPLY_TRIES
+        (r,) = [r for r in a.outbox_results() if r["type"] == "bundle"]
+        assert (r["status"], r["reason"]) == ("failed", "error")
+        assert "till-2" not in a.config.read_text()
+    finally:
+        a.close()

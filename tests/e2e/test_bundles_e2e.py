@@ -176,3 +176,52 @@ def test_config_bundles_apply_refuse_a_bad_one_and_catch_up_after_an_outage(rig)
     until_report(rig, "config", "applied", 3, after=failed["at"])
     assert "till-3" in rig.config.read_text()
     assert (rig.tmp / "agent.toml.last-good").read_text() == good.read_text()
+
+
+def _hub_desired_version(db_url: str) -> int | None:
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            tx.execute("SELECT version FROM desired WHERE store = ?", (STORE,))
+            row = tx.fetchone()
+            return row[0] if row else None
+    finally:
+        db.close()
+
+
+def test_an_agent_killed_between_the_desired_state_and_the_bundle_applies_it_after_restart(rig):
+    """The agent SIGKILLs itself (EDGE_AGENT_TEST_KILL=bundle-wanted) once it has recorded the
+    desired state naming a config bundle, before acknowledging it or asking for the content.
+    Its status shows the bundle wanted and not applied. Restarted, with no new desired state
+    (the retained one is the same version), it fetches the content and applies it."""
+    import signal
+
+    assert rig.agent.stop() == 0
+    rig.agent.start(EDGE_AGENT_TEST_KILL="bundle-wanted")
+    wait_for(lambda: '"sync connected"' in rig.agent.log().rsplit('"agent started"', 1)[-1],
+             60, "the agent (with the fault armed) to connect")
+    good = rig.tmp / "good.toml"
+    good.write_text(rig.config.read_text()
+                    + '\n[[devices]]\nid = "till-2"\nkind = "host"\ninterval = 0.5\n')
+    b1 = create(rig, "--config", str(good))
+    assign(rig, b1["sha256"])
+    assert rig.agent.proc.wait(60) == -signal.SIGKILL
+    assert "test fault: killing the agent" in rig.agent.log().rsplit('"agent started"', 1)[-1]
+    control = rig.agent.status()["control"]
+    assert control["bundles"]["config"] is None
+    wanted = control["wanted"]["config"]
+    assert (wanted["sha256"], wanted["version"]) == (b1["sha256"], 1)
+    desired_version = control["desired_version"]
+    assert desired_version == wanted["desired_version"] == _hub_desired_version(rig.db)
+    assert "waiting for its content" in rig.agent.status_text()
+    assert "till-2" not in rig.config.read_text()
+    assert report(rig.db, "config") is None
+    rig.agent.start()
+    until_report(rig, "config", "applied", 1)
+    assert "till-2" in rig.config.read_text()
+    control = rig.agent.status()["control"]
+    assert control["wanted"] == {} and control["bundles"]["config"]["sha256"] == b1["sha256"]
+    # Applied without a new desired state: the hub's and the agent's versions are the same.
+    assert control["desired_version"] == desired_version == _hub_desired_version(rig.db)
+    since = rig.agent.log().rsplit('"agent started"', 1)[-1]
+    assert "fetching it again" in since
