@@ -3,7 +3,7 @@
     python bench/chaos.py kills [--count 200] [--seed N]
     python bench/chaos.py broker-down [--outage 1800]
     python bench/chaos.py outbox-week [--days 7] [--budget-mb 50]
-    python bench/chaos.py soak [--minutes 20]
+    python bench/chaos.py soak [--minutes 20 | --hours 24]
 
 Run outside `make test` (each takes minutes); each prints its figures and conditions, and exits
 1 if an invariant broke (a lost or duplicated row, a failed integrity check, a dropped alert).
@@ -335,8 +335,14 @@ def outbox_week(args) -> int:
 
 # --- soak ---------------------------------------------------------------------------------------
 
+SOAK_ACCELERATION = 50  # polls every 0.2 s stand for a store's every 10 s
+
+
 def soak(args) -> int:
     from agent_footprint import rss_kb
+
+    if args.hours is not None:
+        args.minutes = args.hours * 60 / SOAK_ACCELERATION
 
     folder = Path(tempfile.mkdtemp(prefix="chaos-soak-"))
     broker = Mosquitto(folder / "broker").start()
@@ -370,7 +376,7 @@ def soak(args) -> int:
     last = statistics.median(rss[-tenth:])
     errors = [line for line in agent.lines() if line.get("level") in ("error", "critical")]
     committed = last_seq(folder / "state" / "agent.db")
-    print(f"soak: {args.minutes} min ({args.minutes * 50 / 60:.1f} h of polling at 50x, "
+    print(f"soak: {args.minutes} min ({args.minutes * SOAK_ACCELERATION / 60:.1f} h of polling at {SOAK_ACCELERATION}x, "
           f"{args.minutes * 6} min of scoring cycles at 6x); RSS after warm-up "
           f"{warm / 1024:.1f} MB, at the end {last / 1024:.1f} MB, growth "
           f"{(last - warm) / 1024:+.2f} MB, peak {peak / 1024:.1f} MB; {committed} rows "
@@ -395,6 +401,8 @@ def main() -> int:
     p.set_defaults(func=outbox_week)
     p = sub.add_parser("soak")
     p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--hours", type=float,
+                   help="simulated hours of polling instead of --minutes (at 50x: 24 h = 28.8 min)")
     p.set_defaults(func=soak)
     args = parser.parse_args()
     return args.func(args)
