@@ -59,12 +59,12 @@ from hubkit import HubProcess  # noqa: E402
 PATIENCE_S = 120.0
 
 
-def wait(predicate, what: str, timeout: float = PATIENCE_S) -> None:
+def wait(predicate, what: str, timeout: float = PATIENCE_S, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def sync_section(broker: Mosquitto) -> str:
@@ -193,6 +193,236 @@ def kills(args) -> int:
         print("  problem:", p)
     print(f"  folder {folder}")
     return 1 if problems or lost or duplicates or wrong_id else 0
+
+
+# --- the hub down and its database restarted mid-stream ---------------------------------------
+
+class Supervisor:
+    """Keeps one `edge-hub serve` running as systemd's Restart= would (after 1 s, not 5): a
+    hub that exits on its own is started again, and counted."""
+
+    def __init__(self, broker, url: str, log_path: Path):
+        self.broker, self.url, self.log_path = broker, url, log_path
+        self.hub: HubProcess | None = None
+        self.starts = 0
+        self.exits: list[int] = []   # exit codes of hubs that stopped on their own
+        self.paused = threading.Event()  # set while the bench has killed the hub on purpose
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> "Supervisor":
+        self._start_hub()
+        self._thread.start()
+        return self
+
+    def _start_hub(self) -> None:
+        with self._lock:
+            self.hub = HubProcess(self.broker, self.url, "hub-chaos-pg",
+                                  log_path=self.log_path).start()
+            self.starts += 1
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                if self.paused.is_set():
+                    continue
+                code = self.hub.proc.poll()
+                if code is not None:
+                    self.exits.append(code)
+            if code is not None:
+                time.sleep(1.0)  # RestartSec
+                if not (self._stop.is_set() or self.paused.is_set()):
+                    self._start_hub()
+
+    def kill_hub(self) -> None:
+        """SIGKILL the hub and keep it down until resume()."""
+        with self._lock:
+            self.paused.set()
+            self.hub.kill()
+
+    def resume(self) -> None:
+        self._start_hub()
+        self.paused.clear()
+
+    def wait_ready(self, timeout: float = PATIENCE_S) -> None:
+        """Wait for a hub's READY line (the supervisor may start several meanwhile)."""
+        def ready():
+            hub = self.hub
+            return hub.proc.poll() is None and hub.ready_lines()
+
+        wait(ready, "a hub READY", timeout)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.hub.terminate()
+
+
+def hub_db_restart(args) -> int:
+    import psycopg
+    from pgcluster import PgCluster, binaries_missing
+
+    missing = binaries_missing()
+    if missing:
+        print(f"hub-db: cannot run: {missing}")
+        return 2
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="chaos-hub-db-"))
+    os.chmod(folder, 0o755)
+    pg = PgCluster(folder / "pg").init().start()  # fsync on: acknowledged means durable
+    url = pg.create_database("hub")
+    broker = Mosquitto(folder / "broker").start()
+    hub_log = folder / "hub.log"
+    sup = Supervisor(broker, url, hub_log).start()
+    stores = [f"chaos-pg-{i}" for i in range(args.stores)]
+    agents: dict[str, AgentProcess] = {}
+    configs: dict[str, Path] = {}
+    for name in stores:
+        config = folder / f"{name}.toml"
+        config.write_text(host_config(
+            folder / name, devices=5, interval=0.1, flush=0.1,
+            extra="batch_max = 5\n\n[scoring]\nenabled = false\n\n" + sync_section(broker),
+            device_extra="jitter = 0.0").replace('store = "kill-test"', f'store = "{name}"'))
+        configs[name] = config
+
+    def db_of(name: str) -> Path:
+        return folder / name / "agent.db"
+
+    def at_hub() -> dict[str, list[int]] | None:
+        """Every store's telemetry/event seqs in the hub's messages table (None: db away)."""
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                out: dict[str, list[int]] = {name: [] for name in stores}
+                for store, seq in conn.execute(
+                        "SELECT store, seq FROM messages WHERE kind NOT IN ('birth', 'death')"):
+                    out.setdefault(store, []).append(seq)
+                return out
+        except psycopg.OperationalError:
+            return None
+
+    def caught_up(marks: dict[str, int]) -> bool:
+        """The hub holds every store's messages up to the seq it had committed at `marks`
+        (each agent sends in seq order, so its highest seq at the hub says how far it got)."""
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                top = dict(conn.execute("SELECT store, max(seq) FROM messages GROUP BY store"))
+        except psycopg.OperationalError:
+            return False
+        return all(top.get(n, 0) >= marks[n] for n in stores)
+
+    def marks_now() -> dict[str, int]:
+        return {name: last_seq(db_of(name)) for name in stores}
+
+    events: list[str] = []
+    recoveries: list[tuple[str, float, float]] = []  # (what, down s, seconds to catch up)
+    started = time.monotonic()
+    try:
+        sup.wait_ready()
+        for name in stores:
+            agents[name] = AgentProcess(configs[name], folder / f"{name}.log")
+        for agent in agents.values():
+            agent.wait_ready()
+        wait(lambda: caught_up({n: 1 for n in stores}), "every store's first rows at the hub")
+        scenarios = ["hub-killed+db-crash", "db-restart-under-hub", "db-crash-under-hub",
+                     "hub-killed+db-down-at-start"]
+        for cycle in range(args.cycles):
+            for what in scenarios:
+                time.sleep(rng.uniform(1.0, 3.0))  # mid-stream: the agents never stop
+                outage = rng.uniform(args.outage / 2, args.outage)
+                t0 = time.monotonic()
+                if what == "hub-killed+db-crash":
+                    sup.kill_hub()
+                    pg.stop("immediate")
+                    time.sleep(outage)
+                    pg.start()
+                    sup.resume()
+                elif what == "db-restart-under-hub":
+                    pg.restart("fast")
+                elif what == "db-crash-under-hub":
+                    pg.stop("immediate")
+                    time.sleep(outage)
+                    pg.start()
+                else:  # the hub (re)started while its database is down: it exits, restarts
+                    sup.kill_hub()
+                    pg.stop("fast")
+                    sup.resume()
+                    time.sleep(outage)
+                    pg.start()
+                down = time.monotonic() - t0
+                marks = marks_now()
+                t1 = time.monotonic()
+                wait(lambda: caught_up(marks), f"ingest resumed after {what}", timeout=300,
+                     every=0.2)
+                recoveries.append((what, down, time.monotonic() - t1))
+                events.append(f"cycle {cycle + 1} {what}: down {down:.1f} s, caught up in "
+                              f"{recoveries[-1][2]:.1f} s")
+                print("  " + events[-1], flush=True)
+        time.sleep(2.0)
+        # Stop the stores, then let each drain what it holds with one more run that polls
+        # once (one device, hourly): it commits one reading and sends everything.
+        for agent in agents.values():
+            agent.stop()
+        for name in stores:
+            before = last_seq(db_of(name))
+            drain = folder / f"{name}-drain.toml"
+            drain.write_text(configs[name].read_text().split("[[devices]]")[0]
+                             + '[[devices]]\nid = "h0"\nkind = "host"\ninterval = 3600\n')
+            agent = AgentProcess(drain, folder / f"{name}.log")
+            try:
+                wait(lambda: last_seq(db_of(name)) > before and not outbox_rows(db_of(name)),
+                     f"{name}'s outbox drained")
+            finally:
+                agent.stop()
+        final = marks_now()
+        left = {name: set(outbox_rows(db_of(name))) for name in stores}
+        wait(lambda: (lambda seen: seen is not None and all(
+            set(seen[n]) >= set(range(1, final[n] + 1)) - left[n] for n in stores))(at_hub()),
+            "every committed row at the hub", timeout=300, every=1.0)
+        seen = at_hub()
+        hub_code = sup.stop()
+    finally:
+        for agent in agents.values():
+            agent.kill()
+        sup._stop.set()
+        if sup.hub is not None:
+            sup.hub.kill()
+        broker.stop()
+    log_lines = [json.loads(line) for line in hub_log.read_text().splitlines()
+                 if line.startswith("{")]
+    reconnects = sum(1 for line in log_lines if line.get("msg") == "reconnected to the hub database")
+    tracebacks = sum(1 for line in log_lines if "exc" in line)
+    errors = sum(1 for line in log_lines if line.get("level") in ("error", "critical"))
+    startup_refusals = sum(1 for line in hub_log.read_text().splitlines()
+                           if line.startswith("edge-hub: cannot connect to the hub database"))
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    finally:
+        pg.destroy()
+    lost = {n: sorted(set(range(1, final[n] + 1)) - set(seen[n]) - left[n]) for n in stores}
+    dups = {n: len(seen[n]) - len(set(seen[n])) for n in stores}
+    total = sum(len(v) for v in seen.values())
+    elapsed = time.monotonic() - started
+    print(f"hub-db: {args.stores} agents, {args.cycles} cycles of {len(scenarios)} faults in "
+          f"{elapsed:.0f} s (outages {args.outage / 2:.0f}-{args.outage:.0f} s); committed "
+          f"{sum(final.values())} messages, at the hub {total}; lost "
+          f"{sum(len(v) for v in lost.values())}; duplicates {sum(dups.values())}; quarantined "
+          f"{quarantined}; left in outboxes {sum(len(v) for v in left.values())}")
+    print(f"  hub starts {sup.starts}: the first, {2 * args.cycles} after a SIGKILL by the "
+          f"bench, {len(sup.exits)} by the supervisor after the hub exited (codes "
+          f"{sorted(set(sup.exits))}); "
+          f"start-ups refused (database down, one line each) {startup_refusals}; database "
+          f"server starts {pg.starts}; hub reconnections to the database {reconnects}; hub "
+          f"error lines {errors}; tracebacks {tracebacks}; final hub exit {hub_code}")
+    for what in scenarios:
+        times = [r for r in recoveries if r[0] == what]
+        print(f"  {what}: down {statistics.mean(t[1] for t in times):.1f} s on average, "
+              f"ingest caught up {statistics.mean(t[2] for t in times):.1f} s after "
+              f"(max {max(t[2] for t in times):.1f} s)")
+    print(f"  folder {folder}")
+    bad = sum(len(v) for v in lost.values()) or sum(dups.values()) or quarantined or tracebacks
+    return 1 if bad or hub_code != 0 else 0
 
 
 # --- broker down ----------------------------------------------------------------------------------
@@ -395,6 +625,13 @@ def main() -> int:
     p = sub.add_parser("broker-down")
     p.add_argument("--outage", type=float, default=1800.0, help="seconds (default 30 min)")
     p.set_defaults(func=broker_down)
+    p = sub.add_parser("hub-db")
+    p.add_argument("--stores", type=int, default=3)
+    p.add_argument("--cycles", type=int, default=5)
+    p.add_argument("--outage", type=float, default=20.0,
+                   help="longest database outage, seconds (each is drawn from half of it to it)")
+    p.add_argument("--seed", type=int, default=15)
+    p.set_defaults(func=hub_db_restart)
     p = sub.add_parser("outbox-week")
     p.add_argument("--days", type=float, default=7.0)
     p.add_argument("--budget-mb", type=float, default=50.0)
