@@ -1,7 +1,9 @@
-"""Fault figures for the agent (issue 15): kills, a long broker outage, a week offline, a soak.
+"""Fault figures (issue 15): agent kills, a long broker outage, the hub down and its database
+restarted, a week offline, a soak.
 
     python bench/chaos.py kills [--count 200] [--seed N]
     python bench/chaos.py broker-down [--outage 1800]
+    python bench/chaos.py hub-db [--stores 3] [--cycles 5] [--outage 20] [--seed 15]
     python bench/chaos.py outbox-week [--days 7] [--budget-mb 50]
     python bench/chaos.py soak [--minutes 20 | --hours 24]
 
@@ -22,6 +24,21 @@ broker-down  tests/e2e/test_long_outage.py's LongOutage scenario with the outage
              alerting while the broker is down, then every assertion of that test (every
              alert and decision delivered once, in seq order). Acceleration: the agent runs a
              health cycle every 2 s (30 times a store's 60 s) and polls every 2-5 s.
+hub-db       the hub down and its PostgreSQL restarted mid-stream: --stores real agents (5 host
+             devices every 0.1 s, commits every 0.1 s, 5 readings an envelope) stream through
+             Mosquitto into `edge-hub serve` on a PRIVATE PostgreSQL server (initdb in a
+             temporary folder, pg_ctl on a free port, fsync on; tests/support/pgcluster.py;
+             the machine's shared server is never touched), kept running by a supervisor
+             thread as systemd would (a hub that exits is started again after 1 s). Each
+             cycle, at random instants while the agents keep committing: (1) the hub SIGKILLed,
+             the server crashed (`pg_ctl stop -m immediate`), down for up to --outage s,
+             started, the hub started; (2) the server restarted (`-m fast`) under the running
+             hub; (3) the server crashed under the running hub for up to --outage s; (4) the hub
+             SIGKILLed and started again while the server is down (it must exit in one line and
+             be restarted until the server is back). After each fault: the seconds until the
+             hub holds every store's rows committed by then. At the end the agents stop, drain,
+             and every committed seq must be at the hub exactly once; no row quarantined, no
+             traceback in the hub's log. Prints restarts, reconnections and error lines.
 outbox-week  the agent's Outbox (edge_agent/outbox.py, a real SQLite file) through --days of a
              store offline, in accelerated time (its clock is the simulation's): 50 devices
              polled every 10 s, committed every 30 s (150 readings an envelope), an alert
@@ -30,7 +47,8 @@ outbox-week  the agent's Outbox (edge_agent/outbox.py, a real SQLite file) throu
              every drop counted, and reported in outbox_drops events whose totals match.
 soak         a real agent with 50 host devices every 0.2 s (50 times a store's 10 s), commits
              every 0.2 s, scoring every 10 s (6 times), sync to a broker and a hub, for
-             --minutes; RSS sampled every second: growth = median of the last tenth minus the
+             --minutes (or --hours of simulated polling: 24 h is 28.8 min); RSS sampled
+             every second: growth = median of the last tenth minus the
              median of the second tenth (after warm-up).
 """
 
@@ -606,7 +624,8 @@ def soak(args) -> int:
     last = statistics.median(rss[-tenth:])
     errors = [line for line in agent.lines() if line.get("level") in ("error", "critical")]
     committed = last_seq(folder / "state" / "agent.db")
-    print(f"soak: {args.minutes} min ({args.minutes * SOAK_ACCELERATION / 60:.1f} h of polling at {SOAK_ACCELERATION}x, "
+    print(f"soak: {args.minutes:g} min ({args.minutes * SOAK_ACCELERATION / 60:.1f} h of polling "
+          f"at {SOAK_ACCELERATION}x, "
           f"{args.minutes * 6} min of scoring cycles at 6x); RSS after warm-up "
           f"{warm / 1024:.1f} MB, at the end {last / 1024:.1f} MB, growth "
           f"{(last - warm) / 1024:+.2f} MB, peak {peak / 1024:.1f} MB; {committed} rows "
