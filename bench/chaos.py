@@ -344,38 +344,46 @@ def hub_db_restart(args) -> int:
         wait(lambda: caught_up({n: 1 for n in stores}), "every store's first rows at the hub")
         scenarios = ["hub-killed+db-crash", "db-restart-under-hub", "db-crash-under-hub",
                      "hub-killed+db-down-at-start"]
-        for cycle in range(args.cycles):
-            for what in scenarios:
-                time.sleep(rng.uniform(1.0, 3.0))  # mid-stream: the agents never stop
-                outage = rng.uniform(args.outage / 2, args.outage)
-                t0 = time.monotonic()
-                if what == "hub-killed+db-crash":
-                    sup.kill_hub()
-                    pg.stop("immediate")
-                    time.sleep(outage)
-                    pg.start()
-                    sup.resume()
-                elif what == "db-restart-under-hub":
-                    pg.restart("fast")
-                elif what == "db-crash-under-hub":
-                    pg.stop("immediate")
-                    time.sleep(outage)
-                    pg.start()
-                else:  # the hub (re)started while its database is down: it exits, restarts
-                    sup.kill_hub()
-                    pg.stop("fast")
-                    sup.resume()
-                    time.sleep(outage)
-                    pg.start()
-                down = time.monotonic() - t0
-                marks = marks_now()
-                t1 = time.monotonic()
-                wait(lambda: caught_up(marks), f"ingest resumed after {what}", timeout=300,
-                     every=0.2)
-                recoveries.append((what, down, time.monotonic() - t1))
-                events.append(f"cycle {cycle + 1} {what}: down {down:.1f} s, caught up in "
-                              f"{recoveries[-1][2]:.1f} s")
-                print("  " + events[-1], flush=True)
+        plan = [(cycle, what) for cycle in range(args.cycles) for what in scenarios]
+        if args.long_outage:
+            scenarios.append("long-db-outage-under-hub")
+            plan.append((args.cycles - 1, "long-db-outage-under-hub"))
+        for cycle, what in plan:
+            time.sleep(rng.uniform(1.0, 3.0))  # mid-stream: the agents never stop
+            outage = rng.uniform(args.outage / 2, args.outage)
+            t0 = time.monotonic()
+            if what == "hub-killed+db-crash":
+                sup.kill_hub()
+                pg.stop("immediate")
+                time.sleep(outage)
+                pg.start()
+                sup.resume()
+            elif what == "db-restart-under-hub":
+                pg.restart("fast")
+            elif what == "db-crash-under-hub":
+                pg.stop("immediate")
+                time.sleep(outage)
+                pg.start()
+            elif what == "hub-killed+db-down-at-start":
+                # The hub (re)started while its database is down: it exits, restarts.
+                sup.kill_hub()
+                pg.stop("fast")
+                sup.resume()
+                time.sleep(outage)
+                pg.start()
+            else:  # down longer than the writer's give-up (120 s) under a running hub
+                pg.stop("immediate")
+                time.sleep(args.long_outage)
+                pg.start()
+            down = time.monotonic() - t0
+            marks = marks_now()
+            t1 = time.monotonic()
+            wait(lambda: caught_up(marks), f"ingest resumed after {what}", timeout=300,
+                 every=0.2)
+            recoveries.append((what, down, time.monotonic() - t1))
+            events.append(f"cycle {cycle + 1} {what}: down {down:.1f} s, caught up in "
+                          f"{recoveries[-1][2]:.1f} s")
+            print("  " + events[-1], flush=True)
         time.sleep(2.0)
         # Stop the stores, then let each drain what it holds with one more run that polls
         # once (one device, hourly): it commits one reading and sends everything.
@@ -422,7 +430,8 @@ def hub_db_restart(args) -> int:
     dups = {n: len(seen[n]) - len(set(seen[n])) for n in stores}
     total = sum(len(v) for v in seen.values())
     elapsed = time.monotonic() - started
-    print(f"hub-db: {args.stores} agents, {args.cycles} cycles of {len(scenarios)} faults in "
+    print(f"hub-db: {args.stores} agents, {args.cycles} cycles of 4 faults "
+          f"(+{len(plan) - 4 * args.cycles} long) in "
           f"{elapsed:.0f} s (outages {args.outage / 2:.0f}-{args.outage:.0f} s); committed "
           f"{sum(final.values())} messages, at the hub {total}; lost "
           f"{sum(len(v) for v in lost.values())}; duplicates {sum(dups.values())}; quarantined "
@@ -435,6 +444,8 @@ def hub_db_restart(args) -> int:
           f"error lines {errors}; tracebacks {tracebacks}; final hub exit {hub_code}")
     for what in scenarios:
         times = [r for r in recoveries if r[0] == what]
+        if not times:
+            continue
         print(f"  {what}: down {statistics.mean(t[1] for t in times):.1f} s on average, "
               f"ingest caught up {statistics.mean(t[2] for t in times):.1f} s after "
               f"(max {max(t[2] for t in times):.1f} s)")
@@ -650,6 +661,9 @@ def main() -> int:
     p.add_argument("--outage", type=float, default=20.0,
                    help="longest database outage, seconds (each is drawn from half of it to it)")
     p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--long-outage", type=float, default=0.0,
+                   help="also, at the end, the server down this many seconds under a running "
+                        "hub (past the writer's 120 s give-up: the hub exits, is restarted)")
     p.set_defaults(func=hub_db_restart)
     p = sub.add_parser("outbox-week")
     p.add_argument("--days", type=float, default=7.0)
