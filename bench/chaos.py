@@ -1,9 +1,11 @@
-"""Fault figures for the agent (issue 15): kills, a long broker outage, a week offline, a soak.
+"""Fault figures (issue 15): agent kills, a long broker outage, the hub down and its database
+restarted, a week offline, a soak.
 
     python bench/chaos.py kills [--count 200] [--seed N]
     python bench/chaos.py broker-down [--outage 1800]
+    python bench/chaos.py hub-db [--stores 3] [--cycles 5] [--outage 20] [--seed 15]
     python bench/chaos.py outbox-week [--days 7] [--budget-mb 50]
-    python bench/chaos.py soak [--minutes 20]
+    python bench/chaos.py soak [--minutes 20 | --hours 24]
 
 Run outside `make test` (each takes minutes); each prints its figures and conditions, and exits
 1 if an invariant broke (a lost or duplicated row, a failed integrity check, a dropped alert).
@@ -22,6 +24,21 @@ broker-down  tests/e2e/test_long_outage.py's LongOutage scenario with the outage
              alerting while the broker is down, then every assertion of that test (every
              alert and decision delivered once, in seq order). Acceleration: the agent runs a
              health cycle every 2 s (30 times a store's 60 s) and polls every 2-5 s.
+hub-db       the hub down and its PostgreSQL restarted mid-stream: --stores real agents (5 host
+             devices every 0.1 s, commits every 0.1 s, 5 readings an envelope) stream through
+             Mosquitto into `edge-hub serve` on a PRIVATE PostgreSQL server (initdb in a
+             temporary folder, pg_ctl on a free port, fsync on; tests/support/pgcluster.py;
+             the machine's shared server is never touched), kept running by a supervisor
+             thread as systemd would (a hub that exits is started again after 1 s). Each
+             cycle, at random instants while the agents keep committing: (1) the hub SIGKILLed,
+             the server crashed (`pg_ctl stop -m immediate`), down for up to --outage s,
+             started, the hub started; (2) the server restarted (`-m fast`) under the running
+             hub; (3) the server crashed under the running hub for up to --outage s; (4) the hub
+             SIGKILLed and started again while the server is down (it must exit in one line and
+             be restarted until the server is back). After each fault: the seconds until the
+             hub holds every store's rows committed by then. At the end the agents stop, drain,
+             and every committed seq must be at the hub exactly once; no row quarantined, no
+             traceback in the hub's log. Prints restarts, reconnections and error lines.
 outbox-week  the agent's Outbox (edge_agent/outbox.py, a real SQLite file) through --days of a
              store offline, in accelerated time (its clock is the simulation's): 50 devices
              polled every 10 s, committed every 30 s (150 readings an envelope), an alert
@@ -30,7 +47,8 @@ outbox-week  the agent's Outbox (edge_agent/outbox.py, a real SQLite file) throu
              every drop counted, and reported in outbox_drops events whose totals match.
 soak         a real agent with 50 host devices every 0.2 s (50 times a store's 10 s), commits
              every 0.2 s, scoring every 10 s (6 times), sync to a broker and a hub, for
-             --minutes; RSS sampled every second: growth = median of the last tenth minus the
+             --minutes (or --hours of simulated polling: 24 h is 28.8 min); RSS sampled
+             every second: growth = median of the last tenth minus the
              median of the second tenth (after warm-up).
 """
 
@@ -59,12 +77,12 @@ from hubkit import HubProcess  # noqa: E402
 PATIENCE_S = 120.0
 
 
-def wait(predicate, what: str, timeout: float = PATIENCE_S) -> None:
+def wait(predicate, what: str, timeout: float = PATIENCE_S, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def sync_section(broker: Mosquitto) -> str:
@@ -193,6 +211,247 @@ def kills(args) -> int:
         print("  problem:", p)
     print(f"  folder {folder}")
     return 1 if problems or lost or duplicates or wrong_id else 0
+
+
+# --- the hub down and its database restarted mid-stream ---------------------------------------
+
+class Supervisor:
+    """Keeps one `edge-hub serve` running as systemd's Restart= would (after 1 s, not 5): a
+    hub that exits on its own is started again, and counted."""
+
+    def __init__(self, broker, url: str, log_path: Path):
+        self.broker, self.url, self.log_path = broker, url, log_path
+        self.hub: HubProcess | None = None
+        self.starts = 0
+        self.exits: list[int] = []   # exit codes of hubs that stopped on their own
+        self.paused = threading.Event()  # set while the bench has killed the hub on purpose
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> "Supervisor":
+        self._start_hub()
+        self._thread.start()
+        return self
+
+    def _start_hub(self) -> None:
+        with self._lock:
+            self.hub = HubProcess(self.broker, self.url, "hub-chaos-pg",
+                                  log_path=self.log_path).start()
+            self.starts += 1
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            with self._lock:
+                if self.paused.is_set():
+                    continue
+                code = self.hub.proc.poll()
+                if code is not None:
+                    self.exits.append(code)
+            if code is not None:
+                time.sleep(1.0)  # RestartSec
+                if not (self._stop.is_set() or self.paused.is_set()):
+                    self._start_hub()
+
+    def kill_hub(self) -> None:
+        """SIGKILL the hub and keep it down until resume()."""
+        with self._lock:
+            self.paused.set()
+            self.hub.kill()
+
+    def resume(self) -> None:
+        self._start_hub()
+        self.paused.clear()
+
+    def wait_ready(self, timeout: float = PATIENCE_S) -> None:
+        """Wait for a hub's READY line (the supervisor may start several meanwhile)."""
+        def ready():
+            hub = self.hub
+            return hub.proc.poll() is None and hub.ready_lines()
+
+        wait(ready, "a hub READY", timeout)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.hub.terminate()
+
+
+def hub_db_restart(args) -> int:
+    import psycopg
+    from pgcluster import PgCluster, binaries_missing
+
+    missing = binaries_missing()
+    if missing:
+        print(f"hub-db: cannot run: {missing}")
+        return 2
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="chaos-hub-db-"))
+    os.chmod(folder, 0o755)
+    pg = PgCluster(folder / "pg").init().start()  # fsync on: acknowledged means durable
+    url = pg.create_database("hub")
+    broker = Mosquitto(folder / "broker").start()
+    hub_log = folder / "hub.log"
+    sup = Supervisor(broker, url, hub_log).start()
+    stores = [f"chaos-pg-{i}" for i in range(args.stores)]
+    agents: dict[str, AgentProcess] = {}
+    configs: dict[str, Path] = {}
+    for name in stores:
+        config = folder / f"{name}.toml"
+        config.write_text(host_config(
+            folder / name, devices=5, interval=0.1, flush=0.1,
+            extra="batch_max = 5\n\n[scoring]\nenabled = false\n\n" + sync_section(broker),
+            device_extra="jitter = 0.0").replace('store = "kill-test"', f'store = "{name}"'))
+        configs[name] = config
+
+    def db_of(name: str) -> Path:
+        return folder / name / "agent.db"
+
+    def at_hub() -> dict[str, list[int]] | None:
+        """Every store's telemetry/event seqs in the hub's messages table (None: db away)."""
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                out: dict[str, list[int]] = {name: [] for name in stores}
+                for store, seq in conn.execute(
+                        "SELECT store, seq FROM messages WHERE kind NOT IN ('birth', 'death')"):
+                    out.setdefault(store, []).append(seq)
+                return out
+        except psycopg.OperationalError:
+            return None
+
+    def caught_up(marks: dict[str, int]) -> bool:
+        """The hub holds every store's messages up to the seq it had committed at `marks`
+        (each agent sends in seq order, so its highest seq at the hub says how far it got)."""
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                top = dict(conn.execute("SELECT store, max(seq) FROM messages GROUP BY store"))
+        except psycopg.OperationalError:
+            return False
+        return all(top.get(n, 0) >= marks[n] for n in stores)
+
+    def marks_now() -> dict[str, int]:
+        return {name: last_seq(db_of(name)) for name in stores}
+
+    events: list[str] = []
+    recoveries: list[tuple[str, float, float]] = []  # (what, down s, seconds to catch up)
+    started = time.monotonic()
+    try:
+        sup.wait_ready()
+        for name in stores:
+            agents[name] = AgentProcess(configs[name], folder / f"{name}.log")
+        for agent in agents.values():
+            agent.wait_ready()
+        wait(lambda: caught_up({n: 1 for n in stores}), "every store's first rows at the hub")
+        scenarios = ["hub-killed+db-crash", "db-restart-under-hub", "db-crash-under-hub",
+                     "hub-killed+db-down-at-start"]
+        plan = [(cycle, what) for cycle in range(args.cycles) for what in scenarios]
+        if args.long_outage:
+            scenarios.append("long-db-outage-under-hub")
+            plan.append((args.cycles - 1, "long-db-outage-under-hub"))
+        for cycle, what in plan:
+            time.sleep(rng.uniform(1.0, 3.0))  # mid-stream: the agents never stop
+            outage = rng.uniform(args.outage / 2, args.outage)
+            t0 = time.monotonic()
+            if what == "hub-killed+db-crash":
+                sup.kill_hub()
+                pg.stop("immediate")
+                time.sleep(outage)
+                pg.start()
+                sup.resume()
+            elif what == "db-restart-under-hub":
+                pg.restart("fast")
+            elif what == "db-crash-under-hub":
+                pg.stop("immediate")
+                time.sleep(outage)
+                pg.start()
+            elif what == "hub-killed+db-down-at-start":
+                # The hub (re)started while its database is down: it exits, restarts.
+                sup.kill_hub()
+                pg.stop("fast")
+                sup.resume()
+                time.sleep(outage)
+                pg.start()
+            else:  # down longer than the writer's give-up (120 s) under a running hub
+                pg.stop("immediate")
+                time.sleep(args.long_outage)
+                pg.start()
+            down = time.monotonic() - t0
+            marks = marks_now()
+            t1 = time.monotonic()
+            wait(lambda: caught_up(marks), f"ingest resumed after {what}", timeout=300,
+                 every=0.2)
+            recoveries.append((what, down, time.monotonic() - t1))
+            events.append(f"cycle {cycle + 1} {what}: down {down:.1f} s, caught up in "
+                          f"{recoveries[-1][2]:.1f} s")
+            print("  " + events[-1], flush=True)
+        time.sleep(2.0)
+        # Stop the stores, then let each drain what it holds with one more run that polls
+        # once (one device, hourly): it commits one reading and sends everything.
+        for agent in agents.values():
+            agent.stop()
+        for name in stores:
+            before = last_seq(db_of(name))
+            drain = folder / f"{name}-drain.toml"
+            drain.write_text(configs[name].read_text().split("[[devices]]")[0]
+                             + '[[devices]]\nid = "h0"\nkind = "host"\ninterval = 3600\n')
+            agent = AgentProcess(drain, folder / f"{name}.log")
+            try:
+                wait(lambda: last_seq(db_of(name)) > before and not outbox_rows(db_of(name)),
+                     f"{name}'s outbox drained")
+            finally:
+                agent.stop()
+        final = marks_now()
+        left = {name: set(outbox_rows(db_of(name))) for name in stores}
+        wait(lambda: (lambda seen: seen is not None and all(
+            set(seen[n]) >= set(range(1, final[n] + 1)) - left[n] for n in stores))(at_hub()),
+            "every committed row at the hub", timeout=300, every=1.0)
+        seen = at_hub()
+        hub_code = sup.stop()
+    finally:
+        for agent in agents.values():
+            agent.kill()
+        sup._stop.set()
+        if sup.hub is not None:
+            sup.hub.kill()
+        broker.stop()
+    log_lines = [json.loads(line) for line in hub_log.read_text().splitlines()
+                 if line.startswith("{")]
+    reconnects = sum(1 for line in log_lines if line.get("msg") == "reconnected to the hub database")
+    tracebacks = sum(1 for line in log_lines if "exc" in line)
+    errors = sum(1 for line in log_lines if line.get("level") in ("error", "critical"))
+    startup_refusals = sum(1 for line in hub_log.read_text().splitlines()
+                           if line.startswith("edge-hub: cannot connect to the hub database"))
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    finally:
+        pg.destroy()
+    lost = {n: sorted(set(range(1, final[n] + 1)) - set(seen[n]) - left[n]) for n in stores}
+    dups = {n: len(seen[n]) - len(set(seen[n])) for n in stores}
+    total = sum(len(v) for v in seen.values())
+    elapsed = time.monotonic() - started
+    print(f"hub-db: {args.stores} agents, {args.cycles} cycles of 4 faults "
+          f"(+{len(plan) - 4 * args.cycles} long) in "
+          f"{elapsed:.0f} s (outages {args.outage / 2:.0f}-{args.outage:.0f} s); committed "
+          f"{sum(final.values())} messages, at the hub {total}; lost "
+          f"{sum(len(v) for v in lost.values())}; duplicates {sum(dups.values())}; quarantined "
+          f"{quarantined}; left in outboxes {sum(len(v) for v in left.values())}")
+    print(f"  hub starts {sup.starts}: the first, {2 * args.cycles} after a SIGKILL by the "
+          f"bench, {len(sup.exits)} by the supervisor after the hub exited (codes "
+          f"{sorted(set(sup.exits))}); "
+          f"start-ups refused (database down, one line each) {startup_refusals}; database "
+          f"server starts {pg.starts}; hub reconnections to the database {reconnects}; hub "
+          f"error lines {errors}; tracebacks {tracebacks}; final hub exit {hub_code}")
+    for what in scenarios:
+        times = [r for r in recoveries if r[0] == what]
+        if not times:
+            continue
+        print(f"  {what}: down {statistics.mean(t[1] for t in times):.1f} s on average, "
+              f"ingest caught up {statistics.mean(t[2] for t in times):.1f} s after "
+              f"(max {max(t[2] for t in times):.1f} s)")
+    print(f"  folder {folder}")
+    bad = sum(len(v) for v in lost.values()) or sum(dups.values()) or quarantined or tracebacks
+    return 1 if bad or hub_code != 0 else 0
 
 
 # --- broker down ----------------------------------------------------------------------------------
@@ -335,8 +594,14 @@ def outbox_week(args) -> int:
 
 # --- soak ---------------------------------------------------------------------------------------
 
+SOAK_ACCELERATION = 50  # polls every 0.2 s stand for a store's every 10 s
+
+
 def soak(args) -> int:
     from agent_footprint import rss_kb
+
+    if args.hours is not None:
+        args.minutes = args.hours * 60 / SOAK_ACCELERATION
 
     folder = Path(tempfile.mkdtemp(prefix="chaos-soak-"))
     broker = Mosquitto(folder / "broker").start()
@@ -370,7 +635,8 @@ def soak(args) -> int:
     last = statistics.median(rss[-tenth:])
     errors = [line for line in agent.lines() if line.get("level") in ("error", "critical")]
     committed = last_seq(folder / "state" / "agent.db")
-    print(f"soak: {args.minutes} min ({args.minutes * 50 / 60:.1f} h of polling at 50x, "
+    print(f"soak: {args.minutes:g} min ({args.minutes * SOAK_ACCELERATION / 60:.1f} h of polling "
+          f"at {SOAK_ACCELERATION}x, "
           f"{args.minutes * 6} min of scoring cycles at 6x); RSS after warm-up "
           f"{warm / 1024:.1f} MB, at the end {last / 1024:.1f} MB, growth "
           f"{(last - warm) / 1024:+.2f} MB, peak {peak / 1024:.1f} MB; {committed} rows "
@@ -389,12 +655,24 @@ def main() -> int:
     p = sub.add_parser("broker-down")
     p.add_argument("--outage", type=float, default=1800.0, help="seconds (default 30 min)")
     p.set_defaults(func=broker_down)
+    p = sub.add_parser("hub-db")
+    p.add_argument("--stores", type=int, default=3)
+    p.add_argument("--cycles", type=int, default=5)
+    p.add_argument("--outage", type=float, default=20.0,
+                   help="longest database outage, seconds (each is drawn from half of it to it)")
+    p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--long-outage", type=float, default=0.0,
+                   help="also, at the end, the server down this many seconds under a running "
+                        "hub (past the writer's 120 s give-up: the hub exits, is restarted)")
+    p.set_defaults(func=hub_db_restart)
     p = sub.add_parser("outbox-week")
     p.add_argument("--days", type=float, default=7.0)
     p.add_argument("--budget-mb", type=float, default=50.0)
     p.set_defaults(func=outbox_week)
     p = sub.add_parser("soak")
     p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--hours", type=float,
+                   help="simulated hours of polling instead of --minutes (at 50x: 24 h = 28.8 min)")
     p.set_defaults(func=soak)
     args = parser.parse_args()
     return args.func(args)

@@ -76,7 +76,9 @@ class Recorder:
         self._failing_since: float | None = None
         self._logged_at: float | None = None
         self._unlogged = 0
+        self._failures_in_a_row = 0
         self._flush_lock = asyncio.Lock()
+        self.clock = time.monotonic  # paces the failure lines (a test may replace it)
         self.observers: list[Callable[[Reading], None]] = []
 
     def submit(self, reading: Reading, state: DeviceState) -> None:
@@ -126,8 +128,9 @@ class Recorder:
                 self._succeeded()
 
     def _failed(self, err: Exception) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.failed_commits += 1
+        self._failures_in_a_row += 1
         cause = commit_problem(err)
         self.commit_error = f"cannot commit: {cause or type(err).__name__}"
         if self._failing_since is None:
@@ -151,9 +154,11 @@ class Recorder:
         if self._failing_since is None:
             return
         log.warning("commits succeed again", extra={
-            "failed_for_s": round(time.monotonic() - self._failing_since, 1),
+            "failed_for_s": round(self.clock() - self._failing_since, 1),
+            "failures": self._failures_in_a_row,
             "dropped_readings": self.dropped_readings})
         self._failing_since = self._logged_at = None
+        self._failures_in_a_row = 0
         self._unlogged = 0
         self.commit_error = None
 

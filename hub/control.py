@@ -29,7 +29,7 @@ from typing import Any, Callable
 from edge_protocol import commands as proto
 from edge_protocol import topics
 from edge_protocol.errors import ProtocolError
-from hub.errors import Conflict, HubError, Invalid
+from hub.errors import Conflict, HubError, Invalid, StoreError
 from hub.domains import fleet
 from hub.domains.commands import rules as commands
 from hub.domains.flags import rules as flags
@@ -314,13 +314,28 @@ class Commander:
     # The publishing thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        failures = 0  # rounds failed in a row because the database is away
+        logged = float("-inf")
         while not self._stop.wait(POLL_S):
             if not self.link.connected.is_set():
                 continue
             try:
                 self._round()
+            except StoreError as err:
+                # The database away (a restart): ten rounds a second would each log a
+                # traceback. One line, then one a minute, and one when it works again.
+                failures += 1
+                if failures == 1 or time.monotonic() - logged >= 60.0:
+                    logged = time.monotonic()
+                    log.error("commander round failed; will retry",
+                              extra={"error": str(err)[:300], "failures": failures})
+                continue
             except Exception:
                 log.exception("commander round failed")
+                continue
+            if failures:
+                log.info("commander rounds work again", extra={"failures": failures})
+                failures = 0
 
     def _round(self) -> None:
         acks = self.link.acks()

@@ -118,6 +118,9 @@ class SyncClient:
         self._conn: Connection | None = None
         self.machine = Machine()
         self._to_delete: list[int] = []
+        self._ack_failures = 0  # deletes of acknowledged rows failed in a row
+        self._ack_logged_at = float("-inf")
+        self.clock = time.monotonic  # paces the failure lines (a test may replace it)
         self._ack_task: asyncio.Task | None = None
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -545,14 +548,40 @@ class SyncClient:
             seqs, self._to_delete = self._to_delete, []
             try:
                 await self.db(self.outbox.ack, seqs)
-            except Exception:
-                # The rows stay in the outbox and go again after the next reconnect (same ids).
-                log.exception("sync could not delete acknowledged rows", extra={"rows": len(seqs)})
+            except Exception as err:
+                # The rows stay in the outbox (a reconnect sends them again, same ids: the hub
+                # keeps one); deleting them is tried again with the next acknowledgements.
+                self._to_delete = list(dict.fromkeys(seqs + self._to_delete))
+                self._ack_failed(err)
                 return
+            if self._ack_failures:
+                log.warning("sync deletes acknowledged rows again",
+                            extra={"failures": self._ack_failures})
+                self._ack_failures = 0
             self.acked += len(seqs)
             self._status["acked"] += len(seqs)
             self._status["last_ack"] = _now()
             await self._save_status()
+
+    def _ack_failed(self, err: Exception) -> None:
+        """One line when deleting acknowledged rows fails, then at most one a minute: a full
+        disk fails every batch of acknowledgements while a backlog drains (a traceback each,
+        before), and the recorder names the cause too."""
+        from edge_agent.recorder import COMMIT_LOG_EVERY_S, commit_problem
+
+        self._ack_failures += 1
+        now = self.clock()
+        if self._ack_failures > 1 and now - self._ack_logged_at < COMMIT_LOG_EVERY_S:
+            return
+        self._ack_logged_at = now
+        cause = commit_problem(err)
+        extra = {"cause": cause or f"{type(err).__name__}: {err}",
+                 "rows": len(self._to_delete), "failures": self._ack_failures}
+        if cause is None:  # not the disk's doing: a bug, worth its traceback
+            log.error("sync could not delete acknowledged rows; will retry", exc_info=err,
+                      extra=extra)
+        else:
+            log.error("sync could not delete acknowledged rows; will retry", extra=extra)
 
     # Status and shutdown -----------------------------------------------------------------------
 
@@ -568,8 +597,14 @@ class SyncClient:
         self._status_written = now
         try:
             await self.db(state.write_status, self.outbox.db, dict(self._status))
-        except Exception:
-            log.exception("sync could not save its status")
+        except Exception as err:
+            from edge_agent.recorder import commit_problem
+
+            cause = commit_problem(err)
+            if cause is None:
+                log.exception("sync could not save its status")
+            else:  # a full disk: the recorder says so once a minute; saved again later
+                log.debug("sync could not save its status", extra={"cause": cause})
 
     def subscribe(self, name: str) -> None:
         """Subscribe on the live connection (the control plane's bundle topics); topics the

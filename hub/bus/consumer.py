@@ -182,6 +182,8 @@ class Consumer:
         self.on_connected = on_connected
         self.on_birth = on_birth  # called (network thread) for every valid birth received
         self.writer: threading.Thread | None = None
+        self._route_failures = 0  # alert routing rounds failed in a row (the database away)
+        self._route_logged = float("-inf")
         self.client = self._make_client(settings.client_id)
         if will:
             props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
@@ -468,8 +470,18 @@ class Consumer:
             self.feed_mark_sent(done)
             if time.monotonic() >= next_route and self._connected.is_set():
                 self.publish_feed(self.feed_step())
+                if self._route_failures:
+                    log.info("alert routing works again",
+                             extra={"failures": self._route_failures})
+                    self._route_failures = 0
         except StoreError as err:
-            log.error("alert routing failed; will retry", extra={"error": str(err)})
+            # Every round while the database is away: one line, then one a minute.
+            self._route_failures += 1
+            now = time.monotonic()
+            if self._route_failures == 1 or now - self._route_logged >= 60.0:
+                self._route_logged = now
+                log.error("alert routing failed; will retry",
+                          extra={"error": str(err)[:300], "failures": self._route_failures})
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect, commit what was received (unacknowledged, it is redelivered anyway)."""

@@ -17,7 +17,7 @@ from edge_protocol.envelope import Envelope
 from hub.bus.consumer import Item
 from hub.domains import alerts, fleet, quarantine
 from hub.errors import StoreError
-from hub.store import Store, Tx
+from hub.store import DatabaseUnavailable, Store, Tx
 
 
 def apply(db: Store, tx: Tx, envs: Sequence[Envelope], received: float,
@@ -136,13 +136,16 @@ def commit_or_split(db: Store, batch: list[Item], clock=time.time,
                     on_transitions: Callable[[Tx, list], int] | None = None) -> Committed:
     """Commit a batch; if it fails while the database works, split it in halves (recursively)
     to find the message(s) that break it, quarantine those with the database's reason and
-    commit the rest. Raise StoreError only when the database itself cannot be written.
+    commit the rest. Raise StoreError only when the database itself cannot be written
+    (DatabaseUnavailable, a connection refused or lost, at once: it blames no message).
 
     Each failing message is tried alone twice before it is quarantined, so a transient error
     (a lock timeout, a serialization failure) does not send a good message there.
     """
     try:
         return commit_batch(db, batch, on_transitions)
+    except DatabaseUnavailable:
+        raise  # the server is away (restarting, say): no message is to blame
     except StoreError as err:
         if not usable(db):
             raise
@@ -154,6 +157,8 @@ def _split(db: Store, batch: list[Item], err: StoreError, clock,
     if len(batch) == 1:
         try:
             return commit_batch(db, batch, on_transitions)  # once more alone: transients pass
+        except DatabaseUnavailable:
+            raise
         except StoreError as again:
             if not usable(db):
                 raise
@@ -163,6 +168,8 @@ def _split(db: Store, batch: list[Item], err: StoreError, clock,
     for part in (batch[:mid], batch[mid:]):
         try:
             done.merge(commit_batch(db, part, on_transitions))
+        except DatabaseUnavailable:
+            raise
         except StoreError as part_err:
             if not usable(db):
                 raise

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from hub.errors import StoreError
 
-from hub.store.base import Store, Tx
+from hub.store.base import DatabaseUnavailable, Store, Tx
 from hub.store.migrate import Migration, SchemaTooNew, check, migrate
 
 ENV_DB = "EDGE_HUB_DB"
@@ -58,4 +58,4 @@ def _open(url: str, create: bool) -> Store:
     return SqliteStore(path, create=create)
 
 
-__all__ = ["Store", "Tx", "open_store", "default_db", "ENV_DB", "Migration", "SchemaTooNew"]
+__all__ = ["DatabaseUnavailable", "Store", "Tx", "open_store", "default_db", "ENV_DB", "Migration", "SchemaTooNew"]

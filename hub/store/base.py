@@ -9,6 +9,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterable, Iterator, Sequence
 
+from hub.errors import StoreError
+
+
+class DatabaseUnavailable(StoreError):
+    """The database server is away (connection refused or lost): no statement and no message
+    is to blame, and a later transaction may work again (the adapter reconnects)."""
+
+
 class Tx:
     """One transaction's cursor; SQL uses `?` placeholders on both databases."""
 
