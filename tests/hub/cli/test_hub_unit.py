@@ -93,3 +93,13 @@ def test_serve_on_a_schema_newer_than_the_code_exits_1_in_one_line(hub_db, mosqu
                          env=agent_env(), cwd=ROOT, timeout=60)
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "newer edge-hub" in out.stderr, out.stderr
+
+
+def test_the_unit_restarts_the_hub_for_as_long_as_an_outage_lasts_but_not_a_config_mistake():
+    """A hub exits 1 when its database stays down past the writer's give-up, and refuses to
+    start while it is down: with a start limit systemd would stop restarting it after a few
+    refusals (bench/chaos.py hub-db). A config mistake is exit 2 (the test above): no retry."""
+    lines = UNIT.read_text().splitlines()
+    assert "StartLimitIntervalSec=0" in lines
+    assert not any(line.startswith("StartLimitBurst=") for line in lines)
+    assert "Restart=on-failure" in lines and "RestartPreventExitStatus=2" in lines
