@@ -629,6 +629,23 @@ class Api:
             return t
         return json_response(await run_in_threadpool(run))
 
+    async def tickets_retry(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize, scope
+        from hub.domains.tickets import rules as tickets
+
+        scope(actor, "tickets.write")   # Forbidden for a role without it, before any lookup
+        tid = _int_id(request.path_params["ticket_id"], "ticket id")
+        _fields(await _optional_json(request, self.max_body), set(), set())   # {} at most
+        source = self.source(request)
+
+        def run():
+            with self.db.transaction() as tx:
+                t = tickets.show(tx, tid)
+                authorize(actor, "tickets.write", store=t["store"], region=t["region"])
+                n = tickets.retry(tx, self.clock, tid, actor, source=source)
+            return {"ticket": tid, "requeued": n}
+        return json_response(await run_in_threadpool(run))
+
     def _expire_approvals(self) -> None:
         from hub.domains import approvals
 
@@ -833,6 +850,7 @@ class Api:
             r("/v1/flags", "POST", self.flags_set),
             r("/v1/tickets", "GET", self.tickets_list, query={"open", "store", "limit"}),
             r("/v1/tickets/{ticket_id}", "GET", self.tickets_show),
+            r("/v1/tickets/{ticket_id}/retry", "POST", self.tickets_retry),
             r("/v1/approvals", "GET", self.approvals_list, query={"pending", "limit"}),
             r("/v1/approvals/{approval_id}", "GET", self.approvals_show),
             r("/v1/approvals/{approval_id}/approve", "POST", self.approvals_approve),
