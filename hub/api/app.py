@@ -699,13 +699,15 @@ class Api:
                 isinstance(seen, str) and re.fullmatch(r"[0-9a-f]{64}", seen))):
             raise Invalid("reason must be a string and hash 64 hexadecimal digits")
 
+        source = self.source(request)
+
         def run():
             with self.db.transaction() as tx:
                 self._approval(tx, actor, rid)
                 # Without a hash: the action as stored now, read in this same transaction
                 # (as `edge-hub approvals approve` without --hash).
                 h = seen or approvals.show(tx, rid)["payload_hash"]
-                return approvals.approve(tx, self.clock, actor, rid, h, reason)
+                return approvals.approve(tx, self.clock, actor, rid, h, reason, source=source)
         return json_response(await run_in_threadpool(run))
 
     async def approvals_deny(self, request: Request, actor) -> Response:
@@ -718,10 +720,12 @@ class Api:
         if not isinstance(reason, str) or not reason.strip():
             raise Invalid("deny needs a reason (a non-empty string)")
 
+        source = self.source(request)
+
         def run():
             with self.db.transaction() as tx:
                 self._approval(tx, actor, rid)
-                return approvals.deny(tx, self.clock, actor, rid, reason)
+                return approvals.deny(tx, self.clock, actor, rid, reason, source=source)
         return json_response(await run_in_threadpool(run))
 
     # bundles and rollouts (docs/rollout.md) -----------------------------------------

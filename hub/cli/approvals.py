@@ -131,12 +131,15 @@ def _local(db, args: argparse.Namespace, rid: int | None, limit: int | None):
     if args.approvals_cmd == "show":
         with db.read() as tx:
             return approvals.show(tx, rid)
+    from hub.cli.local import source
+
     actor = local_actor(args)
     with db.transaction() as tx:
         if args.approvals_cmd == "approve":
             seen = args.hash or approvals.show(tx, rid)["payload_hash"]
-            return approvals.approve(tx, time.time, actor, rid, seen, args.reason or "")
-        return approvals.deny(tx, time.time, actor, rid, args.reason)
+            return approvals.approve(tx, time.time, actor, rid, seen, args.reason or "",
+                                     source=source())
+        return approvals.deny(tx, time.time, actor, rid, args.reason, source=source())
 
 
 def _print_request(r: dict[str, Any]) -> None:
