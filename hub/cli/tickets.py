@@ -99,11 +99,11 @@ def register(sub, add_db=None) -> None:
                                                 "limits.list_max, 1000)")
     add_args(q)
     q = tsub.add_parser("show", help="one ticket and its deliveries")
-    q.add_argument("id")
+    q.add_argument("id", help="the ticket's id (tickets list)")
     add_args(q)
     q = tsub.add_parser("retry", help="queue a ticket's failed deliveries again (tickets.write;"
                                       " audited)")
-    q.add_argument("id")
+    q.add_argument("id", help="the ticket's id (tickets list)")
     add_args(q, as_user=True)
     p.set_defaults(func=cmd_tickets)
 
