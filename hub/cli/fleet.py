@@ -181,12 +181,14 @@ def scoring_errors_text(sc: dict[str, Any] | None) -> str:
     scoring_errors events): the last 24 h and in all, by reason; "" when both are zero."""
     if not sc or not (sc["total"] or sc["last_24h"]):
         return ""
-    recent = (f"{sc['last_24h']} in the last 24 h ({_by_reason(sc['last_24h_by_reason'])})"
-              if sc["last_24h"] else "none in the last 24 h")
-    total = f"{sc['total']} in all" + (f" ({_by_reason(sc['by_reason'])})" if sc["total"]
-                                       else "")
+    parts = [f"{sc['last_24h']} in the last 24 h ({_by_reason(sc['last_24h_by_reason'])})"
+             if sc["last_24h"] else "none in the last 24 h"]
+    if sc["total"]:   # zero after the agent's state database was made again
+        parts.append(f"{sc['total']} since the agent's state database was made "
+                     f"({_by_reason(sc['by_reason'])})")
     model = f"; model {escape(sc['model'])}" if sc.get("model") else ""
-    return f"scoring errors (devices left without a model score): {recent}, {total}{model}"
+    return ("scoring errors (devices left without a model score): " + ", ".join(parts)
+            + model)
 
 
 def cmd_devices(args) -> int:
