@@ -629,6 +629,23 @@ class Api:
             return t
         return json_response(await run_in_threadpool(run))
 
+    async def tickets_retry(self, request: Request, actor) -> Response:
+        from hub.domains.access import authorize, scope
+        from hub.domains.tickets import rules as tickets
+
+        scope(actor, "tickets.write")   # Forbidden for a role without it, before any lookup
+        tid = _int_id(request.path_params["ticket_id"], "ticket id")
+        _fields(await _optional_json(request, self.max_body), set(), set())   # {} at most
+        source = self.source(request)
+
+        def run():
+            with self.db.transaction() as tx:
+                t = tickets.show(tx, tid)
+                authorize(actor, "tickets.write", store=t["store"], region=t["region"])
+                n = tickets.retry(tx, self.clock, tid, actor, source=source)
+            return {"ticket": tid, "requeued": n}
+        return json_response(await run_in_threadpool(run))
+
     def _expire_approvals(self) -> None:
         from hub.domains import approvals
 
@@ -682,13 +699,15 @@ class Api:
                 isinstance(seen, str) and re.fullmatch(r"[0-9a-f]{64}", seen))):
             raise Invalid("reason must be a string and hash 64 hexadecimal digits")
 
+        source = self.source(request)
+
         def run():
             with self.db.transaction() as tx:
                 self._approval(tx, actor, rid)
                 # Without a hash: the action as stored now, read in this same transaction
                 # (as `edge-hub approvals approve` without --hash).
                 h = seen or approvals.show(tx, rid)["payload_hash"]
-                return approvals.approve(tx, self.clock, actor, rid, h, reason)
+                return approvals.approve(tx, self.clock, actor, rid, h, reason, source=source)
         return json_response(await run_in_threadpool(run))
 
     async def approvals_deny(self, request: Request, actor) -> Response:
@@ -701,10 +720,12 @@ class Api:
         if not isinstance(reason, str) or not reason.strip():
             raise Invalid("deny needs a reason (a non-empty string)")
 
+        source = self.source(request)
+
         def run():
             with self.db.transaction() as tx:
                 self._approval(tx, actor, rid)
-                return approvals.deny(tx, self.clock, actor, rid, reason)
+                return approvals.deny(tx, self.clock, actor, rid, reason, source=source)
         return json_response(await run_in_threadpool(run))
 
     # bundles and rollouts (docs/rollout.md) -----------------------------------------
@@ -833,6 +854,7 @@ class Api:
             r("/v1/flags", "POST", self.flags_set),
             r("/v1/tickets", "GET", self.tickets_list, query={"open", "store", "limit"}),
             r("/v1/tickets/{ticket_id}", "GET", self.tickets_show),
+            r("/v1/tickets/{ticket_id}/retry", "POST", self.tickets_retry),
             r("/v1/approvals", "GET", self.approvals_list, query={"pending", "limit"}),
             r("/v1/approvals/{approval_id}", "GET", self.approvals_show),
             r("/v1/approvals/{approval_id}/approve", "POST", self.approvals_approve),

@@ -125,6 +125,10 @@ def paths() -> dict[str, dict[str, Any]]:
         "/v1/tickets/{ticket_id}": {"get": _op(
             "One ticket and its delivery intents", "tickets.read",
             [_p("ticket_id", "ticket id", INT_ID)], errors=(400, 401, 403, 404, 429))},
+        "/v1/tickets/{ticket_id}/retry": {"post": _op(
+            "Queue a ticket's failed deliveries again, due now (audited as ticket.retry): "
+            "{ticket, requeued}; no body, or {}", "tickets.write",
+            [_p("ticket_id", "ticket id", INT_ID)], errors=(400, 401, 403, 404, 413, 415, 429))},
         "/v1/approvals": {"get": _op(
             "Approval requests, newest first, inside the caller's scope (docs/approvals.md)",
             "tickets.read", [_q("pending", "boolean", "only pending ones"), limit])},

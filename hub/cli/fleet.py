@@ -24,7 +24,8 @@ def register(sub, add_db=None) -> None:
     _common(p)
     p.set_defaults(func=cmd_fleet)
 
-    p = sub.add_parser("store", help="one store: state, devices, open alerts, seq gaps")
+    p = sub.add_parser("store", help="one store: state, devices, open alerts, seq gaps, "
+                                     "scoring errors")
     p.add_argument("store")
     p.add_argument("--forget-session", action="store_true",
                    help="forget the store's sessions, agent instance and seq accounting, so "
@@ -157,6 +158,9 @@ def cmd_store(args) -> int:
           f"{seq['missing']} missing"
           + (": " + ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in d["gaps"])
              if d["gaps"] else ""))
+    scoring = scoring_errors_text(d.get("scoring_errors"))
+    if scoring:
+        print(scoring)
     print()
     print(device_rows(d["devices"], with_store=False) if d["devices"] else "no devices yet")
     print()
@@ -165,6 +169,26 @@ def cmd_store(args) -> int:
 
     print(store_control_text(d))  # flags, bundles, command refusals (hub.control)
     return 0
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{escape(k)} {v}" for k, v in sorted(counts.items(), key=lambda kv:
+                                                            (-kv[1], kv[0])) if v)
+
+
+def scoring_errors_text(sc: dict[str, Any] | None) -> str:
+    """One line on the devices the store's agent left without a model score (its
+    scoring_errors events): the last 24 h and in all, by reason; "" when both are zero."""
+    if not sc or not (sc["total"] or sc["last_24h"]):
+        return ""
+    parts = [f"{sc['last_24h']} in the last 24 h ({_by_reason(sc['last_24h_by_reason'])})"
+             if sc["last_24h"] else "none in the last 24 h"]
+    if sc["total"]:   # zero after the agent's state database was made again
+        parts.append(f"{sc['total']} since the agent's state database was made "
+                     f"({_by_reason(sc['by_reason'])})")
+    model = f"; model {escape(sc['model'])}" if sc.get("model") else ""
+    return ("scoring errors (devices left without a model score): " + ", ".join(parts)
+            + model)
 
 
 def cmd_devices(args) -> int:

@@ -101,8 +101,9 @@ def _intact(r: dict[str, Any]) -> bool:
 
 
 def approve(tx, clock: Clock, actor: Actor, request_id: int, seen_hash: str,
-            reason: str = "") -> dict[str, Any]:
+            reason: str = "", source: str | None = None) -> dict[str, Any]:
     """Approve the action whose hash the approver saw; return the request as it is now.
+    `source` (api:ADDRESS, cli:HOST) goes in the audit entry.
 
     Raises Forbidden (self-approval, role, scope), Conflict (not pending, expired, the hash
     differs from the one seen or from the payload stored, a second vote), NotFound.
@@ -137,12 +138,14 @@ def approve(tx, clock: Clock, actor: Actor, request_id: int, seen_hash: str,
                    " WHERE id = ? AND status = 'pending'", (now, request_id))
     audit.record(tx, clock, actor, "approval.approve", f"approval:{request_id}",
                  {"hash": seen_hash, "reason": reason[:500], "votes": votes,
-                  "required": r["required"], "approved": done})
+                  "required": r["required"], "approved": done}, source)
     return show(tx, request_id)
 
 
-def deny(tx, clock: Clock, actor: Actor, request_id: int, reason: str) -> dict[str, Any]:
-    """Deny a request (the requester may withdraw its own); a reason is required."""
+def deny(tx, clock: Clock, actor: Actor, request_id: int, reason: str,
+         source: str | None = None) -> dict[str, Any]:
+    """Deny a request (the requester may withdraw its own); a reason is required. `source`
+    goes in the audit entry."""
     if not reason.strip():
         raise ValueError("deny needs a reason")
     r = _row(tx, request_id)
@@ -157,7 +160,7 @@ def deny(tx, clock: Clock, actor: Actor, request_id: int, reason: str) -> dict[s
     tx.execute("UPDATE approval_requests SET status = 'denied', decided = ? WHERE id = ?",
                (now, request_id))
     audit.record(tx, clock, actor, "approval.deny", f"approval:{request_id}",
-                 {"reason": reason[:500]})
+                 {"reason": reason[:500]}, source)
     return show(tx, request_id)
 
 

@@ -294,6 +294,27 @@ def scoring_errors(tx: Tx, stores: Sequence[str], since: float, until: float
     return sum(reasons.values()), dict(sorted(reasons.items()))
 
 
+SCORING_WINDOW_S = 24 * 3600.0
+
+
+def store_scoring_errors(tx: Tx, store: str, now: float) -> dict[str, Any]:
+    """A store's scoring errors for its view (`edge-hub store`, GET /v1/stores/{store}).
+
+    `total` and `by_reason`: what its agent counted since its state database was made, as its
+    latest scoring_errors event said; `last_24h` and `last_24h_by_reason`: what it added in
+    the 24 h before `now` (scoring_errors(), the rollout gate's count); `model` and `reported`:
+    that latest event's model and time. All zero, empty and null for a store that sent none.
+    """
+    tx.execute("SELECT total, reasons, model, at FROM scoring_errors WHERE store = ?"
+               " ORDER BY at DESC, id DESC LIMIT 1", (store,))
+    row = tx.fetchone()
+    recent, recent_by = scoring_errors(tx, [store], now - SCORING_WINDOW_S, now)
+    by_reason = {k: int(v) for k, v in sorted(json.loads(row[1]).items())} if row else {}
+    return {"total": int(row[0]) if row else 0, "by_reason": by_reason, "last_24h": recent,
+            "last_24h_by_reason": recent_by, "model": row[2] if row else None,
+            "reported": float(row[3]) if row else None}
+
+
 def prune_scoring_errors(tx: Tx, before: float, limit: int) -> int:
     """Delete up to `limit` scoring_errors rows made before `before` (retention)."""
     return _delete_table_some(tx, "scoring_errors", "at < ?", (before,), limit)
@@ -396,6 +417,7 @@ def store_detail(db: Store, store: str,
             " AND received >= COALESCE((SELECT seq_since FROM stores WHERE store = ?), 0)) g"
             " WHERE seq - prev > 1 ORDER BY seq LIMIT 50", (store, store))
         out["gaps"] = [[a, b] for a, b in tx.fetchall()]
+        out["scoring_errors"] = store_scoring_errors(tx, store, now)
     out["devices"] = devices(db, store=store)
     if open_alerts is not None:
         out["alerts"] = open_alerts(db, store)

@@ -372,15 +372,18 @@ def record_external_state(tx, clock: Clock, ticket_id: int, state: str,
         audit.record(tx, clock, actor, "ticket.wontfix", f"ticket:{ticket_id}", {"state": state})
 
 
-def retry(tx, clock: Clock, ticket_id: int, actor: Actor) -> int:
-    """Put a ticket's failed intents back in line, due now; return how many."""
+def retry(tx, clock: Clock, ticket_id: int, actor: Actor, source: str | None = None) -> int:
+    """Put a ticket's failed intents back in line, due now; return how many. Audited
+    (`ticket.retry`, filed under the ticket's store) with the actor and `source`."""
     now = clock()
-    if _ticket(tx, ticket_id) is None:
+    t = _ticket(tx, ticket_id)
+    if t is None:
         raise NotFound(f"unknown ticket {ticket_id} (see `edge-hub tickets list`)")
     tx.execute("UPDATE ticket_intents SET status = 'pending', next_at = ?, attempts = 0,"
                " created = ? WHERE ticket_id = ? AND status = 'failed'", (now, now, ticket_id))
     n = tx.rowcount
-    audit.record(tx, clock, actor, "ticket.retry", f"ticket:{ticket_id}", {"intents": n})
+    audit.record(tx, clock, actor, "ticket.retry", f"ticket:{ticket_id}",
+                 {"intents": n, "store": t["store"], "region": t["region"]}, source)
     return n
 
 

@@ -159,3 +159,41 @@ def test_tickets_are_read_inside_the_caller_s_scope(env):
     one = call(client, tokens["s3-sm"], "GET", f"/v1/tickets/{s3_ticket}")
     assert one.status_code == 200 and one.json()["intents"] == []
     assert call(client, tokens["admin"], "GET", "/v1/tickets/424242").status_code == 404
+
+
+def test_a_ticket_s_failed_deliveries_are_retried_by_who_may_write_tickets(env):
+    client, tokens, db, clock = env
+    cols = ("fingerprint", "generation", "correlation", "store", "region", "device", "family",
+            "what", "kind", "priority", "connector", "route", "state", "opened", "updated",
+            "events")
+    with db.transaction() as tx:
+        tx.execute(f"INSERT INTO tickets ({', '.join(cols)}) VALUES"
+                   f" ({', '.join('?' * len(cols))})",
+                   ("fpr", 1, "cr", "s1", "north", "p1", "failed", "jam", "incident", "2",
+                    "webhook", "{}", "open", 1.0, 1.0, 1))
+        tx.execute("SELECT id FROM tickets WHERE correlation = 'cr'")
+        tid = tx.fetchone()[0]
+        tx.execute("INSERT INTO ticket_intents (ticket_id, fingerprint, action, connector, body,"
+                   " status, created, next_at, attempts, last_error) VALUES"
+                   " (?, 'fpr', 'create', 'webhook', '{}', 'failed', 1.0, 1.0, 3, 'HTTP 400')",
+                   (tid,))
+    path = f"/v1/tickets/{tid}/retry"
+    # Reading tickets is not enough: 403 before the ticket is even looked up.
+    for who in ("north-rm", "s3-sm", "audit"):
+        r = call(client, tokens[who], "POST", path)
+        assert r.status_code == 403 and "may not tickets.write" in r.json()["detail"], who
+    assert call(client, tokens["ops"], "POST", "/v1/tickets/424242/retry").status_code == 404
+    assert call(client, tokens["ops"], "POST", "/v1/tickets/x/retry").status_code == 400
+    assert call(client, tokens["ops"], "POST", path, {"now": True}).status_code == 400
+    r = call(client, tokens["ops"], "POST", path, {})
+    assert r.status_code == 200 and r.json() == {"ticket": tid, "requeued": 1}
+    assert call(client, tokens["admin"], "POST", path).json() == {"ticket": tid, "requeued": 0}
+    with db.read() as tx:
+        tx.execute("SELECT status, attempts, next_at FROM ticket_intents WHERE ticket_id = ?",
+                   (tid,))
+        assert tx.fetchall() == [("pending", 0, clock.now)]
+        (first, second) = [e for e in audit.entries(tx) if e["object"] == f"ticket:{tid}"]
+    assert (first["action"], first["actor"], first["source"][:4]) == ("ticket.retry", "ops",
+                                                                      "api:")
+    assert first["detail"]["intents"] == 1 and first["detail"]["store"] == "s1"
+    assert (second["actor"], second["detail"]["intents"]) == ("admin", 0)
