@@ -10,10 +10,11 @@
     api.py      api (the HTTP API alone)
     acl.py      acl render (the broker's ACL and password file)
     check_config.py  check-config FILE
-    tickets.py  tickets list, show, retry
-    approvals.py approvals list, show, approve, deny
+    tickets.py  tickets list, show, retry (through the API, or --db)
+    approvals.py approvals list, show, approve, deny (through the API, or --db)
     demo.py     demo
-    control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts)
+    control.py  keys, cmd, flags, bundle, rollout (signed commands, flags, bundles, rollouts;
+                cmd, flags, bundle list and rollout through the API, or --db)
     local.py, client.py, fleetview.py   --db as a local actor; the API client; the fleet view
 
 `edge-hub --hub URL COMMAND ...` is the same as `edge-hub COMMAND ... --hub URL`.
