@@ -194,8 +194,15 @@ class Hub:
         return (seen.get("online") is False and seen.get("reason") == HOLD_REASON
                 and seen.get("worker") != self.settings.client_id)
 
-    def _publish_state(self) -> None:
-        self.ingest.client.publish(self.state_topic, self._state_now(), qos=1, retain=True)
+    def _publish_state(self, lane_too: bool = False) -> None:
+        payload = self._state_now()
+        self.ingest.client.publish(self.state_topic, payload, qos=1, retain=True)
+        if lane_too and self.ingest.lane is not None:
+            # A hold also goes out on the priority lane: the bulk lane's network thread may be
+            # waiting for room in the hand-over (the writer stalled, its bytes bound reached)
+            # and send nothing until the writer commits. Should this copy land after a later
+            # online of ours, our own hold seen while released says online again (_on_state).
+            self.ingest.lane.publish(self.state_topic, payload, qos=1, retain=True)
 
     def _connected(self, ingest: Ingest) -> None:
         client = ingest.client
@@ -276,7 +283,7 @@ class Hub:
             self.held = True
             self._held_at = self.ingest.committed
             self.ingest.counts["holds"] += 1
-            self._publish_state()
+            self._publish_state(lane_too=True)
         log.error("cannot commit for %.1f s: the hub's state says not accepting (reason "
                   "database); stores keep their rows until a commit goes through", stalled,
                   extra={"worker": self.settings.client_id, "holds": self.ingest.counts["holds"]})

@@ -171,8 +171,10 @@ class Bus:
     """A broker of the test's: every publication on the state topic goes, in one order the
     test picks, to every worker (itself included), and is kept as the retained state."""
 
-    def __init__(self):
+    def __init__(self, rng: random.Random | None = None):
+        self.rng = rng or random.Random(0)
         self.queue: list[bytes] = []
+        self.lane_queue: list[bytes] = []  # the priority lane's: its own order against queue
         self.retained: dict | None = None
         self.workers: list[Hub] = []
         # Onlines a worker said over another's hold it had seen, other than on (re)connecting
@@ -181,13 +183,17 @@ class Bus:
         self.connecting = False
 
     def add(self, hub: Hub) -> Hub:
-        def publish(topic, payload, qos, retain):
-            if (wire.decode_hub_state(payload)["online"] and hub._other_holds()
-                    and not self.connecting):
-                self.over_holds += 1
-            self.queue.append(payload)
+        def publisher(queue: list[bytes]):
+            def publish(topic, payload, qos, retain):
+                if (wire.decode_hub_state(payload)["online"] and hub._other_holds()
+                        and not self.connecting):
+                    self.over_holds += 1
+                queue.append(payload)
+            return publish
 
-        hub.ingest.client.publish = publish
+        hub.ingest.client.publish = publisher(self.queue)
+        if hub.ingest.lane is not None:  # a hold goes out on both lanes
+            hub.ingest.lane.publish = publisher(self.lane_queue)
         hub.ingest.client.subscribe = lambda *a, **k: None
         self.workers.append(hub)
         return hub
@@ -199,8 +205,12 @@ class Bus:
         finally:
             self.connecting = False
 
-    def deliver_one(self, rng: random.Random | None = None) -> None:
-        payload = self.queue.pop(0)
+    def pending(self) -> int:
+        return len(self.queue) + len(self.lane_queue)
+
+    def deliver_one(self) -> None:
+        queues = [q for q in (self.queue, self.lane_queue) if q]
+        payload = self.rng.choice(queues).pop(0)
         self.retained = wire.decode_hub_state(payload)
         for hub in self.workers:
             hub._on_state(hub.ingest.client, None,
@@ -208,7 +218,7 @@ class Bus:
 
     def settle(self, bound: int = 200) -> int:
         n = 0
-        while self.queue:
+        while self.pending():
             self.deliver_one()
             n += 1
             assert n < bound, "the workers' states never settle"
@@ -242,7 +252,7 @@ def test_workers_sharing_the_state_never_release_another_workers_hold(idle_db):
     is a hold exactly while some worker holds, and online when none does."""
     for seed in range(300):
         rng = random.Random(seed)
-        bus = Bus()
+        bus = Bus(rng)
         workers = [bus.add(_worker(idle_db, f"w{i}")) for i in range(3)]
         for w in workers:
             bus.connect(w)
@@ -257,7 +267,7 @@ def test_workers_sharing_the_state_never_release_another_workers_hold(idle_db):
                 bus.connect(w)
             elif action == "birth":
                 w._say_state()  # a birth's answer (what _birth_seen runs, now or on its timer)
-            for _ in range(rng.randint(0, len(bus.queue))):
+            for _ in range(rng.randint(0, bus.pending())):
                 bus.deliver_one()
             if rng.random() < 0.3:
                 bus.settle()
@@ -267,7 +277,7 @@ def test_workers_sharing_the_state_never_release_another_workers_hold(idle_db):
         for w in workers:  # the database back for all
             if w.held:
                 _release(w)
-                for _ in range(rng.randint(0, len(bus.queue))):
+                for _ in range(rng.randint(0, bus.pending())):
                     bus.deliver_one()
         bus.settle()
         assert bus.retained["online"] is True, (seed, bus.retained)
@@ -295,7 +305,7 @@ def test_a_healthy_worker_does_not_answer_births_over_a_hold_but_answers_a_will(
     bus.settle()
     well._state_at = float("-inf")  # its last answer long ago: a birth is answered at once
     well._birth_seen()  # a store's birth: the healthy worker's answer must not say online
-    assert bus.queue == []
+    assert bus.pending() == 0
     assert bus.retained["reason"] == HOLD_REASON and bus.retained["worker"] == "sick"
     # The sick worker dies: its Will (offline, no reason) goes out; the healthy one takes the
     # stores back.
