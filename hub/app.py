@@ -268,20 +268,24 @@ class Hub:
         """The hold: say not accepting once the writer has not committed for hold_after_s,
         and online again at its next commit."""
         after = self.settings.hold_after_s
-        while not self._watch_stop.wait(min(0.25, after / 4)):
+        while not self._watch_stop.wait(max(0.01, min(0.25, after / 4))):
             if not self.held:
+                # The count before the stall: a commit between the two reads releases the
+                # hold at the next look (held on a later count, with the stores held and
+                # nothing left to commit, it would never be released).
+                mark = self.ingest.committed
                 stalled = self.ingest.stalled_s()
                 if stalled >= after:
-                    self._hold(stalled)
+                    self._hold(stalled, mark)
             elif self.ingest.committed != self._held_at:
                 self._release()
 
-    def _hold(self, stalled: float) -> None:
+    def _hold(self, stalled: float, mark: int) -> None:
         with self._state_lock:
             if self._stopping or self.held:
                 return
             self.held = True
-            self._held_at = self.ingest.committed
+            self._held_at = mark
             self.ingest.counts["holds"] += 1
             self._publish_state(lane_too=True)
         log.error("cannot commit for %.1f s: the hub's state says not accepting (reason "
