@@ -8,6 +8,7 @@
     vocabulary.py  the shared reading names
     errors.py      ProtocolError (with a reason code)
     golden/        one golden JSON fixture per message kind, read by both sides' tests
+                   (control/: the control plane's; hub/: the hub's state, online and held)
 
 Standard library only (orjson when installed). `import edge_protocol as wire` gives the flat
 names most callers need.

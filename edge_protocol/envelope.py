@@ -179,19 +179,36 @@ def decode(payload: bytes, topic_name: str | None = None,
     return Envelope(VERSION, id_, seq, store, region, ts, kind, body)
 
 
-def encode_hub_state(online: bool, ts: str, worker: str = "hub") -> bytes:
-    """The hub's retained state on {prefix}/hub/state: {"v": 1, "online": bool, "ts", "worker"}.
+# Why a hub worker that runs says it is not accepting (`reason` of an `online: false` state).
+# "database": it cannot commit (its database unreachable, every commit failing), so what stores
+# sent would only wait in the broker's bounded queue for it; they keep their rows instead.
+HUB_STATE_REASONS = ("database",)
+
+
+def encode_hub_state(online: bool, ts: str, worker: str = "hub",
+                     reason: str | None = None) -> bytes:
+    """The hub's retained state on {prefix}/hub/state: {"v": 1, "online": bool, "ts", "worker"}
+    and, on an `online: false` of a worker that runs but cannot take messages, `reason`.
 
     A hub worker publishes it retained with online true when it starts consuming, and registers
     the same message with online false (also retained) as its MQTT Will, so stores see it go.
+    A worker that cannot commit publishes online false with reason "database" (the hold), and
+    online true again once it commits (docs/sync.md, "Hub state gate").
     """
-    return encode({"v": VERSION, "online": online, "ts": ts, "worker": worker})
+    data: dict[str, Any] = {"v": VERSION, "online": online, "ts": ts, "worker": worker}
+    if reason is not None:
+        if online or reason not in HUB_STATE_REASONS:
+            raise ValueError(f"hub state reason {reason!r} with online={online}")
+        data["reason"] = reason
+    return encode(data)
 
 
 def decode_hub_state(payload: bytes) -> dict[str, Any]:
     """Decode the hub's state; an empty payload (retained state cleared) means offline.
 
-    Extra keys are allowed; `online` must be a boolean and `v`, when present, this VERSION.
+    Extra keys are allowed; `online` must be a boolean and `v`, when present, this VERSION;
+    `reason`, when present, text of at most 64 characters (an agent holds on any `online:
+    false`, whatever its reason: one it does not know is kept as it came, for the log).
     """
     if not payload:
         return {"online": False}
@@ -205,8 +222,13 @@ def decode_hub_state(payload: bytes) -> dict[str, Any]:
         raise WireError("unknown_version", repr(data.get("v"))[:40])
     if not isinstance(data.get("online"), bool):
         raise WireError("bad_hub_state", "online: expected true or false")
+    reason = data.get("reason")
+    if reason is not None and (not isinstance(reason, str) or not 0 < len(reason) <= 64
+                               or not reason.isprintable()):
+        raise WireError("bad_hub_state", "reason: expected text of 1-64 printable characters")
     return data
 
 
 __all__ = ["VERSION", "MAX_PAYLOAD", "Envelope", "uuid7", "encode", "loads", "decode",
-           "encode_hub_state", "decode_hub_state", "ProtocolError", "WireError"]
+           "encode_hub_state", "decode_hub_state", "HUB_STATE_REASONS", "ProtocolError",
+           "WireError"]

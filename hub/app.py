@@ -135,10 +135,11 @@ def sd_notify(*fields: str) -> bool:
 
 
 STATE_EVERY_S = 1.0  # the state answers births at most this often (it goes to every store)
+HOLD_REASON = "database"  # the reason a worker that cannot commit gives (edge_protocol)
 
 
-def state_payload(online: bool, worker: str) -> bytes:
-    return envelope.encode_hub_state(online, format_ts(utcnow()), worker)
+def state_payload(online: bool, worker: str, reason: str | None = None) -> bytes:
+    return envelope.encode_hub_state(online, format_ts(utcnow()), worker, reason)
 
 
 def default_client_id() -> str:
@@ -146,7 +147,24 @@ def default_client_id() -> str:
 
 
 class Hub:
-    """One worker: ingest + alert routing + the retained hub/state message."""
+    """One worker: ingest + alert routing + the retained hub/state message.
+
+    The state says online while the worker can commit. Its writer not committing for
+    `settings.hold_after_s` (the database unreachable, every commit failing, or one commit
+    hanging) makes it say `online: false` with reason "database" (the hold): stores stop
+    sending and keep their rows, rather than fill the broker's bounded queue for this worker
+    (past it Mosquitto drops what it acknowledged). Its first commit after that says online.
+
+    Several workers share the one retained state. The rule (docs/sync.md, "Several workers"):
+    a hold is never overridden by a healthy worker's answer to a birth or to another's hold;
+    a held worker says its hold again whenever it sees another worker say online (or leave);
+    a worker that commits again says online only if the latest state it saw is not another
+    worker's hold (that worker will say online when it commits), and, if its own hold shows up
+    after it said nothing, says online then. Whatever the order, while any worker holds the
+    last word is a hold, and once none does it is online. Only a (re)connection says online
+    over another's hold: a live holder answers it at once, and a holder that died without its
+    Will (a broker crash) must not hold the stores for ever.
+    """
 
     def __init__(self, db: Store, settings: Settings):
         self.db = db
@@ -160,21 +178,47 @@ class Hub:
         self._state_at = float("-inf")  # when our state was last published (monotonic)
         self._state_timer: threading.Timer | None = None
         self._stopping = False
+        self.held = False  # this worker says "not accepting": its writer cannot commit
+        self._held_at = 0  # the writer's commit count when the hold began
+        self._seen: dict[str, Any] = {}  # the latest hub state the broker passed us
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _state_now(self) -> bytes:
+        if self.held:
+            return state_payload(False, self.settings.client_id, HOLD_REASON)
+        return state_payload(True, self.settings.client_id)
+
+    def _other_holds(self) -> bool:
+        seen = self._seen
+        return (seen.get("online") is False and seen.get("reason") == HOLD_REASON
+                and seen.get("worker") != self.settings.client_id)
+
+    def _publish_state(self, lane_too: bool = False) -> None:
+        payload = self._state_now()
+        self.ingest.client.publish(self.state_topic, payload, qos=1, retain=True)
+        if lane_too and self.ingest.lane is not None:
+            # A hold also goes out on the priority lane: the bulk lane's network thread may be
+            # waiting for room in the hand-over (the writer stalled, its bytes bound reached)
+            # and send nothing until the writer commits. Should this copy land after a later
+            # online of ours, our own hold seen while released says online again (_on_state).
+            self.ingest.lane.publish(self.state_topic, payload, qos=1, retain=True)
 
     def _connected(self, ingest: Ingest) -> None:
         client = ingest.client
         client.subscribe(self.state_topic, qos=1)
-        self._say_online()  # after our SUBSCRIBE on this connection: stores may send now
+        # After our SUBSCRIBE on this connection: stores may send now (or, held, not).
+        self._say_state(over_hold=True)
 
-    def _say_online(self) -> None:
+    def _say_state(self, over_hold: bool = False) -> None:
         with self._state_lock:
             if self._stopping:
                 return
             self._state_at = time.monotonic()
             self._state_timer = None
-            self.ingest.client.publish(self.state_topic,
-                                       state_payload(True, self.settings.client_id), qos=1,
-                                       retain=True)
+            if not self.held and not over_hold and self._other_holds():
+                return  # another worker cannot commit: its hold stands
+            self._publish_state()
 
     def _birth_seen(self) -> None:
         """A store connected: say our state again, live, so it knows we are subscribed.
@@ -189,33 +233,87 @@ class Hub:
                 return  # one is due already
             delay = self._state_at + STATE_EVERY_S - time.monotonic()
             if delay > 0:
-                self._state_timer = threading.Timer(delay, self._say_online)
+                self._state_timer = threading.Timer(delay, self._say_state)
                 self._state_timer.daemon = True
                 self._state_timer.start()
                 return
-        self._say_online()
+        self._say_state()
 
     def _on_state(self, client, userdata, msg) -> None:
-        # Several workers share one retained state: when another worker's Will says offline
-        # while this one runs, say online again.
+        # Several workers share one retained state (the rule in the class's docstring).
         try:
             state = envelope.decode_hub_state(msg.payload)
         except ProtocolError:
             state = {}
         if msg.qos:
             client.ack(msg.mid, msg.qos)
-        if (isinstance(state, dict) and state.get("online") is False
-                and state.get("worker") != self.settings.client_id
-                and not self.ingest._stop.is_set()):
-            client.publish(self.state_topic, state_payload(True, self.settings.client_id),
-                           qos=1, retain=True)
+        if not isinstance(state, dict):
+            state = {}
+        with self._state_lock:
+            self._seen = state
+            if self._stopping or self.ingest._stop.is_set():
+                return
+            ours = state.get("worker") == self.settings.client_id
+            hold = state.get("online") is False and state.get("reason") == HOLD_REASON
+            if ours:
+                if hold and not self.held:
+                    self._publish_state()  # our hold, seen after we commit again: online
+                return
+            if state.get("online") is False and not hold:
+                self._publish_state()  # another worker's Will or stop: say ours
+            elif state.get("online") is True and self.held:
+                self._publish_state()  # another says online while this one cannot commit
+
+    def _watch_commits(self) -> None:
+        """The hold: say not accepting once the writer has not committed for hold_after_s,
+        and online again at its next commit."""
+        after = self.settings.hold_after_s
+        while not self._watch_stop.wait(max(0.01, min(0.25, after / 4))):
+            if not self.held:
+                # The count before the stall: a commit between the two reads releases the
+                # hold at the next look (held on a later count, with the stores held and
+                # nothing left to commit, it would never be released).
+                mark = self.ingest.committed
+                stalled = self.ingest.stalled_s()
+                if stalled >= after:
+                    self._hold(stalled, mark)
+            elif self.ingest.committed != self._held_at:
+                self._release()
+
+    def _hold(self, stalled: float, mark: int) -> None:
+        with self._state_lock:
+            if self._stopping or self.held:
+                return
+            self.held = True
+            self._held_at = mark
+            self.ingest.counts["holds"] += 1
+            self._publish_state(lane_too=True)
+        log.error("cannot commit for %.1f s: the hub's state says not accepting (reason "
+                  "database); stores keep their rows until a commit goes through", stalled,
+                  extra={"worker": self.settings.client_id, "holds": self.ingest.counts["holds"]})
+
+    def _release(self) -> None:
+        with self._state_lock:
+            if self._stopping or not self.held:
+                return
+            self.held = False
+            other = self._other_holds()
+            if not other:
+                self._publish_state()
+        log.warning("commits go through again: the hub's state says online"
+                    if not other else "commits go through again; another worker's hold stands",
+                    extra={"worker": self.settings.client_id})
 
     def start(self) -> "Hub":
         self.ingest.start()
+        self._watcher = threading.Thread(target=self._watch_commits, name="hub-hold",
+                                         daemon=True)
+        self._watcher.start()
         return self
 
     def stop(self) -> None:
         """Say offline (retained), disconnect cleanly and commit what was received."""
+        self._watch_stop.set()
         with self._state_lock:
             self._stopping = True  # no "online" may follow the "offline" below
             if self._state_timer is not None:
@@ -228,6 +326,8 @@ class Hub:
         except (RuntimeError, ValueError):
             pass  # not connected: the Will says offline for us
         self.ingest.stop()
+        if self._watcher is not None:
+            self._watcher.join(2)
 
 
 def serve(db: Store, settings: Settings, embedded: bool = False,

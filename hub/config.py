@@ -165,6 +165,12 @@ class IngestSection:
                                  gt=0, max=86400)
     flap_stable: float = setting(60.0, doc="Seconds a flapping alert must be stable before "
                                            "it is sent.", min=0, max=86400)
+    hold_stores_after: float = setting(5.0, doc="Seconds a worker may go without committing "
+                                                "(its database unreachable) before its hub "
+                                                "state says not accepting (reason database), "
+                                                "so stores keep their rows rather than fill "
+                                                "the broker's bounded queue; online again at "
+                                                "its next commit.", gt=0, max=3600)
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,12 @@ class Consumer:
         self.writer: threading.Thread | None = None
         self._route_failures = 0  # alert routing rounds failed in a row (the database away)
         self._route_logged = float("-inf")
+        # Since when (monotonic) the writer has not got a batch committed: the start of the
+        # first attempt of the batch it keeps retrying, or of a commit still running; None
+        # when the last attempt committed. Written by the writer thread, read by the hub's
+        # hold (hub.app.Hub): one attribute, so a read sees one value or the other.
+        self.stalled_since: float | None = None
+        self.committed = 0  # batches committed (the hold's release waits for the next one)
         self.client = self._make_client(settings.client_id)
         if will:
             props = Properties(PacketTypes.WILLMESSAGE) if settings.mqtt5 else None
@@ -416,6 +422,8 @@ class Consumer:
             if not pending:
                 pending = self._take()
             if pending:
+                if failing_since is None:
+                    self.stalled_since = time.monotonic()  # a commit that hangs counts too
                 try:
                     routed = self.commit(pending)
                 except StoreError as err:
@@ -436,6 +444,8 @@ class Consumer:
                     continue
                 backoff = 0.1
                 failing_since = None
+                self.stalled_since = None
+                self.committed += 1
                 self._ack(pending)
                 pending = []
                 if routed:
@@ -494,6 +504,14 @@ class Consumer:
             client.loop_stop()
         if self.writer is not None:
             self.writer.join(timeout)
+
+    def stalled_s(self, now: float | None = None) -> float:
+        """Seconds the writer has gone without committing a batch it holds (0: it commits,
+        or has nothing to commit)."""
+        since = self.stalled_since
+        if since is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - since)
 
     def stats(self) -> dict[str, object]:
         return {**self.counts, "rejects": dict(self.rejects), "queued": self.queue.qsize(),

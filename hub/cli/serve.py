@@ -133,6 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          window_s=_pick(args.flap_window, ing.flap_window),
                          stable_s=_pick(args.flap_stable, ing.flap_stable)),
         skew=Skew(future_s=args.max_skew, past_s=DEFAULT_SKEW.past_s),
+        hold_after_s=ing.hold_stores_after,
         tickets=policy if policy.enabled else None,
         on_transitions=ticketing.hook(policy) if policy.enabled else None)
     url = args.db or config.database.url or default_db()

@@ -37,6 +37,10 @@ class Settings(ConsumerSettings):
     # transaction. None: no tickets.
     tickets: Any = None
     on_transitions: Optional[Callable[[Any, list], int]] = None
+    # The hold ([ingest] hold_stores_after): a worker whose writer has not committed for this
+    # long says "not accepting" on the hub's state (reason "database"), so stores keep their
+    # rows instead of filling the broker's bounded queue for this worker (hub.app.Hub).
+    hold_after_s: float = 5.0
 
 
 class Ingest(Consumer):

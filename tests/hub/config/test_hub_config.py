@@ -122,6 +122,8 @@ def test_the_drift_check_can_fail(tmp_path, monkeypatch):
     ("[nope]\nx = 1", "nope", "unknown key"),
     ("log = 3", "log", "expected a table"),
     ("[log]\nlevel = 'loud'", "log.level", "must be one of"),
+    ("[ingest]\nhold_stores_after = 0", "ingest.hold_stores_after", "> 0"),
+    ("[ingest]\nhold_stores_after = '5s'", "ingest.hold_stores_after", "expected a number"),
 ])
 def test_each_mistake_is_named_by_its_key_path(text, path, message):
     with pytest.raises(ConfigError) as info:

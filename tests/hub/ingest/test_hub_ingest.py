@@ -298,7 +298,8 @@ def test_births_get_the_hub_state_at_most_once_a_second_and_each_within_a_second
     clock = [1000.0]
     monkeypatch.setattr(app, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     monkeypatch.setattr(app, "threading", SimpleNamespace(Timer=_Timer,
-                                                          Lock=real_threading.Lock))
+                                                          Lock=real_threading.Lock,
+                                                          Event=real_threading.Event))
     _Timer.pending, _Timer.clock = [], clock
     hub = app.Hub(open_store(str(tmp_path / "hub.db")), Settings(host="127.0.0.1", port=1, client_id="h"))
     said: list[float] = []
