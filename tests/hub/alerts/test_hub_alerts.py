@@ -49,8 +49,10 @@ def test_a_raised_and_cleared_alert_reaches_the_regional_feed_once_each_even_whe
 
 def test_a_flapping_alert_is_held_back_until_stable_then_sent_once_in_its_latest_state(
         mosquitto, hub_db, tmp_path):
+    # --flap-stable 5: the burst below is sent at once, so the hub sees the alert steady only
+    # after it; a machine loaded enough to stall the burst itself for 5 s is allowed for below.
     hub = HubProcess(mosquitto, hub_db, "hub-flap", "--flap-max", "3", "--flap-window", "600",
-                     "--flap-stable", "1", log_path=tmp_path / "hub.log").start()
+                     "--flap-stable", "5", log_path=tmp_path / "hub.log").start()
     hub.wait_connected()
     feed = Subscriber(mosquitto, wire.alert_feed_topic("r1", "s1"))
     pub = Publisher(mosquitto)
@@ -68,11 +70,19 @@ def test_a_flapping_alert_is_held_back_until_stable_then_sent_once_in_its_latest
     pub.close()
     feed.close()
     # Wherever ingest's batch boundaries fell (tests/hub/alerts/test_feed_splits.py tries
-    # every split): the transitions committed before the alert crossed --flap-max went out as
-    # they were, the rest was collapsed into its latest state, sent once with `flapping`.
+    # every split, on a clock of its own): the transitions committed before the alert crossed
+    # --flap-max went out as they were, the rest was collapsed into its latest state, sent with
+    # `flapping`. Held back: fewer messages than transitions, the last one the latest state.
     sent = feed_of(feed, "p9:paper_out")
-    assert len(sent) <= 3 + 1 < len(states)
+    plain = [b for b in sent if not b["flapping"]]
+    flapping = [b for b in sent if b["flapping"]]
+    assert len(plain) <= 3 and sent[:len(plain)] == plain  # the plain ones first, in order
+    assert all(a["state"] != b["state"] for a, b in zip(plain, plain[1:]))
     assert sent[-1]["state"] == "raised"
     assert sent[-1]["flapping"] == {"transitions": len(states), "window_s": 600}
-    assert not any(b["flapping"] for b in sent[:-1])
-    assert all(a["state"] != b["state"] for a, b in zip(sent[:-1], sent[1:-1]))
+    # Normally one collapsed message. A second one only if the hub saw the alert steady for
+    # --flap-stable seconds in the middle of the burst (a stall of the machine): then it was
+    # steady, and what went out then counted fewer transitions than the last.
+    assert [b["flapping"]["transitions"] for b in flapping] == \
+        sorted({b["flapping"]["transitions"] for b in flapping})
+    assert len(sent) < len(states)
