@@ -284,7 +284,7 @@ def evaluate(cfg, fit_ds, val_ds, blob: bytes, threshold: float, watch: float, s
         candidates = np.unique(np.quantile(val, np.linspace(0.95, 1.0, 60)))
         thr, w, _ = choose_threshold(val_ds, val, candidates)
         methods.append((name + "_at_budget", b, min(float(thr), 1.0), min(float(w), 1.0),
-                        "threshold chosen as the model's, on the same validation devices",
+                        "threshold within the budget on the training fleet's validation devices",
                         None))
     out = {"seed": cfg.replay_seed, "devices": cfg.replay_devices, "days": cfg.replay_days,
            "params": fleetsim.HELDOUT.name, "step_s": 1800.0, "interval_s": INTERVAL_S,

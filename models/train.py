@@ -55,6 +55,10 @@ class TrainConfig:
     validation_fleets: tuple = ((4242, 210), (5353, 210), (6464, 300), (7575, 300),
                                 (8686, 300))
     validation_days: float = 56.0
+    # More training fleets (seed, devices, parameter draw): a mix of draws, so the model
+    # learns weaker, longer and sharper precursors and more distractors than one draw has
+    # (fitted on in full; models/README.md).
+    mix_fleets: tuple = ((3434, 600, "wide"),)
     # The targets are measured through `edge-agent replay` on yet another fleet (seed, draw).
     replay_seed: int = 9001
     replay_devices: int = 300
@@ -65,7 +69,8 @@ class TrainConfig:
 
 
 SMALL = TrainConfig(devices=60, days=20.0, heldout_devices=30, heldout_days=20.0,
-                    n_estimators=10, max_depth=2, replay_devices=0, validation_fleets=())
+                    n_estimators=10, max_depth=2, replay_devices=0, validation_fleets=(),
+                    mix_fleets=())
 
 
 @dataclass
@@ -105,6 +110,15 @@ def build(devices: list[fleetsim.SimDevice], sample_s: float = SAMPLE_S) -> Data
     return Dataset(np.asarray(rows, dtype=np.float32), np.asarray(labels, dtype=np.int64),
                    np.asarray(dev_idx), np.asarray(times), np.asarray(fails),
                    np.asarray(classes), len(devices), days)
+
+
+def concat(a: Dataset, b: Dataset) -> Dataset:
+    """Rows of two datasets as one (b's devices numbered after a's)."""
+    offset = int(a.device.max()) + 1 if len(a.device) else 0
+    return Dataset(np.vstack([a.X, b.X]), np.concatenate([a.y, b.y]),
+                   np.concatenate([a.device, b.device + offset]), np.concatenate([a.ts, b.ts]),
+                   np.concatenate([a.fail_at, b.fail_at]),
+                   np.concatenate([a.classes, b.classes]), a.devices + b.devices, a.days)
 
 
 def subset(ds: Dataset, mask: np.ndarray) -> Dataset:
@@ -375,6 +389,10 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
     # Validation rows every hour, as the agent's cycles score (the threshold is chosen on
     # them, and the policy's hold counts hours).
     val_ds = build(train_fleet[cfg.devices - n_val:], sample_s=VALIDATION_SAMPLE_S)
+    for seed, n, draw in cfg.mix_fleets:
+        say(f"simulating training fleet: {n} devices x {cfg.days:g} days (seed {seed}, "
+            f"draw {draw})")
+        fit_ds = concat(fit_ds, build(fleetsim.fleet(seed, n, cfg.days, fleetsim.DRAWS[draw])))
     say(f"fitting on {len(fit_ds.y)} rows ({int(fit_ds.y.sum())} positive)")
     model = fit(fit_ds, cfg)
     blob = to_onnx(model)
@@ -434,7 +452,7 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
         "hysteresis": HYSTERESIS,
         "hold_s": HOLD_S,
         "threshold_method": (
-            "per device class (register, printer, scanner), the thresholds (steps of 0.02 "
+            "Per device class (register, printer, scanner), the thresholds (steps of 0.02 "
             "from 0.30) whose predicted_failure alerts, through the agent's policy (hysteresis "
             f"{HYSTERESIS:g}, a {HOLD_S / 3600:g}-hour hold under the watch level included) "
             "scored every hour, catch the most failures with a precursor 48 hours to 14 days "
@@ -449,7 +467,10 @@ def run(cfg: TrainConfig, out_dir: Path, package_dir: Path | None, report: Path 
             "chosen the same way for all classes at once. Watch is half the threshold."),
         "validation": val_op,
         "training": {"data": "simulated fleet (models/fleetsim.py)", "config": asdict(cfg),
-                     "params": asdict(fleetsim.TRAIN), "rows": int(len(fit_ds.y)),
+                     "params": asdict(fleetsim.TRAIN),
+                     "mix": [{"seed": seed, "devices": n, "params": asdict(fleetsim.DRAWS[d])}
+                             for seed, n, d in cfg.mix_fleets],
+                     "rows": int(len(fit_ds.y)),
                      "positives": int(fit_ds.y.sum()), "devices": fit_ds.devices,
                      "label": "fails within the next 14 days", "step_s": STEP_S,
                      "row_every_s": SAMPLE_S},
