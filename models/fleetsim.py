@@ -88,6 +88,12 @@ HELDOUT = Params(name="heldout", fail_base=0.25, onset_days=(4.0, 25.0), peak_sc
                  shape=(1.0, 3.5), sudden=0.2, bad_weeks_per_year=6.0,
                  hot_spells_per_month=1.5, noise=1.3, volume=(100.0, 2200.0),
                  lunch_timeout=0.05, no_fan_share=0.4)
+# A wider draw for training only (models/train.py mixes a fleet of it in): ranges that take in
+# the training draw's and go past the held-out draw's, so the model is not built for one draw.
+WIDE = Params(name="wide", fail_base=0.25, onset_days=(3.0, 28.0), peak_scale=(0.4, 1.8),
+              shape=(1.0, 4.0), sudden=0.2, bad_weeks_per_year=8.0, hot_spells_per_month=2.0,
+              noise=1.4, volume=(80.0, 2500.0), lunch_timeout=0.06, no_fan_share=0.5)
+DRAWS = {p.name: p for p in (TRAIN, HELDOUT, WIDE)}
 
 
 @dataclass

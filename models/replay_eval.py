@@ -165,7 +165,7 @@ def kmeans_onnx(fit: dict) -> bytes:
 
 
 def write_model(folder: Path, name: str, blob: bytes, threshold: float, watch: float,
-                note: str) -> Path:
+                note: str, class_thresholds: dict | None = None) -> Path:
     """Write an ONNX model and the card the agent's scorer checks."""
     digest = hashlib.sha256(blob).hexdigest()
     path = folder / f"{name}.onnx"
@@ -177,6 +177,8 @@ def write_model(folder: Path, name: str, blob: bytes, threshold: float, watch: f
             "features": [{"name": f.name, "unit": f.unit, "doc": f.doc} for f in F.FEATURES],
             "threshold": round(float(threshold), 6), "watch_threshold": round(float(watch), 6),
             "note": note}
+    if class_thresholds:
+        card["class_thresholds"] = class_thresholds
     (folder / f"{name}.card.json").write_text(json.dumps(card, indent=2) + "\n")
     return path
 
@@ -263,25 +265,27 @@ def met(m: dict) -> dict[str, bool]:
     return {k: (m[k] >= v if op == ">=" else m[k] <= v) for k, (op, v) in TARGETS.items()}
 
 
-def evaluate(cfg, fit_ds, val_ds, blob: bytes, threshold: float, watch: float, say) -> dict:
+def evaluate(cfg, fit_ds, val_ds, blob: bytes, threshold: float, watch: float, say,
+             class_thresholds: dict | None = None) -> dict:
     """Write the held-out fleet, replay every method through the agent, return the figures."""
     from models.train import choose_threshold
 
     devices = fleetsim.fleet(cfg.replay_seed, cfg.replay_devices, cfg.replay_days,
                              fleetsim.HELDOUT)
     km = kmeans_fit(fit_ds.X)
-    methods = [("model", blob, threshold, watch, "the health model")]
+    methods = [("model", blob, threshold, watch, "the health model", class_thresholds)]
     for name, onnx_fn, score_fn in (("fixed_thresholds", fixed_onnx, fixed_scores),
                                     ("kmeans_distance", lambda: kmeans_onnx(km),
                                      lambda X: kmeans_scores(km, X))):
         b = onnx_fn()
         methods.append((name, b, 0.5, 0.25, "natural threshold: a limit crossed / the 99.5th "
-                                            "percentile of training distances"))
+                                            "percentile of training distances", None))
         val = score_fn(val_ds.X.astype(np.float64))
         candidates = np.unique(np.quantile(val, np.linspace(0.95, 1.0, 60)))
         thr, w, _ = choose_threshold(val_ds, val, candidates)
         methods.append((name + "_at_budget", b, min(float(thr), 1.0), min(float(w), 1.0),
-                        "threshold chosen as the model's, on the same validation devices"))
+                        "threshold within the budget on the training fleet's validation devices",
+                        None))
     out = {"seed": cfg.replay_seed, "devices": cfg.replay_devices, "days": cfg.replay_days,
            "params": fleetsim.HELDOUT.name, "step_s": 1800.0, "interval_s": INTERVAL_S,
            "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}, "methods": {}}
@@ -296,11 +300,13 @@ def evaluate(cfg, fit_ds, val_ds, blob: bytes, threshold: float, watch: float, s
             key = f"{t['cls']}:{t['mode'] or 'healthy'}"
             modes[key] = modes.get(key, 0) + 1
         out["fates"] = dict(sorted(modes.items()))
-        for name, b, thr, w, note in methods:
-            path = write_model(folder, name, b, thr, w, note)
+        for name, b, thr, w, note, by_class in methods:
+            path = write_model(folder, name, b, thr, w, note, by_class)
             say(f"  replaying {n} readings with {name} (threshold {thr:.4g})")
             m = targets(replay(readings, path), truth)
             m["threshold"] = round(float(thr), 4)
+            if by_class:
+                m["class_thresholds"] = {c: v["threshold"] for c, v in by_class.items()}
             m["met"] = met(m)
             out["methods"][name] = m
             say(f"    {m}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from edge_protocol.bodies import MAX_REASONS, MAX_SEQ, SCORING_ERRORS_EVENT
@@ -85,6 +86,30 @@ class HealthEngine:
                           trading=parse_hours(getattr(s, "trading_hours", "07:00-22:00")),
                           utc_offset=self._zone[1], clear=getattr(s, "clear", 0.0) or None)
 
+    def limits_by_class(self) -> dict[float, Thresholds]:
+        """The policy's settings for each device class code.
+
+        A card may carry per-class thresholds (`class_thresholds`: a printer, a scanner and a
+        register do not cost the same false alert for the same recall); a class it does not
+        name, or a card with one threshold, uses the card's threshold. A threshold (or watch
+        level) set in the config is the store's choice and applies to every class.
+        """
+        base = self.limits()
+        s = self.settings
+        card = self.scorer.model.card if self.scorer.model else {}
+        by_class = card.get("class_thresholds")
+        out: dict[float, Thresholds] = {}
+        if not isinstance(by_class, dict):
+            return out
+        for name, levels in by_class.items():
+            code = F.CLASS_CODES.get(name)
+            if code is None or not isinstance(levels, dict):
+                continue
+            threshold = s.threshold or float(levels.get("threshold", base.threshold))
+            watch = s.watch or float(levels.get("watch_threshold", threshold / 2))
+            out[code] = replace(base, threshold=threshold, watch=min(watch, threshold))
+        return out
+
     def forget(self, keep: set[str]) -> None:
         """Drop devices no longer configured."""
         self.features.forget(keep)
@@ -105,7 +130,9 @@ class HealthEngine:
             elif getattr(self.settings, "enabled", True):
                 # Scoring is on and allowed, but no model loads: rules only for every device.
                 self.note_errors(Counter(no_model=len(devices)))
-        limits = self.limits()
+        base = self.limits()
+        by_class = self.limits_by_class()
+        limits = [by_class.get(v[0], base) for v in vectors]
         explanations = self._explain(vectors, scores, limits)
         decisions, alerts = [], []
         model = self.scorer.version
@@ -113,7 +140,7 @@ class HealthEngine:
             health = self.health.setdefault(dev, DeviceHealth())
             feats = dict(zip(F.NAMES, vectors[i]))
             body, raised = decide(dev, health, self.last.get(dev), scores[i], feats,
-                                  explanations.get(i, []), model, limits, now)
+                                  explanations.get(i, []), model, limits[i], now)
             if body is not None:
                 decisions.append(body)
             alerts.extend(raised)
@@ -122,7 +149,7 @@ class HealthEngine:
         return decisions, alerts
 
     def _explain(self, vectors: list[list[float]], scores: list[float | None],
-                 limits: Thresholds) -> dict[int, list[str]]:
+                 limits: list[Thresholds]) -> dict[int, list[str]]:
         """Name the features that raise each watched device's score most, in words.
 
         A feature's contribution is how much the score drops when that feature alone is set to
@@ -136,7 +163,7 @@ class HealthEngine:
         if not isinstance(refs, dict):
             return {}
         watched = [i for i, s in enumerate(scores)
-                   if s is not None and s >= limits.watch - limits.hysteresis]
+                   if s is not None and s >= limits[i].watch - limits[i].hysteresis]
         rows, owners = [], []
         for i in watched:
             # Compare with healthy devices of the same class (a scanner has no print head).

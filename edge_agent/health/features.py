@@ -30,6 +30,8 @@ RATED_CUTS = 2_000_000.0
 MAX_DEVICES = 10_000  # windows kept in memory at most; a store has tens of devices
 
 CLASSES = {"host": 0.0, "printer": 1.0, "scanner": 2.0, "other": 3.0}
+# The classes as a model card names them (its per-class thresholds): code by name.
+CLASS_CODES = {"register": 0.0, "printer": 1.0, "scanner": 2.0, "other": 3.0}
 
 # Per-bucket accumulators, by slot.
 ACC = ("n", "stale", "cut_err", "err", "overheat", "jam", "decode", "reconn", "timeouts",

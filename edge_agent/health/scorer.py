@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from edge_protocol.bodies import SCORING_ERROR_REASONS
 
 from edge_agent.errors import EdgeError
-from edge_agent.health.features import NAMES
+from edge_agent.health.features import CLASS_CODES, NAMES
 
 log = logging.getLogger(__name__)
 MAX_MODEL_BYTES = 64 * 1024 * 1024
@@ -87,6 +87,26 @@ def read_card(model: Path) -> dict[str, Any]:
                          f"are not this agent's {len(NAMES)} features; retrain or upgrade")
     if not 0.0 < card["threshold"] <= 1.0 or not 0.0 < card["watch_threshold"] <= 1.0:
         raise ModelError(f"model card {path}: thresholds must be in (0, 1]")
+    by_class = card.get("class_thresholds")
+    if by_class is not None:
+        # Optional (a card with one threshold is still good): per device class, its own
+        # threshold and watch level; a class not named uses the card's threshold.
+        if not isinstance(by_class, dict):
+            raise ModelError(f"model card {path}: class_thresholds is not an object")
+        for cls, levels in by_class.items():
+            if cls not in CLASS_CODES:
+                raise ModelError(f"model card {path}: class_thresholds names {cls!r}, not one "
+                                 f"of {', '.join(CLASS_CODES)}")
+            if not isinstance(levels, dict):
+                raise ModelError(f"model card {path}: class_thresholds.{cls} is not an object")
+            for key in ("threshold", "watch_threshold"):
+                v = levels.get(key)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 < v <= 1.0:
+                    raise ModelError(f"model card {path}: class_thresholds.{cls}.{key} must be "
+                                     "a number in (0, 1]")
+            if levels["watch_threshold"] > levels["threshold"]:
+                raise ModelError(f"model card {path}: class_thresholds.{cls}: the watch level "
+                                 "is above the threshold")
     return card
 
 

@@ -30,6 +30,9 @@ def test_the_card_names_the_models_hash_features_threshold_and_held_out_metrics(
     assert [f["name"] for f in card["features"]] == list(F.NAMES)
     assert all(f["unit"] for f in card["features"])
     assert 0 < card["watch_threshold"] < card["threshold"] < 1 and card["threshold_method"]
+    assert set(card["class_thresholds"]) == {"register", "printer", "scanner"}
+    for levels in card["class_thresholds"].values():
+        assert 0 < levels["watch_threshold"] < levels["threshold"] < 1
     for method in ("model", "fixed_thresholds", "kmeans_distance"):
         assert {"pr_auc", "precision_at_80_recall", "median_lead_days",
                 "false_alerts_per_100_device_weeks"} <= set(card["metrics"][method])

@@ -152,3 +152,31 @@ def test_a_model_onnxruntime_refuses_is_refused_by_the_worker_too(model_dir):
     assert not scorer.load(model_dir)
     assert "not a loadable ONNX model" in scorer.error
     assert scorer.score([[0.0] * len(F.NAMES)]) == []
+
+
+CLASS_LEVELS = {"printer": {"threshold": 0.9, "watch_threshold": 0.45},
+                "scanner": {"threshold": 0.6, "watch_threshold": 0.3}}
+
+
+def test_a_card_may_carry_thresholds_per_device_class_and_one_without_them_still_loads(model_dir):
+    rewrite_card(model_dir, class_thresholds=CLASS_LEVELS)
+    assert load_model(model_dir).card["class_thresholds"] == CLASS_LEVELS
+    card = json.loads(card_path(model_dir).read_text())
+    del card["class_thresholds"]
+    card_path(model_dir).write_text(json.dumps(card))
+    assert "class_thresholds" not in load_model(model_dir).card
+
+
+@pytest.mark.parametrize("levels, why", [
+    ({"toaster": {"threshold": 0.9, "watch_threshold": 0.4}}, "not one of"),
+    ({"printer": {"threshold": 1.5, "watch_threshold": 0.4}}, r"printer.threshold must be"),
+    ({"printer": {"threshold": 0.9}}, r"printer.watch_threshold must be"),
+    ({"printer": {"threshold": True, "watch_threshold": 0.4}}, r"printer.threshold must be"),
+    ({"printer": {"threshold": 0.5, "watch_threshold": 0.6}}, "watch level is above"),
+    ({"printer": 0.9}, "not an object"),
+    ([0.9, 0.8], "not an object"),
+])
+def test_a_card_with_bad_class_thresholds_is_refused_naming_what_is_wrong(model_dir, levels, why):
+    rewrite_card(model_dir, class_thresholds=levels)
+    with pytest.raises(ModelError, match=why):
+        load_model(model_dir)
