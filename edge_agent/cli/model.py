@@ -52,6 +52,8 @@ def run_info(args) -> int:
           f"{card.get('training', {}).get('label', '?')}")
     print(f"  threshold {card['threshold']} (watch {card['watch_threshold']}, hysteresis "
           f"{card.get('hysteresis', '?')})")
+    for kind, t in sorted((card.get("class_thresholds") or {}).items()):
+        print(f"  {kind}: threshold {t['threshold']} (watch {t['watch_threshold']})")
     train = card.get("training", {})
     print(f"  trained on {train.get('data', '?')}: {train.get('rows', '?')} rows, "
           f"{train.get('positives', '?')} positive")

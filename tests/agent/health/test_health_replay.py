@@ -114,6 +114,9 @@ def test_model_info_prints_the_packaged_models_card():
     as_json = run_cli("model", "info", "--json")
     card = json.loads(as_json.stdout)
     assert card["version"] in result.stdout and len(card["features"]) >= 16
+    for kind, t in card.get("class_thresholds", {}).items():  # each kind's own operating point
+        assert f"{kind}: threshold {t['threshold']} (watch {t['watch_threshold']})" \
+            in result.stdout
 
 
 def test_model_info_on_a_broken_model_says_why_without_a_traceback(tmp_path):
