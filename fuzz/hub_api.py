@@ -57,6 +57,33 @@ ROUTES = (  # (method, path with {} for each parameter)
     ("GET", "/"), ("GET", "/v1"), ("GET", "/v1/"), ("GET", "/v2/fleet"),
     ("GET", "/v1/stores/{}/x"), ("GET", "//v1/fleet"), ("GET", "/v1/fleet/"),
 )
+# What each route reads: its query keys and body fields (hub/api/app.py), drawn more often.
+ROUTE_QUERY = {"/v1/fleet": ("region", "all", "limit"),
+               "/v1/devices": ("at_risk", "region", "store", "limit"),
+               "/v1/alerts": ("open", "region", "store", "limit"),
+               "/v1/audit": ("since", "actor", "store", "after", "limit"),
+               "/v1/tickets": ("open", "store", "limit"), "/v1/approvals": ("pending", "limit")}
+ROUTE_FIELDS = {"/v1/users": ("name", "role", "regions", "stores"),
+                "/v1/commands": ("store", "action", "device", "args", "expires_s"),
+                "/v1/flags": ("name", "value", "scope"),
+                "/v1/approvals/{}/approve": ("reason", "hash"),
+                "/v1/approvals/{}/deny": ("reason",),
+                "/v1/rollouts": ("bundle", "stages", "soak_s", "urgent", "approval", "gates")}
+# A valid body for each route that takes one: one field of it replaced by a drawn value gets
+# the fuzzer past the first check, into the domain's own.
+VALID = {"/v1/users": {"name": "new-user", "role": "auditor", "regions": [], "stores": []},
+         "/v1/commands": {"store": "s1", "action": "test_print", "device": "p1",
+                          "args": {"force": True, "text": "hello"}, "expires_s": 600},
+         "/v1/flags": {"name": "scoring", "value": False, "scope": "store:s1"},
+         "/v1/approvals/{}/approve": {"reason": "ok"},
+         "/v1/approvals/{}/deny": {"reason": "no"},
+         "/v1/rollouts": {"bundle": "0123456789abcdef", "stages": "pilot=s1; chain",
+                          "soak_s": 60, "urgent": False, "approval": [],
+                          "gates": {"min_stores": 1}}}
+FIELD_VALUES_EXTRA = ("test_print", "repoll", "reset", "reload_config", "restart_agent",
+                      "diagnostics", "recover", "region:south", "store:s3", "p2", "x1", "r1",
+                      {"force": "yes"}, {"text": "\x1b[2J"}, {"clear_buffer": True}, 604801,
+                      "it-operator", "regional-manager", ["south"], ["s3", "s3"])
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", "")
 USERS = {"admin": ("hq-admin", [], []), "ops": ("it-operator", [], []),
          "north-rm": ("regional-manager", ["north"], []),
@@ -123,6 +150,7 @@ def request(data: bytes, pools: dict) -> dict[str, Any]:
     """One request: method, raw path, query string, headers and the body's chunks."""
     d = Draw(data)
     method, path = d.pick(ROUTES)
+    own_query, own_fields = ROUTE_QUERY.get(path, QUERY_KEYS), ROUTE_FIELDS.get(path, FIELDS)
     if d.chance(16):
         method = d.pick(METHODS)
     while "{}" in path:
@@ -131,7 +159,8 @@ def request(data: bytes, pools: dict) -> dict[str, Any]:
         path = "/" + _ascii(d.text(30))
     query = []
     for _ in range(d.byte() % 4):
-        key = d.pick(QUERY_KEYS) if d.byte() < 230 else d.text(10)
+        c = d.byte()
+        key = d.pick(own_query) if c < 180 else d.pick(QUERY_KEYS) if c < 230 else d.text(10)
         value = d.pick(VALUES) if d.byte() < 220 else d.text(20)
         query.append(f"{_ascii(key, '%')}={_ascii(value, '%')}")
     qs = "&".join(query)
@@ -146,8 +175,21 @@ def request(data: bytes, pools: dict) -> dict[str, Any]:
         headers.append((b"authorization", (scheme + value).encode("utf-8", "surrogateescape")))
     body = b""
     if method in ("POST", "PUT", "PATCH") or d.chance(8):
-        if d.byte() < 220:
-            doc = {d.pick(FIELDS): _value(d) for _ in range(d.byte() % 7)}
+        template = next((v for k, v in VALID.items() if path.startswith(k.split("{}")[0])
+                         and path.endswith(k.split("{}")[-1])), None)
+        c = d.byte()
+        if template is not None and c < 100:
+            doc = dict(template)
+            for _ in range(d.byte() % 3):
+                key = d.pick(tuple(doc) + ("x",))
+                if d.chance(32):
+                    doc.pop(key, None)
+                else:
+                    doc[key] = d.pick(FIELD_VALUES_EXTRA) if d.chance(128) else _value(d)
+            body = json.dumps(doc, ensure_ascii=d.chance(128)).encode("utf-8", "surrogatepass")
+        elif c < 230:
+            doc = {d.pick(own_fields) if d.byte() < 220 else d.pick(FIELDS): _value(d)
+                   for _ in range(d.byte() % 7)}
             if d.chance(32):
                 doc = _value(d)
             try:
@@ -329,6 +371,23 @@ def check(data: bytes) -> None:
 
 
 def seeds() -> list[bytes]:
-    """One request to each route: the route picked, then all-zero choices (its own method, the
-    live names, no query, an admin's token, an empty JSON object for a body)."""
-    return [bytes([i]) for i in range(len(ROUTES))]
+    """One request to each route (the route picked, then all-zero choices: its own method, the
+    live names, no query, an admin's token, an empty JSON object for a body), and requests
+    from a fixed pseudo-random sequence that each got a status not seen for their route (a 201
+    or 200 among them, which the fuzzer seldom finds from nothing)."""
+    import random
+
+    out = [bytes([i]) for i in range(len(ROUTES))]
+    h, rng, seen = hub(), random.Random(15), set()
+    for _ in range(6000):
+        i = rng.randrange(len(ROUTES))
+        data = bytes([i]) + bytes(rng.getrandbits(8) for _ in range(rng.randint(4, 120)))
+        req = request(data, h.pools)
+        before = h.changes()
+        status = h.loop.run_until_complete(_call(h.app, req))[0]
+        if h.changes() != before:
+            h.restore()
+        if (i, status) not in seen:
+            seen.add((i, status))
+            out.append(data)
+    return out
