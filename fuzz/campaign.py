@@ -107,17 +107,19 @@ def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path,
     done = DONE.findall(text)
     stats = STATS.findall(text)
     execs = int(done[-1][0]) if done else (int(stats[-1][0]) if stats else 0)
-    crash_files = sorted(p.name for p in crashes.iterdir()
-                         if p.name.startswith(("crash-", "timeout-", "oom-")))
     # Keep what reached new code: merge the scratch corpus into the repository's, small inputs.
     before = len(list(seed.iterdir()))
     with open(log_dir / f"{name}.merge.log", "wb") as out:
-        subprocess.run([exe, "-merge=1", f"-max_len={CORPUS_MAX_LEN}", str(seed), str(work)],
+        subprocess.run([exe, "-merge=1", f"-max_len={CORPUS_MAX_LEN}",
+                        f"-artifact_prefix={crashes}/merge-", str(seed), str(work)],
                        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
     after = sorted(seed.iterdir())
+    # An input that crashes the target while the corpus is merged counts too (merge-crash-*).
+    crash_files = sorted(p.name for p in crashes.iterdir()
+                         if any(k in p.name for k in ("crash-", "timeout-", "oom-")))
     if resume:
         progress = {"executions": progress["executions"] + execs,
                     "seconds": round(progress["seconds"] + elapsed, 1),
