@@ -180,6 +180,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             raise ApiError(413, f"the body may be at most {limit} bytes")
     try:
         data = json.loads(body.decode("utf-8"), parse_constant=_no_constant,
+                          parse_int=_bounded_int, parse_float=_finite_float,
                           object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise Invalid(f"the body is not valid JSON: {str(err)[:200]}") from err
@@ -198,6 +199,26 @@ async def _optional_json(request: Request, limit: int) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+MAX_JSON_INT = 2**63 - 1  # what a BIGINT column holds; a number a route turns into a float too
+
+
+def _bounded_int(text: str) -> int:
+    """Every integer of a body fits a signed 64-bit column (and a float, as some routes need):
+    checked once here, not in each route (10**400 made float() raise: a 500)."""
+    value = int(text)
+    if not -MAX_JSON_INT - 1 <= value <= MAX_JSON_INT:
+        raise ValueError(f"the number {text[:24]}... is outside the signed 64-bit range")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """1e400 parses as infinity in Python's json: refused like the Infinity literal."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:24]} is too large")
+    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
