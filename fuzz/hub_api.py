@@ -8,7 +8,7 @@ number, huge) and a body (a JSON object of the fields the routes read, with valu
 their types and bounds, or raw bytes), sent in one or several chunks. `check()` calls the API's
 ASGI application directly (no socket, no server: scope, receive and send as uvicorn would give
 them) over a temporary SQLite hub database with a small fleet, one user per role, a revoked
-user and a signing key ring, and checks, for every input:
+user, a signing key ring and a pending approval request, and checks, for every input:
 
 - no exception escapes the application (Starlette re-raises what its 500 handler answered);
 - the status is below 500: a malformed request is a 4xx, never a 500 (nor a 503: the key ring
@@ -247,6 +247,13 @@ class _Hub:
                       "live": ("s1", "s3", "admin", "gone", *alerts, "1")}
         self.app = create_app(self.db, config, clock=lambda: FUZZ_CLOCK_EPOCH)
         self.loop = asyncio.new_event_loop()
+        # A pending approval request (id 1): an operator's high-impact command, through the API.
+        body = b'{"store": "s1", "action": "reset", "device": "p1"}'
+        status = self.loop.run_until_complete(_call(self.app, {
+            "method": "POST", "path": "/v1/commands", "query": "", "chunks": [body],
+            "headers": [(b"authorization", b"Bearer " + self.tokens["ops"].encode()),
+                        (b"content-type", b"application/json")]}))[0]
+        assert status == 201, status
         self.pristine = sqlite3.connect(":memory:")
         with self.db._lock:
             self.db.db.backup(self.pristine)

@@ -186,7 +186,32 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise Invalid(f"the body is not valid JSON: {str(err)[:200]}") from err
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
+    why = _bad_text(data)
+    if why:
+        raise Invalid(f"the body has {why}")
     return data
+
+
+def _bad_text(value: Any) -> str | None:
+    """A string no column holds, anywhere in a parsed body (keys too): a NUL (PostgreSQL
+    refuses it: a 503) or a lone surrogate escape like "\\ud800" (not UTF-8: the write
+    raised, a 500). Checked once here, for every route. The body is bounded, so is the walk."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\0" in v:
+                return "a NUL character in a string"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone UTF-16 surrogate in a string"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
 
 
 async def _optional_json(request: Request, limit: int) -> dict[str, Any]:

@@ -159,3 +159,21 @@ def test_tickets_are_read_inside_the_caller_s_scope(env):
     one = call(client, tokens["s3-sm"], "GET", f"/v1/tickets/{s3_ticket}")
     assert one.status_code == 200 and one.json()["intents"] == []
     assert call(client, tokens["admin"], "GET", "/v1/tickets/424242").status_code == 404
+
+
+@pytest.mark.parametrize("reason", ["\ud800", "no\x00", "\udfff tail"])
+def test_a_reason_no_column_holds_is_a_400_and_the_request_stays_pending(env, reason):
+    # Found by the API fuzz target (fuzz/hub_api.py): a lone surrogate escape ("\ud800") in a
+    # deny or approve reason made the write raise UnicodeEncodeError (a 500); a NUL was stored
+    # on SQLite and refused by PostgreSQL (a 503). Every body is now checked once when read.
+    client, tokens, db, clock = env
+    rid = ask(db, clock, tokens)
+    before = trail(db, f"approval:{rid}")
+    for action in ("deny", "approve"):
+        r = call(client, tokens["admin"], "POST", f"/v1/approvals/{rid}/{action}",
+                 {"reason": reason})
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    with db.read() as tx:
+        assert approvals.show(tx, rid)["status"] == "pending"
+    assert trail(db, f"approval:{rid}") == before
