@@ -37,6 +37,9 @@ CORPUS = ROOT / "fuzz" / "corpus"
 CRASHES = ROOT / "fuzz" / "crashes"
 WORK = ROOT / "fuzz" / ".work"
 CORPUS_MAX_LEN = 1024  # inputs kept in the repository's corpus stay small
+# A target that reads the same inputs as another starts from that one's corpus too: the
+# PostgreSQL writer is slow to fuzz, and the SQLite campaign has already found the shapes.
+SEEDS_ALSO = {"hub_ingest_postgres": "hub_ingest_sqlite"}
 
 sys.path.insert(0, str(ROOT))
 from fuzz.targets import NEEDS_POSTGRES, TARGETS  # noqa: E402
@@ -94,6 +97,8 @@ def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path,
     seed.mkdir(parents=True, exist_ok=True)
     cmd = [exe, f"-runs={runs}",
            f"-artifact_prefix={crashes}/", "-print_final_stats=1", str(work), str(seed)]
+    if name in SEEDS_ALSO:  # read, not merged into: that corpus stays where it is
+        cmd.append(str(CORPUS / SEEDS_ALSO[name]))
     if max_seconds:
         cmd.insert(2, f"-max_total_time={int(max_seconds)}")
     log = log_dir / f"{name}.log"
