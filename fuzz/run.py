@@ -1,6 +1,7 @@
 """Run one fuzz target under atheris: `python -m fuzz.run TARGET [libFuzzer flags] [CORPUS...]`.
 
-Instruments the edge_agent modules the targets import, so coverage guides the mutations, and
+Instruments the edge_agent and edge_protocol modules the targets import (and hub's, for the
+hub_* targets), so coverage guides the mutations, and
 hands every input to fuzz.targets.TARGETS[TARGET]. Any exception escaping the target is a
 crash: libFuzzer writes the input to crash-<hash> (in -artifact_prefix) and exits non-zero.
 """
