@@ -15,7 +15,8 @@ it left off: each target's scratch corpus is kept in fuzz/.work/<target>/ (not i
 executions and seconds so far in progress.json; the next `--resume` run gives the target only the
 executions still missing to --runs, starting from that corpus, and reports the totals.
 The PostgreSQL target (fuzz/hub_ingest.py) needs the server on 127.0.0.1:5432; without it the
-target is skipped and says so. Before it runs, the fuzz databases a killed run left are dropped.
+target is skipped and says so. Before it runs and after it, the fuzz databases (fuzz_hub_*) its
+processes made are dropped: libFuzzer ends a process without running its atexit.
 """
 
 from __future__ import annotations
@@ -121,6 +122,16 @@ def fuzz_one(name: str, runs: int, max_seconds: float | None, log_dir: Path,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
+    if name.startswith("hub_"):
+        from fuzz.hub_ingest import remove_leftover_dirs
+
+        remove_leftover_dirs()
+    if name in NEEDS_POSTGRES:
+        # libFuzzer ends its process without running atexit (a time bound, the merge, a
+        # crash): the databases of the run and of the merge are dropped here.
+        from fuzz.hub_ingest import drop_leftover_pg
+
+        drop_leftover_pg()
     after = sorted(seed.iterdir())
     # An input that crashes the target while the corpus is merged counts too (merge-crash-*).
     crash_files = sorted(p.name for p in crashes.iterdir()

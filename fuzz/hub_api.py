@@ -231,7 +231,7 @@ class _Hub:
         from hub.keys import KeyRing
 
         base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.folder = Path(tempfile.mkdtemp(prefix="fuzz-api-", dir=base))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"fuzz-api-{os.getpid()}-", dir=base))
         atexit.register(shutil.rmtree, self.folder, True)
         self.db = hub.app.open_store(str(self.folder / "hub.db"))
         KeyRing.init(self.folder / "keys")

@@ -24,7 +24,8 @@ touches is emptied after each input. On PostgreSQL each input runs inside one ou
 that is rolled back afterwards: psycopg turns the writer's own transactions into savepoints,
 which fail and roll back the same way, and nothing is left behind (nothing to delete, no commit
 to wait for); the database is created once for the process (`fuzz_hub_<pid>_<hex>`) and
-dropped at exit (fuzz/campaign.py also drops any a killed run left behind).
+dropped at exit. libFuzzer ends its processes without running atexit: fuzz/campaign.py drops
+those databases and removes those folders after a hub target's run.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ class _Db:
         if kind == "sqlite":
             base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
                 else None
-            self.folder = tempfile.mkdtemp(prefix="fuzz-hub-", dir=base)
+            self.folder = tempfile.mkdtemp(prefix=f"fuzz-hub-{os.getpid()}-", dir=base)
             self.url = str(Path(self.folder) / "hub.db")
         else:
             self.url = _create_pg()
@@ -361,6 +362,29 @@ def drop_leftover_pg() -> list[str]:
 INGEST_TABLES = ("messages", "stores", "devices", "rejects", "quarantine", "alerts", "feed",
                  "tickets", "ticket_intents", "ticket_problems", "approval_requests",
                  "approval_votes", "audit_log", "audit_head", "audit_checkpoints")
+
+def remove_leftover_dirs() -> list[str]:
+    """Remove the temporary folders (fuzz-hub-<pid>-*, fuzz-api-<pid>-*) of fuzz processes
+    that are gone: libFuzzer ends a process without running its atexit."""
+    import shutil
+
+    gone = []
+    for base in {"/dev/shm", tempfile.gettempdir()}:
+        for path in Path(base).glob("fuzz-[ha][up][bi]-*"):
+            parts = path.name.split("-")
+            if len(parts) < 4 or not parts[2].isdigit() or parts[2] == str(os.getpid()):
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(str(path))
+    return gone
+
 
 _DBS: dict[str, _Db] = {}
 
