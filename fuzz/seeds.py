@@ -89,7 +89,38 @@ def seeds() -> dict[str, list[bytes]]:
     out["wire_decode"] = [json.dumps({**env, "kind": kind, "body": body},
                                      separators=(",", ":")).encode()
                           for kind, body in bodies.items()]
+    out.update(hub_seeds())
     return out
+
+
+def hub_seeds() -> dict[str, list[bytes]]:
+    """The hub harnesses read their bytes as choices (fuzz/draw.py): all zeros is an ordinary
+    valid input. Seeds: one valid message of each kind, a batch of duplicates, and inputs drawn
+    from a fixed pseudo-random sequence that each decode to a new mix of kinds and reasons."""
+    import random
+
+    from edge_protocol import UP_KINDS
+    from edge_protocol.errors import ProtocolError
+    from edge_protocol.timestamps import DEFAULT_SKEW
+    from fuzz import hub_api, hub_ingest
+    from hub.ingest.decode import make_decoder
+
+    ingest = [bytes([0, 0, 0, hub_ingest.UP.index(k)]) for k in UP_KINDS] + [bytes([5])]
+    decode = make_decoder("edge/v1", hub_ingest._clock, DEFAULT_SKEW)
+    rng, seen = random.Random(15), set()
+    for _ in range(3000):
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randint(8, 600)))
+        mix = set()
+        for name, payload, ignored in hub_ingest.batch(data):
+            try:
+                mix.add(decode(payload, name).kind)
+            except ProtocolError as err:
+                mix.add(err.code)
+        if frozenset(mix) not in seen and len(ingest) < 40:
+            seen.add(frozenset(mix))
+            ingest.append(data)
+    return {"hub_ingest_sqlite": ingest, "hub_ingest_postgres": list(ingest),
+            "hub_api": hub_api.seeds()}
 
 
 def write() -> dict[str, int]:

@@ -6,7 +6,7 @@ else escaping, or an invariant below failing (an AssertionError), is a crash the
 reports. These functions need no atheris: `tests/test_fuzz_corpus.py` replays every file of
 fuzz/corpus/<target>/ through them in `make test`, and fuzz/run.py hands them to atheris.
 
-Targets (agent side; the hub's batch writer and API models are other helpers' harnesses):
+Targets:
     escpos_status   DLE EOT reply framing, the trust rule, decoding to the vocabulary
     escpos_text     GS I text and one-byte replies
     escpos_gs_g2    GS g 2 maintenance counter replies: a hook, active once the parser exists
@@ -17,6 +17,11 @@ Targets (agent side; the hub's batch writer and API models are other helpers' ha
     replay_line     `edge-agent replay`'s line parser
     wire_decode     the protocol decoder and every body check (edge_protocol.decode), on a
                     fixed clock so that the corpus's timestamps stay plausible
+    hub_ingest_sqlite    a batch of MQTT messages from several stores through the hub's decoder
+    hub_ingest_postgres  and its batch writer (commit or split, quarantine), into a real
+                         database; properties checked per input (fuzz/hub_ingest.py)
+    hub_api              whole requests through the hub API's ASGI app in-process, on a
+                         temporary SQLite hub database (fuzz/hub_api.py)
 """
 
 from __future__ import annotations
@@ -230,6 +235,24 @@ def wire_decode(data: bytes) -> None:
     assert wire.decode(wire.encode(env._asdict()), clock=clock) == env
 
 
+def hub_ingest_sqlite(data: bytes) -> None:
+    from fuzz.hub_ingest import check
+
+    check(data, "sqlite")
+
+
+def hub_ingest_postgres(data: bytes) -> None:
+    from fuzz.hub_ingest import check
+
+    check(data, "postgresql")
+
+
+def hub_api(data: bytes) -> None:
+    from fuzz.hub_api import check
+
+    check(data)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "escpos_status": escpos_status,
     "escpos_text": escpos_text,
@@ -240,4 +263,10 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "toml_config": toml_config,
     "replay_line": replay_line,
     "wire_decode": wire_decode,
+    "hub_ingest_sqlite": hub_ingest_sqlite,
+    "hub_ingest_postgres": hub_ingest_postgres,
+    "hub_api": hub_api,
 }
+
+# Targets that need a PostgreSQL server (127.0.0.1:5432, trust auth, user postgres).
+NEEDS_POSTGRES = {"hub_ingest_postgres"}

@@ -180,12 +180,38 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             raise ApiError(413, f"the body may be at most {limit} bytes")
     try:
         data = json.loads(body.decode("utf-8"), parse_constant=_no_constant,
+                          parse_int=_bounded_int, parse_float=_finite_float,
                           object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise Invalid(f"the body is not valid JSON: {str(err)[:200]}") from err
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object")
+    why = _bad_text(data)
+    if why:
+        raise Invalid(f"the body has {why}")
     return data
+
+
+def _bad_text(value: Any) -> str | None:
+    """A string no column holds, anywhere in a parsed body (keys too): a NUL (PostgreSQL
+    refuses it: a 503) or a lone surrogate escape like "\\ud800" (not UTF-8: the write
+    raised, a 500). Checked once here, for every route. The body is bounded, so is the walk."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\0" in v:
+                return "a NUL character in a string"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone UTF-16 surrogate in a string"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
 
 
 async def _optional_json(request: Request, limit: int) -> dict[str, Any]:
@@ -198,6 +224,26 @@ async def _optional_json(request: Request, limit: int) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+MAX_JSON_INT = 2**63 - 1  # what a BIGINT column holds; a number a route turns into a float too
+
+
+def _bounded_int(text: str) -> int:
+    """Every integer of a body fits a signed 64-bit column (and a float, as some routes need):
+    checked once here, not in each route (10**400 made float() raise: a 500)."""
+    value = int(text)
+    if not -MAX_JSON_INT - 1 <= value <= MAX_JSON_INT:
+        raise ValueError(f"the number {text[:24]}... is outside the signed 64-bit range")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """1e400 parses as infinity in Python's json: refused like the Infinity literal."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:24]} is too large")
+    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

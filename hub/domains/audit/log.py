@@ -61,7 +61,13 @@ def parse_since(text: str | None) -> str | None:
         raise Invalid(f"since: expected an ISO 8601 date or time, got {text[:64]!r}") from err
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:  # 0001-01-01T00:00+01:00 is a valid spelling of a time before year 1 in UTC
+        utc = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        # isoformat, not strftime: %Y drops the leading zeros of a year below 1000 here, and
+        # the filter compares text ("999-..." would sort after "2026-...").
+        return utc.isoformat(timespec="microseconds") + "Z"
+    except (OverflowError, ValueError) as err:
+        raise Invalid(f"since: {text[:64]!r} is outside the years 1-9999 in UTC") from err
 
 
 def _text(name: str, value: Any, limit: int = MAX_FIELD, optional: bool = False) -> str | None:

@@ -197,3 +197,21 @@ def test_a_ticket_s_failed_deliveries_are_retried_by_who_may_write_tickets(env):
                                                                       "api:")
     assert first["detail"]["intents"] == 1 and first["detail"]["store"] == "s1"
     assert (second["actor"], second["detail"]["intents"]) == ("admin", 0)
+
+
+@pytest.mark.parametrize("reason", ["\ud800", "no\x00", "\udfff tail"])
+def test_a_reason_no_column_holds_is_a_400_and_the_request_stays_pending(env, reason):
+    # Found by the API fuzz target (fuzz/hub_api.py): a lone surrogate escape ("\ud800") in a
+    # deny or approve reason made the write raise UnicodeEncodeError (a 500); a NUL was stored
+    # on SQLite and refused by PostgreSQL (a 503). Every body is now checked once when read.
+    client, tokens, db, clock = env
+    rid = ask(db, clock, tokens)
+    before = trail(db, f"approval:{rid}")
+    for action in ("deny", "approve"):
+        r = call(client, tokens["admin"], "POST", f"/v1/approvals/{rid}/{action}",
+                 {"reason": reason})
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    with db.read() as tx:
+        assert approvals.show(tx, rid)["status"] == "pending"
+    assert trail(db, f"approval:{rid}") == before

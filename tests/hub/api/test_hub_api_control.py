@@ -163,3 +163,18 @@ def test_without_a_key_ring_signing_routes_answer_503(hub_db, tmp_path):
         assert r.status_code == 503 and "signing key" in r.json()["detail"]
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "1e400", "-9223372036854775809"])
+def test_a_number_no_column_or_float_holds_is_a_400_not_a_500(env, number):
+    # Found by the API fuzz target (fuzz/hub_api.py): expires_s (and a rollout's soak_s) of
+    # 10**400 passed the type check and made float() raise OverflowError: a 500.
+    client, tokens, db, ring = env
+    body = ('{"store": "s1", "action": "test_print", "device": "p1", "expires_s": %s}'
+            % number)
+    r = client.post("/v1/commands", content=body,
+                    headers={"Authorization": f"Bearer {tokens['ops']}",
+                             "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "number" in r.json()["detail"]

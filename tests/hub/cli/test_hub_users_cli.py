@@ -54,6 +54,8 @@ def test_users_lifecycle_and_its_audit_trail(hub_db):
     (("users", "add", "x", "--role", "store-manager"), "at least one"),
     (("users", "add", "x", "--role", "store-manager", "--store", "a b"), "store name"),
     (("audit", "list", "--since", "yesterday"), "--since"),
+    # A valid ISO 8601 time before year 1 in UTC: was a traceback (OverflowError).
+    (("audit", "list", "--since", "0001-01-01T00:00:00+01:00"), "--since"),
 ])
 def test_mistakes_are_exit_2_in_one_line_and_never_raw(tmp_path, args, message):
     out = hub(*args, "--db", str(tmp_path / "hub.db"))
