@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,6 +112,39 @@ def hub_here(*args: str, url: str | None = None, token: str | None = None,
         os.environ.clear()
         os.environ.update(saved)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def as_user(served, who: str, *args: str) -> subprocess.CompletedProcess:
+    """`edge-hub ARGS` in this process, through the API of `served` (its .url and .tokens)
+    as one of its users."""
+    return hub_here(*args, url=served.url, token=served.tokens[who])
+
+
+def ok_json(r: subprocess.CompletedProcess) -> object:
+    """The JSON a CLI run printed, after checking it succeeded without a traceback."""
+    assert r.returncode == 0 and "Traceback" not in r.stderr, (r.returncode, r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def refused(r: subprocess.CompletedProcess, code: int, words: str) -> None:
+    """One line on stderr naming the refusal, nothing on stdout, the exit code."""
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+
+
+def audit_trail(db_url: str, obj: str) -> list[tuple[str, str, str | None]]:
+    """(action, actor, source) of every audit entry about `obj`, oldest first."""
+    from hub.app import open_store
+    from hub.domains import audit
+
+    db = open_store(db_url)
+    try:
+        with db.read() as tx:
+            return [(e["action"], e["actor"], e["source"]) for e in audit.entries(tx)
+                    if e["object"] == obj]
+    finally:
+        db.close()
 
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -10,15 +10,12 @@ whole module, so each test works on its own stores or ids."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import pytest
 
 from apikit import hub_with_fleet
-from apiproc import ApiProcess, cli, hub_here
-from hub.app import open_store
-from hub.domains import audit
+from apiproc import ApiProcess, as_user, audit_trail, cli, hub_here, ok_json, refused
 from hub.domains.access import local_actor
 from hub.domains.rollout import rules as rollout
 from hub.keys import KeyRing
@@ -56,36 +53,9 @@ def served(request, tmp_path_factory):
     assert code == 0, api.log.read_text()
 
 
-def as_user(served, who: str, *args: str):
-    """`edge-hub ARGS` through the API as one of the apikit users."""
-    return hub_here(*args, url=served.url, token=served.tokens[who])
-
-
 def on_db(served, *args: str):
     """`edge-hub ARGS --db` on the hub host, as a local actor."""
     return hub_here(*args, "--db", served.db, EDGE_HUB_ACTOR="hostadmin")
-
-
-def ok_json(r) -> object:
-    assert r.returncode == 0 and "Traceback" not in r.stderr, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
-
-
-def refused(r, code: int, words: str) -> None:
-    """One line on stderr naming the refusal, nothing on stdout, the exit code."""
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    assert words in r.stderr and r.stderr.count("\n") == 1, r.stderr
-    assert r.stdout == "" and "Traceback" not in r.stderr
-
-
-def audit_trail(served, obj: str) -> list[tuple[str, str, str | None]]:
-    db = open_store(served.db)
-    try:
-        with db.read() as tx:
-            return [(e["action"], e["actor"], e["source"]) for e in audit.entries(tx)
-                    if e["object"] == obj]
-    finally:
-        db.close()
 
 
 def test_an_operator_commands_a_store_through_the_api_and_reads_the_command_back(served):
@@ -93,9 +63,9 @@ def test_an_operator_commands_a_store_through_the_api_and_reads_the_command_back
     assert row["status"] == "queued" and row["actor"] == "ops" and row["seq"] >= 1
     assert row["store"] == "s1" and row["region"] == "north" and row["device"] == "p1"
     # Audited as the API user, from the API.
-    assert [(a, who) for a, who, _ in audit_trail(served, f"command:{row['id']}")] == \
+    assert [(a, who) for a, who, _ in audit_trail(served.db, f"command:{row['id']}")] == \
         [("commands.issue", "ops")]
-    assert audit_trail(served, f"command:{row['id']}")[0][2].startswith("api:")
+    assert audit_trail(served.db, f"command:{row['id']}")[0][2].startswith("api:")
     # For people: one line with the status, who issued it; `edge-hub --hub URL cmd ...` too.
     text = hub_here("--hub", served.url, "cmd", "status", row["id"],
                     EDGE_HUB_TOKEN=served.tokens["north-rm"])
@@ -181,7 +151,7 @@ def test_flags_through_the_api_are_audited_as_the_api_user(served):
     out = ok_json(as_user(served, "ops", "flags", "set", "scoring=off", "--chain", "--json"))
     assert out["name"] == "scoring" and out["value"] is False and out["scope"] == "chain"
     assert {"s1", "s2", "s3"} <= set(out["changed"])
-    (action, who, source), = audit_trail(served, "flag:scoring")
+    (action, who, source), = audit_trail(served.db, "flag:scoring")
     assert (action, who) == ("flags.set", "ops") and source.startswith("api:")
     shown = ok_json(as_user(served, "audit", "flags", "show", "--json"))
     assert shown == ok_json(on_db(served, "flags", "show", "--json"))
@@ -205,7 +175,7 @@ def test_flags_through_the_api_are_audited_as_the_api_user(served):
     local = ok_json(on_db(served, "flags", "set", "tickets=off", "--store", "s3", "--json",
                           "--dir", served.keys))
     assert local["changed"] == ["s3"]
-    assert [(a, who) for a, who, _ in audit_trail(served, "flag:tickets")] == \
+    assert [(a, who) for a, who, _ in audit_trail(served.db, "flag:tickets")] == \
         [("flags.set", "hostadmin")]
 
 
@@ -242,7 +212,7 @@ def test_rollouts_through_the_api(served):
         assert r["state"] == state, (action, r)
     refused(as_user(served, "ops", "rollout", "pause", rid), 1, "cannot pause")
     assert {("rollouts.start", "ops"), ("rollouts.pause", "ops"), ("rollouts.resume", "ops"),
-            ("rollouts.abort", "ops")} <= {(a, w) for a, w, _ in audit_trail(served,
+            ("rollouts.abort", "ops")} <= {(a, w) for a, w, _ in audit_trail(served.db,
                                                                            f"rollout:{rid}")}
     refused(as_user(served, "ops", "rollout", "start", "dead", "--stages", "chain"), 2,
             "8 to 64 hexadecimal")

@@ -11,7 +11,6 @@ whole module, so each test works on its own tickets and requests."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -20,10 +19,10 @@ import pytest
 
 import edge_protocol as wire
 from apikit import hub_with_fleet
-from apiproc import ApiProcess, cli, hub_here
+from apiproc import ApiProcess, as_user, audit_trail, cli, hub_here, ok_json, refused
 from edge_protocol.timestamps import format_ts
 from hub.app import open_store
-from hub.domains import approvals, audit
+from hub.domains import approvals
 from hub.domains.access import local_actor
 from hub.domains.tickets import outbox, policy as pol, rules
 from hub.domains.tickets.text import DeviceFacts
@@ -101,10 +100,6 @@ def served(request, tmp_path_factory):
     assert code == 0, api.log.read_text()
 
 
-def as_user(served, who: str, *args: str):
-    return hub_here(*args, url=served.url, token=served.tokens[who])
-
-
 def on_db(served, *args: str, **env: str):
     return hub_here(*args, "--db", served.db, **env)
 
@@ -112,27 +107,6 @@ def on_db(served, *args: str, **env: str):
 def ok(r) -> str:
     assert r.returncode == 0 and "Traceback" not in r.stderr, (r.returncode, r.stdout, r.stderr)
     return r.stdout
-
-
-def ok_json(r) -> object:
-    return json.loads(ok(r))
-
-
-def refused(r, code: int, words: str) -> None:
-    """One line on stderr naming the refusal, nothing on stdout, the exit code."""
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    assert words in r.stderr and r.stderr.count("\n") == 1, r.stderr
-    assert r.stdout == "" and "Traceback" not in r.stderr
-
-
-def audit_trail(served, obj: str) -> list[tuple[str, str, str | None]]:
-    db = open_store(served.db)
-    try:
-        with db.read() as tx:
-            return [(e["action"], e["actor"], e["source"]) for e in audit.entries(tx)
-                    if e["object"] == obj]
-    finally:
-        db.close()
 
 
 # approvals ----------------------------------------------------------------------------------
@@ -163,7 +137,7 @@ def test_a_regional_manager_sees_and_approves_only_its_region_s_requests(served)
     assert done["status"] == "approved"
     assert [(v["approver"], v["role"], v["decision"], v["reason"]) for v in done["votes"]] == \
         [("north-rm", "regional-manager", "approve", "go")]
-    (action, who, source), = [e for e in audit_trail(served, f"approval:{served.a1}")
+    (action, who, source), = [e for e in audit_trail(served.db, f"approval:{served.a1}")
                               if e[0] == "approval.approve"]
     assert who == "north-rm" and source.startswith("api:")
     # Decided: a second decision is 409, one line, exit 1; through a real process as well.
@@ -276,7 +250,7 @@ def test_tickets_retry_needs_tickets_write_and_is_audited_as_the_user(served):
     again = ok_json(as_user(served, "ops", "tickets", "retry", str(served.t1), "--json"))
     assert again == {"ticket": served.t1, "requeued": 0}
     assert ok_json(on_db(served, "tickets", "retry", str(served.t1), "--json")) == again
-    trail = audit_trail(served, f"ticket:{served.t1}")
+    trail = audit_trail(served.db, f"ticket:{served.t1}")
     retries = [(who, source.split(":")[0]) for action, who, source in trail
                if action == "ticket.retry"]
     assert retries[:2] == [("ops", "api"), ("ops", "api")] and retries[2][1] == "cli"
