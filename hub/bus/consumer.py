@@ -302,6 +302,8 @@ class Consumer:
         if userdata["priority"]:
             client.subscribe([(f, 1) for f in self.priority_filters()])
             self._lanes_up.add(1)
+            log.info("priority lane connected",
+                     extra={"session_present": bool(flags.session_present)})
             return
         client.subscribe(self.topic_filter, qos=1)
         log.info("connected", extra={"broker": f"{self.s.host}:{self.s.port}",
@@ -320,6 +322,11 @@ class Consumer:
             if len(self._subacked) == len(self.clients):
                 self.ready.set()
         if userdata["priority"]:
+            if refused:
+                log.error("broker refused the priority lane's subscription",
+                          extra={"reasons": ",".join(refused)})
+            else:
+                log.info("priority lane subscribed")
             return
         if refused:
             log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
@@ -329,6 +336,9 @@ class Consumer:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if userdata["priority"]:
             self._lanes_up.discard(1)
+            if not self._stop.is_set():
+                log.warning("priority lane disconnected; reconnecting",
+                            extra={"reason": str(reason_code)})
             return
         self._connected.clear()
         if not self._stop.is_set():
