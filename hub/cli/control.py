@@ -250,9 +250,7 @@ def backend(args: argparse.Namespace) -> Iterator[Remote | Local]:
     (its database closed at the end)."""
     from hub.cli import local
 
-    if getattr(args, "hub", None) and getattr(args, "db", None):
-        raise UsageError("give --hub (through the API) or --db (on the hub host), not both")
-    client = local.remote(args)
+    client = local.remote(args)  # refuses --hub with --db
     if client:
         yield Remote(client)
         return

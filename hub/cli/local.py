@@ -52,8 +52,14 @@ def add_db_args(p, remote: bool = True) -> None:
 
 
 def remote(args):
-    """A Client when the command goes through the API (no --db, and a hub URL known)."""
+    """A Client when the command goes through the API (no --db, and a hub URL known).
+
+    --hub and --db together is a mistake (exit 2), for every command: which one was meant?"""
     if getattr(args, "db", None):
+        if getattr(args, "hub", None):
+            from hub.cli.common import UsageError
+
+            raise UsageError("give --hub (through the API) or --db (on the hub host), not both")
         return None
     from hub.cli.client import ENV_URL, Client, credentials_path, read_credentials
 

@@ -56,9 +56,7 @@ def where(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
     """(client, None) through the API, or (None, db) on the database of --db (closed after).
 
     --as names the local actor, so it is refused through the API (the token says who acts)."""
-    if getattr(args, "hub", None) and getattr(args, "db", None):
-        raise UsageError("give --hub (through the API) or --db (on the hub host), not both")
-    client = local.remote(args)
+    client = local.remote(args)  # refuses --hub with --db
     if client:
         if getattr(args, "as_user", None):
             raise UsageError("--as is for --db: through the API you act as the token's user")

@@ -107,6 +107,15 @@ ERRORS = {
         "cannot reach the broker at 127.0.0.1"),
     "a malformed broker address is a usage error": (
         ("serve", "--broker", "nohost", "--db", "{tmp}/h.db"), 2, "expected HOST:PORT"),
+    # --db used to win silently over --hub here; every command now refuses the pair alike.
+    "fleet with --hub and --db is a usage error": (
+        ("fleet", "--hub", "http://127.0.0.1:{port}"), 2, "not both"),
+    "users list with --hub and --db is a usage error": (
+        ("users", "list", "--hub", "http://127.0.0.1:{port}"), 2, "not both"),
+    "audit list with --hub and --db is a usage error": (
+        ("audit", "list", "--hub", "http://127.0.0.1:{port}"), 2, "not both"),
+    "the global --hub with --db is a usage error": (
+        ("--hub", "http://127.0.0.1:{port}", "devices"), 2, "not both"),
 }
 
 
