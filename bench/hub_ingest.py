@@ -18,7 +18,10 @@
    and one SQLite file.
 
 Run: python bench/hub_ingest.py [--messages 200000] [--rounds 2] [--publishers 4]
-     [--workers 2] [--no-backlog] [--no-drain]
+     [--workers 2] [--no-backlog] [--no-drain] [--default-gc]
+
+The hub runs with the collector thresholds `edge-hub serve` sets (hub.app.tune_gc);
+--default-gc keeps CPython's, to compare.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from edge_agent.reading import format_ts, utcnow  # noqa: E402
 from hub.domains import alerts as alert_domain, fleet  # noqa: E402
 from hub.ingest import Settings  # noqa: E402
 from hub.app import Hub  # noqa: E402
-from hub.app import open_store  # noqa: E402
+from hub.app import open_store, tune_gc  # noqa: E402
 from hubkit import Publisher  # noqa: E402
 
 
@@ -338,7 +341,13 @@ def main() -> int:
     ap.add_argument("--no-backlog", action="store_true")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--publish", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--default-gc", action="store_true",
+                    help="keep CPython's collector thresholds (edge-hub serve tunes them)")
     args = ap.parse_args()
+    if args.default_gc:
+        os.environ["BENCH_DEFAULT_GC"] = "1"  # the --worker processes too
+    if not args.publish and not os.environ.get("BENCH_DEFAULT_GC"):
+        tune_gc()  # the hub runs in this process (and in --worker's): as `edge-hub serve` does
     if args.publish:
         host, port, frames, window = args.publish
         return publish_frames(host, int(port), frames, int(window))

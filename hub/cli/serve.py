@@ -157,6 +157,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except BaseException:
         db.close()
         raise
+    from hub.app import tune_gc
+
+    tune_gc()  # a worker's process only: fewer, cheaper cycle collections (docs/benchmarks.md)
     return serve(db, settings, embedded=embedded, services=services, checkpoints=checkpoints,
                  retention=retention, ring=ring)
 

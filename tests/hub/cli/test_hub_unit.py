@@ -103,3 +103,27 @@ def test_the_unit_restarts_the_hub_for_as_long_as_an_outage_lasts_but_not_a_conf
     assert "StartLimitIntervalSec=0" in lines
     assert not any(line.startswith("StartLimitBurst=") for line in lines)
     assert "Restart=on-failure" in lines and "RestartPreventExitStatus=2" in lines
+
+
+def test_serve_tunes_the_cycle_collector_of_its_own_process_before_serving(
+        monkeypatch, tmp_path):
+    """`edge-hub serve` (and only it: not hub.app.serve, which tests run in their process)
+    freezes what is loaded and raises the collector's thresholds (docs/benchmarks.md, 1c)."""
+    import gc
+
+    import hub.app
+    from hub.cli import main
+
+    calls = []
+    monkeypatch.setattr(hub.app, "tune_gc", lambda: calls.append(("tune_gc",)))
+    monkeypatch.setattr(hub.app, "serve",
+                        lambda db, settings, **kw: calls.append(("serve", settings.port)) or 0)
+    assert main(["serve", "--db", str(tmp_path / "h.db"), "--broker", "127.0.0.1:1"]) == 0
+    assert calls == [("tune_gc",), ("serve", 1)]
+    before = gc.get_threshold()
+    code = ("import gc; from hub.app import tune_gc, GC_THRESHOLDS; tune_gc(); "
+            "print(gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=agent_env(), cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["True", "True"], out.stderr
+    assert gc.get_threshold() == before  # this process untouched
