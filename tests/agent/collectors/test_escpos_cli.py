@@ -80,7 +80,7 @@ def test_probe_reads_a_tcp_printer_simulated_by_the_cli(simulator):
 def test_probe_reads_a_serial_printer_on_the_simulators_pty(simulator):
     sim = simulator("--pty", "--model", "TM-T20III")
     assert sim.url.startswith("escpos+serial:///dev/")
-    code, reading = probe(sim.url + "?baudrate=19200&reply_timeout=0.5")
+    code, reading = probe(sim.url + "?baudrate=19200&reply_timeout=5")
     assert code == 0, reading
     assert reading["values"]["device.model"] == "TM-T20III"
     assert reading["values"]["device.status"] == "ok"
