@@ -77,17 +77,20 @@ class Item:
 
 
 class Handoff:
-    """A bounded hand-over from the network thread to the writer, cheap per message.
+    """A bounded hand-over from the network threads to the writer, cheap per message.
 
-    queue.Queue takes a lock and notifies per item; here the network thread only appends (a
+    queue.Queue takes a lock and notifies per item; here a network thread only appends (a
     deque is thread-safe for that) and wakes the writer when it was idle; the writer takes a
     whole batch at once. Bounded in items and in payload bytes (messages may be 256 KiB).
-    Urgent items (the priority lane's) are not held back by a full queue: the lane's own
-    Receive Maximum bounds them, and an alert must not wait behind a telemetry backlog.
+    Urgent items (the priority lane's) wait in a queue of their own, taken before the bulk
+    one and in the order they came (a birth and the death after it must not swap: issue 11).
+    A full bulk queue does not hold them back: the lane's own Receive Maximum bounds them, and
+    an alert must not wait behind a telemetry backlog.
     """
 
     def __init__(self, maxsize: int, max_bytes: int = 64 * 1024 * 1024):
-        self.items: deque[Item] = deque()
+        self.items: deque[Item] = deque()   # the bulk lane's, in arrival order
+        self.urgent: deque[Item] = deque()  # the priority lane's, in arrival order
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.bytes = 0
@@ -95,48 +98,45 @@ class Handoff:
         self.wake = threading.Event()
 
     def put(self, item: Item, stop: threading.Event, front: bool = False) -> None:
+        """Append an item; `front`: an urgent one, taken before every bulk item."""
         while (not front and (len(self.items) >= self.maxsize or self.bytes >= self.max_bytes)
                and not stop.is_set()):
             time.sleep(0.001)  # full: hold the network thread, so TCP pushes back on the broker
         with self._lock:
             self.bytes += len(item.raw)
-        if front:
-            self.items.appendleft(item)  # the priority lane jumps the bulk backlog
-        else:
-            self.items.append(item)
+        (self.urgent if front else self.items).append(item)
         if not self.wake.is_set():
             self.wake.set()
 
     def take(self, limit: int, wait_s: float, max_bytes: int) -> list[Item]:
         """Wait up to 0.1 s for a first item, then up to wait_s more to fill a batch.
 
-        Urgent items (put at the front by the priority lane) are taken at once, as a batch of
-        their own: an alert does not wait for a batch of telemetry to fill and commit.
+        Urgent items are taken at once, as a batch of their own: an alert does not wait for a
+        batch of telemetry to fill and commit. One that comes while a bulk batch fills ends
+        the wait, and goes first in that batch.
         """
-        if not self.items:
+        if not self.items and not self.urgent:
             self.wake.clear()
-            if not self.items and not self.wake.wait(0.1):
+            if not self.items and not self.urgent and not self.wake.wait(0.1):
                 return []
-        items = self.items
-        if items[0].urgent:  # only this thread takes from the left, so items[0] stays
-            out = []
-            while items and items[0].urgent and len(out) < limit:
-                out.append(items.popleft())
+        urgent = self.urgent
+        if urgent:  # only this thread takes, so what is there stays there
+            out = [urgent.popleft() for _ in range(min(limit, len(urgent)))]
             self._taken(sum(len(item.raw) for item in out))
             return out
         deadline = time.monotonic() + wait_s
-        while (len(self.items) < limit and self.bytes < max_bytes
+        while (len(self.items) < limit and self.bytes < max_bytes and not urgent
                and time.monotonic() < deadline):
             time.sleep(min(0.005, wait_s))
-        out = []
-        size = 0
+        out = [urgent.popleft() for _ in range(min(limit, len(urgent)))]
+        size = sum(len(item.raw) for item in out)
         popleft = self.items.popleft
-        for _ in range(min(limit, len(self.items))):
+        for _ in range(min(limit - len(out), len(self.items))):
+            if size >= max_bytes:
+                break
             item = popleft()
             out.append(item)
             size += len(item.raw)
-            if size >= max_bytes:
-                break
         self._taken(size)
         return out
 
@@ -145,10 +145,10 @@ class Handoff:
             self.bytes -= size
 
     def qsize(self) -> int:
-        return len(self.items)
+        return len(self.items) + len(self.urgent)
 
     def empty(self) -> bool:
-        return not self.items
+        return not self.items and not self.urgent
 
 
 @dataclass(frozen=True)

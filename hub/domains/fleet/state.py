@@ -146,7 +146,8 @@ def _clamped(ts: str, received: float) -> float:
 
 
 def _birth(db: Store, tx: Tx, env: Envelope, received: float, since: float) -> None:
-    """A birth brings a store online unless a newer session has been seen (by birth or death).
+    """A birth brings a store online unless a newer session has been seen (by birth), or its
+    own or a newer one has ended (by death).
 
     Sessions count within one agent instance (its state database). A birth of another
     instance whose own time is later than the last accepted birth's (both clamped to their
@@ -176,8 +177,11 @@ def _birth(db: Store, tx: Tx, env: Envelope, received: float, since: float) -> N
                  since, env.store))
             _inventory(tx, env)
             return
+    # A death ends its session: a birth of the same session applied after it (another worker's,
+    # or the priority lane's, out of order) does not bring the store back. Either order of
+    # the two leaves the store offline.
     newer = "excluded.birth_session >= stores.birth_session AND " \
-            "excluded.birth_session >= stores.death_session"
+            "excluded.birth_session > stores.death_session"
     tx.execute(
         "INSERT INTO stores (store, region, birth_session, online, changed, last_seen, agent,"
         " instance, birth_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (store) DO UPDATE SET"

@@ -37,8 +37,14 @@ SESSIONS = {
     "a birth older than a death already seen does not revive the store":
         ([("death", 3), ("birth", 2)], False),
     "a new session after a death brings the store back": ([("death", 3), ("birth", 4)], True),
-    "a re-birth in the same session after a network blip is online again":
-        ([("birth", 5), ("death", 5), ("birth", 5)], True),
+    # A death ends its session; a birth of it applied later (another worker's copy, or the
+    # priority lane's out of order) must not keep a stopped store online (issue 11).
+    "a second birth of a session applied after its death does not revive the store":
+        ([("birth", 5), ("death", 5), ("birth", 5)], False),
+    "a birth applied after the death of its own session stays offline":
+        ([("death", 5), ("birth", 5)], False),
+    "the next session after that death is online": ([("death", 5), ("birth", 5), ("birth", 6)],
+                                                    True),
 }
 
 

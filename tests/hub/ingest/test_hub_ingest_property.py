@@ -62,10 +62,41 @@ def test_an_urgent_item_is_taken_at_once_as_a_batch_of_its_own():
     queue.put(Item(91, 1, "t", None, None, 0.0, urgent=True), stop, front=True)
     # A long fill wait would hold a bulk batch; the urgent ones do not wait for it.
     first = queue.take(limit=1000, wait_s=30.0, max_bytes=10**9)
-    assert sorted(i.mid for i in first) == [90, 91]
+    # In the order they came: a birth and the death after it never swap (they once did, put
+    # at the front one by one, which kept a stopped store online under load).
+    assert [i.mid for i in first] == [90, 91]
     queue.put(Item(5, 1, "t", None, None, 0.0), stop)
     rest = queue.take(limit=6, wait_s=0.01, max_bytes=10**9)
     assert [i.mid for i in rest] == [0, 1, 2, 3, 4, 5]
+
+
+def test_an_urgent_item_that_comes_while_a_bulk_batch_fills_ends_the_wait_and_goes_first():
+    import threading
+
+    from hub.ingest import Handoff, Item
+
+    queue = Handoff(100)
+    stop = threading.Event()
+    queue.put(Item(1, 1, "t", None, None, 0.0), stop)
+    got: list = []
+    writer = threading.Thread(target=lambda: got.append(
+        queue.take(limit=1000, wait_s=3600.0, max_bytes=10**9)), daemon=True)
+    writer.start()
+    queue.put(Item(2, 1, "t", None, None, 0.0), stop)
+    for mid in (90, 91, 92):
+        queue.put(Item(mid, 1, "t", None, None, 0.0, urgent=True), stop, front=True)
+    writer.join(120)  # returns at once unless the urgent items were ignored (an hour's wait)
+    assert not writer.is_alive()
+    batch = [i.mid for i in got[0]]
+    # The writer may have seen the first urgent item alone or all three with the bulk ones;
+    # either way the urgent ones come first and in order, and nothing is lost or repeated.
+    rest = []
+    while not queue.empty():
+        rest += [i.mid for i in queue.take(1000, 0.0, 10**9)]
+    everything = batch + rest
+    assert sorted(everything) == [1, 2, 90, 91, 92]
+    urgent = [m for m in everything if m >= 90]
+    assert batch[0] == 90 and urgent == [90, 91, 92] and queue.bytes == 0
 
 
 def test_the_hand_over_holds_the_network_thread_when_its_bytes_are_full_but_not_an_urgent_item():
