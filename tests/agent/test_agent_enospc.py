@@ -20,7 +20,7 @@ import sqlite3
 from agentproc import AgentProcess, host_config, outbox_rows
 from hubkit import HubProcess
 from smallfs import small_tmpfs  # noqa: F401  (the fixture)
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 
 
 def _sync(broker) -> str:
@@ -155,7 +155,7 @@ def _errors(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def _until(predicate, timeout: float = 30.0) -> None:
+async def _until(predicate, timeout: float = PATIENCE_S) -> None:
     from wait import until
 
     await until(predicate, timeout, "the recorder's state", interval=0.01)

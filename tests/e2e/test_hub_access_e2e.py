@@ -16,7 +16,7 @@ from apiproc import ApiProcess, cli
 from conftest import run_cli
 from hubkit import (HubProcess, Publisher, alert_body, birth_body, create_pg_database,
                     drop_pg_database, envelope, pg_reachable)
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 
 STORES = {"n1": "north", "n2": "north", "s1": "south"}
 
@@ -140,12 +140,12 @@ def test_serve_with_api_and_signed_checkpoints_to_a_file_and_a_retained_topic(mo
         wait_until(lambda: cp_file.exists(), 20, "the checkpoint file")
         status, me = wait_until(lambda: _try(api, url, token, "/v1/me"), 20, "the API")
         assert status == 200 and me["role"] == "auditor"
-        got = wait_until(lambda: feed.messages, 20, "the checkpoint on its topic")
+        got = wait_until(lambda: feed.messages, PATIENCE_S, "the checkpoint on its topic")
         topic, payload, _ = got[0]
         assert topic == "edge/v1/hub/audit" and payload["sig"]["kid"] == ring.sign(b"")["kid"]
         # The checkpoint is retained: a subscriber arriving later gets it at once.
         late = Subscriber(mosquitto, "edge/v1/hub/audit")
-        assert wait_until(lambda: late.messages, 10, "the retained checkpoint")[0][2] is True
+        assert wait_until(lambda: late.messages, PATIENCE_S, "the retained checkpoint")[0][2] is True
         late.close()
     finally:
         feed.close()

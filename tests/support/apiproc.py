@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from testenv import ROOT, agent_env, free_port
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 
 
 class ApiProcess:
@@ -32,7 +32,7 @@ class ApiProcess:
                     "--db", db, "--config", str(self.config)]
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "ApiProcess":
+    def start(self, timeout: float = PATIENCE_S) -> "ApiProcess":
         import ssl
 
         self.proc = subprocess.Popen(self.cmd, env=agent_env(), cwd=ROOT,

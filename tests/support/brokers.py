@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testenv import free_port
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -92,7 +92,7 @@ class Mosquitto:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def start(self, timeout: float = 30.0) -> "Mosquitto":
+    def start(self, timeout: float = PATIENCE_S) -> "Mosquitto":
         if not os.path.exists(MOSQUITTO):
             raise RuntimeError("mosquitto is not installed: run `make system-deps`")
         conf = self.write_config()

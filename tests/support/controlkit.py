@@ -17,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from testenv import ROOT, agent_env
+from wait import PATIENCE_S, wait_until
 from edge_protocol import commands as proto
 from edge_protocol import signing
 
@@ -171,15 +172,9 @@ class Raw:
         self.client.loop_stop()
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition", every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
+def wait_for(check, timeout: float = PATIENCE_S, what: str = "condition", every: float = 0.05):
+    """wait.wait_until with this module's argument order (check, timeout, what)."""
+    return wait_until(check, timeout, what, interval=every)
 
 
 def hub_cli(*args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:

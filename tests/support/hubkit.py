@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from testenv import ROOT, agent_env
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 import edge_protocol as wire
 from edge_agent.outbox import uuid7
 from edge_agent.reading import format_ts
@@ -172,7 +172,7 @@ class HubProcess:
         return [line for line in self.out.read().decode(errors="replace").splitlines()
                 if line.startswith("READY edge-hub ")]
 
-    def wait_connected(self, timeout: float = 20.0) -> None:
+    def wait_connected(self, timeout: float = PATIENCE_S) -> None:
         """Wait for the hub's READY line: every lane subscribed (SUBACK), so a stream published
         from now on reaches it."""
         wait_until(self.ready_lines, timeout, "the hub's READY line", gone=self._gone,

@@ -12,7 +12,7 @@ from typing import Any
 from brokers import BrokerTLS, Mosquitto, store_acl
 from certs import Authority
 from hubstandin import tls_context
-from wait import wait_until
+from wait import PATIENCE_S, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -77,7 +77,7 @@ class RunningAgent:
         self.agent = Agent(load_config(self.config_path), self.config_path)
         self.started = False
 
-    def call(self, coro, timeout: float = 30.0) -> Any:
+    def call(self, coro, timeout: float = PATIENCE_S) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def db(self, fn, *args) -> Any:

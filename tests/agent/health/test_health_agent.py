@@ -37,7 +37,7 @@ def write_config(tmp_path, enabled: bool = True):
     return path
 
 
-async def run_until(agent: Agent, condition, limit_s: float = 30.0) -> None:
+async def run_until(agent: Agent, condition, limit_s: float = 120.0) -> None:
     """Run the agent until condition(agent) holds (or the generous limit passes), then stop."""
     await agent.start()
     try:

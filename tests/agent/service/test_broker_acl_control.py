@@ -13,6 +13,7 @@ import pytest
 from testenv import ROOT, free_port
 from brokers import MOSQUITTO
 from test_broker_templates import connect, make_pki, subscribe
+from wait import PATIENCE_S
 
 sys.path.insert(0, str(ROOT / "packaging" / "mosquitto"))
 import render  # noqa: E402
@@ -66,7 +67,7 @@ def _close(*clients):
 def _seen_until(reader, sentinel: str) -> set[str]:
     seen: set[str] = set()
     while sentinel not in seen:
-        seen.add(reader.inbox.get(timeout=10)[0])
+        seen.add(reader.inbox.get(timeout=PATIENCE_S)[0])
     return seen
 
 
@@ -98,7 +99,7 @@ def test_a_store_account_cannot_publish_commands_or_flags(broker, writer, topic)
         sender.publish(sentinel, b"sentinel", qos=1).wait_for_publish(10)
         got = []
         while True:
-            t, payload = reader.inbox.get(timeout=10)
+            t, payload = reader.inbox.get(timeout=PATIENCE_S)
             got.append(payload)
             if payload == b"sentinel":
                 break
@@ -130,6 +131,6 @@ def test_results_reach_the_hub_through_its_shared_subscription(broker):
     try:
         assert subscribe(hub, "$share/hub-cmd/edge/v1/+/+/cmd/result") < 0x80
         store.publish("edge/v1/eu-west/store-0001/cmd/result", b"r", qos=1).wait_for_publish(10)
-        assert hub.inbox.get(timeout=10) == ("edge/v1/eu-west/store-0001/cmd/result", b"r")
+        assert hub.inbox.get(timeout=PATIENCE_S) == ("edge/v1/eu-west/store-0001/cmd/result", b"r")
     finally:
         _close(hub, store)

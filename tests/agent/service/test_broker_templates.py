@@ -16,6 +16,7 @@ import pytest
 
 from brokers import MOSQUITTO
 from conftest import ROOT, free_port
+from wait import PATIENCE_S
 
 sys.path.insert(0, str(ROOT / "packaging" / "mosquitto"))
 import render  # noqa: E402  (the shipped script, not a copy)
@@ -126,7 +127,7 @@ def connect(folder, port, user, wait_fail=None):
 
 def subscribe(client, topic) -> int:
     client.subscribe(topic, qos=1)
-    return client.subacks.get(timeout=10)[0]
+    return client.subacks.get(timeout=PATIENCE_S)[0]
 
 
 # Mosquitto grants every SUBSCRIBE and applies `read` rules to each message it delivers, so the
@@ -168,7 +169,7 @@ def test_deliveries_follow_the_acl(broker, case, reader, topic_filter, writer, t
         wr.publish(sentinel, b"sentinel", qos=1).wait_for_publish(10)
         seen = set()
         while sentinel not in seen:
-            seen.add(rd.inbox.get(timeout=10)[0])
+            seen.add(rd.inbox.get(timeout=PATIENCE_S)[0])
         assert (topic in seen) is delivered, case
     finally:
         for c in (rd, wr):
@@ -185,7 +186,7 @@ def test_a_store_publishes_only_under_its_own_topics(broker):
         # In order, on one connection: the forged one first, then its own.
         store.publish("edge/v1/us-east/store-0100/alert", b"forged", qos=1).wait_for_publish(10)
         store.publish("edge/v1/eu-west/store-0001/alert", b"own", qos=1).wait_for_publish(10)
-        topic, payload = hub.inbox.get(timeout=10)
+        topic, payload = hub.inbox.get(timeout=PATIENCE_S)
         assert (topic, payload) == ("edge/v1/eu-west/store-0001/alert", b"own")
         assert hub.inbox.empty()
     finally:

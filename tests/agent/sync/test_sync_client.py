@@ -88,7 +88,7 @@ def test_rows_leave_the_outbox_only_after_their_puback_and_unacked_ones_arrive_a
     # autosave_interval: what it acked but had not yet passed to the hub dies with it. Every
     # other row, above all each one the agent still held, must reach the hub.
     crash_lost = acked - delivered
-    wait_until(lambda: hub.ids() >= every - crash_lost, timeout=30,
+    wait_until(lambda: hub.ids() >= every - crash_lost,
                what="the hub to have every row the broker did not lose")
     assert hub.ids() <= every, "the hub got envelopes that were never in the outbox"
     assert all(len(set(payloads)) == 1 for payloads in hub.by_id.values()), \

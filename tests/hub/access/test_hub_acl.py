@@ -15,6 +15,7 @@ from brokers import Mosquitto
 from conftest import run_cli
 from hub.domains.access.broker import render_acl
 from hub.errors import Conflict, Invalid
+from wait import PATIENCE_S
 
 HUB_SECRET = "hub-broker-secret"
 
@@ -34,7 +35,7 @@ def connect(broker, user, password, on_message=None):
         client.on_message = on_message
     client.connect(broker.host, broker.port, 30)
     client.loop_start()
-    rc = result.get(timeout=10)
+    rc = result.get(timeout=PATIENCE_S)
     if rc.is_failure:
         client.loop_stop()
         return rc
@@ -47,7 +48,7 @@ def subscribe_all(broker, user, token):
     done: queue.Queue = queue.Queue()
     client.on_subscribe = lambda *a: done.put(True)
     client.subscribe([("edge/v1/alerts/#", 1), ("edge/v1/approvals/#", 1)])
-    done.get(timeout=10)
+    done.get(timeout=PATIENCE_S)
     return client, got
 
 
@@ -156,7 +157,7 @@ def test_the_hub_worker_logs_in_with_the_configs_account(rendered, tmp_path):
         got: queue.Queue = queue.Queue()
         state.on_message = lambda c, u, m: got.put(m.payload)
         state.subscribe("edge/v1/hub/state", qos=1)
-        assert b'"online":true' in got.get(timeout=10).replace(b" ", b"")
+        assert b'"online":true' in got.get(timeout=PATIENCE_S).replace(b" ", b"")
         state.disconnect()
         state.loop_stop()
     finally:
