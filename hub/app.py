@@ -224,9 +224,10 @@ class Hub:
             self.ingest.lane.publish(self.state_topic, payload, qos=1, retain=True)
 
     def _connected(self, ingest: Ingest) -> None:
-        client = ingest.client
-        client.subscribe(self.state_topic, qos=1)
-        # After our SUBSCRIBE on this connection: stores may send now (or, held, not).
+        """Every lane's subscription acknowledged, on each (re)connection: stores may send now
+        (or, held, not). Said before that, what a store sent ahead of the priority lane's
+        SUBACK reached the bulk lane alone and was overtaken by what followed it."""
+        ingest.client.subscribe(self.state_topic, qos=1)
         self._say_state(over_hold=True)
 
     def _say_state(self, over_hold: bool = False) -> None:

@@ -179,6 +179,10 @@ class Consumer:
         self._stop = threading.Event()
         self.failed = threading.Event()  # a thread died of a bug: the worker must exit
         self._connected = threading.Event()
+        # Called (on a network thread) each time every lane has its subscription acknowledged
+        # on its current connection: only then may stores send (the hub says online), or what
+        # they send before the priority lane subscribed reaches the bulk lane alone, behind
+        # its backlog, and is overtaken by what follows on the lane (issue 11).
         self.on_connected = on_connected
         self.on_birth = on_birth  # called (network thread) for every valid birth received
         self.writer: threading.Thread | None = None
@@ -202,11 +206,12 @@ class Consumer:
         self.lane = None
         if settings.priority_lane and settings.shared:
             self.lane = self._make_client(f"{settings.client_id}-p"[:64], priority=True)
-        self._lanes_up: set[int] = set()
         # Set once every lane's subscription has been acknowledged (SUBACK): from then on the
         # broker delivers what stores send to this worker. `edge-hub serve` says READY on it.
         self.ready = threading.Event()
-        self._subacked: set[bool] = set()
+        self._subscribed: set[bool] = set()  # lanes (priority?) subscribed on this connection
+        self._sub_mid: dict[bool, int] = {}  # each lane's SUBSCRIBE, to know its SUBACK
+        self._sub_lock = threading.Lock()
         self._store_topics: dict[str, bool] = {}
         # The alert feed goes out on the quiet lane: the bulk lane's loop is busy reading.
         self.feed_client = self.lane or self.client
@@ -299,43 +304,52 @@ class Consumer:
         if reason_code.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason_code)})
             return
-        if userdata["priority"]:
-            client.subscribe([(f, 1) for f in self.priority_filters()])
-            self._lanes_up.add(1)
+        priority = userdata["priority"]
+        with self._sub_lock:
+            self._subscribed.discard(priority)
+        # This callback runs on the lane's own network thread, which also handles its SUBACK:
+        # the mid is recorded before the SUBACK can be seen.
+        if priority:
+            _, self._sub_mid[True] = client.subscribe([(f, 1) for f in self.priority_filters()])
             log.info("priority lane connected",
                      extra={"session_present": bool(flags.session_present)})
             return
-        client.subscribe(self.topic_filter, qos=1)
+        _, self._sub_mid[False] = client.subscribe(self.topic_filter, qos=1)
         log.info("connected", extra={"broker": f"{self.s.host}:{self.s.port}",
                                      "subscription": self.topic_filter,
                                      "priority_lane": self.lane is not None,
                                      "session_present": bool(flags.session_present)})
         self._connected.set()
-        if self.on_connected:
-            self.on_connected(self)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         # SUBACK: from here on the broker delivers (or shares) the stream with this worker.
+        priority = userdata["priority"]
+        if mid != self._sub_mid.get(priority):
+            return  # another subscription on this client (the hub's own state topic)
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        complete = False
         if not refused:
-            self._subacked.add(userdata["priority"])
-            if len(self._subacked) == len(self.clients):
-                self.ready.set()
-        if userdata["priority"]:
-            if refused:
-                log.error("broker refused the priority lane's subscription",
-                          extra={"reasons": ",".join(refused)})
-            else:
-                log.info("priority lane subscribed")
-            return
-        if refused:
+            with self._sub_lock:
+                self._subscribed.add(priority)
+                complete = len(self._subscribed) == len(self.clients)
+        if priority and refused:
+            log.error("broker refused the priority lane's subscription",
+                      extra={"reasons": ",".join(refused)})
+        elif priority:
+            log.info("priority lane subscribed")
+        elif refused:
             log.error("broker refused the subscription", extra={"reasons": ",".join(refused)})
         else:
             log.info("subscribed", extra={"subscription": self.topic_filter})
+        if complete:
+            self.ready.set()
+            if self.on_connected:
+                self.on_connected(self)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._sub_lock:
+            self._subscribed.discard(userdata["priority"])
         if userdata["priority"]:
-            self._lanes_up.discard(1)
             if not self._stop.is_set():
                 log.warning("priority lane disconnected; reconnecting",
                             extra={"reason": str(reason_code)})

@@ -457,8 +457,9 @@ class Rig:
             last = self.wait(drained, "the commit acknowledged and at the hub", every=0.02)
             # The next commit is FLUSH_S after the last one: kill well before it.
             if time.monotonic() - committed < FLUSH_S / 2 and self.last_seq() == last:
-                self.broker.kill()
+                # Noted before the kill: this process may run again only well after it.
                 self.facts["kill"] = time.time()
+                self.broker.kill()
                 self.facts["seq_at_kill"] = last
                 break
         else:

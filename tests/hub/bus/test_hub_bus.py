@@ -41,3 +41,66 @@ def test_an_unreachable_broker_is_a_broker_error_not_a_traceback():
 
     with pytest.raises(BrokerError, match="cannot reach the broker"):
         Publisher("127.0.0.1", free_port()).connect()
+
+
+class _Lane:
+    """Stands in for one of the consumer's paho clients in its callbacks: records SUBSCRIBEs
+    and hands out message ids as paho does (only what _on_connect uses)."""
+
+    def __init__(self, first_mid: int):
+        self.mid = first_mid
+        self.subscribed: list = []
+
+    def subscribe(self, topic, qos=0):
+        self.subscribed.append(topic)
+        self.mid += 1
+        return 0, self.mid
+
+
+def test_stores_are_told_to_send_only_once_every_lane_has_its_subscription_acknowledged():
+    """Said after the bulk lane alone, a store's alert published before the priority lane's
+    SUBACK reached the bulk lane only, behind its backlog, and was overtaken by later ones
+    (issue 11, seen in the long-outage test under stress-ng)."""
+    from types import SimpleNamespace
+
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from hub.bus.consumer import Consumer, ConsumerSettings
+
+    said: list[str] = []
+    consumer = Consumer(ConsumerSettings(prefix="t", client_id="c"),
+                        on_connected=lambda c: said.append("online"))
+    assert consumer.lane is not None
+    bulk, lane = _Lane(100), _Lane(200)
+    ok = ReasonCode(PacketTypes.CONNACK, "Success")
+    gone = ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
+    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
+    refused = [ReasonCode(PacketTypes.SUBACK, "Not authorized")]
+    flags = SimpleNamespace(session_present=False)
+    B, P = {"priority": False}, {"priority": True}
+
+    consumer._on_connect(bulk, B, flags, ok, None)
+    consumer._on_connect(lane, P, flags, ok, None)
+    consumer._on_subscribe(bulk, B, bulk.mid, granted, None)
+    consumer._on_subscribe(bulk, B, 999, granted, None)  # another subscription of the client
+    assert said == [] and not consumer.ready.is_set()
+    consumer._on_subscribe(lane, P, lane.mid, refused, None)  # refused: still not subscribed
+    assert said == []
+    consumer._on_subscribe(lane, P, lane.mid, granted, None)
+    assert said == ["online"] and consumer.ready.is_set()
+
+    # The lane drops and comes back: nothing is said again until its new SUBACK.
+    consumer._on_disconnect(lane, P, flags, gone, None)
+    consumer._on_connect(lane, P, flags, ok, None)
+    consumer._on_subscribe(lane, P, lane.mid - 1, granted, None)  # the old connection's mid
+    assert said == ["online"]
+    consumer._on_subscribe(lane, P, lane.mid, granted, None)
+    assert said == ["online", "online"]
+    # Likewise the bulk lane.
+    consumer._on_disconnect(bulk, B, flags, gone, None)
+    consumer._on_connect(bulk, B, flags, ok, None)
+    assert said == ["online", "online"]
+    consumer._on_subscribe(bulk, B, bulk.mid, granted, None)
+    assert said == ["online", "online", "online"]
+    assert len(bulk.subscribed) == 2 and len(lane.subscribed) == 2
