@@ -191,7 +191,8 @@ class Hub:
         self.state_topic = topics.hub_state_topic(settings.prefix)
         self.ingest = Ingest(db, settings,
                              will=(self.state_topic, state_payload(False, settings.client_id)),
-                             on_connected=self._connected, on_birth=self._birth_seen)
+                             on_connected=self._connected, on_birth=self._birth_seen,
+                             on_ready=self._ready)
         self.ingest.client.message_callback_add(self.state_topic, self._on_state)
         self._state_lock = threading.Lock()
         self._state_at = float("-inf")  # when our state was last published (monotonic)
@@ -224,10 +225,15 @@ class Hub:
             self.ingest.lane.publish(self.state_topic, payload, qos=1, retain=True)
 
     def _connected(self, ingest: Ingest) -> None:
+        """The bulk lane (re)connected: watch the hub's state topic on it. (Subscribed here,
+        before the stream's SUBACK and so before READY: the embedded amqtt broker once failed
+        a store's session, "dictionary changed size during iteration", subscribed later.)"""
+        ingest.client.subscribe(self.state_topic, qos=1)
+
+    def _ready(self, ingest: Ingest) -> None:
         """Every lane's subscription acknowledged, on each (re)connection: stores may send now
         (or, held, not). Said before that, what a store sent ahead of the priority lane's
         SUBACK reached the bulk lane alone and was overtaken by what followed it."""
-        ingest.client.subscribe(self.state_topic, qos=1)
         self._say_state(over_hold=True)
 
     def _say_state(self, over_hold: bool = False) -> None:

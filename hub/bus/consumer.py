@@ -169,7 +169,8 @@ class Consumer:
     def __init__(self, settings: ConsumerSettings,
                  will: tuple[str, bytes] | None = None,
                  on_connected: Callable[["Consumer"], None] | None = None,
-                 on_birth: Callable[[], None] | None = None):
+                 on_birth: Callable[[], None] | None = None,
+                 on_ready: Callable[["Consumer"], None] | None = None):
         self.s = settings
         self.queue = Handoff(settings.queue_max, settings.queue_bytes)
         self.counts: Counter[str] = Counter()      # received, stored, duplicates, readings...
@@ -179,11 +180,12 @@ class Consumer:
         self._stop = threading.Event()
         self.failed = threading.Event()  # a thread died of a bug: the worker must exit
         self._connected = threading.Event()
+        self.on_connected = on_connected  # each time the bulk lane connects (network thread)
         # Called (on a network thread) each time every lane has its subscription acknowledged
         # on its current connection: only then may stores send (the hub says online), or what
         # they send before the priority lane subscribed reaches the bulk lane alone, behind
         # its backlog, and is overtaken by what follows on the lane (issue 11).
-        self.on_connected = on_connected
+        self.on_ready = on_ready
         self.on_birth = on_birth  # called (network thread) for every valid birth received
         self.writer: threading.Thread | None = None
         self._route_failures = 0  # alert routing rounds failed in a row (the database away)
@@ -320,6 +322,8 @@ class Consumer:
                                      "priority_lane": self.lane is not None,
                                      "session_present": bool(flags.session_present)})
         self._connected.set()
+        if self.on_connected:
+            self.on_connected(self)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         # SUBACK: from here on the broker delivers (or shares) the stream with this worker.
@@ -343,8 +347,8 @@ class Consumer:
             log.info("subscribed", extra={"subscription": self.topic_filter})
         if complete:
             self.ready.set()
-            if self.on_connected:
-                self.on_connected(self)
+            if self.on_ready:
+                self.on_ready(self)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._sub_lock:

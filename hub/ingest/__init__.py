@@ -50,12 +50,13 @@ class Ingest(Consumer):
                  will: tuple[str, bytes] | None = None,
                  on_connected: Callable[["Ingest"], None] | None = None,
                  on_birth: Callable[[], None] | None = None,
-                 clock: Clock = time.time):
+                 clock: Clock = time.time,
+                 on_ready: Callable[["Ingest"], None] | None = None):
         self.db = db
         self.clock = clock
         self.router = alerts.Router(db, settings.client_id, settings.flaps, settings.prefix)
         self.decode = make_decoder(settings.prefix, clock, settings.skew)  # type: ignore
-        super().__init__(settings, will, on_connected, on_birth)
+        super().__init__(settings, will, on_connected, on_birth, on_ready)
 
     def feed_step(self) -> list[Outgoing]:
         return self.router.step()  # type: ignore[return-value]

@@ -73,8 +73,14 @@ def commit_batch(db: Store, batch: list[Item],
             valid.setdefault(item.env.id, item.env)
             raw.setdefault(item.env.id, item.raw)
     received = batch[-1].received
-    # Each message keeps its own arrival time: ordering by it shows the arrival order.
-    arrived = {item.env.id: item.received for item in reversed(batch) if item.env}
+    # Each message keeps its own arrival time, its first copy's when both lanes' are here (the
+    # priority lane's goes first in a batch, but the bulk lane's may have come earlier).
+    arrived: dict[str, float] = {}
+    for item in batch:
+        if item.env is not None:
+            first = arrived.get(item.env.id)
+            if first is None or item.received < first:
+                arrived[item.env.id] = item.received
     rows = [(e.id, e.store, e.region, e.seq, e.kind, e.ts, arrived[e.id],
              raw[e.id].decode()) for e in valid.values()]
     last = done.last

@@ -69,8 +69,10 @@ def test_stores_are_told_to_send_only_once_every_lane_has_its_subscription_ackno
     from hub.bus.consumer import Consumer, ConsumerSettings
 
     said: list[str] = []
+    connected: list[str] = []
     consumer = Consumer(ConsumerSettings(prefix="t", client_id="c"),
-                        on_connected=lambda c: said.append("online"))
+                        on_connected=lambda c: connected.append("bulk"),
+                        on_ready=lambda c: said.append("online"))
     assert consumer.lane is not None
     bulk, lane = _Lane(100), _Lane(200)
     ok = ReasonCode(PacketTypes.CONNACK, "Success")
@@ -104,3 +106,4 @@ def test_stores_are_told_to_send_only_once_every_lane_has_its_subscription_ackno
     consumer._on_subscribe(bulk, B, bulk.mid, granted, None)
     assert said == ["online", "online", "online"]
     assert len(bulk.subscribed) == 2 and len(lane.subscribed) == 2
+    assert connected == ["bulk", "bulk"]  # the hub's own state topic: at each bulk connect

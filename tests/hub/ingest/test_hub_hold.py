@@ -214,7 +214,8 @@ class Bus:
     def connect(self, hub: Hub) -> None:
         self.connecting = True
         try:
-            hub._connected(hub.ingest)
+            hub._connected(hub.ingest)  # the bulk lane connected
+            hub._ready(hub.ingest)      # and every lane's SUBACK came: the hub says its state
         finally:
             self.connecting = False
 
@@ -313,6 +314,7 @@ def test_a_healthy_worker_does_not_answer_births_over_a_hold_but_answers_a_will(
     sick, well = bus.add(_worker(idle_db, "sick")), bus.add(_worker(idle_db, "well"))
     for w in (sick, well):
         w._connected(w.ingest)
+        w._ready(w.ingest)
     bus.settle()
     _hold(sick)
     bus.settle()
@@ -339,6 +341,7 @@ def test_one_worker_holds_while_its_writer_stalls_and_says_online_at_its_next_co
     hub = bus.add(Hub(idle_db, Settings(host="127.0.0.1", port=1, client_id="one",
                                         hold_after_s=5.0)))
     hub._connected(hub.ingest)
+    hub._ready(hub.ingest)
     bus.settle()
     hub.ingest.stalled_since = 100.0
     assert hub.ingest.stalled_s(now=104.9) < 5.0 <= hub.ingest.stalled_s(now=105.0)

@@ -315,7 +315,7 @@ def test_births_get_the_hub_state_at_most_once_a_second_and_each_within_a_second
                 timer.fn()
         clock[0] = to
 
-    hub._connected(hub.ingest)  # online, as on connecting
+    hub._ready(hub.ingest)  # online, as once every lane is subscribed
     births = [1000.1, 1000.2, 1000.2, 1000.9, 1001.5, 1003.0, 1003.05, 1007.0] + \
         [1010 + i / 10 for i in range(22)]
     for at in births:
