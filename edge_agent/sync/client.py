@@ -91,6 +91,15 @@ class Connection:
         self.will = b""
         # PUBACKs for received messages, in arrival order (made with the paho client).
         self.received: AckOrder | None = None
+        # The hub-state subscription made on this connection (its SUBSCRIBE's mid) and the
+        # mids the broker has acknowledged (SUBACK, added by paho's thread). A hub state counts
+        # as live only once our own subscription is acknowledged: what the broker kept in our
+        # session across its restart arrives before that (docs/sync.md).
+        self.hub_sub_mid: int | None = None
+        self.subacked: set[int] = set()
+
+    def hub_subscribed(self) -> bool:
+        return self.hub_sub_mid is not None and self.hub_sub_mid in self.subacked
 
 
 class SyncClient:
@@ -196,7 +205,7 @@ class SyncClient:
             await self._save_status(connected=True, since=_now(), session=session,
                                     hub_online=self.machine.hub_online(), last_error=None,
                                     force=True)
-            conn.mqtt.subscribe(self.hub_topic, qos=1)
+            _, conn.hub_sub_mid = conn.mqtt.subscribe(self.hub_topic, qos=1)
             if self.control is not None:
                 for name in self.control.topics(self.s.prefix):
                     conn.mqtt.subscribe(name, qos=1)
@@ -349,6 +358,7 @@ class SyncClient:
             conn, rc.value, bool(flags.session_present))
         client.on_disconnect = lambda c, u, flags, rc, p: self._thread_lost(conn, str(rc))
         client.on_publish = lambda c, u, mid, rc, p: self._thread_ack(conn, mid, rc)
+        client.on_subscribe = lambda c, u, mid, rcs, p: conn.subacked.add(mid)
         client.on_message = lambda c, u, msg: self._thread_message(
             conn, msg.topic, msg.payload, bool(msg.retain),
             conn.received.received(msg.mid, msg.qos), bool(msg.dup))
@@ -430,14 +440,15 @@ class SyncClient:
             self._thread_event(self._on_message, conn, topic, payload, retained, receipt, dup)
             return
         try:
-            self._thread_hub_state(conn, payload, retained)
+            self._thread_hub_state(conn, payload, retained, dup)
         finally:
             # The hub's state is acted on here and kept nowhere: its PUBACK may go at once
             # (after those of the messages before it, which AckOrder keeps in order).
             if receipt is not None:
                 receipt.done()
 
-    def _thread_hub_state(self, conn: Connection, payload: bytes, retained: bool) -> None:
+    def _thread_hub_state(self, conn: Connection, payload: bytes, retained: bool,
+                          dup: bool = False) -> None:
         try:
             online = wire.decode_hub_state(payload)["online"]
         except wire.WireError as err:
@@ -449,9 +460,15 @@ class SyncClient:
             return
         # A state delivered live (not the retained copy on subscribing) means the hub is
         # subscribed on this broker now. After a broker crash the retained "online" can be
-        # stale, and the broker drops what a store sends until the hub subscribes again.
+        # stale, and the broker drops what a store sends until the hub subscribes again
+        # (Mosquitto 2.0 restores a persistent session's plain subscriptions from its file,
+        # not its shared ones). Stale too: a state the broker kept in our session across its
+        # restart, redelivered (DUP) or sent queued right after the CONNACK, before our
+        # subscription's SUBACK. So live means: not retained, not a redelivery, and after the
+        # SUBACK of this connection's own subscription to the hub's state.
+        live = not retained and not dup and conn.hub_subscribed()
         event = (Event.HUB_OFFLINE if not online else
-                 Event.HUB_ONLINE if retained else Event.HUB_LIVE)
+                 Event.HUB_LIVE if live else Event.HUB_ONLINE)
         step = self._thread_fire(event, conn)
         if step is not None and step.changed:
             self._thread_event(self._on_hub_state, conn, step, retained)

@@ -127,7 +127,7 @@ def test_after_a_broker_outage_every_committed_alert_and_decision_reaches_the_hu
             base += 4
             time.sleep(1)
         mosquitto.start()
-        wait_until(lambda: len(critical_at_hub(hub_db)) >= len(committed), timeout=60,
+        wait_until(lambda: len(critical_at_hub(hub_db)) >= len(committed),
                    what="every committed alert and decision at the hub")
         at_hub = critical_at_hub(hub_db)
         # Each once, none missing, under the seq it was committed with. Not the order of

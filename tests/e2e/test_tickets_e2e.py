@@ -158,7 +158,7 @@ def test_two_hub_workers_and_a_restart_mid_delivery_give_one_ticket(
                                            " WHERE status = 'sending'"), what="a lease")[0][0]
     wait_until(lambda: sn.incidents, what="the incident made on the ITSM side")
     workers[owner].kill()                     # dies before the answer comes back
-    wait_until(lambda: settled(pg), timeout=60, what="the other worker to take over")
+    wait_until(lambda: settled(pg), what="the other worker to take over")
     workers[owner] = hub(mosquitto, pg, toml, tmp_path, owner)   # and it comes back
     pub.send(failed_alert("cleared", 2, t0, now_ts()))
     wait_until(lambda: db_rows(pg, "SELECT COUNT(*) FROM ticket_intents")[0][0] >= 1
@@ -192,7 +192,7 @@ def test_a_connector_down_for_a_while_receives_everything_afterwards_in_order(
     wait_until(lambda: len(sn.requests()) >= 6, what="several refused attempts")
     refused = len(sn.requests())
     sn.down = False
-    wait_until(lambda: settled(pg), timeout=60, what="the backlog delivered")
+    wait_until(lambda: settled(pg), what="the backlog delivered")
     assert h.terminate() == 0
     pub.close()
     made = sorted(sn.incidents.values(), key=lambda r: r["number"])

@@ -135,7 +135,7 @@ def test_an_agent_killed_mid_drain_loses_nothing_and_resends_only_the_same_ids(t
         wait_until(lambda: every - left <= hub.ids(), what="every deleted row at the hub")
 
         start()
-        wait_until(lambda: not _outbox_ids(cfg.state_path), timeout=60,
+        wait_until(lambda: not _outbox_ids(cfg.state_path),
                    what="the restarted agent to drain the outbox")
         wait_until(lambda: hub.ids() >= every, what="every row at the hub")
         assert hub.ids() == every
