@@ -172,6 +172,7 @@ def test_a_hub_state_kept_in_the_agents_session_across_a_broker_crash_is_not_the
     first.start()
     wait_until(lambda: hub.ids() >= row, what="the agent's first row at the hub")
     first.stop()  # its session (subscribed to the hub's state) stays on the broker
+    cleanup.remove(first)
 
     hub.publish_state(True)  # live to subscribers: queued in the away store's session
     published = time.time_ns()

@@ -19,11 +19,16 @@ from hubkit import birth_body, decision_body, envelope, now_ts, reading, telemet
 OLD, NEW = "0190a000-0000-7000-8000-000000000001", "0190b000-0000-7000-8000-000000000002"
 
 
-def birth(session: int, instance: str | None, **kw) -> dict:
+def birth(session: int, instance: str | None, *, age_s: float = 0.0) -> dict:
+    """A birth whose own time is age_s before now. Which instance the hub follows goes by
+    that time (strictly newer), so a test with two instances sets it: two births made in
+    the same millisecond tie, and the second is then taken for a late one."""
     body = birth_body(session)
     if instance is not None:
         body["instance"] = instance
-    return envelope("birth", body, seq=0, **kw)
+    env = envelope("birth", body, seq=0)
+    env["ts"] = now_ts(-age_s)
+    return env
 
 
 def death(session: int, instance: str | None) -> dict:
@@ -57,7 +62,8 @@ def state(db) -> dict:
 
 
 def test_a_store_whose_state_was_lost_is_taken_back_at_session_1_with_fresh_seq_accounting(db):
-    commit(db, birth(40, OLD), *[envelope("telemetry", telemetry(1), seq=s) for s in range(1, 21)])
+    commit(db, birth(40, OLD, age_s=10),
+           *[envelope("telemetry", telemetry(1), seq=s) for s in range(1, 21)])
     commit(db, death(40, OLD))
     assert state(db)["online"] is False
     # The state database was lost: a new instance, session 1, seqs from 1 again.
@@ -74,21 +80,17 @@ def test_a_store_whose_state_was_lost_is_taken_back_at_session_1_with_fresh_seq_
 
 
 def test_the_old_instance_late_changes_nothing(db):
-    commit(db, birth(40, OLD))
+    commit(db, birth(40, OLD, age_s=10))
     commit(db, birth(1, NEW))
     # A redelivery from the lost instance (its Will, a birth queued at the broker): older.
-    old_birth = birth(41, OLD)
-    old_birth["ts"] = now_ts(-60)
-    commit(db, old_birth, death(40, OLD), death(41, OLD))
+    commit(db, birth(41, OLD, age_s=60), death(40, OLD), death(41, OLD))
     s = state(db)
     assert s["online"] is True and s["instance"] == NEW and s["session"] == 1
 
 
 def test_a_birth_of_another_instance_older_than_the_one_followed_is_ignored(db):
     commit(db, birth(1, NEW))
-    stale = birth(9, OLD)
-    stale["ts"] = now_ts(-3600)
-    commit(db, death(1, NEW), stale)
+    commit(db, death(1, NEW), birth(9, OLD, age_s=3600))
     assert state(db)["online"] is False and state(db)["instance"] == NEW
 
 
