@@ -18,6 +18,7 @@ from syncrig import (REGION, STORES, RunningAgent, agent_toml, alert_body, hub_t
 import edge_protocol as wire
 from edge_agent import __version__, collectors
 from edge_agent.sync import state as sync_state
+from edge_agent.sync.machine import State
 from wait import wait_until
 
 TELEMETRY = ("telemetry", {"readings": []})
@@ -196,7 +197,10 @@ def test_a_hub_state_kept_in_the_agents_session_across_a_broker_crash_is_not_the
     time.sleep(1.0)  # room for a wrong client to send history
     assert watcher.ids() == set() and rows <= again.outbox_ids(), \
         "history left on a hub state the broker had kept from before its crash"
-    assert again.client.machine.state.value == "awaiting-answer"
+    # The birth is out and the gate waits for the answer (a wrong client would be draining).
+    wait_until(lambda: again.client.machine.state is State.AWAITING_ANSWER,
+               what="the agent to wait for the hub's answer",
+               detail=lambda: f"state {again.client.machine.state.value}")
     watcher.state = True
     watcher.publish_state(True)  # live, after the agent's subscription: the hub is back
     wait_until(lambda: watcher.ids() >= rows, what="the history once the hub answered")
